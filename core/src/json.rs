@@ -1,0 +1,457 @@
+//! Strict JSON validation: RFC 8259 plus the I-JSON rules that matter for safety.
+//!
+//! Well-formed UTF-8 only (no BOM, overlongs or encoded surrogates), no raw control
+//! characters in strings, escapes checked and `\u` surrogates paired, the exact number
+//! grammar, only space/tab/CR/LF between tokens, exactly one value, and a nesting limit
+//! tracked on a 128-bit stack instead of the call stack.
+//!
+//! The lexer is hand-written rather than built from `nom` combinators: the string loop
+//! skips 16 ASCII bytes per step with plain 64-bit arithmetic (no `unsafe`, no target
+//! features), which is where a JSON-RPC frame spends its time. The same [`Lexer`] serves
+//! [`crate::rpc`], which walks the envelope while everything else is validated.
+
+use crate::error::{Error, ErrorKind};
+use crate::text::{RawStr, hex4};
+
+/// Nesting limit used by [`validate`] and [`crate::scan`].
+pub const DEFAULT_MAX_DEPTH: u8 = 64;
+/// The largest nesting limit the bit stack can track.
+pub const MAX_DEPTH: u8 = 127;
+
+/// Validates `frame` as exactly one strict JSON value, nesting at most
+/// [`DEFAULT_MAX_DEPTH`] deep.
+pub fn validate(frame: &[u8]) -> Result<(), Error> {
+    validate_with_depth(frame, DEFAULT_MAX_DEPTH)
+}
+
+/// [`validate`] with another nesting limit (clamped to 1..=[`MAX_DEPTH`]).
+pub fn validate_with_depth(frame: &[u8], max_depth: u8) -> Result<(), Error> {
+    let mut lx = Lexer::new(frame, max_depth);
+    if lx.peek_non_ws().is_none() {
+        return Err(Error::at(ErrorKind::Empty, lx.pos));
+    }
+    lx.skip_value(0)?;
+    lx.expect_end()
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Bytes of `w` (little-endian lanes) that a string cannot skip: a quote, a backslash,
+/// a control character or a non-ASCII byte. The lowest flagged lane is always exact.
+#[inline(always)]
+const fn special_lanes(w: u64) -> u64 {
+    let quote = w ^ (LO * b'"' as u64);
+    let backslash = w ^ (LO * b'\\' as u64);
+    let zero_quote = quote.wrapping_sub(LO) & !quote;
+    let zero_backslash = backslash.wrapping_sub(LO) & !backslash;
+    let control = w.wrapping_sub(LO * 0x20) & !w;
+    (zero_quote | zero_backslash | control | w) & HI
+}
+
+#[inline(always)]
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let chunk: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(chunk))
+}
+
+/// A cursor over one frame.
+#[derive(Clone, Debug)]
+pub(crate) struct Lexer<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
+    max_depth: u8,
+}
+
+impl<'a> Lexer<'a> {
+    pub(crate) fn new(bytes: &'a [u8], max_depth: u8) -> Self {
+        Self {
+            bytes,
+            pos: 0,
+            max_depth: max_depth.clamp(1, MAX_DEPTH),
+        }
+    }
+
+    pub(crate) fn at(&self, pos: usize) -> Self {
+        Self {
+            bytes: self.bytes,
+            pos,
+            max_depth: self.max_depth,
+        }
+    }
+
+    pub(crate) fn err(&self, kind: ErrorKind) -> Error {
+        Error::at(kind, self.pos)
+    }
+
+    /// Skips whitespace and returns the next byte without consuming it.
+    #[inline]
+    pub(crate) fn peek_non_ws(&mut self) -> Option<u8> {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+                self.pos += 1;
+            } else {
+                return Some(b);
+            }
+        }
+        None
+    }
+
+    /// Like [`Self::peek_non_ws`], but the end of the frame is an error.
+    #[inline]
+    pub(crate) fn next_token(&mut self) -> Result<u8, Error> {
+        self.peek_non_ws()
+            .ok_or_else(|| self.err(ErrorKind::UnexpectedEnd))
+    }
+
+    /// Only whitespace may follow the value.
+    pub(crate) fn expect_end(&mut self) -> Result<(), Error> {
+        match self.peek_non_ws() {
+            None => Ok(()),
+            Some(_) => Err(self.err(ErrorKind::TrailingData)),
+        }
+    }
+
+    /// Reads `"key"` and the `:` after it; the cursor is at the opening quote.
+    #[inline]
+    pub(crate) fn member_key(&mut self) -> Result<RawStr<'a>, Error> {
+        if self.bytes.get(self.pos) != Some(&b'"') {
+            return Err(self.err(ErrorKind::UnexpectedByte));
+        }
+        let key = self.string()?;
+        if self.next_token()? != b':' {
+            return Err(self.err(ErrorKind::UnexpectedByte));
+        }
+        self.pos += 1;
+        Ok(key)
+    }
+
+    /// After a member value: `,` then the next key (`Some`), or `}` (`None`).
+    #[inline]
+    pub(crate) fn next_member(&mut self) -> Result<Option<RawStr<'a>>, Error> {
+        match self.next_token()? {
+            b',' => {
+                self.pos += 1;
+                self.next_token()?;
+                self.member_key().map(Some)
+            }
+            b'}' => {
+                self.pos += 1;
+                Ok(None)
+            }
+            _ => Err(self.err(ErrorKind::UnexpectedByte)),
+        }
+    }
+
+    /// The cursor is at `{`: consumes it and reads the first key, `None` for `{}`.
+    #[inline]
+    pub(crate) fn open_object(&mut self) -> Result<Option<RawStr<'a>>, Error> {
+        self.pos += 1;
+        if self.next_token()? == b'}' {
+            self.pos += 1;
+            Ok(None)
+        } else {
+            self.member_key().map(Some)
+        }
+    }
+
+    /// Reads a string; the cursor is at its opening quote.
+    #[inline]
+    pub(crate) fn string(&mut self) -> Result<RawStr<'a>, Error> {
+        let bytes = self.bytes;
+        let start = self.pos + 1;
+        let mut i = start;
+        let mut escaped = false;
+        loop {
+            // Skip ordinary ASCII 16 bytes at a time.
+            loop {
+                let (Some(a), Some(b)) = (word_at(bytes, i), word_at(bytes, i + 8)) else {
+                    break;
+                };
+                let (sa, sb) = (special_lanes(a), special_lanes(b));
+                if sa != 0 {
+                    i += (sa.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                if sb != 0 {
+                    i += 8 + (sb.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                i += 16;
+            }
+            let Some(&c) = bytes.get(i) else {
+                self.pos = i;
+                return Err(self.err(ErrorKind::UnexpectedEnd));
+            };
+            match c {
+                b'"' => {
+                    self.pos = i + 1;
+                    let raw = bytes.get(start..i).unwrap_or_default();
+                    return Ok(RawStr::new(raw, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    i = escape_end(bytes, i).map_err(|kind| Error::at(kind, i))?;
+                }
+                0x00..=0x1F => return Err(Error::at(ErrorKind::ControlInString, i)),
+                0x80..=0xFF => {
+                    i = utf8_end(bytes, i).ok_or(Error::at(ErrorKind::InvalidUtf8, i))?;
+                }
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// Reads a number in the exact JSON grammar; the cursor is at `-` or a digit.
+    pub(crate) fn number(&mut self) -> Result<(), Error> {
+        let bytes = self.bytes;
+        let start = self.pos;
+        let mut i = start;
+        let digit = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_digit);
+        let bad = |i: usize| Err(Error::at(ErrorKind::InvalidNumber, i));
+        if bytes.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match bytes.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                i += 1;
+                while digit(i) {
+                    i += 1;
+                }
+            }
+            _ => return bad(i),
+        }
+        if bytes.get(i) == Some(&b'.') {
+            i += 1;
+            if !digit(i) {
+                return bad(i);
+            }
+            while digit(i) {
+                i += 1;
+            }
+        }
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if !digit(i) {
+                return bad(i);
+            }
+            while digit(i) {
+                i += 1;
+            }
+        }
+        // "01", "1.2.3", "1e5e5", "2x": the number is malformed, not merely followed by junk.
+        if matches!(bytes.get(i), Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+            || bytes.get(i).is_some_and(u8::is_ascii_alphabetic)
+        {
+            return bad(i);
+        }
+        self.pos = i;
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Error> {
+        let end = self.pos + word.len();
+        if self.bytes.get(self.pos..end) == Some(word)
+            && !self.bytes.get(end).is_some_and(u8::is_ascii_alphanumeric)
+        {
+            self.pos = end;
+            Ok(())
+        } else {
+            Err(self.err(ErrorKind::InvalidLiteral))
+        }
+    }
+
+    /// Validates one value at the cursor (after whitespace). `depth` is how many
+    /// containers enclose it. Iterative: the open containers live on a bit stack.
+    pub(crate) fn skip_value(&mut self, depth: u8) -> Result<(), Error> {
+        // Bit n of `stack` is set when the container n levels down is an object.
+        let mut stack: u128 = 0;
+        let mut open: u8 = 0;
+        'value: loop {
+            match self.next_token()? {
+                b'{' => {
+                    self.push(depth, &mut open)?;
+                    stack = stack << 1 | 1;
+                    if self.open_object()?.is_none() {
+                        open -= 1;
+                        stack >>= 1;
+                    } else {
+                        continue 'value;
+                    }
+                }
+                b'[' => {
+                    self.push(depth, &mut open)?;
+                    stack <<= 1;
+                    self.pos += 1;
+                    if self.next_token()? == b']' {
+                        self.pos += 1;
+                        open -= 1;
+                        stack >>= 1;
+                    } else {
+                        continue 'value;
+                    }
+                }
+                b'"' => {
+                    self.string()?;
+                }
+                b'-' | b'0'..=b'9' => self.number()?,
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                b'N' | b'I' => return Err(self.err(ErrorKind::InvalidNumber)),
+                _ => return Err(self.err(ErrorKind::UnexpectedByte)),
+            }
+            // A value is complete: close containers until one expects more.
+            while open > 0 {
+                let in_object = stack & 1 == 1;
+                match self.next_token()? {
+                    b',' => {
+                        self.pos += 1;
+                        if in_object {
+                            self.next_token()?;
+                            self.member_key()?;
+                        }
+                        continue 'value;
+                    }
+                    b'}' if in_object => {}
+                    b']' if !in_object => {}
+                    _ => return Err(self.err(ErrorKind::UnexpectedByte)),
+                }
+                self.pos += 1;
+                open -= 1;
+                stack >>= 1;
+            }
+            return Ok(());
+        }
+    }
+
+    fn push(&self, depth: u8, open: &mut u8) -> Result<(), Error> {
+        *open += 1;
+        if u16::from(depth) + u16::from(*open) > u16::from(self.max_depth) {
+            Err(self.err(ErrorKind::TooDeep))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// True when `depth` enclosing containers plus one more would exceed the limit.
+    pub(crate) fn too_deep(&self, depth: u8) -> bool {
+        depth >= self.max_depth
+    }
+}
+
+/// Checks the escape at `i` (a backslash) and returns the index after it.
+#[inline]
+fn escape_end(bytes: &[u8], i: usize) -> Result<usize, ErrorKind> {
+    match bytes.get(i + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 2),
+        Some(b'u') => {
+            let cp = hex4(bytes.get(i + 2..i + 6)).ok_or(ErrorKind::InvalidEscape)?;
+            match cp {
+                0xD800..=0xDBFF => {
+                    if bytes.get(i + 6..i + 8) != Some(b"\\u") {
+                        return Err(ErrorKind::LoneSurrogate);
+                    }
+                    match hex4(bytes.get(i + 8..i + 12)) {
+                        Some(0xDC00..=0xDFFF) => Ok(i + 12),
+                        Some(_) => Err(ErrorKind::LoneSurrogate),
+                        None => Err(ErrorKind::InvalidEscape),
+                    }
+                }
+                0xDC00..=0xDFFF => Err(ErrorKind::LoneSurrogate),
+                _ => Ok(i + 6),
+            }
+        }
+        None => Err(ErrorKind::UnexpectedEnd),
+        Some(_) => Err(ErrorKind::InvalidEscape),
+    }
+}
+
+/// Checks the multi-byte UTF-8 sequence at `i` (Unicode Table 3-7) and returns the
+/// index after it.
+#[inline]
+fn utf8_end(bytes: &[u8], i: usize) -> Option<usize> {
+    let cont = |j: usize| bytes.get(i + j).is_some_and(|&b| (0x80..=0xBF).contains(&b));
+    let in_range = |j: usize, lo: u8, hi: u8| bytes.get(i + j).is_some_and(|&b| (lo..=hi).contains(&b));
+    let ok = match *bytes.get(i)? {
+        0xC2..=0xDF => return cont(1).then_some(i + 2),
+        0xE0 => in_range(1, 0xA0, 0xBF) && cont(2),
+        0xE1..=0xEC | 0xEE..=0xEF => cont(1) && cont(2),
+        0xED => in_range(1, 0x80, 0x9F) && cont(2),
+        0xF0 => return (in_range(1, 0x90, 0xBF) && cont(2) && cont(3)).then_some(i + 4),
+        0xF1..=0xF3 => return (cont(1) && cont(2) && cont(3)).then_some(i + 4),
+        0xF4 => return (in_range(1, 0x80, 0x8F) && cont(2) && cont(3)).then_some(i + 4),
+        _ => false,
+    };
+    ok.then_some(i + 3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_lanes_find_the_first_special_byte() {
+        for pos in 0..8 {
+            for special in [b'"', b'\\', 0x00, 0x1F, 0x80, 0xFF] {
+                let mut w = *b"abcdefgh";
+                w[pos] = special;
+                let lanes = special_lanes(u64::from_le_bytes(w));
+                assert_eq!(lanes.trailing_zeros() / 8, pos as u32, "{special:#x} at {pos}");
+            }
+        }
+        assert_eq!(special_lanes(u64::from_le_bytes(*b" ~!#[]{}")), 0);
+    }
+
+    #[test]
+    fn table() {
+        let cases: &[(&[u8], Option<ErrorKind>)] = &[
+            (b"{}", None),
+            (b" [1, -0.5e+3, \"a\\u00e9\", true, false, null, {\"k\": []}] ", None),
+            (b"\"\\ud83d\\ude00\"", None),
+            (b"", Some(ErrorKind::Empty)),
+            (b"  ", Some(ErrorKind::Empty)),
+            (b"{", Some(ErrorKind::UnexpectedEnd)),
+            (b"[1,]", Some(ErrorKind::UnexpectedByte)),
+            (b"{\"a\":1,}", Some(ErrorKind::UnexpectedByte)),
+            (b"01", Some(ErrorKind::InvalidNumber)),
+            (b"1.", Some(ErrorKind::InvalidNumber)),
+            (b".5", Some(ErrorKind::UnexpectedByte)),
+            (b"-", Some(ErrorKind::InvalidNumber)),
+            (b"NaN", Some(ErrorKind::InvalidNumber)),
+            (b"-Infinity", Some(ErrorKind::InvalidNumber)),
+            (b"tru", Some(ErrorKind::InvalidLiteral)),
+            (b"1 2", Some(ErrorKind::TrailingData)),
+            (b"\"\\ud800\"", Some(ErrorKind::LoneSurrogate)),
+            (b"\"\\udc00\\ud800\"", Some(ErrorKind::LoneSurrogate)),
+            (b"\"\\x\"", Some(ErrorKind::InvalidEscape)),
+            (b"\"\x01\"", Some(ErrorKind::ControlInString)),
+            (b"\xEF\xBB\xBF{}", Some(ErrorKind::UnexpectedByte)),
+            (b"\"\xC0\xAF\"", Some(ErrorKind::InvalidUtf8)),
+            (b"\"\xED\xA0\x80\"", Some(ErrorKind::InvalidUtf8)),
+            (b"\"\xE2\x82\"", Some(ErrorKind::InvalidUtf8)),
+            (b"\x0c{}", Some(ErrorKind::UnexpectedByte)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(validate(input).err().map(|e| e.kind), *want, "{:?}", core::str::from_utf8(input));
+        }
+    }
+
+    #[test]
+    fn depth_limit_is_exact_and_fast() {
+        let mut deep = [0u8; 200];
+        deep[..64].fill(b'[');
+        deep[64..128].fill(b']');
+        assert!(validate(&deep[..128]).is_ok());
+        deep[..65].fill(b'[');
+        deep[65..130].fill(b']');
+        assert_eq!(validate(&deep[..130]).unwrap_err().kind, ErrorKind::TooDeep);
+        assert!(validate_with_depth(&deep[..130], 65).is_ok());
+        deep.fill(b'[');
+        assert_eq!(validate_with_depth(&deep, 255).unwrap_err().kind, ErrorKind::TooDeep);
+    }
+}
