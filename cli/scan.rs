@@ -1,0 +1,160 @@
+//! `thoth scan`: one JSON line per frame describing how thoth-core reads it.
+//!
+//! Frames come from the core framer (or the whole input with `--whole`), so what this
+//! prints is exactly what the proxy would see. Invalid frames are data, not failures:
+//! the exit code is 0 unless reading or writing fails (then 2).
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+
+use thoth_core::{Error, FrameStep, LineFramer, Message, RawStr, tool_call};
+
+use crate::args::ScanArgs;
+
+/// Runs `thoth scan`.
+pub fn run(args: &ScanArgs) -> ExitCode {
+    let result = match &args.file {
+        Some(path) => std::fs::File::open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))
+            .and_then(|file| scan_stream(file, args)),
+        None => scan_stream(io::stdin().lock(), args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("thoth scan: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn scan_stream(mut input: impl Read, args: &ScanArgs) -> Result<(), String> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut number = 0usize;
+    let mut emit = |line: Option<String>, out: &mut io::BufWriter<io::StdoutLock<'_>>| {
+        number += 1;
+        let members = line.unwrap_or_else(|| r#""kind":"invalid","error":"frame_too_large""#.into());
+        writeln!(out, r#"{{"frame":{number},{members}}}"#)
+    };
+    let read_err = |e: io::Error| format!("read failed: {e}");
+    if args.whole {
+        let mut all = Vec::new();
+        input
+            .take(args.max_frame_bytes as u64 + 1)
+            .read_to_end(&mut all)
+            .map_err(read_err)?;
+        let line = (all.len() <= args.max_frame_bytes).then(|| describe(&all));
+        return finish(emit(line, &mut out).and_then(|()| out.flush()));
+    }
+    let mut framer = LineFramer::new(args.max_frame_bytes);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        if n == 0 {
+            if let Some(line) = step_line(framer.finish(&buf), &buf) {
+                finish(emit(line, &mut out))?;
+            }
+            return finish(out.flush());
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        loop {
+            let step = framer.step(&buf);
+            let line = step_line(step, &buf);
+            let consumed = match step {
+                FrameStep::Frame { consumed, .. }
+                | FrameStep::Oversized { consumed, .. }
+                | FrameStep::NeedMore { consumed } => consumed,
+            };
+            if let Some(line) = line {
+                finish(emit(line, &mut out))?;
+            }
+            buf.drain(..consumed);
+            if matches!(step, FrameStep::NeedMore { .. }) {
+                break;
+            }
+        }
+    }
+}
+
+/// `Some(Some(line))` for a frame, `Some(None)` for an oversized one.
+fn step_line(step: FrameStep, buf: &[u8]) -> Option<Option<String>> {
+    match step {
+        FrameStep::Frame { frame, .. } => Some(Some(describe(frame.of(buf)))),
+        FrameStep::Oversized { .. } => Some(None),
+        FrameStep::NeedMore { .. } => None,
+    }
+}
+
+/// A closed stdout (`thoth scan | head`) ends the scan quietly.
+fn finish(result: io::Result<()>) -> Result<(), String> {
+    match result {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(format!("write failed: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// The members of the JSON object describing one frame (without braces or number).
+pub fn describe(frame: &[u8]) -> String {
+    match thoth_core::scan(frame) {
+        Ok(Message::Batch(batch)) => {
+            let elements: Vec<String> = batch
+                .elements()
+                .map(|element| match element {
+                    Ok(message) => format!("{{{}}}", describe_message(&message)),
+                    Err(e) => format!("{{{}}}", describe_error(frame, &e)),
+                })
+                .collect();
+            format!(r#""kind":"batch","elements":[{}]"#, elements.join(","))
+        }
+        Ok(message) => describe_message(&message),
+        Err(e) => describe_error(frame, &e),
+    }
+}
+
+fn describe_message(message: &Message<'_>) -> String {
+    let mut out = String::new();
+    match message {
+        Message::Request(call) | Message::Notification(call) => {
+            let kind = if call.id().is_some() { "request" } else { "notification" };
+            let _ = write!(out, r#""kind":"{kind}","method":{}"#, quoted(&call.method()));
+            if let Some(id) = call.id() {
+                let _ = write!(out, r#","id":{}"#, String::from_utf8_lossy(id.raw));
+            }
+            if let Ok(tc) = tool_call(call) {
+                let _ = write!(out, r#","tool":{}"#, json_string(&tc.name));
+                if let Some(span) = tc.arguments {
+                    let _ = write!(out, r#","arguments":[{},{}]"#, span.start, span.end);
+                }
+            }
+        }
+        Message::Response(response) => {
+            let _ = write!(out, r#""kind":"response","id":{}"#, String::from_utf8_lossy(response.id().raw));
+        }
+        Message::Batch(_) => out.push_str(r#""kind":"batch""#),
+    }
+    out
+}
+
+fn describe_error(frame: &[u8], e: &Error) -> String {
+    let mut out = String::from(r#""kind":"invalid""#);
+    if let Some(id) = e.id {
+        let _ = write!(out, r#","id":{}"#, String::from_utf8_lossy(id.of(frame)));
+    }
+    let _ = write!(out, r#","error":"{}""#, e.kind.as_str());
+    out
+}
+
+fn quoted(raw: &RawStr<'_>) -> String {
+    json_string(&raw.chars().collect::<String>())
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
