@@ -35,7 +35,8 @@ fn scan_stream(mut input: impl Read, args: &ScanArgs) -> Result<(), String> {
     let mut number = 0usize;
     let mut emit = |line: Option<String>, out: &mut io::BufWriter<io::StdoutLock<'_>>| {
         number += 1;
-        let members = line.unwrap_or_else(|| r#""kind":"invalid","error":"frame_too_large""#.into());
+        let members =
+            line.unwrap_or_else(|| r#""kind":"invalid","error":"frame_too_large""#.into());
         writeln!(out, r#"{{"frame":{number},{members}}}"#)
     };
     let read_err = |e: io::Error| format!("read failed: {e}");
@@ -122,8 +123,16 @@ fn describe_message(message: &Message<'_>) -> String {
     let mut out = String::new();
     match message {
         Message::Request(call) | Message::Notification(call) => {
-            let kind = if call.id().is_some() { "request" } else { "notification" };
-            let _ = write!(out, r#""kind":"{kind}","method":{}"#, quoted(&call.method()));
+            let kind = if call.id().is_some() {
+                "request"
+            } else {
+                "notification"
+            };
+            let _ = write!(
+                out,
+                r#""kind":"{kind}","method":{}"#,
+                quoted(&call.method())
+            );
             if let Some(id) = call.id() {
                 let _ = write!(out, r#","id":{}"#, String::from_utf8_lossy(id.raw));
             }
@@ -135,7 +144,11 @@ fn describe_message(message: &Message<'_>) -> String {
             }
         }
         Message::Response(response) => {
-            let _ = write!(out, r#""kind":"response","id":{}"#, String::from_utf8_lossy(response.id().raw));
+            let _ = write!(
+                out,
+                r#""kind":"response","id":{}"#,
+                String::from_utf8_lossy(response.id().raw)
+            );
         }
         Message::Batch(_) => out.push_str(r#""kind":"batch""#),
     }

@@ -14,10 +14,13 @@ fn scan(args: &[&str], input: &[u8]) -> std::process::Output {
 #[test]
 fn one_line_per_frame_in_the_documented_shape() {
     let input = concat!(
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"re\u0061d","arguments":{"a":1}}}"#, "\r\n",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"re\u0061d","arguments":{"a":1}}}"#,
+        "\r\n",
         "\n",
-        r#"[{"jsonrpc":"2.0","id":2,"method":"ping"},3,{"jsonrpc":"2.0","id":"z","result":{}}]"#, "\n",
-        r#"{"jsonrpc":"2.0","id":"q","method":"a","method":"b"}"#, "\n",
+        r#"[{"jsonrpc":"2.0","id":2,"method":"ping"},3,{"jsonrpc":"2.0","id":"z","result":{}}]"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","id":"q","method":"a","method":"b"}"#,
+        "\n",
         "garbage\n",
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
     );
@@ -59,7 +62,10 @@ fn oversized_frames_are_reported_once_and_the_stream_resyncs() {
 fn whole_reads_the_input_as_one_frame() {
     let pretty = b"{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 7,\n  \"method\": \"ping\"\n}\n";
     let out = scan(&["--whole"], pretty);
-    assert_eq!(lines(&out), [r#"{"frame":1,"kind":"request","method":"ping","id":7}"#]);
+    assert_eq!(
+        lines(&out),
+        [r#"{"frame":1,"kind":"request","method":"ping","id":7}"#]
+    );
     let out = scan(&[], pretty);
     assert_eq!(lines(&out).len(), 5, "without --whole each line is a frame");
 }
@@ -73,11 +79,18 @@ fn reads_a_file_and_fails_with_2_on_io_errors() {
     let out = thoth().arg("scan").arg(&file).output().unwrap();
     assert_eq!(lines(&out), [r#"{"frame":1,"kind":"response","id":1}"#]);
 
-    let out = thoth().arg("scan").arg(dir.join("missing")).output().unwrap();
+    let out = thoth()
+        .arg("scan")
+        .arg(dir.join("missing"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot open") && stderr.contains("missing"), "{stderr}");
+    assert!(
+        stderr.contains("cannot open") && stderr.contains("missing"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -85,5 +98,8 @@ fn reads_a_file_and_fails_with_2_on_io_errors() {
 fn version() {
     let out = thoth().arg("--version").output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("thoth {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("thoth {}", env!("CARGO_PKG_VERSION"))
+    );
 }

@@ -248,7 +248,9 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&[u8], usize, &[(usize, usize, u64)])] = &[
+        // (input, max frame length, frames as (offset, length, dropped bytes))
+        type Row<'a> = (&'a [u8], usize, &'a [(usize, usize, u64)]);
+        let cases: &[Row<'_>] = &[
             (b"", 10, &[]),
             (b"\n\n\r\n  \n", 10, &[]),
             (b"abc\n", 10, &[(0, 3, 0)]),

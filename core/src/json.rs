@@ -55,6 +55,48 @@ fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(chunk))
 }
 
+/// A member name: its text and, when it is unescaped and at most 15 bytes, its bytes
+/// packed little-endian into a word with the length in the top byte (else 0), so names
+/// are matched by one compare. (The length keeps `"a\u0000"` apart from `"a"`.)
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Key<'a> {
+    pub(crate) text: RawStr<'a>,
+    pub(crate) word: u128,
+}
+
+/// `name` packed as [`Key::word`] packs it (names longer than 16 bytes pack to 0).
+pub(crate) const fn pack(name: &[u8]) -> u128 {
+    if name.is_empty() || name.len() > 15 {
+        return 0;
+    }
+    let mut word = 0u128;
+    let mut rest = name;
+    while let [head @ .., last] = rest {
+        word = word << 8 | *last as u128;
+        rest = head;
+    }
+    word | (name.len() as u128) << 120
+}
+
+/// Packs `raw`, which starts at `start` in `bytes`: one 16-byte load, masked, when the
+/// frame has 16 bytes there, else byte by byte.
+#[inline]
+fn pack_at(bytes: &[u8], start: usize, raw: &[u8]) -> u128 {
+    let len = raw.len();
+    if len == 0 || len > 15 {
+        return 0;
+    }
+    match bytes
+        .get(start..start + 16)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+    {
+        Some(chunk) => {
+            u128::from_le_bytes(chunk) & (u128::MAX >> (8 * (16 - len))) | (len as u128) << 120
+        }
+        None => pack(raw),
+    }
+}
+
 /// A cursor over one frame.
 #[derive(Clone, Debug)]
 pub(crate) struct Lexer<'a> {
@@ -85,7 +127,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Skips whitespace and returns the next byte without consuming it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn peek_non_ws(&mut self) -> Option<u8> {
         while let Some(&b) = self.bytes.get(self.pos) {
             if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
@@ -98,7 +140,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Like [`Self::peek_non_ws`], but the end of the frame is an error.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next_token(&mut self) -> Result<u8, Error> {
         self.peek_non_ws()
             .ok_or_else(|| self.err(ErrorKind::UnexpectedEnd))
@@ -113,22 +155,28 @@ impl<'a> Lexer<'a> {
     }
 
     /// Reads `"key"` and the `:` after it; the cursor is at the opening quote.
-    #[inline]
-    pub(crate) fn member_key(&mut self) -> Result<RawStr<'a>, Error> {
+    #[inline(always)]
+    pub(crate) fn member_key(&mut self) -> Result<Key<'a>, Error> {
         if self.bytes.get(self.pos) != Some(&b'"') {
             return Err(self.err(ErrorKind::UnexpectedByte));
         }
-        let key = self.string()?;
+        let start = self.pos + 1;
+        let text = self.string()?;
+        let word = if text.has_escapes() {
+            0
+        } else {
+            pack_at(self.bytes, start, text.raw())
+        };
         if self.next_token()? != b':' {
             return Err(self.err(ErrorKind::UnexpectedByte));
         }
         self.pos += 1;
-        Ok(key)
+        Ok(Key { text, word })
     }
 
     /// After a member value: `,` then the next key (`Some`), or `}` (`None`).
-    #[inline]
-    pub(crate) fn next_member(&mut self) -> Result<Option<RawStr<'a>>, Error> {
+    #[inline(always)]
+    pub(crate) fn next_member(&mut self) -> Result<Option<Key<'a>>, Error> {
         match self.next_token()? {
             b',' => {
                 self.pos += 1;
@@ -144,8 +192,8 @@ impl<'a> Lexer<'a> {
     }
 
     /// The cursor is at `{`: consumes it and reads the first key, `None` for `{}`.
-    #[inline]
-    pub(crate) fn open_object(&mut self) -> Result<Option<RawStr<'a>>, Error> {
+    #[inline(always)]
+    pub(crate) fn open_object(&mut self) -> Result<Option<Key<'a>>, Error> {
         self.pos += 1;
         if self.next_token()? == b'}' {
             self.pos += 1;
@@ -164,10 +212,7 @@ impl<'a> Lexer<'a> {
         let mut escaped = false;
         loop {
             // Skip ordinary ASCII 16 bytes at a time.
-            loop {
-                let (Some(a), Some(b)) = (word_at(bytes, i), word_at(bytes, i + 8)) else {
-                    break;
-                };
+            while let (Some(a), Some(b)) = (word_at(bytes, i), word_at(bytes, i + 8)) {
                 let (sa, sb) = (special_lanes(a), special_lanes(b));
                 if sa != 0 {
                     i += (sa.trailing_zeros() / 8) as usize;
@@ -244,8 +289,10 @@ impl<'a> Lexer<'a> {
             }
         }
         // "01", "1.2.3", "1e5e5", "2x": the number is malformed, not merely followed by junk.
-        if matches!(bytes.get(i), Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
-            || bytes.get(i).is_some_and(u8::is_ascii_alphabetic)
+        if matches!(
+            bytes.get(i),
+            Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+        ) || bytes.get(i).is_some_and(u8::is_ascii_alphabetic)
         {
             return bad(i);
         }
@@ -375,8 +422,13 @@ fn escape_end(bytes: &[u8], i: usize) -> Result<usize, ErrorKind> {
 /// index after it.
 #[inline]
 fn utf8_end(bytes: &[u8], i: usize) -> Option<usize> {
-    let cont = |j: usize| bytes.get(i + j).is_some_and(|&b| (0x80..=0xBF).contains(&b));
-    let in_range = |j: usize, lo: u8, hi: u8| bytes.get(i + j).is_some_and(|&b| (lo..=hi).contains(&b));
+    let cont = |j: usize| {
+        bytes
+            .get(i + j)
+            .is_some_and(|&b| (0x80..=0xBF).contains(&b))
+    };
+    let in_range =
+        |j: usize, lo: u8, hi: u8| bytes.get(i + j).is_some_and(|&b| (lo..=hi).contains(&b));
     let ok = match *bytes.get(i)? {
         0xC2..=0xDF => return cont(1).then_some(i + 2),
         0xE0 => in_range(1, 0xA0, 0xBF) && cont(2),
@@ -401,17 +453,45 @@ mod tests {
                 let mut w = *b"abcdefgh";
                 w[pos] = special;
                 let lanes = special_lanes(u64::from_le_bytes(w));
-                assert_eq!(lanes.trailing_zeros() / 8, pos as u32, "{special:#x} at {pos}");
+                assert_eq!(
+                    lanes.trailing_zeros() / 8,
+                    pos as u32,
+                    "{special:#x} at {pos}"
+                );
             }
         }
         assert_eq!(special_lanes(u64::from_le_bytes(*b" ~!#[]{}")), 0);
     }
 
     #[test]
+    fn packed_keys_match_only_their_name() {
+        let frame = br#""method":1,"method\u0000":2,"progressToken":3,"m":4"#;
+        let mut lx = Lexer::new(frame, 8);
+        let method = lx.member_key().unwrap();
+        assert_eq!(method.word, pack(b"method"));
+        lx.pos = 11;
+        let escaped = lx.member_key().unwrap();
+        assert_eq!(escaped.word, 0, "escaped keys are packed after unescaping");
+        assert_ne!(pack(b"method\0"), pack(b"method"));
+        lx.pos = 28;
+        assert_eq!(lx.member_key().unwrap().word, pack(b"progressToken"));
+        lx.pos = 46;
+        assert_eq!(
+            lx.member_key().unwrap().word,
+            pack(b"m"),
+            "short tail: byte by byte"
+        );
+        assert_eq!(pack(b"sixteen-bytes-xx"), 0);
+    }
+
+    #[test]
     fn table() {
         let cases: &[(&[u8], Option<ErrorKind>)] = &[
             (b"{}", None),
-            (b" [1, -0.5e+3, \"a\\u00e9\", true, false, null, {\"k\": []}] ", None),
+            (
+                b" [1, -0.5e+3, \"a\\u00e9\", true, false, null, {\"k\": []}] ",
+                None,
+            ),
             (b"\"\\ud83d\\ude00\"", None),
             (b"", Some(ErrorKind::Empty)),
             (b"  ", Some(ErrorKind::Empty)),
@@ -437,7 +517,12 @@ mod tests {
             (b"\x0c{}", Some(ErrorKind::UnexpectedByte)),
         ];
         for (input, want) in cases {
-            assert_eq!(validate(input).err().map(|e| e.kind), *want, "{:?}", core::str::from_utf8(input));
+            assert_eq!(
+                validate(input).err().map(|e| e.kind),
+                *want,
+                "{:?}",
+                core::str::from_utf8(input)
+            );
         }
     }
 
@@ -452,6 +537,9 @@ mod tests {
         assert_eq!(validate(&deep[..130]).unwrap_err().kind, ErrorKind::TooDeep);
         assert!(validate_with_depth(&deep[..130], 65).is_ok());
         deep.fill(b'[');
-        assert_eq!(validate_with_depth(&deep, 255).unwrap_err().kind, ErrorKind::TooDeep);
+        assert_eq!(
+            validate_with_depth(&deep, 255).unwrap_err().kind,
+            ErrorKind::TooDeep
+        );
     }
 }

@@ -38,7 +38,7 @@ pub use frame::{FrameStep, Frames, LineFramer};
 pub use json::{DEFAULT_MAX_DEPTH, MAX_DEPTH, validate, validate_with_depth};
 pub use reply::{ReplyError, write_error_reply};
 pub use rpc::{
-    Batch, BatchElements, Call, Id, IdKind, Message, Response, Span, ToolCall, ToolName,
-    scan, scan_with_depth, tool_call,
+    Batch, BatchElements, Call, Id, IdKind, Message, Response, Span, ToolCall, ToolName, scan,
+    scan_with_depth, tool_call,
 };
 pub use text::RawStr;

@@ -16,15 +16,13 @@ const LONGEST: usize = 16;
 /// format characters dropped), equals one of `names`. Callers have already checked
 /// that `key` is not exactly one of them.
 pub(crate) fn folds_onto(key: &RawStr<'_>, names: &[&str]) -> bool {
-    // A plain key of lowercase ASCII is its own folding, and it is not a protected
-    // name: no look-alike. This keeps ordinary keys off the slow path.
-    if !key.has_escapes()
-        && !key
-            .raw()
+    // An unescaped ASCII key has no control character (the validator refuses raw
+    // ones) and folds by ASCII case alone. This keeps ordinary keys off the slow path.
+    if !key.has_escapes() && key.raw().is_ascii() {
+        let raw = key.raw();
+        return names
             .iter()
-            .any(|&b| b.is_ascii_uppercase() || b >= 0x80)
-    {
-        return false;
+            .any(|n| n.len() == raw.len() && n.as_bytes().eq_ignore_ascii_case(raw));
     }
     let mut folded = heapless::Vec::<u8, LONGEST>::new();
     for c in key.chars() {
@@ -86,7 +84,12 @@ mod tests {
         ];
         for (raw, want) in cases {
             let key = RawStr::new(raw, raw.contains(&b'\\'));
-            assert_eq!(folds_onto(&key, ENVELOPE), *want, "{:?}", core::str::from_utf8(raw));
+            assert_eq!(
+                folds_onto(&key, ENVELOPE),
+                *want,
+                "{:?}",
+                core::str::from_utf8(raw)
+            );
         }
         let kelvin = RawStr::new("\u{212A}".as_bytes(), false);
         assert!(folds_onto(&kelvin, &["k"]));

@@ -73,7 +73,8 @@ mod tests {
     #[test]
     fn echoes_raw_id_and_escapes_message() {
         let mut buf = [0u8; 160];
-        let n = write_error_reply(&mut buf, Some(br#""a\u0062""#), -32600, "bad \"x\"\n", None).unwrap();
+        let n = write_error_reply(&mut buf, Some(br#""a\u0062""#), -32600, "bad \"x\"\n", None)
+            .unwrap();
         assert_eq!(
             &buf[..n],
             br#"{"jsonrpc":"2.0","id":"a\u0062","error":{"code":-32600,"message":"bad \"x\"\n"}}"#
@@ -83,6 +84,9 @@ mod tests {
             &buf[..n],
             br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error","data":{}}}"#
         );
-        assert_eq!(write_error_reply(&mut buf[..10], None, 1, "x", None), Err(ReplyError));
+        assert_eq!(
+            write_error_reply(&mut buf[..10], None, 1, "x", None),
+            Err(ReplyError)
+        );
     }
 }

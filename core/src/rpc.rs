@@ -22,7 +22,7 @@
 //! whatever params their protocol gives them.
 
 use crate::error::{Error, ErrorKind};
-use crate::json::{DEFAULT_MAX_DEPTH, Lexer};
+use crate::json::{DEFAULT_MAX_DEPTH, Key, Lexer, pack};
 use crate::lookalike::folds_onto;
 use crate::text::RawStr;
 
@@ -268,16 +268,20 @@ pub fn tool_call(call: &Call<'_>) -> Result<ToolCall, Error> {
         .tool
         .name
         .ok_or(Error::at(ErrorKind::MissingToolName, at))?;
-    let mut name = ToolName::new();
-    for c in raw.chars() {
-        name.push(c)
-            .map_err(|_| Error::at(ErrorKind::NameTooLong, at))?;
-    }
-    Ok(ToolCall {
-        name,
+    let mut tc = ToolCall {
+        name: ToolName::new(),
         arguments: call.tool.arguments,
         progress_token: call.tool.progress_token,
-    })
+    };
+    let pushed = match raw.as_unescaped_str() {
+        Some(text) => tc.name.push_str(text).is_ok(),
+        None => raw.chars().all(|c| tc.name.push(c).is_ok()),
+    };
+    if pushed {
+        Ok(tc)
+    } else {
+        Err(Error::at(ErrorKind::NameTooLong, at))
+    }
 }
 
 /// A rule failed: report a parse error instead if the frame is not even JSON, and
@@ -307,19 +311,36 @@ enum Member {
     Error,
 }
 
-fn envelope_member(key: &RawStr<'_>) -> Option<Member> {
-    let mut buf = [0u8; 8];
-    let name = match key.as_unescaped_str() {
-        Some(s) => s,
-        None => key.unescape_into(&mut buf)?,
-    };
-    Some(match name {
-        "jsonrpc" => Member::Jsonrpc,
-        "id" => Member::Id,
-        "method" => Member::Method,
-        "params" => Member::Params,
-        "result" => Member::Result,
-        "error" => Member::Error,
+const JSONRPC: u128 = pack(b"jsonrpc");
+const ID: u128 = pack(b"id");
+const METHOD: u128 = pack(b"method");
+const PARAMS: u128 = pack(b"params");
+const RESULT: u128 = pack(b"result");
+const ERROR: u128 = pack(b"error");
+const NAME: u128 = pack(b"name");
+const ARGUMENTS: u128 = pack(b"arguments");
+const META: u128 = pack(b"_meta");
+const PROGRESS_TOKEN: u128 = pack(b"progressToken");
+
+/// The key's name packed into a word; an escaped key is unescaped first.
+fn key_word(key: &Key<'_>) -> u128 {
+    if !key.text.has_escapes() {
+        return key.word;
+    }
+    let mut buf = [0u8; 16];
+    key.text
+        .unescape_into(&mut buf)
+        .map_or(0, |name| pack(name.as_bytes()))
+}
+
+fn envelope_member(key: &Key<'_>) -> Option<Member> {
+    Some(match key_word(key) {
+        JSONRPC => Member::Jsonrpc,
+        ID => Member::Id,
+        METHOD => Member::Method,
+        PARAMS => Member::Params,
+        RESULT => Member::Result,
+        ERROR => Member::Error,
         _ => return None,
     })
 }
@@ -356,7 +377,7 @@ fn walk_message<'a>(lx: &mut Lexer<'a>, depth: u8) -> Result<Message<'a>, Error>
         let first = lx.next_token()?;
         let at = lx.pos;
         let Some(member) = envelope_member(&key) else {
-            if folds_onto(&key, ENVELOPE) {
+            if folds_onto(&key.text, ENVELOPE) {
                 return Err(Error::at(ErrorKind::LookalikeMember, at));
             }
             lx.skip_value(inner)?;
@@ -428,14 +449,11 @@ fn walk_params<'a>(lx: &mut Lexer<'a>, depth: u8, facts: &mut ToolFacts<'a>) -> 
     while let Some(key) = next {
         let first = lx.next_token()?;
         let at = lx.pos;
-        let slot = if key.eq_str("name") {
-            Some(0)
-        } else if key.eq_str("arguments") {
-            Some(1)
-        } else if key.eq_str("_meta") {
-            Some(2)
-        } else {
-            None
+        let slot = match key_word(&key) {
+            NAME => Some(0),
+            ARGUMENTS => Some(1),
+            META => Some(2),
+            _ => None,
         };
         match slot {
             Some(i) if seen.get(i).copied().unwrap_or(false) => {
@@ -470,7 +488,7 @@ fn walk_params<'a>(lx: &mut Lexer<'a>, depth: u8, facts: &mut ToolFacts<'a>) -> 
                 }
             }
             None => {
-                if folds_onto(&key, TOOL_PARAMS) {
+                if folds_onto(&key.text, TOOL_PARAMS) {
                     facts.fault(ErrorKind::LookalikeMember, at);
                 }
                 lx.skip_value(inner)?;
@@ -492,7 +510,7 @@ fn walk_meta<'a>(lx: &mut Lexer<'a>, depth: u8, facts: &mut ToolFacts<'a>) -> Re
         lx.next_token()?;
         let at = lx.pos;
         lx.skip_value(inner)?;
-        if key.eq_str("progressToken") {
+        if key_word(&key) == PROGRESS_TOKEN {
             if facts.progress_token.is_some() {
                 facts.fault(ErrorKind::DuplicateMember, at);
             }
@@ -575,6 +593,14 @@ fn check_tool_call(env: &Envelope<'_>, span: Span) -> Result<(), Error> {
     let Some(name) = env.tool.name else {
         return fail(ErrorKind::MissingToolName);
     };
+    // Raw ASCII controls cannot occur in a valid string: plain ASCII names skip the walk.
+    if !name.has_escapes() && name.raw().is_ascii() {
+        return if name.raw().len() > MAX_TOOL_NAME {
+            fail(ErrorKind::NameTooLong)
+        } else {
+            Ok(())
+        };
+    }
     let mut len = 0usize;
     for c in name.chars() {
         if c.is_control() {
@@ -625,11 +651,11 @@ fn unambiguous_id(frame: &[u8], max_depth: u8, start: usize) -> Option<Span> {
         let at = lx.pos;
         lx.skip_value(1).ok()?;
         let value = frame.get(at..lx.pos)?;
-        if key.eq_str("id") {
+        if key_word(&key) == ID {
             count += 1;
             let valid = first == b'"' || is_integer_id(value);
             found = valid.then_some(Span::new(at, lx.pos));
-        } else if folds_onto(&key, &["id"]) {
+        } else if folds_onto(&key.text, &["id"]) {
             return None;
         }
         next = lx.next_member().ok()?;
@@ -742,7 +768,12 @@ mod tests {
         }
         assert_eq!(
             kinds.as_slice(),
-            ["request", "not_an_object", "lookalike_member", "notification"]
+            [
+                "request",
+                "not_an_object",
+                "lookalike_member",
+                "notification"
+            ]
         );
         let third = batch.elements().nth(2).unwrap().unwrap_err();
         assert_eq!(third.id.unwrap().of(frame), b"\"x\"");

@@ -123,13 +123,15 @@ fn decode_escape(after: &[u8]) -> (char, usize) {
                 return (char::REPLACEMENT_CHARACTER, after.len().min(5));
             };
             if (0xD800..0xDC00).contains(&hi) {
-                if after.get(5..7) == Some(b"\\u") {
-                    if let Some(lo) = hex4(after.get(7..11)) {
-                        if (0xDC00..0xE000).contains(&lo) {
-                            let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                            return (char::from_u32(cp).unwrap_or(char::REPLACEMENT_CHARACTER), 11);
-                        }
-                    }
+                if after.get(5..7) == Some(b"\\u")
+                    && let Some(lo) = hex4(after.get(7..11))
+                    && (0xDC00..0xE000).contains(&lo)
+                {
+                    let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                    return (
+                        char::from_u32(cp).unwrap_or(char::REPLACEMENT_CHARACTER),
+                        11,
+                    );
                 }
                 return (char::REPLACEMENT_CHARACTER, 5);
             }

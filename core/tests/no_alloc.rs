@@ -58,7 +58,8 @@ fn the_core_never_allocates() {
                     seen += tc.name.len();
                 }
                 let id = call.id().map(|id| id.raw);
-                seen += write_error_reply(&mut reply, id, -32001, "Blocked \"x\"", None).unwrap_or(0);
+                seen +=
+                    write_error_reply(&mut reply, id, -32001, "Blocked \"x\"", None).unwrap_or(0);
             }
             Ok(Message::Batch(batch)) => {
                 for element in batch.elements() {
@@ -82,7 +83,8 @@ fn the_core_never_allocates() {
         loop {
             let step = framer.step(&buf[..len]);
             let consumed = match step {
-                thoth_core::FrameStep::Frame { consumed, .. } | thoth_core::FrameStep::Oversized { consumed, .. } => consumed,
+                thoth_core::FrameStep::Frame { consumed, .. }
+                | thoth_core::FrameStep::Oversized { consumed, .. } => consumed,
                 thoth_core::FrameStep::NeedMore { consumed } => {
                     buf.copy_within(consumed..len, 0);
                     len -= consumed;
