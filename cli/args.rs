@@ -1,7 +1,11 @@
 //! Command-line flags, parsed once by clap. Values that need more than clap's checks
 //! are validated where they are turned into settings.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+
+use crate::settings::Mode;
+use crate::settings::env::parse_mode;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -20,8 +24,96 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run an MCP server under governance: thoth run [flags] -- <command> [args…]
+    Run(RunArgs),
+    /// Check a server before rolling it out: resolution, initialize, tools/list, decisions.
+    Doctor(DoctorArgs),
+    /// Audit log tools.
+    Audit(AuditArgs),
     /// Classify JSON-RPC frames (one JSON line per frame on stdout).
     Scan(ScanArgs),
+}
+
+/// Identity and policy flags shared by `run` and `doctor` (stable names).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunFlags {
+    /// The agent (server) id, e.g. the server's name in the client config.
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    /// Tenant id ([a-z0-9-], at most 63 characters).
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// The user on whose behalf tools run.
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// This machine's endpoint id (default: the host name).
+    #[arg(long)]
+    pub endpoint_id: Option<String>,
+    /// observe | step_up | block | progressive (default block).
+    #[arg(long, value_parser = mode_arg)]
+    pub enforcement_mode: Option<Mode>,
+    /// Session intent (default from ~/.thoth/intent_map.json).
+    #[arg(long)]
+    pub session_intent: Option<String>,
+    /// API key for the Thoth enforcer. Prefer THOTH_API_KEY or THOTH_API_KEY_FILE:
+    /// every process listing shows a command line.
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// A Cedar policy file: decide locally with it.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Largest client → server frame in bytes (default 16 MiB).
+    #[arg(long, value_parser = parse_frame_bytes)]
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// `thoth run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub flags: RunFlags,
+    /// The server command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// `thoth doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub flags: RunFlags,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for initialize and tools/list.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+    /// The server command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// `thoth audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// Audit subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain of one audit file or every file under a directory
+    /// (default ~/.thoth/audit).
+    Verify {
+        /// File or directory.
+        path: Option<PathBuf>,
+    },
+}
+
+fn mode_arg(s: &str) -> Result<Mode, String> {
+    parse_mode(s)
+        .ok_or_else(|| format!("`{s}` is not a mode: use observe, step_up, block or progressive"))
 }
 
 /// `thoth scan`.

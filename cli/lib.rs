@@ -5,8 +5,14 @@
 //! `scan`, its JSON lines) ever reach stdout; diagnostics go to stderr via `tracing`.
 
 pub mod args;
+pub mod audit;
+pub mod enforce;
 pub mod logging;
+pub mod proxy;
+pub mod run_cmd;
 pub mod scan;
+pub mod settings;
+pub mod spawn;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -30,5 +36,32 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
     logging::init();
     match cli.command {
         args::Command::Scan(scan_args) => scan::run(&scan_args),
+        args::Command::Run(run_args) => run_cmd::run(&run_args),
+        args::Command::Doctor(_) => ExitCode::from(2),
+        args::Command::Audit(audit_args) => audit_cmd(&audit_args),
+    }
+}
+
+fn audit_cmd(args: &args::AuditArgs) -> ExitCode {
+    let args::AuditCommand::Verify { path } = &args.command;
+    let path = match path {
+        Some(p) => p.clone(),
+        None => match settings::profile::Profile::locate() {
+            Ok(profile) => profile.audit_dir(),
+            Err(e) => return run_cmd::config_error(&e),
+        },
+    };
+    match audit::verify_path(&path) {
+        Ok((files, records)) => {
+            tracing::info!(
+                "audit chain verified: {files} file(s), {records} record(s) under {}",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(broken) => {
+            tracing::error!("audit chain broken: {broken}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -1,0 +1,387 @@
+//! The audit log: every decision as one JSON line, chained with SHA-256 per session.
+//!
+//! Files live at `~/.thoth/audit/<UTC date>/<session id>.jsonl`, one per `thoth run`,
+//! so proxies started together never interleave a chain. Each line is a JSON object
+//! whose last member is `"hash"`: the SHA-256 of the line's bytes before that member
+//! (the object up to, and without, `,"hash":…`). Each record carries `prev_hash`, the
+//! previous line's hash; the first record's `prev_hash` is the SHA-256 of the session
+//! id. Records never hold tool arguments or results.
+//!
+//! Writing happens on a dedicated thread behind a bounded queue, so the pumps never
+//! wait for the disk. A record that does not fit in the queue is dropped and counted;
+//! the count is written into the next record (`dropped_before`) and reported on stderr.
+//! `verify` detects edited, inserted, removed or reordered lines; it cannot detect a
+//! truncated tail (nothing after the last line vouches for it).
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// Records queued for the writer thread at most.
+pub const QUEUE: usize = 1024;
+
+/// One decision, as recorded.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub agent: String,
+    pub tool: String,
+    pub decision: String,
+    pub reason: String,
+    pub mode: String,
+    pub rule_ids: Vec<String>,
+    pub latency_us: u64,
+    /// In observe mode: what would have been decided.
+    pub would_be: Option<String>,
+}
+
+/// Sends records to the writer thread.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: Option<SyncSender<Record>>,
+    dropped: Arc<AtomicU64>,
+    pub path: PathBuf,
+}
+
+impl AuditLog {
+    /// Opens `<dir>/<UTC date>/<session>.jsonl` and starts the writer thread.
+    pub fn start(dir: &Path, session_id: &str) -> std::io::Result<Self> {
+        Self::start_with_queue(dir, session_id, QUEUE)
+    }
+
+    fn start_with_queue(dir: &Path, session_id: &str, queue: usize) -> std::io::Result<Self> {
+        let day = time::OffsetDateTime::now_utc().date();
+        let folder = dir.join(format!(
+            "{:04}-{:02}-{:02}",
+            day.year(),
+            u8::from(day.month()),
+            day.day()
+        ));
+        create_private_dirs(&folder)?;
+        let path = folder.join(format!("{session_id}.jsonl"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let (tx, rx) = sync_channel::<Record>(queue);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counter = dropped.clone();
+        let session = session_id.to_string();
+        std::thread::Builder::new()
+            .name("thoth-audit".into())
+            .spawn(move || {
+                let mut writer = ChainWriter::new(std::io::BufWriter::new(file), &session);
+                while let Ok(record) = rx.recv() {
+                    let lost = counter.swap(0, Ordering::Relaxed);
+                    if writer.write(&record, lost).is_err() {
+                        tracing::error!("audit log write failed; later records are lost");
+                        return;
+                    }
+                    // Write in batches, flush when the queue is empty.
+                    if rx
+                        .try_recv()
+                        .map(|next| writer.write(&next, counter.swap(0, Ordering::Relaxed)))
+                        .is_err()
+                    {
+                        let _ = writer.flush();
+                    }
+                }
+                let lost = counter.swap(0, Ordering::Relaxed);
+                if lost > 0 {
+                    let _ = writer.write_dropped(lost);
+                }
+                let _ = writer.flush();
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            dropped,
+            path,
+        })
+    }
+
+    /// Queues a record; never blocks.
+    pub fn record(&self, record: Record) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        "audit queue full: dropping records (the count is recorded in the chain)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Records dropped so far and not yet written into the chain.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// A log that records nothing (doctor).
+    pub fn disabled() -> Self {
+        Self {
+            tx: None,
+            dropped: Arc::new(AtomicU64::new(0)),
+            path: PathBuf::new(),
+        }
+    }
+}
+
+struct ChainWriter<W: Write> {
+    out: W,
+    session: String,
+    prev: String,
+    seq: u64,
+}
+
+impl<W: Write> ChainWriter<W> {
+    fn new(out: W, session: &str) -> Self {
+        Self {
+            out,
+            session: session.to_string(),
+            prev: hex::encode(Sha256::digest(session.as_bytes())),
+            seq: 0,
+        }
+    }
+
+    fn append(&mut self, mut body: Map<String, Value>) -> std::io::Result<()> {
+        self.seq += 1;
+        body.insert("seq".into(), json!(self.seq));
+        body.insert("prev_hash".into(), json!(self.prev));
+        let text = Value::Object(body).to_string();
+        let hash = hex::encode(Sha256::digest(text.as_bytes()));
+        let head = text.strip_suffix('}').unwrap_or(&text);
+        writeln!(self.out, "{head},\"hash\":\"{hash}\"}}")?;
+        self.prev = hash;
+        Ok(())
+    }
+
+    fn header(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("time".into(), json!(now_rfc3339()));
+        m.insert("session".into(), json!(self.session));
+        m
+    }
+
+    fn write(&mut self, r: &Record, dropped_before: u64) -> std::io::Result<()> {
+        let mut m = self.header();
+        m.insert("agent".into(), json!(r.agent));
+        m.insert("tool".into(), json!(r.tool));
+        m.insert("decision".into(), json!(r.decision));
+        m.insert("reason".into(), json!(r.reason));
+        m.insert("mode".into(), json!(r.mode));
+        m.insert("rule_ids".into(), json!(r.rule_ids));
+        m.insert("latency_us".into(), json!(r.latency_us));
+        if let Some(w) = &r.would_be {
+            m.insert("would_be".into(), json!(w));
+        }
+        if dropped_before > 0 {
+            m.insert("dropped_before".into(), json!(dropped_before));
+        }
+        self.append(m)
+    }
+
+    fn write_dropped(&mut self, count: u64) -> std::io::Result<()> {
+        let mut m = self.header();
+        m.insert("event".into(), json!("records_dropped"));
+        m.insert("dropped_before".into(), json!(count));
+        self.append(m)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(unix)]
+fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+/// The first problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    pub path: PathBuf,
+    pub line: usize,
+    pub why: String,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.why)
+    }
+}
+
+/// Verifies one audit file; returns the number of records.
+pub fn verify_file(path: &Path) -> Result<usize, Broken> {
+    let broken = |line: usize, why: String| Broken {
+        path: path.to_path_buf(),
+        line,
+        why,
+    };
+    let file = std::fs::File::open(path).map_err(|e| broken(0, e.to_string()))?;
+    let session = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut prev = hex::encode(Sha256::digest(session.as_bytes()));
+    let mut count = 0;
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|e| broken(n, e.to_string()))?;
+        let Some(cut) = line.rfind(",\"hash\":\"") else {
+            return Err(broken(n, "no hash".into()));
+        };
+        let (body, tail) = line.split_at(cut);
+        let Some(hash) = tail
+            .strip_prefix(",\"hash\":\"")
+            .and_then(|t| t.strip_suffix("\"}"))
+        else {
+            return Err(broken(n, "malformed hash member".into()));
+        };
+        let signed = format!("{body}}}");
+        if hex::encode(Sha256::digest(signed.as_bytes())) != hash {
+            return Err(broken(n, "hash mismatch: the line was edited".into()));
+        }
+        let record: Value =
+            serde_json::from_str(&signed).map_err(|e| broken(n, format!("not JSON: {e}")))?;
+        if record["prev_hash"] != Value::String(prev.clone()) {
+            return Err(broken(n, "prev_hash does not match the previous line: lines were removed, inserted or reordered".into()));
+        }
+        if record["session"] != Value::String(session.clone()) {
+            return Err(broken(n, "record belongs to another session".into()));
+        }
+        prev = hash.to_string();
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Verifies a file or every `.jsonl` file under a directory: (files, records).
+pub fn verify_path(path: &Path) -> Result<(usize, usize), Broken> {
+    if path.is_file() {
+        return verify_file(path).map(|n| (1, n));
+    }
+    let mut files = Vec::new();
+    collect_jsonl(path, &mut files).map_err(|e| Broken {
+        path: path.to_path_buf(),
+        line: 0,
+        why: e.to_string(),
+    })?;
+    files.sort();
+    let mut records = 0;
+    for f in &files {
+        records += verify_file(f)?;
+    }
+    Ok((files.len(), records))
+}
+
+fn collect_jsonl(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_jsonl(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "jsonl") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(tool: &str) -> Record {
+        Record {
+            agent: "a".into(),
+            tool: tool.into(),
+            decision: "ALLOW".into(),
+            reason: "r".into(),
+            mode: "block".into(),
+            rule_ids: vec!["p0".into()],
+            latency_us: 3,
+            would_be: None,
+        }
+    }
+
+    #[test]
+    fn chain_verifies_and_detects_edits_and_removals() {
+        let dir = std::env::temp_dir().join(format!("thoth-audit-unit-{}", std::process::id()));
+        let path = dir.join("s1.jsonl");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = ChainWriter::new(std::fs::File::create(&path).unwrap(), "s1");
+        for t in ["read", "write", "exec"] {
+            w.write(&record(t), 0).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        assert_eq!(verify_file(&path), Ok(3));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"write\"", "\"wrote\"", 1)).unwrap();
+        assert_eq!(verify_file(&path).unwrap_err().line, 2);
+        let lines: Vec<&str> = text.lines().collect();
+        std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+        let err = verify_file(&path).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.why.contains("prev_hash"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_the_count_lands_in_the_chain() {
+        let dir = std::env::temp_dir().join(format!("thoth-audit-queue-{}", std::process::id()));
+        // A queue of one: a burst overflows it.
+        let log = AuditLog::start_with_queue(&dir, "s2", 1).unwrap();
+        for _ in 0..2000 {
+            log.record(record("burst"));
+        }
+        let path = log.path.clone();
+        drop(log);
+        // The writer thread finishes once every sender is gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let total = loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let written = text.lines().count();
+            let dropped: u64 = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|v| v["dropped_before"].as_u64())
+                .sum();
+            let burst = text.lines().filter(|l| l.contains("\"burst\"")).count() as u64;
+            if burst + dropped == 2000 || std::time::Instant::now() > deadline {
+                break (burst, dropped, written);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert_eq!(
+            total.0 + total.1,
+            2000,
+            "every record is either written or counted: {total:?}"
+        );
+        assert!(total.1 > 0, "the burst overflowed the queue");
+        assert!(verify_file(&path).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

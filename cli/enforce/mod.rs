@@ -1,0 +1,89 @@
+//! Policy decisions: what a decision point answers for one tools/call, and the engines
+//! that answer. `local` evaluates Cedar in process; the remote Thoth enforcer arrives
+//! with its own module. Engines only decide: holding, forwarding and answering the
+//! client belong to the proxy.
+
+pub mod arguments;
+pub mod cedar_value;
+pub mod local;
+
+use serde_json::Value;
+
+use crate::settings::{Environment, Mode};
+
+/// The outcome of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Block,
+    StepUp,
+    Modify,
+    Defer,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "ALLOW",
+            Self::Block => "BLOCK",
+            Self::StepUp => "STEP_UP",
+            Self::Modify => "MODIFY",
+            Self::Defer => "DEFER",
+        }
+    }
+}
+
+/// A decision and what the client and the audit log are told about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reason: String,
+    pub matched_rule_ids: Vec<String>,
+    pub decision_reason_code: Option<String>,
+    pub violation_id: Option<String>,
+    pub hold_token: Option<String>,
+    pub approval_url: Option<String>,
+    pub expires_at: Option<String>,
+    /// MODIFY: the arguments to forward instead.
+    pub modified_arguments: Option<Value>,
+}
+
+impl Decision {
+    pub fn new(verdict: Verdict, reason: impl Into<String>) -> Self {
+        Self {
+            verdict,
+            reason: reason.into(),
+            matched_rule_ids: Vec::new(),
+            decision_reason_code: None,
+            violation_id: None,
+            hold_token: None,
+            approval_url: None,
+            expires_at: None,
+            modified_arguments: None,
+        }
+    }
+
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.decision_reason_code = Some(code.to_string());
+        self
+    }
+}
+
+/// Everything a decision point is told about one call.
+#[derive(Debug, Clone)]
+pub struct DecisionInput<'a> {
+    pub agent_id: &'a str,
+    pub tenant_id: &'a str,
+    pub user_id: &'a str,
+    pub environment: Environment,
+    pub mode: Mode,
+    pub session_id: &'a str,
+    pub session_intent: &'a str,
+    pub tool_name: &'a str,
+    /// `None` when the arguments exceed the size a policy engine is given.
+    pub arguments: Option<&'a Value>,
+    pub session_tool_calls: &'a [String],
+}
+
+/// Arguments larger than this are not mapped into Cedar (DESIGN §3).
+pub const MAX_POLICY_ARGUMENTS: usize = 1024 * 1024;

@@ -1,0 +1,491 @@
+//! Client → server: every frame is scanned by thoth-core before anything reaches the
+//! server.
+//!
+//! Frames other than `tools/call` are forwarded byte for byte (terminated by `\n`).
+//! Invalid frames are answered (-32700 / -32600 / -32602) and never forwarded. A
+//! tools/call notification is dropped (no response could carry a denial). A tools/call
+//! request waits for its decision in its own task, so a slow decision never stalls
+//! other traffic; `notifications/cancelled` for a call still pending resolves it
+//! without forwarding anything. A batch is decided element by element: allowed
+//! elements go to the server as one batch, the errors come back as one array.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use thoth_core::{Call, FrameStep, LineFramer, Message, ToolCall};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use super::decide::{Decided, Engine, Session, decide};
+use super::modify::splice_arguments;
+use super::reply;
+use super::state::{MAX_PENDING, Pending, ProxyState, id_key};
+use crate::audit::{AuditLog, Record};
+use crate::enforce::{MAX_POLICY_ARGUMENTS, Verdict, arguments};
+use crate::settings::{Mode, RunSettings};
+
+/// Shared by the pumps and the decision tasks (all on one thread).
+pub struct Ctx {
+    pub settings: RunSettings,
+    pub engine: Engine,
+    pub session: RefCell<Session>,
+    pub state: RefCell<ProxyState>,
+    pub audit: AuditLog,
+    /// Bytes for the server (whole frames, `\n`-terminated); `None` once closed.
+    pub to_server: RefCell<Option<mpsc::Sender<Vec<u8>>>>,
+    /// Frames for the client (`\n`-terminated); `None` once closed.
+    pub to_client: RefCell<Option<mpsc::Sender<Vec<u8>>>>,
+}
+
+impl Ctx {
+    pub async fn send_server(&self, bytes: Vec<u8>) {
+        let tx = self.to_server.borrow().clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(bytes).await;
+        }
+    }
+
+    pub async fn reply(&self, mut frame: Vec<u8>) {
+        frame.push(b'\n');
+        let tx = self.to_client.borrow().clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(frame).await;
+        }
+    }
+}
+
+/// Reads the client's stdin until EOF.
+pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::Result<()> {
+    let mut framer = LineFramer::new(ctx.settings.max_frame_bytes);
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut outgoing: Vec<u8> = Vec::new();
+    loop {
+        buf.reserve(64 * 1024);
+        let n = input.read_buf(&mut buf).await?;
+        let mut start = 0;
+        loop {
+            let rest = buf.get(start..).unwrap_or_default();
+            let step = if n == 0 {
+                framer.finish(rest)
+            } else {
+                framer.step(rest)
+            };
+            match step {
+                FrameStep::Frame { frame, consumed } => {
+                    handle_frame(&ctx, frame.of(rest), &mut outgoing).await;
+                    start += consumed;
+                }
+                FrameStep::Oversized { dropped, consumed } => {
+                    ctx.reply(oversized(dropped, ctx.settings.max_frame_bytes))
+                        .await;
+                    start += consumed;
+                }
+                FrameStep::NeedMore { consumed } => {
+                    start += consumed;
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        buf.drain(..start.min(buf.len()));
+        if !outgoing.is_empty() {
+            ctx.send_server(std::mem::take(&mut outgoing)).await;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn oversized(dropped: u64, max: usize) -> Vec<u8> {
+    reply::error(
+        None,
+        -32600,
+        "Invalid Request",
+        Some(
+            &json!({ "reason": "frame_too_large", "frame_bytes": dropped, "max_frame_bytes": max }),
+        ),
+    )
+}
+
+async fn handle_frame(ctx: &Rc<Ctx>, frame: &[u8], outgoing: &mut Vec<u8>) {
+    let message = match thoth_core::scan(frame) {
+        Ok(m) => m,
+        Err(e) => return ctx.reply(reply::rejected(frame, &e)).await,
+    };
+    match message {
+        Message::Request(call) if call.is_tool_call() => tools_call(ctx, frame, &call).await,
+        Message::Notification(call) if call.is_tool_call() => {
+            tracing::warn!(
+                "dropped a tools/call notification (no id: a denial could not be answered)"
+            );
+        }
+        Message::Notification(call) if call.method().eq_str("notifications/cancelled") => {
+            if !cancel_pending(ctx, frame, &call) {
+                forward(outgoing, frame);
+            }
+        }
+        Message::Request(call) => {
+            let raw = call.id().map_or(&b"null"[..], |id| id.raw);
+            if ctx.state.borrow().pending.contains_key(&id_key(raw)) {
+                return ctx.reply(reused_id(raw)).await;
+            }
+            ctx.state.borrow_mut().forwarded(raw);
+            forward(outgoing, frame);
+        }
+        Message::Batch(_) => {
+            // Keep order: what was queued before the batch goes first.
+            if !outgoing.is_empty() {
+                ctx.send_server(std::mem::take(outgoing)).await;
+            }
+            let (to_server, to_client) =
+                split_batch(frame, &mut |call, tc| decide_inline(ctx, frame, call, tc));
+            if let Some(batch) = to_server {
+                ctx.send_server(batch).await;
+            }
+            if let Some(errors) = to_client {
+                ctx.reply(errors).await;
+            }
+        }
+        Message::Notification(_) | Message::Response(_) => forward(outgoing, frame),
+    }
+}
+
+fn forward(outgoing: &mut Vec<u8>, frame: &[u8]) {
+    outgoing.extend_from_slice(frame);
+    outgoing.push(b'\n');
+}
+
+fn reused_id(raw: &[u8]) -> Vec<u8> {
+    reply::error(
+        Some(raw),
+        -32600,
+        "Invalid Request",
+        Some(&json!({ "reason": "id_already_pending" })),
+    )
+}
+
+/// `notifications/cancelled` for a call still pending: resolve it (no response, per
+/// spec) and tell the caller not to forward (the server never saw the call).
+fn cancel_pending(ctx: &Ctx, frame: &[u8], call: &Call<'_>) -> bool {
+    let Some(params) = call.params() else {
+        return false;
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(params.of(frame)) else {
+        return false;
+    };
+    let Some(request_id) = value.get("requestId") else {
+        return false;
+    };
+    let key = request_id.to_string();
+    let removed = ctx.state.borrow_mut().pending.remove(&key);
+    match removed {
+        Some(Pending { abort, .. }) => {
+            if let Some(abort) = abort {
+                abort.abort();
+            }
+            tracing::info!("cancelled call {key} before its decision; not forwarded");
+            true
+        }
+        None => false,
+    }
+}
+
+/// The parsed arguments, or the -32602 answer.
+fn parse_arguments(frame: &[u8], tc: &ToolCall) -> Result<(Option<Value>, usize), String> {
+    let Some(span) = tc.arguments else {
+        return Ok((Some(Value::Object(serde_json::Map::new())), 0));
+    };
+    let raw = span.of(frame);
+    if raw.len() > MAX_POLICY_ARGUMENTS {
+        return Ok((None, raw.len()));
+    }
+    arguments::parse(raw)
+        .map(|v| (Some(v), raw.len()))
+        .map_err(|e| e.0)
+}
+
+fn invalid_arguments(id: &[u8], why: &str) -> Vec<u8> {
+    reply::error(
+        Some(id),
+        -32602,
+        "Invalid params",
+        Some(&json!({ "reason": "ambiguous_arguments", "detail": why })),
+    )
+}
+
+async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
+    let raw_id = call.id().map_or(&b"null"[..], |id| id.raw).to_vec();
+    let key = id_key(&raw_id);
+    let (reused, busy) = {
+        let state = ctx.state.borrow();
+        (
+            state.pending.contains_key(&key),
+            state.pending.len() >= MAX_PENDING,
+        )
+    };
+    if reused {
+        return ctx.reply(reused_id(&raw_id)).await;
+    }
+    if busy {
+        let busy = reply::error(
+            Some(&raw_id),
+            reply::INTERNAL,
+            "busy: too many calls pending a decision",
+            None,
+        );
+        return ctx.reply(busy).await;
+    }
+    let tc = match thoth_core::tool_call(call) {
+        Ok(tc) => tc,
+        Err(e) => return ctx.reply(reply::rejected(frame, &e)).await,
+    };
+    let (args, args_len) = match parse_arguments(frame, &tc) {
+        Ok(parsed) => parsed,
+        Err(why) => return ctx.reply(invalid_arguments(&raw_id, &why)).await,
+    };
+    let frame = frame.to_vec();
+    let pending_id = raw_id.clone();
+    if ctx.settings.mode == Mode::Observe {
+        ctx.state.borrow_mut().forwarded(&raw_id);
+        let mut line = frame.clone();
+        line.push(b'\n');
+        ctx.send_server(line).await;
+    }
+    let task_ctx = ctx.clone();
+    let task_key = key.clone();
+    let task = tokio::task::spawn_local(async move {
+        let ctx = task_ctx;
+        let decided = decide_and_record(&ctx, tc.name.as_str(), args.as_ref(), args_len);
+        if ctx.settings.mode != Mode::Observe {
+            match outcome_bytes(&ctx, &frame, &raw_id, tc.name.as_str(), &decided) {
+                Outcome::Forward(mut bytes) => {
+                    ctx.state.borrow_mut().forwarded(&raw_id);
+                    bytes.push(b'\n');
+                    ctx.send_server(bytes).await;
+                }
+                Outcome::Answer(bytes) => ctx.reply(bytes).await,
+            }
+        }
+        // Pending until the bytes are queued, so client EOF cannot lose the call.
+        ctx.state.borrow_mut().pending.remove(&task_key);
+    });
+    ctx.state.borrow_mut().pending.insert(
+        key,
+        Pending {
+            raw_id: pending_id,
+            abort: Some(task.abort_handle()),
+        },
+    );
+}
+
+enum Outcome {
+    Forward(Vec<u8>),
+    Answer(Vec<u8>),
+}
+
+fn decide_and_record(ctx: &Ctx, tool: &str, args: Option<&Value>, args_len: usize) -> Decided {
+    let started = Instant::now();
+    let decided = {
+        let mut session = ctx.session.borrow_mut();
+        decide(
+            &ctx.engine,
+            &ctx.settings,
+            &mut session,
+            tool,
+            args,
+            args_len,
+        )
+    };
+    let d = &decided.decision;
+    ctx.audit.record(Record {
+        agent: ctx.settings.agent_id.clone(),
+        tool: tool.to_string(),
+        decision: d.verdict.as_str().to_string(),
+        reason: decided.would_be.as_ref().unwrap_or(d).reason.clone(),
+        mode: ctx.settings.mode.as_str().to_string(),
+        rule_ids: d.matched_rule_ids.clone(),
+        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        would_be: decided
+            .would_be
+            .as_ref()
+            .map(|w| w.verdict.as_str().to_string()),
+    });
+    if let Some(would_be) = &decided.would_be {
+        tracing::info!(
+            tool,
+            would_be = would_be.verdict.as_str(),
+            "observe mode: forwarded a call policy would not allow"
+        );
+    }
+    decided
+}
+
+/// What to do with a decided call: forward (the original or MODIFYed bytes) or answer.
+fn outcome_bytes(ctx: &Ctx, frame: &[u8], raw_id: &[u8], tool: &str, decided: &Decided) -> Outcome {
+    let d = &decided.decision;
+    let session_id = ctx.session.borrow().id.clone();
+    let attestation = uuid::Uuid::new_v4().to_string();
+    let mut decision = d.clone();
+    match d.verdict {
+        Verdict::Allow => return Outcome::Forward(frame.to_vec()),
+        Verdict::Modify => {
+            let args = d
+                .modified_arguments
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_default();
+            match splice_arguments(frame, args.as_bytes(), ctx.settings.max_frame_bytes) {
+                Ok(bytes) => return Outcome::Forward(bytes),
+                Err(e) => {
+                    decision = crate::enforce::Decision::new(
+                        Verdict::Block,
+                        format!("MODIFY could not be applied: {}", e.0),
+                    );
+                }
+            }
+        }
+        Verdict::Defer | Verdict::Block | Verdict::StepUp => {}
+    }
+    let data = reply::decision_data(&decision, tool, &session_id, &attestation);
+    Outcome::Answer(reply::denied(
+        raw_id,
+        &decision,
+        &data,
+        ctx.settings.deny_style,
+    ))
+}
+
+/// A batch element's decision, made at once (no element is held).
+fn decide_inline(
+    ctx: &Ctx,
+    frame: &[u8],
+    call: &Call<'_>,
+    tc: &ToolCall,
+) -> Result<Option<Vec<u8>>, Vec<u8>> {
+    let raw_id = call.id().map_or(&b"null"[..], |id| id.raw);
+    let element = call.span().of(frame);
+    let (args, len) = parse_arguments(frame, tc).map_err(|why| invalid_arguments(raw_id, &why))?;
+    let decided = decide_and_record(ctx, tc.name.as_str(), args.as_ref(), len);
+    if ctx.settings.mode == Mode::Observe {
+        return Ok(Some(element.to_vec()));
+    }
+    match outcome_bytes(ctx, element, raw_id, tc.name.as_str(), &decided) {
+        Outcome::Forward(bytes) => {
+            ctx.state.borrow_mut().forwarded(raw_id);
+            Ok(Some(bytes))
+        }
+        Outcome::Answer(bytes) => Err(bytes),
+    }
+}
+
+/// Decides one tools/call of a batch: `Ok(Some(bytes))` forwards, `Err(reply)`
+/// answers, `Ok(None)` drops.
+pub type BatchDecider<'d> =
+    dyn FnMut(&Call<'_>, &ToolCall) -> Result<Option<Vec<u8>>, Vec<u8>> + 'd;
+
+/// Splits a batch into what goes to the server (allowed and non-tools/call elements,
+/// byte-identical, in order, as one batch) and the answers for the others (one array).
+pub fn split_batch(
+    frame: &[u8],
+    decide: &mut BatchDecider<'_>,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let Ok(Message::Batch(batch)) = thoth_core::scan(frame) else {
+        return (None, None);
+    };
+    let mut forward: Vec<Vec<u8>> = Vec::new();
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    for element in batch.elements() {
+        match element {
+            Err(e) => answers.push(reply::rejected(frame, &e)),
+            Ok(Message::Request(call)) if call.is_tool_call() => match thoth_core::tool_call(&call)
+            {
+                Ok(tc) => match decide(&call, &tc) {
+                    Ok(Some(bytes)) => forward.push(bytes),
+                    Ok(None) => {}
+                    Err(answer) => answers.push(answer),
+                },
+                Err(e) => answers.push(reply::rejected(frame, &e)),
+            },
+            Ok(Message::Notification(call)) if call.is_tool_call() => {
+                tracing::warn!("dropped a tools/call notification inside a batch");
+            }
+            Ok(Message::Request(call) | Message::Notification(call)) => {
+                forward.push(call.span().of(frame).to_vec())
+            }
+            Ok(Message::Response(r)) => forward.push(r.span().of(frame).to_vec()),
+            Ok(Message::Batch(_)) => {}
+        }
+    }
+    let join = |parts: Vec<Vec<u8>>, newline: bool| {
+        let mut out = b"[".to_vec();
+        out.extend_from_slice(&parts.join(&b","[..]));
+        out.push(b']');
+        if newline {
+            out.push(b'\n');
+        }
+        out
+    };
+    (
+        (!forward.is_empty()).then(|| join(forward, true)),
+        (!answers.is_empty()).then(|| join(answers, false)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn element(i: usize, kind: u8) -> String {
+        match kind % 4 {
+            0 => format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"allow_{i}"}}}}"#
+            ),
+            1 => format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"deny_{i}"}}}}"#
+            ),
+            2 => format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#),
+            _ => format!(r#"{{"jsonrpc":"2.0","id":{i},"Method":"x"}}"#),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn batch_split_forwards_exactly_the_allowed_elements(kinds in prop::collection::vec(any::<u8>(), 1..12)) {
+            let elements: Vec<String> = kinds.iter().enumerate().map(|(i, k)| element(i, *k)).collect();
+            let frame = format!("[{}]", elements.join(" , "));
+            let (to_server, to_client) = split_batch(frame.as_bytes(), &mut |call, tc| {
+                let raw = call.id().unwrap().raw;
+                if tc.name.starts_with("allow") {
+                    Ok(Some(call.span().of(frame.as_bytes()).to_vec()))
+                } else {
+                    Err(reply::error(Some(raw), -32001, "Blocked by Thoth policy: test", None))
+                }
+            });
+            let want_forward: Vec<&String> = elements.iter().zip(&kinds).filter(|(_, k)| *k % 4 == 0 || *k % 4 == 2).map(|(e, _)| e).collect();
+            let want_answers = kinds.iter().filter(|k| *k % 4 == 1 || *k % 4 == 3).count();
+            match to_server {
+                Some(bytes) => {
+                    let want = format!("[{}]\n", want_forward.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+                    prop_assert_eq!(String::from_utf8(bytes).unwrap(), want);
+                }
+                None => prop_assert!(want_forward.is_empty()),
+            }
+            match to_client {
+                Some(bytes) => {
+                    let answers: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
+                    prop_assert_eq!(answers.len(), want_answers);
+                    for a in &answers {
+                        prop_assert!(a["error"]["code"] == -32001 || a["error"]["code"] == -32600);
+                    }
+                }
+                None => prop_assert_eq!(want_answers, 0),
+            }
+        }
+    }
+}

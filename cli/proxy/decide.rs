@@ -1,0 +1,145 @@
+//! From a policy outcome to a decision: the enforcement mode and the session.
+//!
+//! Modes change only soft denials (no permit): `block` keeps them BLOCK, `step_up`
+//! makes them STEP_UP, `progressive` makes the first soft denial of a tool in the
+//! session STEP_UP and later ones BLOCK. Hard forbids are BLOCK and step-up forbids
+//! STEP_UP in every mode. `observe` never blocks: the caller forwards at once and
+//! records what would have been decided.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::enforce::local::{LocalEngine, Outcome};
+use crate::enforce::{Decision, DecisionInput, MAX_POLICY_ARGUMENTS, Verdict};
+use crate::settings::{Mode, RunSettings};
+
+/// The session: one per `thoth run`.
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    /// Tool names called so far, in order.
+    pub tool_calls: Vec<String>,
+    /// Tools that already had a soft denial (progressive mode).
+    soft_denied: HashSet<String>,
+}
+
+impl Session {
+    pub fn new() -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            tool_calls: Vec::new(),
+            soft_denied: HashSet::new(),
+        }
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The decision point of this proxy.
+pub enum Engine {
+    Local(LocalEngine),
+}
+
+/// A decision with what observe mode would have done.
+pub struct Decided {
+    /// What the proxy does.
+    pub decision: Decision,
+    /// In observe mode, the decision that was not enforced.
+    pub would_be: Option<Decision>,
+}
+
+/// Decides one call and records it in the session. `arguments` is `None` when they
+/// exceeded [`MAX_POLICY_ARGUMENTS`].
+pub fn decide(
+    engine: &Engine,
+    settings: &RunSettings,
+    session: &mut Session,
+    tool: &str,
+    arguments: Option<&Value>,
+    arguments_len: usize,
+) -> Decided {
+    let input = DecisionInput {
+        agent_id: &settings.agent_id,
+        tenant_id: &settings.tenant_id,
+        user_id: &settings.user_id,
+        environment: settings.environment,
+        mode: settings.mode,
+        session_id: &session.id,
+        session_intent: &settings.session_intent,
+        tool_name: tool,
+        arguments,
+        session_tool_calls: &session.tool_calls,
+    };
+    let decision = if arguments.is_none() {
+        Decision::new(
+            Verdict::Block,
+            format!("arguments of {arguments_len} bytes exceed the {MAX_POLICY_ARGUMENTS}-byte limit for local policy evaluation"),
+        )
+        .with_code("ARGUMENTS_TOO_LARGE")
+    } else {
+        match engine {
+            Engine::Local(local) => {
+                apply_mode(local.evaluate(&input), settings.mode, tool, session)
+            }
+        }
+    };
+    session.tool_calls.push(tool.to_string());
+    if settings.mode == Mode::Observe && decision.verdict != Verdict::Allow {
+        let mut allow = Decision::new(
+            Verdict::Allow,
+            format!(
+                "observe mode (would be {}: {})",
+                decision.verdict.as_str(),
+                decision.reason
+            ),
+        );
+        allow.matched_rule_ids = decision.matched_rule_ids.clone();
+        return Decided {
+            decision: allow,
+            would_be: Some(decision),
+        };
+    }
+    Decided {
+        decision,
+        would_be: None,
+    }
+}
+
+fn apply_mode(outcome: Outcome, mode: Mode, tool: &str, session: &mut Session) -> Decision {
+    let with_rules = |mut d: Decision, ids: Vec<String>| {
+        d.matched_rule_ids = ids;
+        d
+    };
+    match outcome {
+        Outcome::Allow { reason, rule_ids } => {
+            with_rules(Decision::new(Verdict::Allow, reason), rule_ids)
+        }
+        Outcome::HardDeny { reason, rule_ids } => with_rules(
+            Decision::new(Verdict::Block, reason).with_code("POLICY_FORBID"),
+            rule_ids,
+        ),
+        Outcome::StepUp { reason, rule_ids } => with_rules(
+            Decision::new(Verdict::StepUp, reason).with_code("POLICY_STEP_UP"),
+            rule_ids,
+        ),
+        Outcome::SoftDeny { reason } => {
+            let verdict = match mode {
+                Mode::Block | Mode::Observe => Verdict::Block,
+                Mode::StepUp => Verdict::StepUp,
+                Mode::Progressive => {
+                    if session.soft_denied.insert(tool.to_string()) {
+                        Verdict::StepUp
+                    } else {
+                        Verdict::Block
+                    }
+                }
+            };
+            Decision::new(verdict, reason).with_code("NO_PERMIT")
+        }
+    }
+}

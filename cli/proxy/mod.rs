@@ -1,0 +1,281 @@
+//! `thoth run`: the governed stdio proxy.
+//!
+//! One thread runs everything (both pumps, decisions, the server's stdin writer): the
+//! work per frame is small, and one thread keeps wake-ups and hand-offs off the
+//! round-trip path. The pieces:
+//!
+//! - [`client`]: client stdin → scan → forward / decide / answer;
+//! - [`server`]: server stdout → client stdout, with thoth's replies between lines;
+//! - the server writer: frames → server stdin, closed when the client is done;
+//! - lifetime: client EOF, signals and the server's death, per DESIGN §3.
+
+pub mod client;
+pub mod decide;
+pub mod modify;
+pub mod reply;
+pub mod server;
+pub mod state;
+mod stdio;
+
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::process::{ExitCode, Stdio};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::audit::AuditLog;
+use crate::settings::RunSettings;
+use crate::spawn::{self, resolve::Resolved};
+use client::Ctx;
+use decide::{Engine, Session};
+use state::ProxyState;
+
+/// Frames queued for the server's stdin at most (a slow server slows the client).
+const TO_SERVER_QUEUE: usize = 32;
+/// Replies queued for the client at most.
+const TO_CLIENT_QUEUE: usize = 256;
+
+/// Why the proxy stopped.
+enum Stop {
+    ClientDone,
+    ServerExited(std::io::Result<std::process::ExitStatus>),
+    Signal(&'static str),
+}
+
+/// Runs the proxy until the server exits; returns thoth's exit code.
+pub fn run(
+    settings: RunSettings,
+    engine: Engine,
+    session: Session,
+    resolved: &Resolved,
+    args: &[OsString],
+    audit: AuditLog,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(
+        &runtime,
+        serve(settings, engine, session, resolved, args, audit),
+    )
+}
+
+async fn serve(
+    settings: RunSettings,
+    engine: Engine,
+    session: Session,
+    resolved: &Resolved,
+    args: &[OsString],
+    audit: AuditLog,
+) -> ExitCode {
+    let mut server = match spawn::spawn(resolved, args, Stdio::inherit()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot start {}: {e}", resolved.path);
+            return ExitCode::from(127);
+        }
+    };
+    let (Some(server_stdin), Some(server_stdout)) =
+        (server.child.stdin.take(), server.child.stdout.take())
+    else {
+        tracing::error!("the server's stdio pipes are missing");
+        return ExitCode::from(70);
+    };
+    let (to_server_tx, to_server_rx) = mpsc::channel::<Vec<u8>>(TO_SERVER_QUEUE);
+    let (to_client_tx, to_client_rx) = mpsc::channel::<Vec<u8>>(TO_CLIENT_QUEUE);
+    let term_delay = settings.child_term_delay;
+    let kill_delay = settings.child_kill_delay;
+    let ctx = Rc::new(Ctx {
+        settings,
+        engine,
+        session: RefCell::new(session),
+        state: RefCell::new(ProxyState::default()),
+        audit,
+        to_server: RefCell::new(Some(to_server_tx)),
+        to_client: RefCell::new(Some(to_client_tx)),
+    });
+    let writer = tokio::task::spawn_local(write_server(server_stdin, to_server_rx));
+    let server_pump = tokio::task::spawn_local(server::pump(
+        ctx.clone(),
+        server_stdout,
+        to_client_rx,
+        stdio::stdout(),
+    ));
+    let mut client_pump = tokio::task::spawn_local(client::pump(ctx.clone(), stdio::stdin()));
+    let mut signals = Signals::new();
+
+    let stop = tokio::select! {
+        status = server.child.wait() => Stop::ServerExited(status),
+        result = &mut client_pump => {
+            if let Ok(Err(e)) = result {
+                tracing::warn!("reading the client's stdin failed: {e}");
+            }
+            Stop::ClientDone
+        }
+        name = signals.recv() => Stop::Signal(name),
+    };
+
+    let status = match stop {
+        Stop::ServerExited(status) => {
+            client_pump.abort();
+            answer_orphans(&ctx, "the MCP server exited").await;
+            spawn::terminate(&mut server);
+            status
+        }
+        Stop::ClientDone => {
+            // Finish pending decisions (bounded), then close the server's stdin.
+            let deadline =
+                tokio::time::Instant::now() + ctx.settings.step_up_hold + Duration::from_secs(5);
+            while !ctx.state.borrow().pending.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            ctx.to_server.borrow_mut().take();
+            tokio::select! {
+                status = spawn::stop(&mut server, term_delay, kill_delay) => status,
+                name = signals.recv() => {
+                    tracing::info!("{name} received while the server was stopping");
+                    spawn::stop(&mut server, Duration::ZERO, kill_delay).await
+                }
+            }
+        }
+        Stop::Signal(name) => {
+            tracing::info!("{name} received: stopping the MCP server");
+            client_pump.abort();
+            spawn::stop(&mut server, Duration::ZERO, kill_delay).await
+        }
+    };
+    ctx.to_server.borrow_mut().take();
+    ctx.to_client.borrow_mut().take();
+    writer.abort();
+    // The server's stdout ends with it; replies are flushed before we exit.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server_pump).await;
+    let diverted = ctx.state.borrow().diverted_lines;
+    if diverted > 0 {
+        tracing::warn!(
+            "the server printed {diverted} non-JSON line(s) on stdout; they went to stderr"
+        );
+    }
+    let dropped = ctx.audit.dropped();
+    if dropped > 0 {
+        tracing::warn!(
+            "{dropped} audit record(s) were dropped under pressure (counted in the chain)"
+        );
+    }
+    match status {
+        Ok(status) => ExitCode::from(spawn::exit_code(status)),
+        Err(e) => {
+            tracing::error!("waiting for the MCP server failed: {e}");
+            ExitCode::from(70)
+        }
+    }
+}
+
+/// Calls waiting for a decision, and requests the server never answered, get an error.
+async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
+    let (pending, in_flight) = {
+        let mut state = ctx.state.borrow_mut();
+        let pending: Vec<_> = state.pending.drain().map(|(_, p)| p).collect();
+        let in_flight: Vec<_> = state.in_flight.drain().map(|(_, raw)| raw).collect();
+        (pending, in_flight)
+    };
+    let data = json!({ "reason": "server_exited" });
+    for p in &pending {
+        if let Some(abort) = &p.abort {
+            abort.abort();
+        }
+    }
+    for raw in pending.iter().map(|p| &p.raw_id).chain(in_flight.iter()) {
+        ctx.reply(reply::error(Some(raw), reply::INTERNAL, why, Some(&data)))
+            .await;
+    }
+}
+
+/// Owns the server's stdin: writes frames as they come, flushes when idle, and closes
+/// it when every sender is gone.
+async fn write_server(stdin: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut stdin = tokio::io::BufWriter::with_capacity(64 * 1024, stdin);
+    while let Some(bytes) = rx.recv().await {
+        if stdin.write_all(&bytes).await.is_err() {
+            return;
+        }
+        let mut more = true;
+        while more {
+            match rx.try_recv() {
+                Ok(next) => {
+                    if stdin.write_all(&next).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => more = false,
+            }
+        }
+        if stdin.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = stdin.shutdown().await;
+}
+
+/// SIGTERM, SIGINT and SIGHUP to thoth.
+struct Signals {
+    #[cfg(unix)]
+    streams: [Option<tokio::signal::unix::Signal>; 3],
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                streams: [
+                    SignalKind::terminate(),
+                    SignalKind::interrupt(),
+                    SignalKind::hangup(),
+                ]
+                .map(|k| signal(k).ok()),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let [term, int, hup] = &mut self.streams;
+            tokio::select! {
+                () = next(term) => "SIGTERM",
+                () = next(int) => "SIGINT",
+                () = next(hup) => "SIGHUP",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    if let Some(s) = signal
+        && s.recv().await.is_some()
+    {
+        return;
+    }
+    std::future::pending().await
+}

@@ -1,0 +1,280 @@
+//! Server → client: lines are relayed as they stream, and stdout carries nothing else
+//! but the replies thoth writes between lines.
+//!
+//! The first non-whitespace byte of a line decides: `{` or `[` relays it, anything else
+//! (a banner, a log line) is diverted whole to stderr and counted. Lines up to 4 MiB are
+//! held until complete and scanned for bookkeeping (answered requests); longer ones are
+//! streamed through as they arrive and never held whole. The server's output is not
+//! strictly validated: the client's parser is the judge there. While a streamed line is
+//! unfinished, replies wait (they would corrupt the line).
+
+use std::rc::Rc;
+
+use thoth_core::Message;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::client::Ctx;
+use super::state::id_key;
+
+/// Lines up to this size are held whole and scanned.
+pub const SCAN_LIMIT: usize = 4 * 1024 * 1024;
+/// Bytes of a diverted line kept for the log.
+const DIVERT_LOG_LIMIT: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// Only whitespace so far.
+    Start,
+    /// A JSON line held for scanning.
+    Held,
+    /// A JSON line too long to hold: streaming.
+    Streaming,
+    /// Not JSON: going to stderr.
+    Diverted,
+}
+
+/// Splits the server's stdout into relayed lines and diverted ones.
+pub struct Relay {
+    line: Line,
+    held: Vec<u8>,
+    diverted_len: usize,
+    scan_limit: usize,
+}
+
+/// What the relay found in a chunk, besides the bytes for stdout.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    /// Ids of responses seen (normalised keys).
+    pub answered: Vec<String>,
+    /// Non-JSON lines (text, truncated for the log).
+    pub diverted: Vec<String>,
+}
+
+impl Relay {
+    pub fn new(scan_limit: usize) -> Self {
+        Self {
+            line: Line::Start,
+            held: Vec::new(),
+            diverted_len: 0,
+            scan_limit,
+        }
+    }
+
+    /// True while a streamed line is unfinished (nothing else may be written).
+    pub fn mid_line(&self) -> bool {
+        self.line == Line::Streaming
+    }
+
+    /// Feeds a chunk; bytes for the client are appended to `out`.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>, found: &mut Found) {
+        while !data.is_empty() {
+            let (segment, rest, ends) = match memchr::memchr(b'\n', data) {
+                Some(i) => (&data[..i], &data[i + 1..], true),
+                None => (data, &data[data.len()..], false),
+            };
+            self.segment(segment, out);
+            if ends {
+                self.end_line(out, found);
+            }
+            data = rest;
+        }
+    }
+
+    /// End of stream: finish a partial line.
+    pub fn finish(&mut self, out: &mut Vec<u8>, found: &mut Found) {
+        if self.line != Line::Start {
+            self.end_line(out, found);
+        }
+    }
+
+    fn segment(&mut self, mut seg: &[u8], out: &mut Vec<u8>) {
+        if self.line == Line::Start {
+            match seg.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r')) {
+                None => {
+                    self.held.extend_from_slice(seg);
+                    return;
+                }
+                Some(i) => {
+                    self.line = if matches!(seg[i], b'{' | b'[') {
+                        Line::Held
+                    } else {
+                        Line::Diverted
+                    };
+                    if self.line == Line::Diverted {
+                        self.held.clear();
+                        seg = &seg[i..];
+                    }
+                }
+            }
+        }
+        match self.line {
+            Line::Held if self.held.len() + seg.len() <= self.scan_limit => {
+                self.held.extend_from_slice(seg)
+            }
+            Line::Held => {
+                out.append(&mut self.held);
+                out.extend_from_slice(seg);
+                self.held = Vec::new();
+                self.line = Line::Streaming;
+            }
+            Line::Streaming => out.extend_from_slice(seg),
+            Line::Diverted => {
+                let room = DIVERT_LOG_LIMIT.saturating_sub(self.held.len());
+                self.held.extend_from_slice(&seg[..seg.len().min(room)]);
+                self.diverted_len += seg.len();
+            }
+            Line::Start => {}
+        }
+    }
+
+    fn end_line(&mut self, out: &mut Vec<u8>, found: &mut Found) {
+        match self.line {
+            Line::Start => {}
+            Line::Held => {
+                bookkeeping(&self.held, found);
+                out.extend_from_slice(&self.held);
+                out.push(b'\n');
+            }
+            Line::Streaming => out.push(b'\n'),
+            Line::Diverted => {
+                let mut text = String::from_utf8_lossy(&self.held)
+                    .trim_end_matches('\r')
+                    .to_string();
+                if self.diverted_len > self.held.len() {
+                    text.push_str(&format!("… ({} bytes)", self.diverted_len));
+                }
+                found.diverted.push(text);
+            }
+        }
+        self.line = Line::Start;
+        self.held.clear();
+        if self.held.capacity() > 64 * 1024 {
+            self.held = Vec::new();
+        }
+        self.diverted_len = 0;
+    }
+}
+
+fn bookkeeping(line: &[u8], found: &mut Found) {
+    let mut note = |m: &Message<'_>| {
+        if let Message::Response(r) = m {
+            found.answered.push(id_key(r.id().raw));
+        }
+    };
+    match thoth_core::scan(line) {
+        Ok(Message::Batch(b)) => b.elements().flatten().for_each(|m| note(&m)),
+        Ok(m) => note(&m),
+        Err(_) => {}
+    }
+}
+
+/// Relays the server's stdout and thoth's replies to the client's stdout until the
+/// server's stdout has ended and every reply sender is gone.
+pub async fn pump(
+    ctx: Rc<Ctx>,
+    mut from_server: impl AsyncRead + Unpin,
+    mut replies: mpsc::Receiver<Vec<u8>>,
+    mut stdout: impl AsyncWrite + Unpin,
+) -> std::io::Result<()> {
+    let mut relay = Relay::new(SCAN_LIMIT);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut server_open = true;
+    let mut replies_open = true;
+    while server_open || replies_open {
+        let mut found = Found::default();
+        tokio::select! {
+            biased;
+            read = from_server.read(&mut chunk), if server_open => {
+                match read {
+                    Ok(0) | Err(_) => {
+                        server_open = false;
+                        relay.finish(&mut out, &mut found);
+                    }
+                    Ok(n) => relay.feed(&chunk[..n], &mut out, &mut found),
+                }
+            }
+            reply = replies.recv(), if replies_open && !relay.mid_line() => {
+                match reply {
+                    Some(frame) => {
+                        out.extend_from_slice(&frame);
+                        // Drain what is already queued into the same write.
+                        while out.len() < 64 * 1024 {
+                            match replies.try_recv() {
+                                Ok(more) => out.extend_from_slice(&more),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => replies_open = false,
+                }
+            }
+        }
+        if !found.answered.is_empty() {
+            let mut state = ctx.state.borrow_mut();
+            for key in &found.answered {
+                state.in_flight.remove(key);
+            }
+        }
+        for text in found.diverted {
+            ctx.state.borrow_mut().diverted_lines += 1;
+            tracing::warn!(target: "server", "non-JSON line on the server's stdout (diverted to stderr): {text}");
+        }
+        if !out.is_empty() {
+            stdout.write_all(&out).await?;
+            stdout.flush().await?;
+            out.clear();
+            if out.capacity() > 1024 * 1024 {
+                out = Vec::with_capacity(64 * 1024);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay_all(chunks: &[&[u8]], limit: usize) -> (Vec<u8>, Found) {
+        let mut r = Relay::new(limit);
+        let (mut out, mut found) = (Vec::new(), Found::default());
+        for c in chunks {
+            r.feed(c, &mut out, &mut found);
+        }
+        r.finish(&mut out, &mut found);
+        (out, found)
+    }
+
+    #[test]
+    fn json_lines_relay_and_text_is_diverted() {
+        let (out, found) = relay_all(
+            &[
+                b"Server v1 starting\n{\"jsonrpc\":\"2.0\",\"id\":1,\"re",
+                b"sult\":{}}\n  [1]\n\n   \nWARN x\n{\"partial\":1}",
+            ],
+            1024,
+        );
+        assert_eq!(
+            out,
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n  [1]\n{\"partial\":1}\n"
+        );
+        assert_eq!(found.answered, ["1"]);
+        assert_eq!(found.diverted, ["Server v1 starting", "WARN x"]);
+    }
+
+    #[test]
+    fn long_lines_stream_without_being_held() {
+        let mut r = Relay::new(8);
+        let (mut out, mut found) = (Vec::new(), Found::default());
+        r.feed(b"{\"a\":\"0123456789", &mut out, &mut found);
+        assert!(r.mid_line());
+        assert_eq!(out, b"{\"a\":\"0123456789");
+        out.clear();
+        r.feed(b"abc\"}\n{}\n", &mut out, &mut found);
+        assert!(!r.mid_line());
+        assert_eq!(out, b"abc\"}\n{}\n");
+        assert!(r.held.capacity() <= 64 * 1024);
+    }
+}

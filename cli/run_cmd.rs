@@ -1,0 +1,113 @@
+//! `thoth run`: settings, engine, server resolution, then the proxy.
+
+use std::process::ExitCode;
+
+use crate::args::RunArgs;
+use crate::audit::AuditLog;
+use crate::enforce::local::LocalEngine;
+use crate::proxy::{
+    self,
+    decide::{Engine, Session},
+};
+use crate::settings::profile::Profile;
+use crate::settings::{EngineChoice, EnvVars, Managed, RunSettings, SettingsError, managed};
+use crate::spawn;
+
+/// Exit code for a configuration error (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit code when the server command cannot be found.
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// Settings from every source, with the profile bootstrapped.
+pub fn load_settings(
+    flags: &crate::args::RunFlags,
+    default_agent: Option<&str>,
+) -> Result<RunSettings, SettingsError> {
+    let env = EnvVars::from_process()?;
+    let managed = match &env.managed_file {
+        Some(path) => Managed::load(path, false)?,
+        None => Managed::load(&managed::default_path(), true)?,
+    };
+    let profile = Profile::locate()?;
+    profile.bootstrap()?;
+    let settings = RunSettings::resolve(flags, &env, managed.as_ref(), profile, default_agent)?;
+    announce(&settings);
+    for name in &env.unknown {
+        tracing::warn!("{name} is not a thoth variable (ignored): check its spelling");
+    }
+    if flags.api_key.is_some() {
+        tracing::warn!(
+            "--api-key is visible in process listings: prefer THOTH_API_KEY or THOTH_API_KEY_FILE"
+        );
+    }
+    Ok(settings)
+}
+
+/// The first stderr line: which decision point, and why.
+fn announce(settings: &RunSettings) {
+    match &settings.engine {
+        EngineChoice::Local { policy, why } => {
+            tracing::info!(
+                "local mode: Cedar policy {} ({why}); enforcement mode {}",
+                policy.display(),
+                settings.mode.as_str()
+            );
+        }
+        EngineChoice::Remote { url, why } => {
+            tracing::info!(
+                "remote mode: Thoth enforcer {url} ({why}); enforcement mode {}",
+                settings.mode.as_str()
+            );
+        }
+    }
+}
+
+/// The engine the settings chose.
+pub fn load_engine(settings: &RunSettings) -> Result<Engine, SettingsError> {
+    match &settings.engine {
+        EngineChoice::Local { policy, .. } => LocalEngine::load(policy).map(Engine::Local),
+        EngineChoice::Remote { .. } => Err(SettingsError::new(
+            "the remote Thoth enforcer is not supported by this build yet: pass --policy FILE (or THOTH_POLICY_FILE) to decide locally with Cedar",
+        )),
+    }
+}
+
+/// Runs `thoth run`.
+pub fn run(args: &RunArgs) -> ExitCode {
+    let settings = match load_settings(&args.flags, None) {
+        Ok(s) => s,
+        Err(e) => return config_error(&e),
+    };
+    let engine = match load_engine(&settings) {
+        Ok(e) => e,
+        Err(e) => return config_error(&e),
+    };
+    let Some((program, rest)) = args.command.split_first() else {
+        return config_error(&SettingsError::new("no server command after --"));
+    };
+    let resolved = match spawn::resolve_command(program) {
+        Ok(r) => r,
+        Err(not_found) => {
+            tracing::error!("{not_found}");
+            return ExitCode::from(EXIT_NOT_FOUND);
+        }
+    };
+    let session = Session::new();
+    let audit = match AuditLog::start(&settings.profile.audit_dir(), &session.id) {
+        Ok(log) => log,
+        Err(e) => {
+            tracing::error!(
+                "cannot open the audit log under {}: {e}",
+                settings.profile.audit_dir().display()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    proxy::run(settings, engine, session, &resolved, rest, audit)
+}
+
+/// One stderr line and the configuration exit code.
+pub fn config_error(e: &SettingsError) -> ExitCode {
+    tracing::error!("{e}");
+    ExitCode::from(EXIT_CONFIG)
+}

@@ -1,0 +1,207 @@
+//! The machine-wide managed settings file, placed by MDM and writable only by root.
+//!
+//! Every key it sets wins over flags, variables and the profile, and a flag or variable
+//! that would weaken it is refused at startup (not silently overridden), so an
+//! administrator sees exactly why a launch failed. Unknown keys are errors: a typo in a
+//! security control must not go unnoticed.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::env::{check_tenant, check_url, parse_mode};
+use super::{DenyStyle, Environment, FailureDecision, Mode, SettingsError};
+
+/// The managed file's path on this OS.
+pub fn default_path() -> PathBuf {
+    if cfg!(target_os = "macos") {
+        PathBuf::from("/Library/Application Support/Thoth/managed.json")
+    } else if cfg!(windows) {
+        let base = std::env::var_os("ProgramData").unwrap_or_else(|| "C:\\ProgramData".into());
+        PathBuf::from(base).join("Thoth").join("managed.json")
+    } else {
+        PathBuf::from("/etc/thoth/managed.json")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManagedFile {
+    tenant_id: Option<String>,
+    environment: Option<String>,
+    enforcement_mode: Option<String>,
+    enforcer_url: Option<String>,
+    require_remote_enforcer: Option<bool>,
+    policy_file: Option<PathBuf>,
+    failure_decision: Option<String>,
+    allow_fallback_override: Option<bool>,
+    require_non_root: Option<bool>,
+    tls_verify: Option<bool>,
+    deny_style: Option<String>,
+    api_key_file: Option<PathBuf>,
+    govapi_url: Option<String>,
+    api_url: Option<String>,
+    step_up_hold_seconds: Option<u64>,
+}
+
+/// Validated managed settings.
+#[derive(Debug, Default, Clone)]
+pub struct Managed {
+    pub path: PathBuf,
+    pub tenant_id: Option<String>,
+    pub environment: Option<Environment>,
+    /// The weakest enforcement mode allowed (a floor).
+    pub enforcement_mode: Option<Mode>,
+    pub enforcer_url: Option<String>,
+    pub require_remote_enforcer: bool,
+    pub policy_file: Option<PathBuf>,
+    pub failure_decision: Option<FailureDecision>,
+    pub allow_fallback_override: Option<bool>,
+    pub require_non_root: Option<bool>,
+    pub tls_verify: Option<bool>,
+    pub deny_style: Option<DenyStyle>,
+    pub api_key_file: Option<PathBuf>,
+    pub govapi_url: Option<String>,
+    pub api_url: Option<String>,
+    pub step_up_hold_seconds: Option<u64>,
+}
+
+impl Managed {
+    /// Loads the file at `path` if it exists. `trusted_owner` checks that root owns it
+    /// and nobody else can write it (skipped for the debug-build test override).
+    pub fn load(path: &Path, trusted_owner: bool) -> Result<Option<Self>, SettingsError> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(SettingsError::new(format!(
+                    "{}: cannot read managed settings: {e}",
+                    path.display()
+                )));
+            }
+        };
+        if trusted_owner {
+            check_owner(path)?;
+        }
+        let file: ManagedFile = serde_json::from_slice(&bytes).map_err(|e| {
+            SettingsError::new(format!(
+                "{}: invalid managed settings at line {} column {}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let bad = |key: &str, value: &str, fix: &str| {
+            SettingsError::new(format!(
+                "{}: {key} {value:?} is not valid: {fix}",
+                path.display()
+            ))
+        };
+        let choice = |key: &str,
+                      value: &Option<String>,
+                      options: &[&str]|
+         -> Result<Option<String>, SettingsError> {
+            match value {
+                Some(v) if !options.contains(&v.as_str()) => {
+                    Err(bad(key, v, &format!("use one of {}", options.join(", "))))
+                }
+                other => Ok(other.clone()),
+            }
+        };
+        if let Some(t) = &file.tenant_id {
+            check_tenant(t).map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?;
+        }
+        for (key, url) in [
+            ("enforcer_url", &file.enforcer_url),
+            ("govapi_url", &file.govapi_url),
+            ("api_url", &file.api_url),
+        ] {
+            if let Some(u) = url {
+                check_url(u).map_err(|why| bad(key, u, why))?;
+            }
+        }
+        if let Some(h) = file.step_up_hold_seconds
+            && !(1..=600).contains(&h)
+        {
+            return Err(bad("step_up_hold_seconds", &h.to_string(), "use 1 to 600"));
+        }
+        Ok(Some(Self {
+            path: path.to_path_buf(),
+            tenant_id: file.tenant_id,
+            environment: choice(
+                "environment",
+                &file.environment,
+                &["dev", "staging", "prod"],
+            )?
+            .map(|e| match e.as_str() {
+                "dev" => Environment::Dev,
+                "staging" => Environment::Staging,
+                _ => Environment::Prod,
+            }),
+            enforcement_mode: choice(
+                "enforcement_mode",
+                &file.enforcement_mode,
+                &["observe", "step_up", "block", "progressive"],
+            )?
+            .and_then(|m| parse_mode(&m)),
+            enforcer_url: file.enforcer_url,
+            require_remote_enforcer: file.require_remote_enforcer.unwrap_or(false),
+            policy_file: file.policy_file,
+            failure_decision: choice(
+                "failure_decision",
+                &file.failure_decision,
+                &["block", "step_up", "allow"],
+            )?
+            .map(|d| match d.as_str() {
+                "allow" => FailureDecision::Allow,
+                "step_up" => FailureDecision::StepUp,
+                _ => FailureDecision::Block,
+            }),
+            allow_fallback_override: file.allow_fallback_override,
+            require_non_root: file.require_non_root,
+            tls_verify: file.tls_verify,
+            deny_style: choice("deny_style", &file.deny_style, &["error", "tool_result"])?.map(
+                |d| {
+                    if d == "tool_result" {
+                        DenyStyle::ToolResult
+                    } else {
+                        DenyStyle::Error
+                    }
+                },
+            ),
+            api_key_file: file.api_key_file,
+            govapi_url: file.govapi_url,
+            api_url: file.api_url,
+            step_up_hold_seconds: file.step_up_hold_seconds,
+        }))
+    }
+
+    /// Refusal message for a setting that would weaken `key`.
+    pub fn refuse(&self, what: &str, key: &str, managed_value: &str) -> SettingsError {
+        SettingsError::new(format!(
+            "{what} is refused: the managed settings file {} sets {key} = {managed_value}, which it would weaken; remove the flag or variable",
+            self.path.display()
+        ))
+    }
+}
+
+#[cfg(unix)]
+fn check_owner(path: &Path) -> Result<(), SettingsError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?;
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(SettingsError::new(format!(
+            "{}: managed settings must be owned by root and writable only by root (chown root {0}; chmod 644 {0})",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_owner(_path: &Path) -> Result<(), SettingsError> {
+    // %ProgramData%\Thoth is created by the MDM installer with an ACL that only
+    // Administrators can write; thoth does not re-check ACLs here.
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Settings of one `thoth run` (and `thoth doctor`), merged and checked.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::profile::{Profile, read_api_key};
+use super::{DenyStyle, EnvVars, Environment, Managed, Mode, Secret, SettingsError};
+use crate::args::{DEFAULT_MAX_FRAME_BYTES, RunFlags};
+
+/// Which decision point is used, and why (the first stderr line says it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// Cedar in process.
+    Local { policy: PathBuf, why: String },
+    /// The Thoth enforcer over HTTPS.
+    Remote { url: String, why: String },
+}
+
+/// Everything `thoth run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub agent_id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub endpoint_id: String,
+    pub mode: Mode,
+    pub session_intent: String,
+    pub environment: Environment,
+    pub engine: EngineChoice,
+    pub api_key: Option<Secret>,
+    /// Where the key came from (flag, env, file), never the key.
+    pub api_key_source: &'static str,
+    pub max_frame_bytes: usize,
+    pub deny_style: DenyStyle,
+    pub step_up_hold: Duration,
+    pub child_term_delay: Duration,
+    pub child_kill_delay: Duration,
+    pub profile: Profile,
+}
+
+/// Default apex domain of the Thoth service.
+const DEFAULT_APEX: &str = "aten.security";
+
+impl RunSettings {
+    /// Merges flags, environment, managed settings and the profile. `default_agent`
+    /// is used when `--agent-id` is absent (doctor uses the command's name).
+    pub fn resolve(
+        flags: &RunFlags,
+        env: &EnvVars,
+        managed: Option<&Managed>,
+        profile: Profile,
+        default_agent: Option<&str>,
+    ) -> Result<Self, SettingsError> {
+        let empty = Managed::default();
+        let m = managed.unwrap_or(&empty);
+
+        // Environment: managed wins; a weaker variable is refused.
+        let environment = match (m.environment, env.environment) {
+            (Some(floor), Some(asked)) if asked < floor => {
+                return Err(m.refuse(
+                    &format!("THOTH_ENV={}", asked.as_str()),
+                    "environment",
+                    floor.as_str(),
+                ));
+            }
+            (Some(floor), _) => floor,
+            (None, asked) => asked.unwrap_or(Environment::Prod),
+        };
+
+        let agent_id = flags
+            .agent_id
+            .clone()
+            .or_else(|| default_agent.map(str::to_string))
+            .filter(|a| !a.trim().is_empty())
+            .ok_or_else(|| {
+                SettingsError::new(
+                    "--agent-id is required (the server's name in your MCP client config)",
+                )
+            })?;
+
+        // Mode: the managed value is a floor.
+        let asked_mode = flags.enforcement_mode;
+        let mode = match (m.enforcement_mode, asked_mode) {
+            (Some(floor), Some(asked)) if asked < floor => {
+                return Err(m.refuse(
+                    &format!("--enforcement-mode {}", asked.as_str()),
+                    "enforcement_mode",
+                    floor.as_str(),
+                ));
+            }
+            (Some(floor), None) => floor,
+            (_, asked) => asked.unwrap_or(Mode::Block),
+        };
+
+        // Policy and engine.
+        let asked_policy = flags.policy.clone().or_else(|| env.policy_file.clone());
+        if m.require_remote_enforcer && asked_policy.is_some() {
+            let what = if flags.policy.is_some() {
+                "--policy"
+            } else {
+                "THOTH_POLICY_FILE"
+            };
+            return Err(m.refuse(what, "require_remote_enforcer", "true"));
+        }
+        if let (Some(managed_policy), Some(asked)) = (&m.policy_file, &asked_policy)
+            && managed_policy != asked
+        {
+            return Err(m.refuse(
+                &format!("policy {}", asked.display()),
+                "policy_file",
+                &managed_policy.display().to_string(),
+            ));
+        }
+        let policy = m.policy_file.clone().or(asked_policy);
+
+        // API key: flag > env > key file.
+        let key_file = m
+            .api_key_file
+            .clone()
+            .or_else(|| env.api_key_file.clone())
+            .unwrap_or_else(|| profile.api_key_file());
+        let (api_key, api_key_source) =
+            if let Some(k) = flags.api_key.as_ref().filter(|k| !k.trim().is_empty()) {
+                (Some(Secret::new(k.trim().to_string())), "flag")
+            } else if let Some(k) = &env.api_key {
+                (Some(k.clone()), "env")
+            } else {
+                match read_api_key(&key_file)? {
+                    Some(k) => (Some(k), "file"),
+                    None => (None, "none"),
+                }
+            };
+
+        let explicit_url = m.enforcer_url.clone().or_else(|| env.enforcer_url.clone());
+        let tenant_asked = flags.tenant_id.clone().or_else(|| env.tenant_id.clone());
+        if let (Some(managed_tenant), Some(asked)) = (&m.tenant_id, &tenant_asked)
+            && managed_tenant != asked
+        {
+            return Err(m.refuse(&format!("tenant {asked}"), "tenant_id", managed_tenant));
+        }
+        let tenant = m.tenant_id.clone().or(tenant_asked);
+        if let Some(t) = &tenant {
+            super::env::check_tenant(t)
+                .map_err(|e| SettingsError::new(format!("--tenant-id: {e}")))?;
+        }
+
+        let engine = if let Some(policy) = policy {
+            let why = if m.policy_file.is_some() {
+                format!("policy set by {}", m.path.display())
+            } else if flags.policy.is_some() {
+                "--policy given".to_string()
+            } else {
+                "THOTH_POLICY_FILE set".to_string()
+            };
+            EngineChoice::Local { policy, why }
+        } else if api_key.is_some() || explicit_url.is_some() || m.require_remote_enforcer {
+            if api_key.is_none() {
+                return Err(SettingsError::new(format!(
+                    "no API key for the Thoth enforcer: set THOTH_API_KEY or fill {} (the remote enforcer is required{})",
+                    key_file.display(),
+                    if m.require_remote_enforcer {
+                        " by managed settings"
+                    } else {
+                        " because THOTH_ENFORCER_URL is set"
+                    }
+                )));
+            }
+            let tenant = tenant.clone().ok_or_else(|| {
+                SettingsError::new(
+                    "--tenant-id (or THOTH_TENANT_ID) is required with the remote enforcer",
+                )
+            })?;
+            let apex = env
+                .apex_domain
+                .clone()
+                .unwrap_or_else(|| DEFAULT_APEX.into());
+            let url = explicit_url
+                .clone()
+                .unwrap_or_else(|| format!("https://enforce.{tenant}.{apex}"));
+            let why = match (&explicit_url, api_key_source) {
+                (Some(_), _) => "THOTH_ENFORCER_URL set".to_string(),
+                (None, source) => format!("API key configured ({source})"),
+            };
+            EngineChoice::Remote { url, why }
+        } else {
+            EngineChoice::Local {
+                policy: profile.policy_file(),
+                why: "no API key and no THOTH_ENFORCER_URL configured".into(),
+            }
+        };
+
+        check_identity(env, m, environment)?;
+
+        let session_intent = match &flags.session_intent {
+            Some(s) => s.clone(),
+            None => profile.session_intent(&agent_id)?.unwrap_or_default(),
+        };
+        Ok(Self {
+            agent_id,
+            tenant_id: tenant.unwrap_or_else(|| "local".into()),
+            user_id: flags
+                .user_id
+                .clone()
+                .or_else(|| env.user_id.clone())
+                .unwrap_or_default(),
+            endpoint_id: flags
+                .endpoint_id
+                .clone()
+                .or_else(|| env.endpoint_id.clone())
+                .unwrap_or_else(hostname),
+            mode,
+            session_intent,
+            environment,
+            engine,
+            api_key,
+            api_key_source,
+            max_frame_bytes: flags.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME_BYTES),
+            deny_style: m.deny_style.or(env.deny_style).unwrap_or_default(),
+            step_up_hold: m
+                .step_up_hold_seconds
+                .map(Duration::from_secs)
+                .or(env.step_up_hold)
+                .unwrap_or(Duration::from_secs(45)),
+            child_term_delay: env.child_term_delay.unwrap_or(Duration::from_secs(1)),
+            child_kill_delay: env.child_kill_delay.unwrap_or(Duration::from_secs(1)),
+            profile,
+        })
+    }
+}
+
+/// The non-root rule and the expected proxy identity (run and doctor only).
+fn check_identity(
+    env: &EnvVars,
+    m: &Managed,
+    environment: Environment,
+) -> Result<(), SettingsError> {
+    if let (Some(true), Some(false)) = (m.require_non_root, env.require_non_root) {
+        return Err(m.refuse("THOTH_REQUIRE_NON_ROOT=false", "require_non_root", "true"));
+    }
+    let require_non_root = m
+        .require_non_root
+        .or(env.require_non_root)
+        .unwrap_or(environment != Environment::Dev);
+    let uid = env.test_uid.unwrap_or_else(current_uid);
+    if require_non_root && uid == 0 {
+        return Err(SettingsError::new(format!(
+            "thoth refuses to run as root in {} (a governed server would run with root's rights): run it as the user, or for a trial set THOTH_ENV=dev or THOTH_REQUIRE_NON_ROOT=false",
+            environment.as_str()
+        )));
+    }
+    if let Some(expected) = env.expected_proxy_uid
+        && expected != uid
+    {
+        return Err(SettingsError::new(format!(
+            "THOTH_EXPECTED_PROXY_UID={expected} but thoth runs as uid {uid}: start it as the expected user"
+        )));
+    }
+    if let Some(expected) = &env.expected_proxy_user {
+        let actual = current_user_name(uid);
+        if actual.as_deref() != Some(expected.as_str()) {
+            return Err(SettingsError::new(format!(
+                "THOTH_EXPECTED_PROXY_USER={expected} but thoth runs as {}: start it as the expected user",
+                actual.unwrap_or_else(|| format!("uid {uid}"))
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    nix::unistd::Uid::effective().as_raw()
+}
+
+#[cfg(not(unix))]
+fn current_uid() -> u32 {
+    1
+}
+
+#[cfg(unix)]
+fn current_user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+#[cfg(not(unix))]
+fn current_user_name(_uid: u32) -> Option<String> {
+    std::env::var("USERNAME").ok()
+}
+
+/// The host name, for the default endpoint id.
+pub fn hostname() -> String {
+    #[cfg(unix)]
+    if let Ok(name) = nix::unistd::gethostname() {
+        return name.to_string_lossy().into_owned();
+    }
+    std::env::var("COMPUTERNAME").unwrap_or_else(|_| "unknown-host".into())
+}
