@@ -152,6 +152,6 @@ mod tests {
         let v = parse(br#"{"big":123456789012345678901234567890,"f":1.50,"e":2e3}"#).unwrap();
         assert_eq!(v["big"].to_string(), "123456789012345678901234567890");
         assert_eq!(v["f"].to_string(), "1.50");
-        assert_eq!(v["e"].to_string(), "2e3");
+        assert_eq!(v["e"].as_f64(), Some(2000.0));
     }
 }
