@@ -36,3 +36,201 @@ pub fn lines(output: &Output) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ExitStatus};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+/// The fixture MCP server built from `examples/fixture_server.rs` (cargo test builds
+/// examples before running tests).
+pub fn fixture() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let target = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = target.join("examples").join("fixture_server");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test` (it builds examples)",
+        path.display()
+    );
+    path
+}
+
+/// A scratch HOME (so ~/.thoth is the test's own) removed on drop.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("thoth-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+    /// A `thoth` command with HOME here and a dev environment (tests run as root).
+    pub fn thoth(&self) -> Command {
+        let mut cmd = thoth();
+        cmd.env("HOME", &self.dir)
+            .env("THOTH_ENV", "dev")
+            .env_remove("THOTH_API_KEY")
+            .env_remove("THOTH_ENFORCER_URL")
+            .env_remove("THOTH_POLICY_FILE")
+            .env("THOTH_LOG", "info");
+        cmd
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub const READ_ONLY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/policies/read-only.cedar"
+);
+pub const HIPAA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/hipaa.cedar");
+
+/// A running `thoth run` with line-oriented access to its stdout and stderr.
+pub struct Proxy {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Proxy {
+    pub fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn thoth");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            while reader
+                .read_until(b'\n', &mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
+                let _ = tx.send(
+                    String::from_utf8_lossy(&line)
+                        .trim_end_matches('\n')
+                        .to_string(),
+                );
+                line.clear();
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes());
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next stdout line, within 10 s.
+    pub fn recv(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line from thoth within 10 s")
+    }
+
+    /// The next stdout line as JSON.
+    pub fn recv_json(&self) -> serde_json::Value {
+        let line = self.recv();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Waits up to `wait` for another line.
+    pub fn try_recv(&self, wait: Duration) -> Option<String> {
+        self.lines.recv_timeout(wait).ok()
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for thoth to exit (panics after `limit`).
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "thoth did not exit within {limit:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every remaining stdout line (after thoth closed it).
+    pub fn rest(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            out.push(line);
+        }
+        out
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True while `pid` exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.split(") ")
+                .nth(1)
+                .is_some_and(|rest| rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,141 @@
+//! A small MCP server for thoth's integration tests (and a quick manual try).
+//!
+//! It answers `initialize`, `tools/list` and `tools/call` over stdio and is steered by
+//! environment variables:
+//! - `FIXTURE_LOG=<file>`: append every line received to the file, byte for byte;
+//! - `FIXTURE_BANNER=1`: print a non-JSON banner on stdout first;
+//! - `FIXTURE_GRANDCHILD=<file>`: start `sleep 600` and write its pid to the file;
+//! - `FIXTURE_DUMP_ENV=<file>`: write the environment, one `NAME=value` per line;
+//! - `FIXTURE_PID=<file>`: write its own pid;
+//! - `FIXTURE_LINGER=1`: keep running after stdin closes (a server that must be killed).
+//!
+//! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`
+//! and `echo` answer with their arguments; `big` answers with a text of
+//! `arguments.mib` MiB on one line; `crash` exits with status 3 at once.
+
+use std::io::{BufRead, Write};
+
+use serde_json::{Value, json};
+
+fn main() {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(path) = env("FIXTURE_PID") {
+        let _ = std::fs::write(path, std::process::id().to_string());
+    }
+    if let Some(path) = env("FIXTURE_DUMP_ENV") {
+        let dump: String = std::env::vars()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        let _ = std::fs::write(path, dump);
+    }
+    if let Some(path) = env("FIXTURE_GRANDCHILD")
+        && let Ok(child) = std::process::Command::new("sleep").arg("600").spawn()
+    {
+        let _ = std::fs::write(path, child.id().to_string());
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if env("FIXTURE_BANNER").is_some() {
+        let _ = writeln!(
+            out,
+            "fixture MCP server v1 starting (this line is not JSON)"
+        );
+        let _ = out.flush();
+    }
+    let mut log = env("FIXTURE_LOG").and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    });
+    let stdin = std::io::stdin();
+    let mut line = Vec::new();
+    let mut input = stdin.lock();
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if let Some(log) = log.as_mut() {
+            let _ = log.write_all(&line);
+            let _ = log.flush();
+        }
+        let Ok(message) = serde_json::from_slice::<Value>(&line) else {
+            continue;
+        };
+        let replies: Vec<Value> = match &message {
+            Value::Array(items) => items.iter().filter_map(answer).collect(),
+            one => answer(one).into_iter().collect(),
+        };
+        for reply in replies {
+            if reply.get("big").is_some() {
+                write_big(&mut out, &reply);
+                continue;
+            }
+            let _ = writeln!(out, "{reply}");
+        }
+        let _ = out.flush();
+    }
+    if env("FIXTURE_LINGER").is_some() {
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
+}
+
+fn answer(message: &Value) -> Option<Value> {
+    let id = message.get("id")?.clone();
+    let method = message.get("method")?.as_str()?;
+    let result = match method {
+        "initialize" => json!({
+            "protocolVersion": "2025-06-18",
+            "capabilities": { "tools": {} },
+            "serverInfo": { "name": "fixture", "version": "1.0.0" }
+        }),
+        "tools/list" => {
+            let tools: Vec<Value> = ["read_file", "write_file", "delete_file", "exec_command", "patient_lookup", "echo", "big", "crash"]
+                .iter()
+                .map(|name| json!({ "name": name, "description": format!("fixture tool {name}"), "inputSchema": { "type": "object" } }))
+                .collect();
+            json!({ "tools": tools })
+        }
+        "tools/call" => {
+            let name = message["params"]["name"].as_str().unwrap_or_default();
+            let args = message["params"]
+                .get("arguments")
+                .cloned()
+                .unwrap_or(json!({}));
+            match name {
+                "crash" => std::process::exit(3),
+                "big" => {
+                    return Some(json!({ "id": id, "big": args["mib"].as_u64().unwrap_or(1) }));
+                }
+                _ => {
+                    json!({ "content": [{ "type": "text", "text": args.to_string() }], "isError": false })
+                }
+            }
+        }
+        "ping" => json!({}),
+        _ => {
+            return Some(
+                json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32601, "message": "Method not found" } }),
+            );
+        }
+    };
+    Some(json!({ "jsonrpc": "2.0", "id": id, "result": result }))
+}
+
+/// One result line of `mib` MiB, written in pieces (never held whole).
+fn write_big(out: &mut impl Write, reply: &Value) {
+    let mib = reply["big"].as_u64().unwrap_or(1);
+    let _ = write!(
+        out,
+        r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":[{{"type":"text","text":""#,
+        reply["id"]
+    );
+    let piece = vec![b'x'; 1024 * 1024];
+    for _ in 0..mib {
+        let _ = out.write_all(&piece);
+    }
+    let _ = writeln!(out, r#""}}],"isError":false}}}}"#);
+}

@@ -1,0 +1,760 @@
+//! `thoth run` end to end: the real binary, the fixture MCP server as a real child
+//! process, and assertions on what reached the server byte for byte.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use util::{HIPAA, Proxy, READ_ONLY, Scratch, alive, fixture};
+
+fn proxy(s: &Scratch, flags: &[&str], envs: &[(&str, &str)]) -> Proxy {
+    let mut cmd = s.thoth();
+    cmd.args(["run", "--agent-id", "fixture"])
+        .args(flags)
+        .arg("--")
+        .arg(fixture());
+    cmd.env("FIXTURE_LOG", s.path("received.log"));
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    Proxy::start(cmd)
+}
+
+fn call(id: u32, tool: &str, args: Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": tool, "arguments": args } }).to_string()
+}
+
+fn received(s: &Scratch) -> String {
+    s.read("received.log")
+}
+
+#[test]
+fn allowed_traffic_relays_byte_for_byte() {
+    let s = Scratch::new("relay");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    // Odd but valid spacing and escapes must reach the server unchanged.
+    let init = r#"{ "jsonrpc" : "2.0", "id" : "init-1", "method" : "initialize", "params" : { "x" : "caf\u00e9 \/" } }"#;
+    p.send(init);
+    assert_eq!(p.recv_json()["id"], "init-1");
+    let read = r#"{"jsonrpc":"2.0","id":2,"method":"tools\/call","params":{"name":"read_file","arguments":{"path":"/etc/hosts","n":1.50}}}"#;
+    p.send(read);
+    let answer = p.recv_json();
+    assert_eq!(answer["id"], 2);
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        r#"{"path":"/etc/hosts","n":1.50}"#
+    );
+    p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    p.close_stdin();
+    assert!(p.wait(Duration::from_secs(5)).success());
+    assert_eq!(
+        received(&s),
+        format!(
+            "{init}\n{read}\n{}\n",
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        )
+    );
+    assert!(
+        p.stderr()
+            .lines()
+            .next()
+            .unwrap()
+            .contains("local mode: Cedar policy"),
+        "{}",
+        p.stderr()
+    );
+}
+
+#[test]
+fn blocked_calls_never_reach_the_server() {
+    let s = Scratch::new("block");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    p.send(&call(1, "write_file", json!({ "path": "/etc/passwd" })));
+    let v = p.recv_json();
+    assert_eq!(v["id"], 1);
+    assert_eq!(v["error"]["code"], -32001);
+    assert_eq!(
+        v["error"]["message"],
+        "Blocked by Thoth policy: read-only policy: this tool writes, deletes or executes"
+    );
+    assert_eq!(v["error"]["data"]["decision"], "BLOCK");
+    assert_eq!(v["error"]["data"]["tool_name"], "write_file");
+    assert_eq!(
+        v["error"]["data"]["matched_rule_ids"],
+        json!(["read-only-no-writes"])
+    );
+    assert!(v["error"]["data"]["action_attestation_id"].is_string());
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert_eq!(received(&s), "");
+}
+
+#[test]
+fn modes_step_up_progressive_and_observe() {
+    // step_up: a soft denial (no permit) becomes -32002.
+    let s = Scratch::new("modes");
+    let mut p = proxy(
+        &s,
+        &["--policy", HIPAA, "--enforcement-mode", "step_up"],
+        &[],
+    );
+    p.send(&call(1, "write_file", json!({})));
+    assert_eq!(p.recv_json()["error"]["code"], -32002);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+
+    // progressive: the first soft denial of a tool steps up, later ones block; a hard
+    // forbid blocks from the start; a step_up forbid steps up.
+    let mut p = proxy(
+        &s,
+        &["--policy", HIPAA, "--enforcement-mode", "progressive"],
+        &[],
+    );
+    for (id, tool, code) in [
+        (1, "write_file", -32002),
+        (2, "write_file", -32001),
+        (3, "delete_file", -32002),
+        (4, "export_read", -32001),
+        (5, "patient_lookup", -32002),
+    ] {
+        p.send(&call(id, tool, json!({})));
+        let v = p.recv_json();
+        assert_eq!(
+            (v["id"].clone(), v["error"]["code"].clone()),
+            (json!(id), json!(code)),
+            "{tool}: {v}"
+        );
+    }
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert_eq!(received(&s), "");
+
+    // step_up forbid lifted by the session intent.
+    let mut p = proxy(
+        &s,
+        &["--policy", HIPAA, "--session-intent", "clinical"],
+        &[],
+    );
+    p.send(&call(1, "patient_lookup", json!({ "mrn": "1" })));
+    assert_eq!(p.recv_json()["result"]["isError"], false);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+
+    // observe: forwarded, and the audit log records what would have happened.
+    let _ = std::fs::remove_file(s.path("received.log"));
+    let mut p = proxy(
+        &s,
+        &["--policy", READ_ONLY, "--enforcement-mode", "observe"],
+        &[],
+    );
+    p.send(&call(9, "write_file", json!({ "path": "/x" })));
+    assert_eq!(p.recv_json()["result"]["isError"], false);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert!(received(&s).contains("write_file"));
+    let audit = audit_text(&s);
+    assert!(
+        audit.contains(r#""decision":"ALLOW""#) && audit.contains(r#""would_be":"BLOCK""#),
+        "{audit}"
+    );
+}
+
+fn audit_text(s: &Scratch) -> String {
+    let mut text = String::new();
+    let root = s.path(".thoth/audit");
+    for day in std::fs::read_dir(root).unwrap() {
+        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            text.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+        }
+    }
+    text
+}
+
+#[test]
+fn deny_style_tool_result_answers_with_an_error_result() {
+    let s = Scratch::new("denystyle");
+    let mut p = proxy(
+        &s,
+        &["--policy", READ_ONLY],
+        &[("THOTH_DENY_STYLE", "tool_result")],
+    );
+    p.send(&call(1, "exec_command", json!({ "cmd": "rm -rf /" })));
+    let v = p.recv_json();
+    assert_eq!(v["result"]["isError"], true);
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Blocked by Thoth policy:")
+    );
+}
+
+#[test]
+fn batches_are_split_and_never_carry_a_blocked_call() {
+    let s = Scratch::new("batch");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    let allowed = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"p":1}}}"#;
+    let blocked = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{"p":1}}}"#;
+    let ping = r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#;
+    p.send(&format!("[{allowed}, {blocked},{ping}, 7]"));
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.push(p.recv_json());
+    }
+    let errors = seen
+        .iter()
+        .find(|v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|e| e.get("error").is_some()))
+        })
+        .expect("error array");
+    let codes: Vec<_> = errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].clone(), e["error"]["code"].clone()))
+        .collect();
+    assert_eq!(
+        codes,
+        [(json!(2), json!(-32001)), (json!(null), json!(-32600))]
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert_eq!(received(&s), format!("[{allowed},{ping}]\n"));
+}
+
+#[test]
+fn bypass_attempts_are_refused_end_to_end() {
+    let s = Scratch::new("bypass");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    let attempts: &[(&str, i64)] = &[
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","name":"write_file"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":2,"method":"ping","method":"tools/call","params":{"name":"write_file"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"ping","Method":"tools/call","params":{"name":"write_file"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"read_file"},"paramſ":{"name":"write_file"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read_file","Name":"write_file"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/a","path":"/etc/shadow"}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_file","arguments":{"cmd":"ls","CMD":"rm"}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"read_file","arguments":{"x":{"a":1,"a":2}}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"re\u0061d_file\u0000"}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"write_file"},"method":"tools/call"}"#,
+            -32600,
+        ),
+    ];
+    for (frame, code) in attempts {
+        p.send(frame);
+        let v = p.recv_json();
+        assert_eq!(v["error"]["code"], *code, "{frame}: {v}");
+    }
+    // The escaped method is tools/call, and the escaped name is the real name.
+    p.send(r#"{"jsonrpc":"2.0","id":11,"method":"tools\u002fcall","params":{"name":"wr\u0069te_file"}}"#);
+    assert_eq!(p.recv_json()["error"]["code"], -32001);
+    // A tools/call notification is dropped, never forwarded.
+    p.send(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"read_file"}}"#);
+    p.send("not json at all");
+    assert_eq!(p.recv_json()["error"]["code"], -32700);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert_eq!(received(&s), "", "nothing reached the server");
+    assert!(p.stderr().contains("dropped a tools/call notification"));
+}
+
+#[test]
+fn a_banner_on_the_servers_stdout_goes_to_stderr() {
+    let s = Scratch::new("banner");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[("FIXTURE_BANNER", "1")]);
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(p.recv(), r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert!(p.rest().is_empty());
+    let stderr = p.stderr();
+    assert!(
+        stderr.contains("fixture MCP server v1 starting"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("printed 1 non-JSON line"), "{stderr}");
+}
+
+#[test]
+fn a_100_mib_result_line_relays_with_bounded_memory() {
+    let s = Scratch::new("big");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    let pid = p.child.id();
+    p.send(&call(1, "big", json!({ "mib": 100 })));
+    let line = p.recv();
+    assert!(line.len() > 100 * 1024 * 1024);
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["id"], 1);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    eprintln!("thoth peak RSS while relaying 100 MiB: {hwm_kib} KiB");
+    assert!(hwm_kib < 32 * 1024, "peak RSS {hwm_kib} KiB");
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+}
+
+#[test]
+fn cancelling_a_pending_call_resolves_it_without_forwarding() {
+    let s = Scratch::new("cancel");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    // One write, so both frames are read together: the call is still pending (its
+    // decision task has not run) when the cancellation is scanned.
+    let pair = format!(
+        "{}\n{}\n",
+        call(41, "read_file", json!({})),
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":41,"reason":"user"}}"#
+    );
+    p.send_bytes(pair.as_bytes());
+    // A later ping still works, and no answer for 41 ever comes.
+    p.send(r#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#);
+    assert_eq!(p.recv_json()["id"], 42);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert!(p.rest().is_empty());
+    assert_eq!(
+        received(&s),
+        "{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"ping\"}\n"
+    );
+    assert!(p.stderr().contains("cancelled call 41"));
+}
+
+#[test]
+fn a_crashing_server_answers_its_calls_and_passes_its_status() {
+    let s = Scratch::new("crash");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    p.send(&call(5, "crash", json!({})));
+    let v = p.recv_json();
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!(5), json!(-32603))
+    );
+    assert_eq!(p.wait(Duration::from_secs(5)).code(), Some(3));
+}
+
+#[test]
+fn client_eof_tears_down_a_stubborn_server_and_its_grandchild() {
+    let s = Scratch::new("teardown");
+    let mut cmd = s.thoth();
+    let script = format!("trap '' TERM; exec {}", fixture().display());
+    cmd.args([
+        "run",
+        "--agent-id",
+        "fixture",
+        "--policy",
+        READ_ONLY,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .env("FIXTURE_GRANDCHILD", s.path("grandchild.pid"))
+    .env("FIXTURE_LINGER", "1")
+    .env("FIXTURE_PID", s.path("child.pid"));
+    let mut p = Proxy::start(cmd);
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(p.recv_json()["id"], 1);
+    let child: u32 = s.read("child.pid").parse().unwrap();
+    let grandchild: u32 = s.read("grandchild.pid").parse().unwrap();
+    assert!(alive(child) && alive(grandchild));
+    let started = Instant::now();
+    p.close_stdin();
+    let status = p.wait(Duration::from_secs(6));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "escalated too early: {took:?}"
+    );
+    assert_eq!(status.code(), Some(137), "SIGKILLed server: 128 + 9");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!alive(child), "server still running");
+    assert!(!alive(grandchild), "grandchild still running");
+}
+
+#[test]
+fn signals_stop_the_server_at_once() {
+    let s = Scratch::new("signal");
+    let mut p = proxy(
+        &s,
+        &["--policy", READ_ONLY],
+        &[("FIXTURE_PID", s.path("child.pid").to_str().unwrap())],
+    );
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    p.recv();
+    let child: u32 = s.read("child.pid").parse().unwrap();
+    let started = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = p.wait(Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "the server died of SIGTERM: 128 + 15"
+    );
+    assert!(!alive(child));
+}
+
+#[test]
+fn secrets_never_reach_the_server() {
+    let s = Scratch::new("secrets");
+    let dump = s.path("env.txt");
+    let mut p = proxy(
+        &s,
+        &["--policy", READ_ONLY],
+        &[
+            ("THOTH_API_KEY", "sk-test-secret-123"),
+            ("THOTH_GOVAPI_BEARER_TOKEN", "gov-secret"),
+            ("THOTH_EVENT_INGEST_TOKEN", "ingest-secret"),
+            ("THOTH_APPROVER_KEY", "approver-secret"),
+            ("UNRELATED_VAR", "kept"),
+            ("FIXTURE_DUMP_ENV", dump.to_str().unwrap()),
+        ],
+    );
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    p.recv();
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let env = std::fs::read_to_string(&dump).unwrap();
+    assert!(env.contains("UNRELATED_VAR=kept"));
+    for secret in [
+        "THOTH_API_KEY",
+        "THOTH_GOVAPI_BEARER_TOKEN",
+        "THOTH_EVENT_INGEST_TOKEN",
+        "THOTH_APPROVER_KEY",
+        "sk-test-secret-123",
+        "gov-secret",
+        "ingest-secret",
+        "approver-secret",
+    ] {
+        assert!(!env.contains(secret), "{secret} reached the server");
+    }
+    assert!(!p.stderr().contains("sk-test-secret-123"));
+}
+
+/// Runs thoth to completion with no stdin.
+fn run_once(s: &Scratch, args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = s.thoth();
+    cmd.args(args).stdin(std::process::Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn setup_errors_are_one_clear_line() {
+    let s = Scratch::new("setup");
+    let fixture = fixture();
+    let fx = fixture.to_str().unwrap();
+    let run = ["run", "--agent-id", "a", "--"];
+
+    let (code, err) = run_once(&s, &[&run[..], &["no-such-server-xyz"]].concat(), &[]);
+    assert_eq!(code, Some(127));
+    assert!(
+        err.contains("cannot find the server command `no-such-server-xyz`")
+            && err.contains("/usr/local/bin/no-such-server-xyz"),
+        "{err}"
+    );
+
+    let (code, err) = run_once(
+        &s,
+        &[&run[..], &["npx"]].concat(),
+        &[("PATH", "/nonexistent")],
+    );
+    if code == Some(127) {
+        assert!(err.contains("Node.js"), "{err}");
+    }
+
+    for (var, value, needle) in [
+        (
+            "THOTH_ENV",
+            "production",
+            "THOTH_ENV=\"production\" is not valid: use one of dev, staging, prod",
+        ),
+        ("THOTH_HEARTBEAT_INTERVAL_SECONDS", "0", "from 1 to 86400"),
+        ("THOTH_HEARTBEAT_INTERVAL_SECONDS", "abc", "from 1 to 86400"),
+    ] {
+        let (code, err) = run_once(&s, &[&run[..], &[fx]].concat(), &[(var, value)]);
+        assert_eq!(code, Some(78), "{var}={value}");
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
+    // A key file others can read is refused, as ssh does.
+    let key = s.write("key.json", r#"{"api_key":"k"}"#);
+    let (code, err) = run_once(
+        &s,
+        &[&run[..], &[fx]].concat(),
+        &[("THOTH_API_KEY_FILE", key.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains("readable by group or others") && err.contains("chmod 600"),
+        "{err}"
+    );
+
+    // The non-root rule (the test user is root in CI; otherwise the uid is injected).
+    let (code, err) = run_once(
+        &s,
+        &[&run[..], &[fx]].concat(),
+        &[("THOTH_ENV", "prod"), ("THOTH_TEST_UID", "0")],
+    );
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains("THOTH_ENV=dev") && err.contains("THOTH_REQUIRE_NON_ROOT=false"),
+        "{err}"
+    );
+    let (code, _) = run_once(
+        &s,
+        &[&run[..], &["true"]].concat(),
+        &[
+            ("THOTH_ENV", "prod"),
+            ("THOTH_TEST_UID", "0"),
+            ("THOTH_REQUIRE_NON_ROOT", "false"),
+        ],
+    );
+    assert_eq!(code, Some(0));
+    let (code, err) = run_once(
+        &s,
+        &[&run[..], &["true"]].concat(),
+        &[
+            ("THOTH_EXPECTED_PROXY_UID", "4242"),
+            ("THOTH_TEST_UID", "1000"),
+        ],
+    );
+    assert_eq!(code, Some(78));
+    assert!(err.contains("THOTH_EXPECTED_PROXY_UID=4242"), "{err}");
+
+    // A bad policy stops startup with Cedar's diagnostics.
+    let bad = s.write(
+        "bad.cedar",
+        "permit (principal, action, resource) when { context.x == };",
+    );
+    let (code, err) = run_once(
+        &s,
+        &[
+            "run",
+            "--agent-id",
+            "a",
+            "--policy",
+            bad.to_str().unwrap(),
+            "--",
+            fx,
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(78));
+    assert!(err.contains("bad.cedar: invalid Cedar policy"), "{err}");
+}
+
+#[test]
+fn managed_settings_override_and_refuse_weaker_flags() {
+    let s = Scratch::new("managed");
+    let managed = s.write(
+        "managed.json",
+        r#"{"enforcement_mode":"block","environment":"prod","require_non_root":false}"#,
+    );
+    let m = managed.to_str().unwrap();
+    let (code, err) = run_once(
+        &s,
+        &[
+            "run",
+            "--agent-id",
+            "a",
+            "--enforcement-mode",
+            "observe",
+            "--",
+            "true",
+        ],
+        &[("THOTH_MANAGED_SETTINGS_FILE", m), ("THOTH_ENV", "prod")],
+    );
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains("--enforcement-mode observe is refused")
+            && err.contains("enforcement_mode = block"),
+        "{err}"
+    );
+    let (code, err) = run_once(
+        &s,
+        &["run", "--agent-id", "a", "--", "true"],
+        &[("THOTH_MANAGED_SETTINGS_FILE", m), ("THOTH_ENV", "dev")],
+    );
+    assert_eq!(code, Some(78));
+    assert!(err.contains("THOTH_ENV=dev is refused"), "{err}");
+    let (code, err) = run_once(
+        &s,
+        &["run", "--agent-id", "a", "--", "true"],
+        &[("THOTH_MANAGED_SETTINGS_FILE", m), ("THOTH_ENV", "prod")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("enforcement mode block"), "{err}");
+    let remote = s.write("remote.json", r#"{"require_remote_enforcer":true}"#);
+    let (code, err) = run_once(
+        &s,
+        &[
+            "run",
+            "--agent-id",
+            "a",
+            "--policy",
+            READ_ONLY,
+            "--",
+            "true",
+        ],
+        &[("THOTH_MANAGED_SETTINGS_FILE", remote.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(78));
+    assert!(err.contains("--policy is refused"), "{err}");
+    let typo = s.write("typo.json", r#"{"enforcment_mode":"block"}"#);
+    let (code, err) = run_once(
+        &s,
+        &["run", "--agent-id", "a", "--", "true"],
+        &[("THOTH_MANAGED_SETTINGS_FILE", typo.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(78));
+    assert!(err.contains("unknown field `enforcment_mode`"), "{err}");
+}
+
+#[test]
+fn an_erroring_policy_blocks() {
+    let s = Scratch::new("erroring");
+    let policy = s.write(
+        "erroring.cedar",
+        "@id(\"needs-depth\")\npermit (principal, action, resource) when { context.arguments.depth > 3 };\npermit (principal, action, resource) when { resource.name == \"read_file\" };",
+    );
+    let mut p = proxy(&s, &["--policy", policy.to_str().unwrap()], &[]);
+    // `depth` is missing: the first policy errors, which must not fail open.
+    p.send(&call(1, "read_file", json!({})));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("policy evaluation failed"),
+        "{v}"
+    );
+    p.send(&call(2, "read_file", json!({ "depth": 9 })));
+    assert_eq!(p.recv_json()["result"]["isError"], false);
+}
+
+#[test]
+fn the_audit_chain_verifies_and_detects_an_edited_line() {
+    let s = Scratch::new("audit");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    for (i, tool) in ["read_file", "write_file", "read_file"].iter().enumerate() {
+        p.send(&call(
+            i as u32,
+            tool,
+            json!({ "secret_argument": "hunter2" }),
+        ));
+        p.recv();
+    }
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let text = audit_text(&s);
+    assert_eq!(text.lines().count(), 3);
+    assert!(
+        !text.contains("hunter2"),
+        "arguments never reach the audit log"
+    );
+    let (code, err) = run_once(&s, &["audit", "verify"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("1 file(s), 3 record(s)"), "{err}");
+    let day = std::fs::read_dir(s.path(".thoth/audit"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = std::fs::read_dir(day)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replacen("\"BLOCK\"", "\"ALLOW\"", 1);
+    std::fs::write(&file, edited).unwrap();
+    let (code, err) = run_once(&s, &["audit", "verify", file.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(":2: hash mismatch"), "{err}");
+}
+
+#[test]
+fn first_run_bootstraps_the_profile() {
+    let s = Scratch::new("bootstrap");
+    let (code, err) = run_once(&s, &["run", "--agent-id", "a", "--", "true"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.lines()
+            .next()
+            .unwrap()
+            .contains("local mode: Cedar policy")
+            && err.contains("no API key and no THOTH_ENFORCER_URL"),
+        "{err}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| std::fs::metadata(s.path(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(".thoth"), 0o700);
+    assert_eq!(mode(".thoth/proxy_api_key.json"), 0o600);
+    assert_eq!(s.read(".thoth/proxy_api_key.json"), "{\"api_key\": \"\"}\n");
+    assert!(
+        s.read(".thoth/policy.cedar")
+            .contains("permit (principal, action, resource);")
+    );
+    // Later runs never overwrite the files, and the intent map gives the intent.
+    s.write(
+        ".thoth/intent_map.json",
+        r#"{"a":"clinical","*":"general"}"#,
+    );
+    let (code, _) = run_once(&s, &["run", "--agent-id", "a", "--", "true"], &[]);
+    assert_eq!(code, Some(0));
+    assert!(s.read(".thoth/intent_map.json").contains("clinical"));
+}
