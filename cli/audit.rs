@@ -63,10 +63,7 @@ impl AuditLog {
         ));
         create_private_dirs(&folder)?;
         let path = folder.join(format!("{session_id}.jsonl"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let file_path = path.clone();
         let (tx, rx) = sync_channel::<Record>(queue);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
@@ -74,21 +71,38 @@ impl AuditLog {
         std::thread::Builder::new()
             .name("thoth-audit".into())
             .spawn(move || {
+                // The file is created with the first record: a session without tool
+                // calls leaves no empty file behind.
+                let Ok(first) = rx.recv() else { return };
+                let file = match std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&file_path)
+                {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!("cannot open the audit log {}: {e}", file_path.display());
+                        return;
+                    }
+                };
                 let mut writer = ChainWriter::new(std::io::BufWriter::new(file), &session);
-                while let Ok(record) = rx.recv() {
-                    let lost = counter.swap(0, Ordering::Relaxed);
-                    if writer.write(&record, lost).is_err() {
+                let mut next = Some(first);
+                while let Some(record) = next.take() {
+                    if writer
+                        .write(&record, counter.swap(0, Ordering::Relaxed))
+                        .is_err()
+                    {
                         tracing::error!("audit log write failed; later records are lost");
                         return;
                     }
-                    // Write in batches, flush when the queue is empty.
-                    if rx
-                        .try_recv()
-                        .map(|next| writer.write(&next, counter.swap(0, Ordering::Relaxed)))
-                        .is_err()
-                    {
-                        let _ = writer.flush();
-                    }
+                    // Write what is queued in one go; flush when the queue is empty.
+                    next = match rx.try_recv() {
+                        Ok(record) => Some(record),
+                        Err(_) => {
+                            let _ = writer.flush();
+                            rx.recv().ok()
+                        }
+                    };
                 }
                 let lost = counter.swap(0, Ordering::Relaxed);
                 if lost > 0 {

@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod audit;
+pub mod doctor;
 pub mod enforce;
 pub mod logging;
 pub mod proxy;
@@ -37,7 +38,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
     match cli.command {
         args::Command::Scan(scan_args) => scan::run(&scan_args),
         args::Command::Run(run_args) => run_cmd::run(&run_args),
-        args::Command::Doctor(_) => ExitCode::from(2),
+        args::Command::Doctor(doctor_args) => doctor::run(&doctor_args),
         args::Command::Audit(audit_args) => audit_cmd(&audit_args),
     }
 }

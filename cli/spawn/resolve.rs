@@ -267,15 +267,15 @@ pub fn resolve(
             tried,
         });
     }
-    let mut dirs: Vec<String> = env
+    let path_dirs = env
         .path
         .as_deref()
         .unwrap_or_default()
         .split(platform.list_separator())
         .filter(|d| !d.is_empty())
-        .map(str::to_string)
-        .collect();
-    for dir in fallback_dirs(platform, env, probe) {
+        .map(str::to_string);
+    let mut dirs: Vec<String> = Vec::new();
+    for dir in path_dirs.chain(fallback_dirs(platform, env, probe)) {
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
