@@ -44,8 +44,19 @@ pub enum Outcome {
     },
 }
 
+/// Principal, resource and their entities for one (agent identity, tool): built once.
+struct Subjects {
+    principal: EntityUid,
+    resource: EntityUid,
+    entities: Entities,
+}
+
+/// Subjects cached at most (the cache is cleared when full).
+const SUBJECT_CACHE: usize = 4096;
+
 /// A loaded policy set.
 pub struct LocalEngine {
+    subjects: std::sync::Mutex<HashMap<[String; 5], std::sync::Arc<Subjects>>>,
     path: PathBuf,
     policies: PolicySet,
     schema: Option<Schema>,
@@ -102,6 +113,7 @@ impl LocalEngine {
         };
         let action_type = type_name("Thoth::Action")?;
         Ok(Self {
+            subjects: std::sync::Mutex::new(HashMap::new()),
             path: path.to_path_buf(),
             policies,
             schema,
@@ -132,7 +144,23 @@ impl LocalEngine {
         }
     }
 
-    fn authorize(&self, input: &DecisionInput<'_>) -> Result<Outcome, String> {
+    fn subjects(&self, input: &DecisionInput<'_>) -> Result<std::sync::Arc<Subjects>, String> {
+        let key = [
+            input.agent_id,
+            input.tenant_id,
+            input.user_id,
+            input.environment.as_str(),
+            input.tool_name,
+        ]
+        .map(str::to_string);
+        if let Some(hit) = self
+            .subjects
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&key).cloned())
+        {
+            return Ok(hit);
+        }
         let principal = EntityUid::from_type_name_and_id(
             self.agent_type.clone(),
             EntityId::new(input.agent_id),
@@ -141,20 +169,15 @@ impl LocalEngine {
             self.tool_type.clone(),
             EntityId::new(input.tool_name),
         );
+        let string = |s: &str| RestrictedExpression::new_string(s.to_string());
         let agent = Entity::new(
             principal.clone(),
             HashMap::from([
-                (
-                    "tenant".to_string(),
-                    RestrictedExpression::new_string(input.tenant_id.to_string()),
-                ),
-                (
-                    "user".to_string(),
-                    RestrictedExpression::new_string(input.user_id.to_string()),
-                ),
+                ("tenant".to_string(), string(input.tenant_id)),
+                ("user".to_string(), string(input.user_id)),
                 (
                     "environment".to_string(),
-                    RestrictedExpression::new_string(input.environment.as_str().to_string()),
+                    string(input.environment.as_str()),
                 ),
             ]),
             HashSet::new(),
@@ -162,21 +185,33 @@ impl LocalEngine {
         .map_err(|e| e.to_string())?;
         let tool = Entity::new(
             resource.clone(),
-            HashMap::from([(
-                "name".to_string(),
-                RestrictedExpression::new_string(input.tool_name.to_string()),
-            )]),
+            HashMap::from([("name".to_string(), string(input.tool_name))]),
             HashSet::new(),
         )
         .map_err(|e| e.to_string())?;
         let entities = Entities::from_entities([agent, tool], self.schema.as_ref())
             .map_err(|e| e.to_string())?;
+        let subjects = std::sync::Arc::new(Subjects {
+            principal,
+            resource,
+            entities,
+        });
+        if let Ok(mut cache) = self.subjects.lock() {
+            if cache.len() >= SUBJECT_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, subjects.clone());
+        }
+        Ok(subjects)
+    }
 
+    fn authorize(&self, input: &DecisionInput<'_>) -> Result<Outcome, String> {
+        let subjects = self.subjects(input)?;
         let arguments = match input.arguments {
             Some(value @ serde_json::Value::Object(_)) => to_cedar(value),
             _ => RestrictedExpression::new_record([]).map_err(|e| e.to_string())?,
         };
-        let calls = input.session_tool_calls;
+        let history = input.session;
         let string = |s: &str| RestrictedExpression::new_string(s.to_string());
         let context = Context::from_pairs([
             ("tool_name".to_string(), string(input.tool_name)),
@@ -185,29 +220,26 @@ impl LocalEngine {
             ("enforcement_mode".to_string(), string(input.mode.as_str())),
             (
                 "session_tool_calls".to_string(),
-                RestrictedExpression::new_set(calls.iter().map(|c| string(c))),
+                RestrictedExpression::new_set(history.distinct.iter().map(|c| string(c))),
             ),
             (
                 "session_call_count".to_string(),
-                RestrictedExpression::new_long(i64::try_from(calls.len()).unwrap_or(i64::MAX)),
+                RestrictedExpression::new_long(i64::try_from(history.count).unwrap_or(i64::MAX)),
             ),
-            (
-                "previous_tool".to_string(),
-                string(calls.last().map_or("", String::as_str)),
-            ),
+            ("previous_tool".to_string(), string(history.previous())),
         ])
         .map_err(|e| e.to_string())?;
         let request = Request::new(
-            principal,
+            subjects.principal.clone(),
             self.action.clone(),
-            resource,
+            subjects.resource.clone(),
             context,
             self.schema.as_ref(),
         )
         .map_err(|e| e.to_string())?;
         let response = self
             .authorizer
-            .is_authorized(&request, &self.policies, &entities);
+            .is_authorized(&request, &self.policies, &subjects.entities);
 
         let errors: Vec<String> = response
             .diagnostics()

@@ -82,7 +82,38 @@ pub struct DecisionInput<'a> {
     pub tool_name: &'a str,
     /// `None` when the arguments exceed the size a policy engine is given.
     pub arguments: Option<&'a Value>,
-    pub session_tool_calls: &'a [String],
+    pub session: &'a SessionHistory,
+}
+
+/// What a session has called so far, bounded however long it runs.
+#[derive(Debug, Clone, Default)]
+pub struct SessionHistory {
+    /// The most recent tool names, oldest first (at most [`SessionHistory::RECENT`]).
+    pub recent: std::collections::VecDeque<String>,
+    /// Distinct tool names called (at most [`SessionHistory::DISTINCT`]).
+    pub distinct: std::collections::BTreeSet<String>,
+    /// Calls so far.
+    pub count: u64,
+}
+
+impl SessionHistory {
+    pub const RECENT: usize = 256;
+    pub const DISTINCT: usize = 1024;
+
+    pub fn record(&mut self, tool: &str) {
+        if self.recent.len() == Self::RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(tool.to_string());
+        if self.distinct.len() < Self::DISTINCT {
+            self.distinct.insert(tool.to_string());
+        }
+        self.count += 1;
+    }
+
+    pub fn previous(&self) -> &str {
+        self.recent.back().map_or("", String::as_str)
+    }
 }
 
 /// Arguments larger than this are not mapped into Cedar (DESIGN §3).

@@ -11,15 +11,15 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::enforce::local::{LocalEngine, Outcome};
-use crate::enforce::{Decision, DecisionInput, MAX_POLICY_ARGUMENTS, Verdict};
+use crate::enforce::{Decision, DecisionInput, MAX_POLICY_ARGUMENTS, SessionHistory, Verdict};
 use crate::settings::{Mode, RunSettings};
 
 /// The session: one per `thoth run`.
 #[derive(Debug)]
 pub struct Session {
     pub id: String,
-    /// Tool names called so far, in order.
-    pub tool_calls: Vec<String>,
+    /// Tool names called so far.
+    pub history: SessionHistory,
     /// Tools that already had a soft denial (progressive mode).
     soft_denied: HashSet<String>,
 }
@@ -28,7 +28,7 @@ impl Session {
     pub fn new() -> Self {
         Self {
             id: uuid::Uuid::new_v4().to_string(),
-            tool_calls: Vec::new(),
+            history: SessionHistory::default(),
             soft_denied: HashSet::new(),
         }
     }
@@ -73,7 +73,7 @@ pub fn decide(
         session_intent: &settings.session_intent,
         tool_name: tool,
         arguments,
-        session_tool_calls: &session.tool_calls,
+        session: &session.history,
     };
     let decision = if arguments.is_none() {
         Decision::new(
@@ -88,7 +88,7 @@ pub fn decide(
             }
         }
     };
-    session.tool_calls.push(tool.to_string());
+    session.history.record(tool);
     if settings.mode == Mode::Observe && decision.verdict != Verdict::Allow {
         let mut allow = Decision::new(
             Verdict::Allow,

@@ -1,0 +1,223 @@
+//! `thoth run` measured against the same work without thoth, in one run:
+//!
+//! - `passthrough_100MB`: 100 MB of notifications through `thoth run -- cat` (client
+//!   pump, scan, server writer, `cat`, server pump) beside the same bytes through `cat`
+//!   alone over the same kind of pipes;
+//! - `tools_call_stream`: 10 MB of allowed tools/call frames through `thoth run -- cat`
+//!   (every frame decided by the local engine), beside `cat` alone;
+//! - `round_trip`: one tools/call written and its echo read back, through
+//!   `thoth run -- cat` and through `cat` alone (the added latency is the difference);
+//! - `local_decision/<policy>`: one decision of the local Cedar engine, per example
+//!   policy (criterion's median is the p50).
+//!
+//! Run: `cargo bench --bench proxy`. Peak memory while relaying: see README.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::json;
+use thoth::enforce::local::LocalEngine;
+use thoth::proxy::decide::{Engine, Session, decide};
+use thoth::settings::profile::Profile;
+use thoth::settings::{DenyStyle, EngineChoice, Environment, Mode, RunSettings};
+
+fn policy(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/policies")
+        .join(name)
+}
+
+fn home() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("thoth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn thoth_cat() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thoth"));
+    cmd.args(["run", "--agent-id", "bench", "--policy"])
+        .arg(policy("read-only.cedar"))
+        .args(["--", "cat"])
+        .env("HOME", home())
+        .env("THOTH_ENV", "dev")
+        .env("THOTH_LOG", "warn");
+    cmd
+}
+
+fn spawn(mut cmd: Command) -> (Child, ChildStdin, ChildStdout) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    (child, stdin, stdout)
+}
+
+/// Pushes `input` through a fresh process and reads everything back.
+fn stream_through(cmd: Command, input: &'static [u8]) -> Duration {
+    let started = Instant::now();
+    let (mut child, mut stdin, mut stdout) = spawn(cmd);
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(input).unwrap();
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0usize;
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    writer.join().unwrap();
+    child.wait().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(total, input.len(), "every byte came back");
+    elapsed
+}
+
+fn frames(target: usize, make: impl Fn(usize) -> String) -> &'static [u8] {
+    let mut out = Vec::with_capacity(target + 256);
+    let mut i = 0;
+    while out.len() < target {
+        out.extend_from_slice(make(i).as_bytes());
+        out.push(b'\n');
+        i += 1;
+    }
+    Box::leak(out.into_boxed_slice())
+}
+
+fn streams(c: &mut Criterion) {
+    let notifications = frames(100_000_000, |i| {
+        format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":"tok-{i}","progress":{i},"total":1000000,"message":"working on the next part of the job"}}}}"#
+        )
+    });
+    let mut group = c.benchmark_group("passthrough_100MB");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Bytes(notifications.len() as u64));
+    group.bench_function("thoth_run_cat", |b| {
+        b.iter_custom(|n| {
+            (0..n)
+                .map(|_| stream_through(thoth_cat(), notifications))
+                .sum()
+        })
+    });
+    group.bench_function("cat_alone", |b| {
+        b.iter_custom(|n| {
+            (0..n)
+                .map(|_| stream_through(Command::new("cat"), notifications))
+                .sum()
+        })
+    });
+    group.finish();
+
+    let calls = frames(10_000_000, |i| {
+        json!({ "jsonrpc": "2.0", "id": i, "method": "tools/call", "params": { "name": "read_file", "arguments": { "path": format!("/srv/data/file-{i}.txt"), "limit": 4000 } } }).to_string()
+    });
+    let count = calls.iter().filter(|&&b| b == b'\n').count();
+    eprintln!("tools_call_stream: {count} frames of {} bytes", calls.len());
+    let mut group = c.benchmark_group("tools_call_stream");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Elements(count as u64));
+    group.bench_function("thoth_run_cat", |b| {
+        b.iter_custom(|n| (0..n).map(|_| stream_through(thoth_cat(), calls)).sum())
+    });
+    group.bench_function("cat_alone", |b| {
+        b.iter_custom(|n| {
+            (0..n)
+                .map(|_| stream_through(Command::new("cat"), calls))
+                .sum()
+        })
+    });
+    group.finish();
+}
+
+fn round_trip(c: &mut Criterion) {
+    let frame = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "read_file", "arguments": { "path": "/etc/hosts" } } }).to_string() + "\n";
+    let mut group = c.benchmark_group("round_trip");
+    for (name, cmd) in [
+        ("thoth_run_cat", thoth_cat()),
+        ("cat_alone", Command::new("cat")),
+    ] {
+        let (mut child, mut stdin, stdout) = spawn(cmd);
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                stdin.write_all(frame.as_bytes()).unwrap();
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                assert_eq!(line.len(), frame.len());
+            })
+        });
+        drop(stdin);
+        child.wait().unwrap();
+    }
+    group.finish();
+}
+
+fn settings(mode: Mode) -> RunSettings {
+    RunSettings {
+        agent_id: "bench".into(),
+        tenant_id: "local".into(),
+        user_id: "ana@example.com".into(),
+        endpoint_id: "host".into(),
+        mode,
+        session_intent: "general".into(),
+        environment: Environment::Dev,
+        engine: EngineChoice::Local {
+            policy: PathBuf::new(),
+            why: String::new(),
+        },
+        api_key: None,
+        api_key_source: "none",
+        max_frame_bytes: 16 << 20,
+        deny_style: DenyStyle::Error,
+        step_up_hold: Duration::from_secs(45),
+        child_term_delay: Duration::from_secs(1),
+        child_kill_delay: Duration::from_secs(1),
+        profile: Profile { dir: home() },
+    }
+}
+
+fn local_decision(c: &mut Criterion) {
+    let args = json!({ "path": "/home/ana/project/src/main.rs", "encoding": "utf-8", "limit": 4000, "recursive": false, "tags": ["a", "b"] });
+    let settings = settings(Mode::Block);
+    let mut group = c.benchmark_group("local_decision");
+    for name in ["allow-all.cedar", "read-only.cedar", "hipaa.cedar"] {
+        let engine = Engine::Local(LocalEngine::load(&policy(name)).unwrap());
+        group.bench_function(name.trim_end_matches(".cedar"), |b| {
+            b.iter_batched(
+                Session::new,
+                |mut session| {
+                    decide(
+                        &engine,
+                        &settings,
+                        &mut session,
+                        "read_file",
+                        Some(&args),
+                        100,
+                    )
+                    .decision
+                    .verdict
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, local_decision, round_trip, streams);
+criterion_main!(benches);
