@@ -26,6 +26,9 @@ use crate::audit::{AuditLog, Record};
 use crate::enforce::{MAX_POLICY_ARGUMENTS, Verdict, arguments};
 use crate::settings::{Mode, RunSettings};
 
+/// Bytes read from the client at a time (at least).
+const READ_CHUNK: usize = 256 * 1024;
+
 /// Shared by the pumps and the decision tasks (all on one thread).
 pub struct Ctx {
     pub settings: RunSettings,
@@ -47,6 +50,16 @@ impl Ctx {
         }
     }
 
+    /// Waits while the server's queue is full.
+    pub async fn server_backpressure(&self) {
+        let tx = self.to_server.borrow().clone();
+        if let Some(tx) = tx
+            && tx.capacity() == 0
+        {
+            let _ = tx.reserve().await;
+        }
+    }
+
     pub async fn reply(&self, mut frame: Vec<u8>) {
         frame.push(b'\n');
         let tx = self.to_client.borrow().clone();
@@ -62,7 +75,7 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut outgoing: Vec<u8> = Vec::new();
     loop {
-        buf.reserve(64 * 1024);
+        buf.reserve(READ_CHUNK);
         let n = input.read_buf(&mut buf).await?;
         let mut start = 0;
         loop {
@@ -225,7 +238,7 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
         let state = ctx.state.borrow();
         (
             state.pending.contains_key(&key),
-            state.pending.len() >= MAX_PENDING,
+            state.deciding() >= MAX_PENDING,
         )
     };
     if reused {
@@ -261,6 +274,9 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
         let decided = decide_and_record(&ctx, tc.name.as_str(), args.as_ref(), args_len);
+        if let Some(p) = ctx.state.borrow_mut().pending.get_mut(&task_key) {
+            p.deciding = false;
+        }
         if ctx.settings.mode != Mode::Observe {
             match outcome_bytes(&ctx, &frame, &raw_id, tc.name.as_str(), &decided) {
                 Outcome::Forward(mut bytes) => {
@@ -278,9 +294,15 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
         key,
         Pending {
             raw_id: pending_id,
+            deciding: true,
             abort: Some(task.abort_handle()),
         },
     );
+    // Let the decision run before the next frame, and read no further while the
+    // server's queue is full: a client streaming calls is paced by its server, as for
+    // any other frame, instead of piling up decided calls.
+    tokio::task::yield_now().await;
+    ctx.server_backpressure().await;
 }
 
 enum Outcome {

@@ -19,6 +19,8 @@ use super::state::id_key;
 
 /// Lines up to this size are held whole and scanned.
 pub const SCAN_LIMIT: usize = 4 * 1024 * 1024;
+/// Bytes read from the server at a time.
+const READ_CHUNK: usize = 256 * 1024;
 /// Bytes of a diverted line kept for the log.
 const DIVERT_LOG_LIMIT: usize = 4096;
 
@@ -36,6 +38,8 @@ enum Line {
 
 /// Splits the server's stdout into relayed lines and diverted ones.
 pub struct Relay {
+    /// Scan relayed lines for responses (only worth it while requests are in flight).
+    pub scan_responses: bool,
     line: Line,
     held: Vec<u8>,
     diverted_len: usize,
@@ -54,6 +58,7 @@ pub struct Found {
 impl Relay {
     pub fn new(scan_limit: usize) -> Self {
         Self {
+            scan_responses: true,
             line: Line::Start,
             held: Vec::new(),
             diverted_len: 0,
@@ -73,11 +78,41 @@ impl Relay {
                 Some(i) => (&data[..i], &data[i + 1..], true),
                 None => (data, &data[data.len()..], false),
             };
+            // A whole line inside the chunk is judged in place, without holding it.
+            if ends && self.line == Line::Start && segment.len() <= self.scan_limit {
+                self.whole_line(segment, out, found);
+                data = rest;
+                continue;
+            }
             self.segment(segment, out);
             if ends {
                 self.end_line(out, found);
             }
             data = rest;
+        }
+    }
+
+    fn whole_line(&mut self, line: &[u8], out: &mut Vec<u8>, found: &mut Found) {
+        match line.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\r')) {
+            None => {}
+            Some(b'{' | b'[') => {
+                if self.scan_responses {
+                    bookkeeping(line, found);
+                }
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+            Some(_) => {
+                let shown = &line[..line.len().min(DIVERT_LOG_LIMIT)];
+                let mut text = String::from_utf8_lossy(shown)
+                    .trim_end_matches('\r')
+                    .trim_start()
+                    .to_string();
+                if line.len() > shown.len() {
+                    text.push_str(&format!("… ({} bytes)", line.len()));
+                }
+                found.diverted.push(text);
+            }
         }
     }
 
@@ -132,7 +167,9 @@ impl Relay {
         match self.line {
             Line::Start => {}
             Line::Held => {
-                bookkeeping(&self.held, found);
+                if self.scan_responses {
+                    bookkeeping(&self.held, found);
+                }
                 out.extend_from_slice(&self.held);
                 out.push(b'\n');
             }
@@ -178,8 +215,8 @@ pub async fn pump(
     mut stdout: impl AsyncWrite + Unpin,
 ) -> std::io::Result<()> {
     let mut relay = Relay::new(SCAN_LIMIT);
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut server_open = true;
     let mut replies_open = true;
     while server_open || replies_open {
@@ -192,7 +229,10 @@ pub async fn pump(
                         server_open = false;
                         relay.finish(&mut out, &mut found);
                     }
-                    Ok(n) => relay.feed(&chunk[..n], &mut out, &mut found),
+                    Ok(n) => {
+                        relay.scan_responses = !ctx.state.borrow().in_flight.is_empty();
+                        relay.feed(&chunk[..n], &mut out, &mut found)
+                    }
                 }
             }
             reply = replies.recv(), if replies_open && !relay.mid_line() => {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tokio::task::AbortHandle;
 
-/// At most this many calls wait for a decision; more are answered "busy".
+/// At most this many calls wait for their decision; more are answered "busy".
 pub const MAX_PENDING: usize = 256;
 /// Forwarded requests remembered for an answer if the server dies.
 pub const MAX_IN_FLIGHT: usize = 4096;
@@ -25,11 +25,14 @@ pub fn id_key(raw: &[u8]) -> String {
 /// A call waiting for its decision.
 pub struct Pending {
     pub raw_id: Vec<u8>,
+    /// Still waiting for its decision (counts toward the busy bound).
+    pub deciding: bool,
     pub abort: Option<AbortHandle>,
 }
 
 #[derive(Default)]
 pub struct ProxyState {
+    /// Calls not yet forwarded or answered (cancellable), by id.
     pub pending: HashMap<String, Pending>,
     /// id key → raw id of requests forwarded and not yet answered.
     pub in_flight: HashMap<String, Vec<u8>>,
@@ -38,6 +41,11 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
+    /// Calls still waiting for their decision.
+    pub fn deciding(&self) -> usize {
+        self.pending.values().filter(|p| p.deciding).count()
+    }
+
     pub fn forwarded(&mut self, raw_id: &[u8]) {
         if self.in_flight.len() < MAX_IN_FLIGHT {
             self.in_flight.insert(id_key(raw_id), raw_id.to_vec());
