@@ -26,6 +26,9 @@ use crate::audit::{AuditLog, Record};
 use crate::enforce::{MAX_POLICY_ARGUMENTS, Verdict, arguments};
 use crate::settings::{Mode, RunSettings};
 
+/// Undecided calls at which the client pump lets decisions run first.
+const YIELD_AT_DECIDING: usize = 32;
+
 /// Bytes read from the client at a time (at least).
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -298,10 +301,12 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
             abort: Some(task.abort_handle()),
         },
     );
-    // Let the decision run before the next frame, and read no further while the
-    // server's queue is full: a client streaming calls is paced by its server, as for
-    // any other frame, instead of piling up decided calls.
-    tokio::task::yield_now().await;
+    // When decisions pile up, let them run before the next frame, and read no further
+    // while the server's queue is full: a client streaming calls is paced by its
+    // decisions and its server instead of being told "busy" (slow decisions still are).
+    if ctx.state.borrow().deciding() >= YIELD_AT_DECIDING {
+        tokio::task::yield_now().await;
+    }
     ctx.server_backpressure().await;
 }
 
