@@ -43,6 +43,8 @@ pub struct Ctx {
     pub to_server: RefCell<Option<mpsc::Sender<Vec<u8>>>>,
     /// Frames for the client (`\n`-terminated); `None` once closed.
     pub to_client: RefCell<Option<mpsc::Sender<Vec<u8>>>>,
+    /// Spent buffers of the server writer, reused for the next batch of frames.
+    pub spare: Rc<RefCell<Vec<Vec<u8>>>>,
 }
 
 impl Ctx {
@@ -109,7 +111,9 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
         }
         buf.drain(..start.min(buf.len()));
         if !outgoing.is_empty() {
-            ctx.send_server(std::mem::take(&mut outgoing)).await;
+            let next = ctx.spare.borrow_mut().pop().unwrap_or_default();
+            ctx.send_server(std::mem::replace(&mut outgoing, next))
+                .await;
         }
         if n == 0 {
             return Ok(());

@@ -105,8 +105,10 @@ async fn serve(
         audit,
         to_server: RefCell::new(Some(to_server_tx)),
         to_client: RefCell::new(Some(to_client_tx)),
+        spare: Rc::new(RefCell::new(Vec::new())),
     });
-    let writer = tokio::task::spawn_local(write_server(server_stdin, to_server_rx));
+    let writer =
+        tokio::task::spawn_local(write_server(server_stdin, to_server_rx, ctx.spare.clone()));
     let server_pump = tokio::task::spawn_local(server::pump(
         ctx.clone(),
         server_stdout,
@@ -204,11 +206,20 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
 
 /// Owns the server's stdin: writes frames as they come, flushes when idle, and closes
 /// it when every sender is gone.
-async fn write_server(stdin: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn write_server(
+    stdin: impl AsyncWrite + Unpin,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    spare: Rc<RefCell<Vec<Vec<u8>>>>,
+) {
     let mut stdin = tokio::io::BufWriter::with_capacity(64 * 1024, stdin);
-    while let Some(bytes) = rx.recv().await {
+    while let Some(mut bytes) = rx.recv().await {
         if stdin.write_all(&bytes).await.is_err() {
             return;
+        }
+        // Hand the buffer back: the client pump refills it instead of allocating.
+        if bytes.capacity() <= 1 << 20 && spare.borrow().len() < 4 {
+            bytes.clear();
+            spare.borrow_mut().push(bytes);
         }
         let mut more = true;
         while more {

@@ -12,6 +12,7 @@ pub fn stdin() -> Box<dyn AsyncRead + Unpin> {
     {
         use std::os::fd::AsFd;
         if let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned()
+            && widen(&fd)
             && let Ok(rx) =
                 tokio::net::unix::pipe::Receiver::from_file_unchecked(std::fs::File::from(fd))
         {
@@ -27,6 +28,7 @@ pub fn stdout() -> Box<dyn AsyncWrite + Unpin> {
     {
         use std::os::fd::AsFd;
         if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned()
+            && widen(&fd)
             && let Ok(tx) =
                 tokio::net::unix::pipe::Sender::from_file_unchecked(std::fs::File::from(fd))
         {
@@ -34,4 +36,13 @@ pub fn stdout() -> Box<dyn AsyncWrite + Unpin> {
         }
     }
     Box::new(tokio::io::stdout())
+}
+
+/// Widens thoth's end of a pipe (no-op elsewhere); always true, for chaining.
+#[cfg(unix)]
+fn widen(fd: &std::os::fd::OwnedFd) -> bool {
+    #[cfg(target_os = "linux")]
+    crate::spawn::widen_pipe(fd);
+    let _ = fd;
+    true
 }

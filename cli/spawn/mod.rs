@@ -85,7 +85,31 @@ pub fn spawn(resolved: &Resolved, args: &[OsString], stderr: Stdio) -> std::io::
     }
     let child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0);
+    #[cfg(target_os = "linux")]
+    {
+        if let Some(stdin) = &child.stdin {
+            widen_pipe(stdin);
+        }
+        if let Some(stdout) = &child.stdout {
+            widen_pipe(stdout);
+        }
+    }
     Ok(Server { child, pid })
+}
+
+/// Pipe capacity thoth asks for (Linux allows up to /proc/sys/fs/pipe-max-size, 1 MiB
+/// by default, to unprivileged users).
+#[cfg(target_os = "linux")]
+const PIPE_CAPACITY: i32 = 1 << 20;
+
+/// Grows a pipe's kernel buffer so bulk traffic takes fewer wake-ups (best effort: a
+/// smaller pipe still works).
+#[cfg(target_os = "linux")]
+pub fn widen_pipe(fd: &impl std::os::fd::AsFd) {
+    let _ = nix::fcntl::fcntl(
+        fd.as_fd(),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_CAPACITY),
+    );
 }
 
 /// Sends `signal` to the server's process group (ignores a group already gone).

@@ -15,14 +15,23 @@ const LONGEST: usize = 16;
 /// True when `key`, folded (simple case folding onto ASCII, controls and invisible
 /// format characters dropped), equals one of `names`. Callers have already checked
 /// that `key` is not exactly one of them.
+#[inline]
 pub(crate) fn folds_onto(key: &RawStr<'_>, names: &[&str]) -> bool {
     // An unescaped ASCII key has no control character (the validator refuses raw
     // ones) and folds by ASCII case alone. This keeps ordinary keys off the slow path.
-    if !key.has_escapes() && key.raw().is_ascii() {
+    if !key.has_escapes() {
         let raw = key.raw();
-        return names
-            .iter()
-            .any(|n| n.len() == raw.len() && n.as_bytes().eq_ignore_ascii_case(raw));
+        if !names.iter().any(|n| n.len() == raw.len()) && raw.len() <= LONGEST {
+            // Same length is needed unless a multi-byte character (ſ, K, or an
+            // invisible one) is involved, which only non-ASCII keys can hold.
+            if raw.is_ascii() {
+                return false;
+            }
+        } else if raw.is_ascii() {
+            return names
+                .iter()
+                .any(|n| n.len() == raw.len() && n.as_bytes().eq_ignore_ascii_case(raw));
+        }
     }
     let mut folded = heapless::Vec::<u8, LONGEST>::new();
     for c in key.chars() {
