@@ -30,7 +30,7 @@ use crate::settings::{Mode, RunSettings};
 const YIELD_AT_DECIDING: usize = 32;
 
 /// Bytes read from the client at a time (at least).
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Shared by the pumps and the decision tasks (all on one thread).
 pub struct Ctx {

@@ -35,7 +35,7 @@ use decide::{Engine, Session};
 use state::ProxyState;
 
 /// Frames queued for the server's stdin at most (a slow server slows the client).
-const TO_SERVER_QUEUE: usize = 32;
+const TO_SERVER_QUEUE: usize = 8;
 /// Replies queued for the client at most.
 const TO_CLIENT_QUEUE: usize = 256;
 
