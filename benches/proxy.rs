@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use thoth::enforce::local::LocalEngine;
-use thoth::proxy::decide::{Engine, Session, decide};
+use thoth::proxy::decide::{Session, decide};
 use thoth::settings::profile::Profile;
-use thoth::settings::{DenyStyle, EngineChoice, Environment, Mode, RunSettings};
+use thoth::settings::{DenyStyle, EngineChoice, Environment, FailureDecision, Mode, RunSettings};
 
 fn policy(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -188,6 +188,9 @@ fn settings(mode: Mode) -> RunSettings {
         child_term_delay: Duration::from_secs(1),
         child_kill_delay: Duration::from_secs(1),
         profile: Profile { dir: home() },
+        failure_decision: FailureDecision::Block,
+        enforcer_timeout: Duration::from_secs(5),
+        tls: Default::default(),
     }
 }
 
@@ -196,7 +199,7 @@ fn local_decision(c: &mut Criterion) {
     let settings = settings(Mode::Block);
     let mut group = c.benchmark_group("local_decision");
     for name in ["allow-all.cedar", "read-only.cedar", "hipaa.cedar"] {
-        let engine = Engine::Local(LocalEngine::load(&policy(name)).unwrap());
+        let engine = LocalEngine::load(&policy(name)).unwrap();
         group.bench_function(name.trim_end_matches(".cedar"), |b| {
             b.iter_batched(
                 Session::new,

@@ -30,6 +30,12 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Audit log tools.
     Audit(AuditArgs),
+    /// The local Cedar engine as an enforcer service.
+    Enforcer(EnforcerArgs),
+    /// Approve a step-up hold on an enforcer served by `thoth enforcer serve`.
+    Approve(crate::server::ResolveArgs),
+    /// Deny a step-up hold.
+    Deny(crate::server::ResolveArgs),
     /// Classify JSON-RPC frames (one JSON line per frame on stdout).
     Scan(ScanArgs),
 }
@@ -91,6 +97,20 @@ pub struct DoctorArgs {
     /// The server command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// `thoth enforcer`.
+#[derive(Debug, Args)]
+pub struct EnforcerArgs {
+    #[command(subcommand)]
+    pub command: EnforcerCommand,
+}
+
+/// Enforcer subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EnforcerCommand {
+    /// Serve a Cedar policy over the enforcer wire protocol.
+    Serve(crate::server::ServeArgs),
 }
 
 /// `thoth audit`.

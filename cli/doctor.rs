@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::args::{DoctorArgs, RunFlags};
 use crate::enforce::Decision;
-use crate::proxy::decide::{Session, decide};
+use crate::proxy::decide::{Engine, Session, decide, input};
 use crate::run_cmd::{EXIT_NOT_FOUND, config_error, load_engine, load_settings};
 use crate::settings::RunSettings;
 use crate::spawn;
@@ -94,10 +94,26 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             // A fresh session per tool: each row is what a first call would get.
             let mut session = Session::new();
             let empty = Value::Object(serde_json::Map::new());
-            (
-                name.clone(),
-                decide(&engine, &settings, &mut session, name, Some(&empty), 2).decision,
-            )
+            let decision = match &engine {
+                Engine::Local(local) => {
+                    decide(local, &settings, &mut session, name, Some(&empty), 2).decision
+                }
+                Engine::Remote(remote) => {
+                    let history = session.history.clone();
+                    let call = input(&settings, &session.id, &history, name, Some(&empty));
+                    let ask = remote.enforce(&call, &session.id, "doctor");
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(ask),
+                        Err(e) => {
+                            Decision::new(crate::enforce::Verdict::Block, format!("internal: {e}"))
+                        }
+                    }
+                }
+            };
+            (name.clone(), decision)
         })
         .collect();
     let _ = rest;

@@ -9,9 +9,11 @@ pub mod audit;
 pub mod doctor;
 pub mod enforce;
 pub mod logging;
+pub mod net;
 pub mod proxy;
 pub mod run_cmd;
 pub mod scan;
+pub mod server;
 pub mod settings;
 pub mod spawn;
 
@@ -40,6 +42,11 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
         args::Command::Run(run_args) => run_cmd::run(&run_args),
         args::Command::Doctor(doctor_args) => doctor::run(&doctor_args),
         args::Command::Audit(audit_args) => audit_cmd(&audit_args),
+        args::Command::Enforcer(args::EnforcerArgs {
+            command: args::EnforcerCommand::Serve(serve),
+        }) => server::run(&serve),
+        args::Command::Approve(resolve) => server::resolve_command(&resolve, true),
+        args::Command::Deny(resolve) => server::resolve_command(&resolve, false),
     }
 }
 

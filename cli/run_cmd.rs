@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::args::RunArgs;
 use crate::audit::AuditLog;
 use crate::enforce::local::LocalEngine;
+use crate::enforce::remote::RemoteEnforcer;
 use crate::proxy::{
     self,
     decide::{Engine, Session},
@@ -65,10 +66,24 @@ fn announce(settings: &RunSettings) {
 /// The engine the settings chose.
 pub fn load_engine(settings: &RunSettings) -> Result<Engine, SettingsError> {
     match &settings.engine {
-        EngineChoice::Local { policy, .. } => LocalEngine::load(policy).map(Engine::Local),
-        EngineChoice::Remote { .. } => Err(SettingsError::new(
-            "the remote Thoth enforcer is not supported by this build yet: pass --policy FILE (or THOTH_POLICY_FILE) to decide locally with Cedar",
-        )),
+        EngineChoice::Local { policy, .. } => {
+            LocalEngine::load(policy).map(|e| Engine::Local(Box::new(e)))
+        }
+        EngineChoice::Remote { url, .. } => {
+            let key = settings
+                .api_key
+                .clone()
+                .ok_or_else(|| SettingsError::new("no API key for the Thoth enforcer"))?;
+            let tls = settings.tls.client_config()?;
+            RemoteEnforcer::new(
+                url,
+                key,
+                settings.failure_decision,
+                settings.enforcer_timeout,
+                tls,
+            )
+            .map(Engine::Remote)
+        }
     }
 }
 

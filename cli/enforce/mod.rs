@@ -6,6 +6,7 @@
 pub mod arguments;
 pub mod cedar_value;
 pub mod local;
+pub mod remote;
 
 use serde_json::Value;
 
@@ -46,6 +47,8 @@ pub struct Decision {
     pub expires_at: Option<String>,
     /// MODIFY: the arguments to forward instead.
     pub modified_arguments: Option<Value>,
+    /// Further members for the reply's `data` (fallback, http_status, enforcer fields).
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl Decision {
@@ -60,6 +63,7 @@ impl Decision {
             approval_url: None,
             expires_at: None,
             modified_arguments: None,
+            extra: serde_json::Map::new(),
         }
     }
 

@@ -18,7 +18,7 @@ use thoth_core::{Call, FrameStep, LineFramer, Message, ToolCall};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use super::decide::{Decided, Engine, Session, decide};
+use super::decide::{Decided, Engine, Session, decide, input, observe, too_large};
 use super::modify::splice_arguments;
 use super::reply;
 use super::state::{MAX_PENDING, Pending, ProxyState, id_key};
@@ -162,8 +162,22 @@ async fn handle_frame(ctx: &Rc<Ctx>, frame: &[u8], outgoing: &mut Vec<u8>) {
             if !outgoing.is_empty() {
                 ctx.send_server(std::mem::take(outgoing)).await;
             }
-            let (to_server, to_client) =
-                split_batch(frame, &mut |call, tc| decide_inline(ctx, frame, call, tc));
+            let mut planned = plan_batch(frame);
+            for p in planned.iter_mut() {
+                if let Planned::Decide {
+                    element,
+                    raw_id,
+                    call,
+                } = p
+                {
+                    *p = match decide_element(ctx, frame, element, raw_id, call).await {
+                        Ok(Some(bytes)) => Planned::Forward(bytes),
+                        Ok(None) => Planned::Drop,
+                        Err(answer) => Planned::Answer(answer),
+                    };
+                }
+            }
+            let (to_server, to_client) = assemble(planned);
             if let Some(batch) = to_server {
                 ctx.send_server(batch).await;
             }
@@ -280,7 +294,7 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
     let task_key = key.clone();
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
-        let decided = decide_and_record(&ctx, tc.name.as_str(), args.as_ref(), args_len);
+        let decided = decide_and_record(&ctx, tc.name.as_str(), args.as_ref(), args_len).await;
         if let Some(p) = ctx.state.borrow_mut().pending.get_mut(&task_key) {
             p.deciding = false;
         }
@@ -319,18 +333,42 @@ enum Outcome {
     Answer(Vec<u8>),
 }
 
-fn decide_and_record(ctx: &Ctx, tool: &str, args: Option<&Value>, args_len: usize) -> Decided {
+/// Decides one call (local or remote) and records it in the audit log.
+async fn decide_and_record(
+    ctx: &Ctx,
+    tool: &str,
+    args: Option<&Value>,
+    args_len: usize,
+) -> Decided {
     let started = Instant::now();
-    let decided = {
-        let mut session = ctx.session.borrow_mut();
-        decide(
-            &ctx.engine,
-            &ctx.settings,
-            &mut session,
-            tool,
-            args,
-            args_len,
-        )
+    let decided = match &ctx.engine {
+        Engine::Local(local) => {
+            let mut session = ctx.session.borrow_mut();
+            decide(local, &ctx.settings, &mut session, tool, args, args_len)
+        }
+        Engine::Remote(remote) => {
+            // A snapshot: other calls may be decided while this one waits.
+            let (session_id, history) = {
+                let mut session = ctx.session.borrow_mut();
+                let before = session.history.clone();
+                session.history.record(tool);
+                (session.id.clone(), before)
+            };
+            let decision = match args {
+                None => too_large(args_len),
+                Some(_) => {
+                    let attestation = uuid::Uuid::new_v4().to_string();
+                    remote
+                        .enforce(
+                            &input(&ctx.settings, &session_id, &history, tool, args),
+                            &session_id,
+                            &attestation,
+                        )
+                        .await
+                }
+            };
+            observe(ctx.settings.mode, decision)
+        }
     };
     let d = &decided.decision;
     ctx.audit.record(Record {
@@ -392,16 +430,15 @@ fn outcome_bytes(ctx: &Ctx, frame: &[u8], raw_id: &[u8], tool: &str, decided: &D
 }
 
 /// A batch element's decision, made at once (no element is held).
-fn decide_inline(
+async fn decide_element(
     ctx: &Ctx,
     frame: &[u8],
-    call: &Call<'_>,
+    element: &[u8],
+    raw_id: &[u8],
     tc: &ToolCall,
 ) -> Result<Option<Vec<u8>>, Vec<u8>> {
-    let raw_id = call.id().map_or(&b"null"[..], |id| id.raw);
-    let element = call.span().of(frame);
     let (args, len) = parse_arguments(frame, tc).map_err(|why| invalid_arguments(raw_id, &why))?;
-    let decided = decide_and_record(ctx, tc.name.as_str(), args.as_ref(), len);
+    let decided = decide_and_record(ctx, tc.name.as_str(), args.as_ref(), len).await;
     if ctx.settings.mode == Mode::Observe {
         return Ok(Some(element.to_vec()));
     }
@@ -414,42 +451,63 @@ fn decide_inline(
     }
 }
 
-/// Decides one tools/call of a batch: `Ok(Some(bytes))` forwards, `Err(reply)`
-/// answers, `Ok(None)` drops.
-pub type BatchDecider<'d> =
-    dyn FnMut(&Call<'_>, &ToolCall) -> Result<Option<Vec<u8>>, Vec<u8>> + 'd;
+/// What happens to one batch element.
+pub enum Planned {
+    /// Goes to the server as is.
+    Forward(Vec<u8>),
+    /// Answered by thoth.
+    Answer(Vec<u8>),
+    /// A tools/call request to decide: its bytes, raw id and call.
+    Decide {
+        element: Vec<u8>,
+        raw_id: Vec<u8>,
+        call: Box<ToolCall>,
+    },
+    /// Dropped (a tools/call notification).
+    Drop,
+}
 
-/// Splits a batch into what goes to the server (allowed and non-tools/call elements,
-/// byte-identical, in order, as one batch) and the answers for the others (one array).
-pub fn split_batch(
-    frame: &[u8],
-    decide: &mut BatchDecider<'_>,
-) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+/// Classifies each element of a batch frame.
+pub fn plan_batch(frame: &[u8]) -> Vec<Planned> {
     let Ok(Message::Batch(batch)) = thoth_core::scan(frame) else {
-        return (None, None);
+        return Vec::new();
     };
-    let mut forward: Vec<Vec<u8>> = Vec::new();
-    let mut answers: Vec<Vec<u8>> = Vec::new();
-    for element in batch.elements() {
-        match element {
-            Err(e) => answers.push(reply::rejected(frame, &e)),
+    batch
+        .elements()
+        .map(|element| match element {
+            Err(e) => Planned::Answer(reply::rejected(frame, &e)),
             Ok(Message::Request(call)) if call.is_tool_call() => match thoth_core::tool_call(&call)
             {
-                Ok(tc) => match decide(&call, &tc) {
-                    Ok(Some(bytes)) => forward.push(bytes),
-                    Ok(None) => {}
-                    Err(answer) => answers.push(answer),
+                Ok(tc) => Planned::Decide {
+                    element: call.span().of(frame).to_vec(),
+                    raw_id: call.id().map_or(&b"null"[..], |id| id.raw).to_vec(),
+                    call: Box::new(tc),
                 },
-                Err(e) => answers.push(reply::rejected(frame, &e)),
+                Err(e) => Planned::Answer(reply::rejected(frame, &e)),
             },
             Ok(Message::Notification(call)) if call.is_tool_call() => {
                 tracing::warn!("dropped a tools/call notification inside a batch");
+                Planned::Drop
             }
             Ok(Message::Request(call) | Message::Notification(call)) => {
-                forward.push(call.span().of(frame).to_vec())
+                Planned::Forward(call.span().of(frame).to_vec())
             }
-            Ok(Message::Response(r)) => forward.push(r.span().of(frame).to_vec()),
-            Ok(Message::Batch(_)) => {}
+            Ok(Message::Response(r)) => Planned::Forward(r.span().of(frame).to_vec()),
+            Ok(Message::Batch(_)) => Planned::Drop,
+        })
+        .collect()
+}
+
+/// The batch for the server (allowed elements, byte-identical, in order) and the one
+/// array of answers for the client.
+pub fn assemble(planned: Vec<Planned>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let mut forward: Vec<Vec<u8>> = Vec::new();
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    for p in planned {
+        match p {
+            Planned::Forward(bytes) => forward.push(bytes),
+            Planned::Answer(bytes) => answers.push(bytes),
+            Planned::Decide { .. } | Planned::Drop => {}
         }
     }
     let join = |parts: Vec<Vec<u8>>, newline: bool| {
@@ -465,6 +523,34 @@ pub fn split_batch(
         (!forward.is_empty()).then(|| join(forward, true)),
         (!answers.is_empty()).then(|| join(answers, false)),
     )
+}
+
+/// Decides one tools/call of a batch from its bytes, raw id and call: `Ok(Some(bytes))`
+/// forwards, `Err(reply)` answers, `Ok(None)` drops.
+pub type BatchDecider<'d> =
+    dyn FnMut(&[u8], &[u8], &ToolCall) -> Result<Option<Vec<u8>>, Vec<u8>> + 'd;
+
+/// [`plan_batch`], `decide` for each tools/call, then [`assemble`].
+pub fn split_batch(
+    frame: &[u8],
+    decide: &mut BatchDecider<'_>,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let planned = plan_batch(frame)
+        .into_iter()
+        .map(|p| match p {
+            Planned::Decide {
+                element,
+                raw_id,
+                call,
+            } => match decide(&element, &raw_id, &call) {
+                Ok(Some(bytes)) => Planned::Forward(bytes),
+                Ok(None) => Planned::Drop,
+                Err(answer) => Planned::Answer(answer),
+            },
+            other => other,
+        })
+        .collect();
+    assemble(planned)
 }
 
 #[cfg(test)]
@@ -490,10 +576,9 @@ mod tests {
         fn batch_split_forwards_exactly_the_allowed_elements(kinds in prop::collection::vec(any::<u8>(), 1..12)) {
             let elements: Vec<String> = kinds.iter().enumerate().map(|(i, k)| element(i, *k)).collect();
             let frame = format!("[{}]", elements.join(" , "));
-            let (to_server, to_client) = split_batch(frame.as_bytes(), &mut |call, tc| {
-                let raw = call.id().unwrap().raw;
+            let (to_server, to_client) = split_batch(frame.as_bytes(), &mut |element, raw, tc| {
                 if tc.name.starts_with("allow") {
-                    Ok(Some(call.span().of(frame.as_bytes()).to_vec()))
+                    Ok(Some(element.to_vec()))
                 } else {
                     Err(reply::error(Some(raw), -32001, "Blocked by Thoth policy: test", None))
                 }

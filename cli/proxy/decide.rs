@@ -4,13 +4,14 @@
 //! makes them STEP_UP, `progressive` makes the first soft denial of a tool in the
 //! session STEP_UP and later ones BLOCK. Hard forbids are BLOCK and step-up forbids
 //! STEP_UP in every mode. `observe` never blocks: the caller forwards at once and
-//! records what would have been decided.
+//! records what would have been decided. The remote enforcer applies modes itself.
 
 use std::collections::HashSet;
 
 use serde_json::Value;
 
 use crate::enforce::local::{LocalEngine, Outcome};
+use crate::enforce::remote::RemoteEnforcer;
 use crate::enforce::{Decision, DecisionInput, MAX_POLICY_ARGUMENTS, SessionHistory, Verdict};
 use crate::settings::{Mode, RunSettings};
 
@@ -21,7 +22,7 @@ pub struct Session {
     /// Tool names called so far.
     pub history: SessionHistory,
     /// Tools that already had a soft denial (progressive mode).
-    soft_denied: HashSet<String>,
+    pub soft_denied: HashSet<String>,
 }
 
 impl Session {
@@ -42,7 +43,8 @@ impl Default for Session {
 
 /// The decision point of this proxy.
 pub enum Engine {
-    Local(LocalEngine),
+    Local(Box<LocalEngine>),
+    Remote(RemoteEnforcer),
 }
 
 /// A decision with what observe mode would have done.
@@ -53,43 +55,67 @@ pub struct Decided {
     pub would_be: Option<Decision>,
 }
 
-/// Decides one call and records it in the session. `arguments` is `None` when they
-/// exceeded [`MAX_POLICY_ARGUMENTS`].
+/// The input for one call of this proxy's session.
+pub fn input<'a>(
+    settings: &'a RunSettings,
+    session_id: &'a str,
+    history: &'a SessionHistory,
+    tool: &'a str,
+    arguments: Option<&'a Value>,
+) -> DecisionInput<'a> {
+    DecisionInput {
+        agent_id: &settings.agent_id,
+        tenant_id: &settings.tenant_id,
+        user_id: &settings.user_id,
+        environment: settings.environment,
+        mode: settings.mode,
+        session_id,
+        session_intent: &settings.session_intent,
+        tool_name: tool,
+        arguments,
+        session: history,
+    }
+}
+
+/// The BLOCK for arguments too large to evaluate.
+pub fn too_large(arguments_len: usize) -> Decision {
+    Decision::new(
+        Verdict::Block,
+        format!("arguments of {arguments_len} bytes exceed the {MAX_POLICY_ARGUMENTS}-byte limit for policy evaluation"),
+    )
+    .with_code("ARGUMENTS_TOO_LARGE")
+}
+
+/// Decides one call with the local engine and records it in the session. `arguments`
+/// is `None` when they exceeded [`MAX_POLICY_ARGUMENTS`].
 pub fn decide(
-    engine: &Engine,
+    engine: &LocalEngine,
     settings: &RunSettings,
     session: &mut Session,
     tool: &str,
     arguments: Option<&Value>,
     arguments_len: usize,
 ) -> Decided {
-    let input = DecisionInput {
-        agent_id: &settings.agent_id,
-        tenant_id: &settings.tenant_id,
-        user_id: &settings.user_id,
-        environment: settings.environment,
-        mode: settings.mode,
-        session_id: &session.id,
-        session_intent: &settings.session_intent,
-        tool_name: tool,
-        arguments,
-        session: &session.history,
-    };
     let decision = if arguments.is_none() {
-        Decision::new(
-            Verdict::Block,
-            format!("arguments of {arguments_len} bytes exceed the {MAX_POLICY_ARGUMENTS}-byte limit for local policy evaluation"),
-        )
-        .with_code("ARGUMENTS_TOO_LARGE")
+        too_large(arguments_len)
     } else {
-        match engine {
-            Engine::Local(local) => {
-                apply_mode(local.evaluate(&input), settings.mode, tool, session)
-            }
-        }
+        let outcome = engine.evaluate(&input(
+            settings,
+            &session.id,
+            &session.history,
+            tool,
+            arguments,
+        ));
+        apply_mode(outcome, settings.mode, tool, &mut session.soft_denied)
     };
     session.history.record(tool);
-    if settings.mode == Mode::Observe && decision.verdict != Verdict::Allow {
+    observe(settings.mode, decision)
+}
+
+/// In observe mode a denial is recorded as what would have happened, and the call is
+/// allowed.
+pub fn observe(mode: Mode, decision: Decision) -> Decided {
+    if mode == Mode::Observe && decision.verdict != Verdict::Allow {
         let mut allow = Decision::new(
             Verdict::Allow,
             format!(
@@ -110,7 +136,14 @@ pub fn decide(
     }
 }
 
-fn apply_mode(outcome: Outcome, mode: Mode, tool: &str, session: &mut Session) -> Decision {
+/// Applies the enforcement mode to a policy outcome; `soft_denied` remembers the tools
+/// that already had a soft denial in this session (progressive mode).
+pub fn apply_mode(
+    outcome: Outcome,
+    mode: Mode,
+    tool: &str,
+    soft_denied: &mut HashSet<String>,
+) -> Decision {
     let with_rules = |mut d: Decision, ids: Vec<String>| {
         d.matched_rule_ids = ids;
         d
@@ -132,7 +165,7 @@ fn apply_mode(outcome: Outcome, mode: Mode, tool: &str, session: &mut Session) -
                 Mode::Block | Mode::Observe => Verdict::Block,
                 Mode::StepUp => Verdict::StepUp,
                 Mode::Progressive => {
-                    if session.soft_denied.insert(tool.to_string()) {
+                    if soft_denied.insert(tool.to_string()) {
                         Verdict::StepUp
                     } else {
                         Verdict::Block

@@ -83,6 +83,9 @@ pub fn decision_data(
         if !decision.matched_rule_ids.is_empty() {
             map.insert("matched_rule_ids".into(), json!(decision.matched_rule_ids));
         }
+        for (key, value) in &decision.extra {
+            map.entry(key.clone()).or_insert_with(|| value.clone());
+        }
     }
     data
 }

@@ -53,6 +53,7 @@ pub const KNOWN: &[&str] = &[
     "THOTH_APPROVER_KEY",
     "THOTH_LOG",
     "THOTH_CHILD_TERM_DELAY_MS",
+    "THOTH_ENFORCER_TIMEOUT_MS",
     "THOTH_CHILD_KILL_DELAY_MS",
 ];
 
@@ -101,6 +102,7 @@ pub struct EnvVars {
     pub approver_key: Option<Secret>,
     pub child_term_delay: Option<Duration>,
     pub child_kill_delay: Option<Duration>,
+    pub enforcer_timeout: Option<Duration>,
     pub managed_file: Option<PathBuf>,
     pub test_uid: Option<u32>,
     /// Unknown `THOTH_*` names seen (reported as warnings).
@@ -413,6 +415,7 @@ impl EnvVars {
             approver_key: r.secret("THOTH_APPROVER_KEY")?,
             child_term_delay: r.millis("THOTH_CHILD_TERM_DELAY_MS", 10, 60_000)?,
             child_kill_delay: r.millis("THOTH_CHILD_KILL_DELAY_MS", 10, 60_000)?,
+            enforcer_timeout: r.millis("THOTH_ENFORCER_TIMEOUT_MS", 100, 60_000)?,
             managed_file,
             test_uid,
             unknown,

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::profile::{Profile, read_api_key};
-use super::{DenyStyle, EnvVars, Environment, Managed, Mode, Secret, SettingsError};
+use super::{
+    DenyStyle, EnvVars, Environment, FailureDecision, Managed, Mode, Secret, SettingsError,
+};
 use crate::args::{DEFAULT_MAX_FRAME_BYTES, RunFlags};
+use crate::net::{TlsSettings, is_loopback_url};
 
 /// Which decision point is used, and why (the first stderr line says it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,11 @@ pub struct RunSettings {
     pub child_term_delay: Duration,
     pub child_kill_delay: Duration,
     pub profile: Profile,
+    /// What an unreachable enforcer means (already adjusted for the environment).
+    pub failure_decision: FailureDecision,
+    /// Read timeout of one enforce call.
+    pub enforcer_timeout: Duration,
+    pub tls: TlsSettings,
 }
 
 /// Default apex domain of the Thoth service.
@@ -165,18 +173,19 @@ impl RunSettings {
                     }
                 )));
             }
-            let tenant = tenant.clone().ok_or_else(|| {
-                SettingsError::new(
-                    "--tenant-id (or THOTH_TENANT_ID) is required with the remote enforcer",
-                )
-            })?;
-            let apex = env
-                .apex_domain
-                .clone()
-                .unwrap_or_else(|| DEFAULT_APEX.into());
-            let url = explicit_url
-                .clone()
-                .unwrap_or_else(|| format!("https://enforce.{tenant}.{apex}"));
+            let url = match &explicit_url {
+                Some(url) => url.clone(),
+                None => {
+                    let tenant = tenant.clone().ok_or_else(|| {
+                        SettingsError::new("--tenant-id (or THOTH_TENANT_ID) is required to derive the enforcer URL (or set THOTH_ENFORCER_URL)")
+                    })?;
+                    let apex = env
+                        .apex_domain
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_APEX.into());
+                    format!("https://enforce.{tenant}.{apex}")
+                }
+            };
             let why = match (&explicit_url, api_key_source) {
                 (Some(_), _) => "THOTH_ENFORCER_URL set".to_string(),
                 (None, source) => format!("API key configured ({source})"),
@@ -190,6 +199,37 @@ impl RunSettings {
         };
 
         check_identity(env, m, environment)?;
+        if let EngineChoice::Remote { url, .. } = &engine
+            && environment != Environment::Dev
+            && url.starts_with("http://")
+            && !is_loopback_url(url)
+        {
+            return Err(SettingsError::new(format!(
+                "THOTH_ENFORCER_URL {url} must use https in {} (plain http is allowed only to a loopback address)",
+                environment.as_str()
+            )));
+        }
+        let failure_decision = match (m.failure_decision, env.failure_decision) {
+            (Some(floor), Some(asked)) if asked < floor => {
+                return Err(m.refuse(
+                    "THOTH_ENFORCER_FAILURE_DECISION",
+                    "failure_decision",
+                    &format!("{floor:?}").to_lowercase(),
+                ));
+            }
+            (Some(floor), None) => Some(floor),
+            (_, asked) => asked,
+        };
+        let allow_override = m
+            .allow_fallback_override
+            .or(env.allow_fallback_override)
+            .unwrap_or(false);
+        let failure_decision = if matches!(engine, EngineChoice::Remote { .. }) {
+            crate::enforce::remote::effective_failure(failure_decision, environment, allow_override)
+        } else {
+            failure_decision.unwrap_or(FailureDecision::Block)
+        };
+        let tls = TlsSettings::from_env(env, environment, m.tls_verify)?;
 
         let session_intent = match &flags.session_intent {
             Some(s) => s.clone(),
@@ -224,6 +264,11 @@ impl RunSettings {
             child_term_delay: env.child_term_delay.unwrap_or(Duration::from_secs(1)),
             child_kill_delay: env.child_kill_delay.unwrap_or(Duration::from_secs(1)),
             profile,
+            failure_decision,
+            enforcer_timeout: env
+                .enforcer_timeout
+                .unwrap_or(crate::enforce::remote::READ_TIMEOUT),
+            tls,
         })
     }
 }

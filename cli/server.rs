@@ -1,0 +1,668 @@
+//! `thoth enforcer serve`: the local Cedar engine behind the enforcer wire protocol
+//! (DESIGN §4), so a team can self-host decisions and every test talks to a real
+//! server.
+//!
+//! Endpoints: `POST /v1/enforce`, `GET /v1/enforce/hold/{token}`, `POST /v1/explain`,
+//! `POST /v1/events/batch` (appended to a JSONL file), `GET /approve/{token}` (shows the
+//! hold and a confirm form; a GET never changes anything) and
+//! `POST /v1/holds/{token}/approve|deny`. STEP_UP decisions create holds (in memory,
+//! bounded, with an expiry) whose approval URL ends with the token. Approving needs the
+//! approver key (`THOTH_APPROVER_KEY`, or `~/.thoth/approver_key`, created 0600 on first
+//! start) and never accepts the proxy API key: an agent that can run a shell must not
+//! approve its own hold.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::enforce::local::LocalEngine;
+use crate::enforce::{DecisionInput, SessionHistory, Verdict};
+use crate::proxy::decide::apply_mode;
+use crate::settings::env::parse_mode;
+use crate::settings::profile::{Profile, create_if_missing, read_api_key};
+use crate::settings::{EnvVars, Environment, Mode, Secret, SettingsError};
+
+/// Holds kept at most; the oldest expired ones go first.
+const MAX_HOLDS: usize = 10_000;
+/// Sessions whose progressive-mode memory is kept at most.
+const MAX_SESSIONS: usize = 10_000;
+
+/// `thoth enforcer serve` flags.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The Cedar policy to serve.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is logged).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// File holding the API key clients must send (raw or {"api_key": …}); without it
+    /// any client is served.
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// JSONL file that telemetry batches are appended to.
+    #[arg(long)]
+    pub events_file: Option<PathBuf>,
+    /// How long a hold waits for approval, in seconds.
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub hold_seconds: u64,
+    /// Base URL used in approval links (default http://<listen address>).
+    #[arg(long)]
+    pub public_url: Option<String>,
+}
+
+struct Hold {
+    tool: String,
+    agent: String,
+    reason: String,
+    expires: Instant,
+    expires_at: String,
+    resolution: Option<Verdict>,
+}
+
+struct ServerState {
+    engine: LocalEngine,
+    api_key: Option<Secret>,
+    approver_key: Secret,
+    holds: Mutex<HashMap<String, Hold>>,
+    sessions: Mutex<HashMap<String, HashSet<String>>>,
+    events: Option<Mutex<std::fs::File>>,
+    public_url: String,
+    hold_for: Duration,
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn run(args: &ServeArgs) -> ExitCode {
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => crate::run_cmd::config_error(&e),
+    }
+}
+
+fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
+    let env = EnvVars::from_process()?;
+    let engine = LocalEngine::load(&args.policy)?;
+    let api_key = match &args.api_key_file {
+        Some(path) => Some(read_api_key(path)?.ok_or_else(|| {
+            SettingsError::new(format!("{}: the API key file is empty", path.display()))
+        })?),
+        None => None,
+    };
+    let approver_key = approver_key(&env)?;
+    if api_key
+        .as_ref()
+        .is_some_and(|k| k.expose() == approver_key.expose())
+    {
+        return Err(SettingsError::new(
+            "the approver key must differ from the proxy API key",
+        ));
+    }
+    let events = match &args.events_file {
+        Some(path) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?,
+        )),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| SettingsError::new(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| SettingsError::new(format!("cannot listen on {}: {e}", args.listen)))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| SettingsError::new(e.to_string()))?;
+        let state = Arc::new(ServerState {
+            engine,
+            api_key,
+            approver_key,
+            holds: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            events,
+            public_url: args
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}")),
+            hold_for: Duration::from_secs(args.hold_seconds),
+        });
+        let app = Router::new()
+            .route("/v1/enforce", post(enforce))
+            .route("/v1/enforce/hold/{token}", get(hold_status))
+            .route("/v1/explain", post(explain))
+            .route("/v1/events/batch", post(events_batch))
+            .route("/approve/{token}", get(approval_page))
+            .route("/v1/holds/{token}/approve", post(approve))
+            .route("/v1/holds/{token}/deny", post(deny))
+            .route("/healthz", get(|| async { "ok" }))
+            .with_state(state);
+        tracing::info!(
+            "thoth enforcer listening on http://{local} (policy {})",
+            args.policy.display()
+        );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| SettingsError::new(format!("server failed: {e}")))
+    })
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The approver key: `THOTH_APPROVER_KEY`, else `~/.thoth/approver_key` (created).
+pub fn approver_key(env: &EnvVars) -> Result<Secret, SettingsError> {
+    if let Some(key) = &env.approver_key {
+        return Ok(key.clone());
+    }
+    let profile = Profile::locate()?;
+    profile.bootstrap()?;
+    let path = profile.dir.join("approver_key");
+    let fresh = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    create_if_missing(&path, fresh.as_bytes(), 0o600)
+        .map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?;
+    read_api_key(&path)?.ok_or_else(|| SettingsError::new(format!("{} is empty", path.display())))
+}
+
+/// Constant-time comparison of secrets.
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+fn unauthorized(why: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({ "error": { "type": "unauthorized", "message": why } })),
+    )
+        .into_response()
+}
+
+fn bad_request(why: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": { "type": "invalid_request", "message": why } })),
+    )
+        .into_response()
+}
+
+/// Proxies authenticate with `x-api-key` (enforce) or `Authorization: Bearer` (holds).
+fn proxy_authorized(state: &ServerState, headers: &HeaderMap) -> bool {
+    let Some(expected) = &state.api_key else {
+        return true;
+    };
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| bearer(headers));
+    given.is_some_and(|g| same_secret(g, expected.expose()))
+}
+
+fn now_plus(d: Duration) -> String {
+    let at = time::OffsetDateTime::now_utc() + d;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+async fn enforce(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !proxy_authorized(&state, &headers) {
+        return unauthorized("missing or wrong x-api-key");
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("body is not JSON");
+    };
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let tool = text("tool_name");
+    if tool.is_empty() {
+        return bad_request("tool_name is required");
+    }
+    let mode = parse_mode(&text("enforcement_mode")).unwrap_or(Mode::Block);
+    let environment = match text("environment").as_str() {
+        "dev" => Environment::Dev,
+        "staging" => Environment::Staging,
+        _ => Environment::Prod,
+    };
+    let mut history = SessionHistory::default();
+    for call in body
+        .get("session_tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = call.as_str() {
+            history.record(name);
+        }
+    }
+    let args = body
+        .get("tool_args")
+        .filter(|a| a.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let session_id = text("session_id");
+    let (agent, tenant, user, intent) = (
+        text("agent_id"),
+        text("tenant_id"),
+        text("user_id"),
+        text("session_intent"),
+    );
+    let input = DecisionInput {
+        agent_id: &agent,
+        tenant_id: &tenant,
+        user_id: &user,
+        environment,
+        mode,
+        session_id: &session_id,
+        session_intent: &intent,
+        tool_name: &tool,
+        arguments: Some(&args),
+        session: &history,
+    };
+    let outcome = state.engine.evaluate(&input);
+    let decision = {
+        let mut sessions = state
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(&session_id) {
+            sessions.clear();
+        }
+        apply_mode(
+            outcome,
+            mode,
+            &tool,
+            sessions.entry(session_id).or_default(),
+        )
+    };
+    let mut answer = json!({
+        "decision": decision.verdict.as_str(),
+        "reason": decision.reason,
+        "matched_rule_ids": decision.matched_rule_ids,
+        "decision_reason_code": decision.decision_reason_code,
+        "violation_id": (decision.verdict != Verdict::Allow).then(|| uuid::Uuid::new_v4().to_string()),
+    });
+    if decision.verdict == Verdict::StepUp {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let expires_at = now_plus(state.hold_for);
+        let url = format!("{}/approve/{token}", state.public_url);
+        let mut holds = state
+            .holds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if holds.len() >= MAX_HOLDS {
+            let now = Instant::now();
+            holds.retain(|_, h| h.expires > now);
+        }
+        if holds.len() < MAX_HOLDS {
+            holds.insert(
+                token.clone(),
+                Hold {
+                    tool: tool.clone(),
+                    agent: agent.clone(),
+                    reason: decision.reason.clone(),
+                    expires: Instant::now() + state.hold_for,
+                    expires_at: expires_at.clone(),
+                    resolution: None,
+                },
+            );
+            if let Some(map) = answer.as_object_mut() {
+                map.insert("hold_token".into(), json!(token));
+                map.insert("approval_url".into(), json!(url));
+                map.insert("expires_at".into(), json!(expires_at));
+                map.insert(
+                    "step_up_timeout_seconds".into(),
+                    json!(state.hold_for.as_secs()),
+                );
+            }
+        }
+    }
+    axum::Json(answer).into_response()
+}
+
+fn hold_json(state: &ServerState, token: &str, hold: &Hold) -> Value {
+    let expired = hold.resolution.is_none() && Instant::now() >= hold.expires;
+    let resolution = if expired {
+        Some(Verdict::Block)
+    } else {
+        hold.resolution
+    };
+    json!({
+        "resolved": resolution.is_some(),
+        "resolution": resolution.map(Verdict::as_str),
+        "approval_url": format!("{}/approve/{token}", state.public_url),
+        "expires_at": hold.expires_at,
+        "tool_name": hold.tool,
+        "reason": if expired { "the hold expired without approval" } else { hold.reason.as_str() },
+    })
+}
+
+async fn hold_status(
+    State(state): State<Arc<ServerState>>,
+    UrlPath(token): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !proxy_authorized(&state, &headers) {
+        return unauthorized("missing or wrong bearer key");
+    }
+    let holds = state
+        .holds
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match holds.get(&token) {
+        Some(hold) => axum::Json(hold_json(&state, &token, hold)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "error": { "type": "not_found", "message": "no such hold" } })),
+        )
+            .into_response(),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn approval_page(
+    State(state): State<Arc<ServerState>>,
+    UrlPath(token): UrlPath<String>,
+) -> Response {
+    let holds = state
+        .holds
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(hold) = holds.get(&token) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html("<h1>No such hold</h1>".to_string()),
+        )
+            .into_response();
+    };
+    let status = hold_json(&state, &token, hold);
+    let token = html_escape(&token);
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>thoth hold</title></head><body>\
+         <h1>Approve a tool call?</h1><dl><dt>Agent</dt><dd>{}</dd><dt>Tool</dt><dd>{}</dd><dt>Reason</dt><dd>{}</dd>\
+         <dt>Expires</dt><dd>{}</dd><dt>Status</dt><dd>{}</dd></dl>\
+         <form method=\"post\" action=\"/v1/holds/{token}/approve\"><label>Approver key <input type=\"password\" name=\"approver_key\"></label> <button>Approve</button></form>\
+         <form method=\"post\" action=\"/v1/holds/{token}/deny\"><label>Approver key <input type=\"password\" name=\"approver_key\"></label> <button>Deny</button></form>\
+         </body></html>",
+        html_escape(&hold.agent),
+        html_escape(&hold.tool),
+        html_escape(&hold.reason),
+        html_escape(&hold.expires_at),
+        status["resolution"].as_str().unwrap_or("pending"),
+    ))
+    .into_response()
+}
+
+async fn approve(
+    state: State<Arc<ServerState>>,
+    token: UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    resolve(state, token, headers, body, Verdict::Allow)
+}
+
+async fn deny(
+    state: State<Arc<ServerState>>,
+    token: UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    resolve(state, token, headers, body, Verdict::Block)
+}
+
+fn resolve(
+    State(state): State<Arc<ServerState>>,
+    UrlPath(token): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+    verdict: Verdict,
+) -> Response {
+    let form_key = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|b| b.split('&').find_map(|kv| kv.strip_prefix("approver_key=")))
+        .map(|v| v.replace('+', " "));
+    let given = bearer(&headers)
+        .map(str::to_string)
+        .or_else(|| {
+            headers
+                .get("x-approver-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .or(form_key);
+    let Some(given) = given else {
+        return unauthorized("the approver key is required");
+    };
+    if state
+        .api_key
+        .as_ref()
+        .is_some_and(|k| same_secret(&given, k.expose()))
+    {
+        return (StatusCode::FORBIDDEN, axum::Json(json!({ "error": { "type": "forbidden", "message": "the proxy API key cannot approve holds" } }))).into_response();
+    }
+    if !same_secret(&given, state.approver_key.expose()) {
+        return unauthorized("wrong approver key");
+    }
+    let mut holds = state
+        .holds
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(hold) = holds.get_mut(&token) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "error": { "type": "not_found", "message": "no such hold" } })),
+        )
+            .into_response();
+    };
+    if hold.resolution.is_none() && Instant::now() >= hold.expires {
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({ "error": { "type": "expired", "message": "the hold expired" } })),
+        )
+            .into_response();
+    }
+    hold.resolution = Some(verdict);
+    tracing::info!(
+        "hold {token} for {} resolved: {}",
+        hold.tool,
+        verdict.as_str()
+    );
+    axum::Json(hold_json(&state, &token, hold)).into_response()
+}
+
+async fn explain(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !proxy_authorized(&state, &headers) {
+        return unauthorized("missing or wrong x-api-key");
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("body is not JSON");
+    };
+    let tool = body["tool_name"].as_str().unwrap_or("the tool");
+    let decision = body["decision"].as_str().unwrap_or("BLOCK");
+    let reason = body["reason"]
+        .as_str()
+        .unwrap_or("the policy did not allow it");
+    let next = if decision == "STEP_UP" {
+        "Ask an approver to approve the hold, then retry the same call."
+    } else {
+        "Use another tool, or ask your administrator to change the policy."
+    };
+    axum::Json(json!({
+        "violation_id": body["violation_id"],
+        "what_happened": format!("The call to {tool} was not run ({decision})."),
+        "why_it_was_blocked": reason,
+        "what_to_do_next": next,
+        "business_impact": "none: the call never reached the server",
+        "severity": if decision == "STEP_UP" { "medium" } else { "high" },
+    }))
+    .into_response()
+}
+
+async fn events_batch(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !proxy_authorized(&state, &headers) {
+        return unauthorized("missing or wrong API key");
+    }
+    let Ok(Value::Array(events)) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("body must be a JSON array of events");
+    };
+    if let Some(file) = &state.events {
+        use std::io::Write;
+        let mut file = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for event in &events {
+            let _ = writeln!(file, "{event}");
+        }
+    }
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "accepted": events.len() })),
+    )
+        .into_response()
+}
+
+/// `thoth approve TOKEN` / `thoth deny TOKEN`.
+#[derive(Debug, clap::Args)]
+pub struct ResolveArgs {
+    /// The hold token (the last segment of the approval URL).
+    pub token: String,
+    /// The enforcer (default THOTH_ENFORCER_URL).
+    #[arg(long)]
+    pub enforcer_url: Option<String>,
+}
+
+/// Approves (`allow`) or denies a hold.
+pub fn resolve_command(args: &ResolveArgs, allow: bool) -> ExitCode {
+    let result = (|| -> Result<Value, SettingsError> {
+        let env = EnvVars::from_process()?;
+        let url = args
+            .enforcer_url
+            .clone()
+            .or_else(|| env.enforcer_url.clone())
+            .ok_or_else(|| {
+                SettingsError::new("no enforcer: pass --enforcer-url or set THOTH_ENFORCER_URL")
+            })?;
+        let key = approver_key(&env)?;
+        let tls = crate::net::TlsSettings::from_env(
+            &env,
+            env.environment.unwrap_or(Environment::Prod),
+            None,
+        )?
+        .client_config()?;
+        let action = if allow { "approve" } else { "deny" };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SettingsError::new(e.to_string()))?;
+        runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| SettingsError::new(e.to_string()))?;
+            let response = client
+                .post(format!(
+                    "{}/v1/holds/{}/{action}",
+                    url.trim_end_matches('/'),
+                    args.token
+                ))
+                .bearer_auth(key.expose())
+                .send()
+                .await
+                .map_err(|e| SettingsError::new(format!("cannot reach the enforcer: {e}")))?;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                Ok(body)
+            } else {
+                Err(SettingsError::new(format!(
+                    "the enforcer refused ({status}): {}",
+                    body["error"]["message"].as_str().unwrap_or("no detail")
+                )))
+            }
+        })
+    })();
+    match result {
+        Ok(body) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Used by tests to find the approver key file.
+pub fn approver_key_path(profile: &Path) -> PathBuf {
+    profile.join("approver_key")
+}
