@@ -190,6 +190,7 @@ fn settings(mode: Mode) -> RunSettings {
         profile: Profile { dir: home() },
         failure_decision: FailureDecision::Block,
         enforcer_timeout: Duration::from_secs(5),
+        step_up_poll: Duration::from_secs(2),
         tls: Default::default(),
     }
 }

@@ -65,7 +65,14 @@ fn decisions_come_from_the_enforcer_service() {
 fn holds_are_approved_by_the_approver_key_never_the_proxy_key() {
     let s = Scratch::new("remote-hold");
     let enforcer = Enforcer::start(&s, HIPAA, KEY, "approver-9c1");
-    let mut p = remote_proxy(&s, &enforcer.url, &[]);
+    let mut p = remote_proxy(
+        &s,
+        &enforcer.url,
+        &[
+            ("THOTH_STEP_UP_HOLD_SECONDS", "1"),
+            ("THOTH_STEP_UP_POLL_MS", "100"),
+        ],
+    );
     p.send(&call(1, "patient_lookup", json!({ "mrn": "7" })));
     let v = p.recv_json();
     assert_eq!(v["error"]["code"], -32002);
@@ -336,4 +343,140 @@ fn modify_forwards_the_enforcers_arguments_only() {
     );
     assert_eq!(body["tenant_id"], "acme");
     assert!(!String::from_utf8_lossy(&first.body).contains(KEY));
+}
+
+fn approve(s: &Scratch, enforcer: &Enforcer, token: &str, action: &str) {
+    let out = s
+        .thoth()
+        .args([action, token, "--enforcer-url", &enforcer.url])
+        .env("THOTH_APPROVER_KEY", "approver-9c1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The hold token of the call held on the enforcer: the approval URL's last segment.
+fn held_token(p: &Proxy) -> (String, Vec<Value>) {
+    let mut progress = Vec::new();
+    loop {
+        let v = p.recv_json();
+        if v["method"] == "notifications/progress" {
+            let message = v["params"]["message"].as_str().unwrap().to_string();
+            progress.push(v);
+            if let Some(token) = message.rsplit('/').next().filter(|t| t.len() == 32) {
+                return (token.to_string(), progress);
+            }
+        } else {
+            panic!("expected progress while held, got {v}");
+        }
+    }
+}
+
+#[test]
+fn a_held_call_is_forwarded_when_approved_and_answered_when_denied() {
+    let s = Scratch::new("remote-held");
+    let enforcer = Enforcer::start(&s, HIPAA, KEY, "approver-9c1");
+    let mut p = remote_proxy(
+        &s,
+        &enforcer.url,
+        &[
+            ("THOTH_STEP_UP_HOLD_SECONDS", "20"),
+            ("THOTH_STEP_UP_POLL_MS", "100"),
+        ],
+    );
+    let held = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"patient_lookup","arguments":{"mrn":"7"},"_meta":{"progressToken":"pt-1"}}}"#;
+    p.send(held);
+    let (token, progress) = held_token(&p);
+    assert_eq!(progress[0]["params"]["progressToken"], "pt-1");
+    // Other traffic flows while the call is held.
+    p.send(r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#);
+    loop {
+        let v = p.recv_json();
+        if v["id"] == 9 {
+            break;
+        }
+    }
+    approve(&s, &enforcer, &token, "approve");
+    let answer = loop {
+        let v = p.recv_json();
+        if v.get("id").is_some() {
+            break v;
+        }
+    };
+    assert_eq!(answer["id"], 1);
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert!(s.read("received.log").contains("patient_lookup"));
+
+    let denied = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"patient_lookup","arguments":{"mrn":"8"},"_meta":{"progressToken":2}}}"#;
+    p.send(denied);
+    let (token, _) = held_token(&p);
+    approve(&s, &enforcer, &token, "deny");
+    let answer = loop {
+        let v = p.recv_json();
+        if v.get("id").is_some() {
+            break v;
+        }
+    };
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert!(!s.read("received.log").contains(r#""mrn":"8""#));
+    assert!(
+        p.stderr()
+            .contains("a tool call waits for approval: http://127.0.0.1:")
+    );
+}
+
+#[test]
+fn an_approval_after_the_hold_admits_only_the_same_retry() {
+    let s = Scratch::new("remote-retry");
+    let enforcer = Enforcer::start(&s, HIPAA, KEY, "approver-9c1");
+    let mut p = remote_proxy(
+        &s,
+        &enforcer.url,
+        &[
+            ("THOTH_STEP_UP_HOLD_SECONDS", "1"),
+            ("THOTH_STEP_UP_POLL_MS", "100"),
+        ],
+    );
+    p.send(&call(
+        1,
+        "patient_lookup",
+        json!({ "mrn": "7", "fields": ["a", "b"] }),
+    ));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32002, "{v}");
+    let token = v["error"]["data"]["hold_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    approve(&s, &enforcer, &token, "approve");
+    // The background poll sees the approval within a few intervals.
+    std::thread::sleep(Duration::from_millis(500));
+    // Other arguments: not the approved call.
+    p.send(&call(2, "patient_lookup", json!({ "mrn": "999" })));
+    assert_eq!(p.recv_json()["error"]["code"], -32002);
+    // The same call (keys in another order) is admitted, once.
+    p.send(&call(
+        3,
+        "patient_lookup",
+        json!({ "fields": ["a", "b"], "mrn": "7" }),
+    ));
+    assert_eq!(p.recv_json()["result"]["isError"], false);
+    p.send(&call(
+        4,
+        "patient_lookup",
+        json!({ "mrn": "7", "fields": ["a", "b"] }),
+    ));
+    assert_eq!(
+        p.recv_json()["error"]["code"],
+        -32002,
+        "an approval admits one retry"
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
 }

@@ -202,6 +202,31 @@ impl RemoteEnforcer {
         }
     }
 
+    /// Polls a hold: `Some(verdict)` once resolved (an expired hold is BLOCK), `None`
+    /// while pending; errors are for the caller to retry.
+    pub async fn poll_hold(&self, token: &str) -> Result<Option<Verdict>, String> {
+        if token.is_empty()
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+        {
+            return Ok(Some(Verdict::Block));
+        }
+        let response = self
+            .client
+            .get(format!("{}/v1/enforce/hold/{token}", self.base))
+            .bearer_auth(self.api_key.expose())
+            .send()
+            .await
+            .map_err(|e| without_url(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("hold poll answered {status}"));
+        }
+        let body: Value = response.json().await.map_err(|e| without_url(&e))?;
+        Ok(hold_state(&body))
+    }
+
     fn fallback(&self, why: &str, status: Option<u16>) -> Decision {
         let verdict = match self.failure {
             FailureDecision::Block => Verdict::Block,
@@ -229,6 +254,28 @@ impl RemoteEnforcer {
         {
             tracing::warn!("{message}");
         }
+    }
+}
+
+/// A hold poll answer: `{resolved, resolution}` or a decision-shaped body.
+pub fn hold_state(body: &Value) -> Option<Verdict> {
+    if let Some(resolved) = body.get("resolved").and_then(Value::as_bool) {
+        if !resolved {
+            return None;
+        }
+        let word = body
+            .get("resolution")
+            .and_then(Value::as_str)
+            .unwrap_or("BLOCK");
+        return Some(match verdict(word) {
+            Some(Verdict::Allow) => Verdict::Allow,
+            _ => Verdict::Block,
+        });
+    }
+    match field(body, "decision").and_then(Value::as_str).map(verdict) {
+        Some(Some(Verdict::StepUp)) | None => None,
+        Some(Some(Verdict::Allow)) => Some(Verdict::Allow),
+        Some(_) => Some(Verdict::Block),
     }
 }
 

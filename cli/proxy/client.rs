@@ -19,11 +19,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::decide::{Decided, Engine, Session, decide, input, observe, too_large};
+use super::hold::{self, Held};
 use super::modify::splice_arguments;
 use super::reply;
 use super::state::{MAX_PENDING, Pending, ProxyState, id_key};
 use crate::audit::{AuditLog, Record};
-use crate::enforce::{MAX_POLICY_ARGUMENTS, Verdict, arguments};
+use crate::enforce::{Decision, MAX_POLICY_ARGUMENTS, Verdict, arguments};
 use crate::settings::{Mode, RunSettings};
 
 /// Undecided calls at which the client pump lets decisions run first.
@@ -45,6 +46,10 @@ pub struct Ctx {
     pub to_client: RefCell<Option<mpsc::Sender<Vec<u8>>>>,
     /// Spent buffers of the server writer, reused for the next batch of frames.
     pub spare: Rc<RefCell<Vec<Vec<u8>>>>,
+    /// Approved holds waiting for the retry of their call.
+    pub approvals: RefCell<hold::Approvals>,
+    /// Approval URLs already announced on stderr.
+    pub announced: RefCell<std::collections::HashSet<String>>,
 }
 
 impl Ctx {
@@ -292,9 +297,24 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
     }
     let task_ctx = ctx.clone();
     let task_key = key.clone();
+    let call_key = hold::call_key(&ctx.settings.agent_id, tc.name.as_str(), args.as_ref());
+    let progress = tc.progress_token.map(|span| span.of(&frame).to_vec());
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
-        let decided = decide_and_record(&ctx, tc.name.as_str(), args.as_ref(), args_len).await;
+        let decided = if ctx.approvals.borrow_mut().take(&call_key) {
+            let decided = Decided {
+                decision: Decision::new(
+                    Verdict::Allow,
+                    "an approver approved this call's step-up hold",
+                ),
+                would_be: None,
+            };
+            record(&ctx, tc.name.as_str(), &decided, Instant::now());
+            decided
+        } else {
+            let decided = decide_and_record(&ctx, tc.name.as_str(), args.as_ref(), args_len).await;
+            resolve_hold(&ctx, decided, progress.as_deref(), call_key).await
+        };
         if let Some(p) = ctx.state.borrow_mut().pending.get_mut(&task_key) {
             p.deciding = false;
         }
@@ -331,6 +351,43 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
 enum Outcome {
     Forward(Vec<u8>),
     Answer(Vec<u8>),
+}
+
+/// Holds a STEP_UP with a hold token (remote engine) until it is resolved or the hold
+/// time is up; other decisions pass unchanged.
+async fn resolve_hold(
+    ctx: &Rc<Ctx>,
+    decided: Decided,
+    progress: Option<&[u8]>,
+    key: [u8; 32],
+) -> Decided {
+    let d = &decided.decision;
+    let Engine::Remote(remote) = &ctx.engine else {
+        return decided;
+    };
+    if ctx.settings.mode == Mode::Observe || d.verdict != Verdict::StepUp || d.hold_token.is_none()
+    {
+        return decided;
+    }
+    let started = Instant::now();
+    let mut resolved = match hold::hold(ctx, remote, d, progress, key).await {
+        Held::TimedOut => return decided,
+        Held::Resolved(Verdict::Allow) => {
+            Decision::new(Verdict::Allow, "an approver approved the step-up hold")
+        }
+        Held::Resolved(_) => {
+            Decision::new(Verdict::Block, "the step-up hold was denied or expired")
+                .with_code("HOLD_DENIED")
+        }
+    };
+    resolved.hold_token = d.hold_token.clone();
+    resolved.violation_id = d.violation_id.clone();
+    let decided = Decided {
+        decision: resolved,
+        would_be: None,
+    };
+    record(ctx, &tool_of(d), &decided, started);
+    decided
 }
 
 /// Decides one call (local or remote) and records it in the audit log.
@@ -370,6 +427,21 @@ async fn decide_and_record(
             observe(ctx.settings.mode, decision)
         }
     };
+    record(ctx, tool, &decided, started);
+    decided
+}
+
+/// The tool a hold was for (for the audit record of its resolution).
+fn tool_of(d: &Decision) -> String {
+    d.extra
+        .get("tool_name")
+        .and_then(Value::as_str)
+        .unwrap_or("(held call)")
+        .to_string()
+}
+
+/// One audit record for a decision made since `started`.
+fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
     let d = &decided.decision;
     ctx.audit.record(Record {
         agent: ctx.settings.agent_id.clone(),
@@ -391,7 +463,6 @@ async fn decide_and_record(
             "observe mode: forwarded a call policy would not allow"
         );
     }
-    decided
 }
 
 /// What to do with a decided call: forward (the original or MODIFYed bytes) or answer.

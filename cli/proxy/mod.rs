@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod decide;
+pub mod hold;
 pub mod modify;
 pub mod reply;
 pub mod server;
@@ -106,6 +107,8 @@ async fn serve(
         to_server: RefCell::new(Some(to_server_tx)),
         to_client: RefCell::new(Some(to_client_tx)),
         spare: Rc::new(RefCell::new(Vec::new())),
+        approvals: RefCell::new(hold::Approvals::default()),
+        announced: RefCell::new(std::collections::HashSet::new()),
     });
     let writer =
         tokio::task::spawn_local(write_server(server_stdin, to_server_rx, ctx.spare.clone()));

@@ -43,6 +43,8 @@ pub struct RunSettings {
     pub failure_decision: FailureDecision,
     /// Read timeout of one enforce call.
     pub enforcer_timeout: Duration,
+    /// Interval between hold polls.
+    pub step_up_poll: Duration,
     pub tls: TlsSettings,
 }
 
@@ -268,6 +270,7 @@ impl RunSettings {
             enforcer_timeout: env
                 .enforcer_timeout
                 .unwrap_or(crate::enforce::remote::READ_TIMEOUT),
+            step_up_poll: env.step_up_poll.unwrap_or(Duration::from_secs(2)),
             tls,
         })
     }

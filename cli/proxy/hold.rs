@@ -1,0 +1,217 @@
+//! Step-up holds (DESIGN §3 "Decisions"): a STEP_UP with a hold token keeps the call
+//! while the enforcer's hold is polled.
+//!
+//! The call is held for at most `THOTH_STEP_UP_HOLD_SECONDS` (45: clients time out
+//! requests at 60 s), polling every 2 s (`THOTH_STEP_UP_POLL_MS` in tests). When the
+//! client sent `_meta.progressToken`, one `notifications/progress` goes out as the hold
+//! starts and one after each poll that leaves it pending. Resolved in time: ALLOW
+//! forwards, anything else answers -32001. Not in time: -32002 with the approval data,
+//! and polling continues in the background until the hold expires; an approval then
+//! admits the first retry of the same call — bound to (agent, tool, SHA-256 of the
+//! canonical arguments) — until the hold's expiry. Poll errors are retried, never fatal.
+//! A held call is pending: `notifications/cancelled` ends the hold.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use super::client::Ctx;
+use super::decide::Engine;
+use crate::enforce::remote::RemoteEnforcer;
+use crate::enforce::{Decision, Verdict};
+
+/// Longest background wait for a hold, whatever the enforcer says (clamped).
+const MAX_HOLD_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Default lifetime of a hold the enforcer gives no expiry for.
+const DEFAULT_HOLD_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// Approvals remembered at most.
+const MAX_APPROVALS: usize = 1024;
+
+/// Approved holds waiting for their retry: call key → expiry.
+#[derive(Default)]
+pub struct Approvals {
+    by_call: HashMap<[u8; 32], Instant>,
+}
+
+impl Approvals {
+    /// Consumes an approval for this call, if one is still valid.
+    pub fn take(&mut self, key: &[u8; 32]) -> bool {
+        match self.by_call.remove(key) {
+            Some(expiry) => Instant::now() < expiry,
+            None => false,
+        }
+    }
+
+    fn grant(&mut self, key: [u8; 32], expiry: Instant) {
+        if self.by_call.len() >= MAX_APPROVALS {
+            let now = Instant::now();
+            self.by_call.retain(|_, e| *e > now);
+        }
+        if self.by_call.len() < MAX_APPROVALS {
+            self.by_call.insert(key, expiry);
+        }
+    }
+}
+
+/// What binds an approval to one call: agent, tool and the canonical arguments.
+pub fn call_key(agent: &str, tool: &str, arguments: Option<&Value>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for part in [agent, tool] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.update(canonical(arguments.unwrap_or(&Value::Object(serde_json::Map::new()))).as_bytes());
+    hash.finalize().into()
+}
+
+/// JSON with object keys sorted, recursively (one text per value).
+pub fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let members: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// How a hold ended while the call was held.
+pub enum Held {
+    Resolved(Verdict),
+    TimedOut,
+}
+
+/// Holds a call while its hold is polled.
+pub async fn hold(
+    ctx: &Rc<Ctx>,
+    remote: &RemoteEnforcer,
+    decision: &Decision,
+    progress_token: Option<&[u8]>,
+    key: [u8; 32],
+) -> Held {
+    let Some(token) = decision.hold_token.clone() else {
+        return Held::TimedOut;
+    };
+    announce(ctx, decision);
+    let poll = ctx.settings.step_up_poll;
+    let deadline = Instant::now() + ctx.settings.step_up_hold;
+    let mut step = 0u64;
+    progress(ctx, progress_token, step, decision).await;
+    while Instant::now() + poll <= deadline {
+        tokio::time::sleep(poll).await;
+        match remote.poll_hold(&token).await {
+            Ok(Some(verdict)) => return Held::Resolved(verdict),
+            Ok(None) => {}
+            Err(e) => tracing::debug!("hold {token}: poll failed ({e}); retrying"),
+        }
+        step += 1;
+        progress(ctx, progress_token, step, decision).await;
+    }
+    // Not in time: keep polling in the background, and remember an approval.
+    let lifetime = hold_lifetime(decision);
+    let background_ctx = ctx.clone();
+    tokio::task::spawn_local(async move {
+        let ends = Instant::now() + lifetime;
+        while Instant::now() < ends {
+            tokio::time::sleep(poll).await;
+            let Engine::Remote(remote) = &background_ctx.engine else {
+                return;
+            };
+            match remote.poll_hold(&token).await {
+                Ok(Some(Verdict::Allow)) => {
+                    tracing::info!(
+                        "hold {token} approved: the next identical call is admitted until the hold expires"
+                    );
+                    background_ctx.approvals.borrow_mut().grant(key, ends);
+                    return;
+                }
+                Ok(Some(_)) => return,
+                Ok(None) | Err(_) => {}
+            }
+        }
+    });
+    Held::TimedOut
+}
+
+/// The hold's lifetime from `expires_at` or `step_up_timeout_seconds`, clamped.
+fn hold_lifetime(decision: &Decision) -> Duration {
+    let from_expiry = decision.expires_at.as_deref().and_then(|at| {
+        let at =
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+        let left = at - time::OffsetDateTime::now_utc();
+        Duration::try_from(left).ok()
+    });
+    let from_timeout = decision
+        .extra
+        .get("step_up_timeout_seconds")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs);
+    from_expiry
+        .or(from_timeout)
+        .unwrap_or(DEFAULT_HOLD_LIFETIME)
+        .clamp(Duration::from_secs(1), MAX_HOLD_LIFETIME)
+}
+
+/// The approval URL goes to stderr once per hold.
+fn announce(ctx: &Ctx, decision: &Decision) {
+    if let Some(url) = &decision.approval_url {
+        let first = ctx.announced.borrow_mut().insert(url.clone());
+        if first {
+            tracing::warn!("a tool call waits for approval: {url}");
+        }
+    }
+}
+
+async fn progress(ctx: &Ctx, token: Option<&[u8]>, step: u64, decision: &Decision) {
+    let Some(token) = token else { return };
+    let message = match &decision.approval_url {
+        Some(url) => format!("waiting for approval: {url}"),
+        None => "waiting for approval".to_string(),
+    };
+    let mut frame = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":".to_vec();
+    frame.extend_from_slice(token);
+    frame.extend_from_slice(
+        format!(
+            ",\"progress\":{step},\"message\":{}}}}}",
+            Value::String(message)
+        )
+        .as_bytes(),
+    );
+    ctx.reply(frame).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_arguments_ignore_key_order_only() {
+        let a = json!({ "b": [1, { "y": 1, "x": 2 }], "a": "s" });
+        let b = json!({ "a": "s", "b": [1, { "x": 2, "y": 1 }] });
+        assert_eq!(canonical(&a), canonical(&b));
+        assert_eq!(call_key("ag", "t", Some(&a)), call_key("ag", "t", Some(&b)));
+        assert_ne!(
+            call_key("ag", "t", Some(&a)),
+            call_key("ag", "t", Some(&json!({ "a": "s" })))
+        );
+        assert_ne!(
+            call_key("ag", "t", None),
+            call_key("a", "gt", None),
+            "parts are length-prefixed"
+        );
+    }
+}
