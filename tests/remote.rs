@@ -42,6 +42,19 @@ fn decisions_come_from_the_enforcer_service() {
         json!(["read-only-no-writes"])
     );
     assert_eq!(v["error"]["data"]["http_status"], 200);
+    // Enriched by /v1/explain, in data and in the message.
+    let explanation = &v["error"]["data"]["explanation"];
+    assert_eq!(
+        explanation["why_it_was_blocked"],
+        "read-only policy: this tool writes, deletes or executes"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ask your administrator"),
+        "{v}"
+    );
     p.close_stdin();
     p.wait(Duration::from_secs(5));
     let received = s.read("received.log");

@@ -20,6 +20,8 @@ use crate::settings::{Environment, FailureDecision, Secret, SettingsError};
 
 /// Connection timeout to the enforcer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on the best-effort explanation call.
+pub const EXPLAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default read timeout of one enforce call.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -156,7 +158,22 @@ impl RemoteEnforcer {
         let body: Option<Value> = serde_json::from_str(&text).ok();
         match status {
             200..=299 => match body {
-                Some(body) => with_status(parse_decision(&body), status),
+                Some(body) => {
+                    let mut decision = with_status(parse_decision(&body), status);
+                    if matches!(decision.verdict, Verdict::Block | Verdict::StepUp)
+                        && let Some(explanation) = self
+                            .explain(Self::body(input, trace_id, attestation_id), &decision)
+                            .await
+                    {
+                        if let Some(next) =
+                            explanation.get("what_to_do_next").and_then(Value::as_str)
+                        {
+                            decision.reason = format!("{} ({next})", decision.reason);
+                        }
+                        decision.extra.insert("explanation".into(), explanation);
+                    }
+                    decision
+                }
                 None => self.fallback("the enforcer answered with invalid JSON", Some(status)),
             },
             429 => self.fallback("the enforcer is rate limiting (429)", Some(status)),
@@ -200,6 +217,41 @@ impl RemoteEnforcer {
                 status,
             ),
         }
+    }
+
+    /// Best effort: `POST /v1/explain` with the enforce body and the decision, bounded
+    /// to 1 s. `None` on any problem (the denial stands without an explanation).
+    pub async fn explain(&self, mut body: Value, decision: &Decision) -> Option<Value> {
+        if let Some(map) = body.as_object_mut() {
+            map.insert("decision".into(), json!(decision.verdict.as_str()));
+            map.insert("reason".into(), json!(decision.reason));
+            map.insert("violation_id".into(), json!(decision.violation_id));
+            map.insert(
+                "decision_reason_code".into(),
+                json!(decision.decision_reason_code),
+            );
+            map.insert("matched_rule_ids".into(), json!(decision.matched_rule_ids));
+        }
+        let response = self
+            .client
+            .post(format!("{}/v1/explain", self.base))
+            .header("x-api-key", self.api_key.expose())
+            .timeout(EXPLAIN_TIMEOUT)
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let answer: Value = response.json().await.ok()?;
+        let mut explanation = serde_json::Map::new();
+        for key in ["what_happened", "why_it_was_blocked", "what_to_do_next"] {
+            if let Some(text) = field(&answer, key).and_then(Value::as_str) {
+                explanation.insert(key.into(), json!(text));
+            }
+        }
+        (!explanation.is_empty()).then_some(Value::Object(explanation))
     }
 
     /// Polls a hold: `Some(verdict)` once resolved (an expired hold is BLOCK), `None`

@@ -66,7 +66,6 @@ fn special_lanes16(chunk: [u8; 16]) -> u32 {
     (quote | backslash | control).to_bitmask() | v.to_bitmask()
 }
 
-
 /// A member name: its text and, when it is unescaped and at most 15 bytes, its bytes
 /// packed little-endian into a word with the length in the top byte (else 0), so names
 /// are matched by one compare. (The length keeps `"a\u0000"` apart from `"a"`.)
