@@ -57,9 +57,66 @@ pub struct ServeArgs {
     /// How long a hold waits for approval, in seconds.
     #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub hold_seconds: u64,
-    /// Base URL used in approval links (default http://<listen address>).
+    /// Base URL used in approval links (default http(s)://<listen address>).
     #[arg(long)]
     pub public_url: Option<String>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The rustls server configuration for --tls-cert/--tls-key (ring provider).
+fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, SettingsError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| SettingsError::new(format!("{}: {e}", p.display())))
+    };
+    let certs: Vec<_> = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            SettingsError::new(format!("{}: not PEM certificates: {e}", cert.display()))
+        })?;
+    let key_der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| SettingsError::new(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| SettingsError::new(format!("{}: no private key", key.display())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SettingsError::new(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key_der)
+    .map_err(|e| SettingsError::new(format!("{}: {e}", cert.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves `app` over TLS until shutdown.
+async fn serve_tls(listener: tokio::net::TcpListener, app: Router, config: rustls::ServerConfig) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let stop = shutdown();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => return,
+        };
+        let Ok((tcp, _)) = accepted else { continue };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+        });
+    }
 }
 
 struct Hold {
@@ -118,6 +175,11 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
         )),
         None => None,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -140,7 +202,7 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
             public_url: args
                 .public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{local}")),
+                .unwrap_or_else(|| format!("{scheme}://{local}")),
             hold_for: Duration::from_secs(args.hold_seconds),
         });
         let app = Router::new()
@@ -154,13 +216,19 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
             .route("/healthz", get(|| async { "ok" }))
             .with_state(state);
         tracing::info!(
-            "thoth enforcer listening on http://{local} (policy {})",
+            "thoth enforcer listening on {scheme}://{local} (policy {})",
             args.policy.display()
         );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| SettingsError::new(format!("server failed: {e}")))
+        match tls {
+            Some(config) => {
+                serve_tls(listener, app, config).await;
+                Ok(())
+            }
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown())
+                .await
+                .map_err(|e| SettingsError::new(format!("server failed: {e}"))),
+        }
     })
 }
 

@@ -354,6 +354,17 @@ pub struct Enforcer {
 
 impl Enforcer {
     pub fn start(s: &Scratch, policy: &str, api_key: &str, approver_key: &str) -> Self {
+        Self::start_with(s, policy, api_key, approver_key, &[])
+    }
+
+    /// With more `enforcer serve` flags (e.g. --tls-cert/--tls-key).
+    pub fn start_with(
+        s: &Scratch,
+        policy: &str,
+        api_key: &str,
+        approver_key: &str,
+        extra: &[&str],
+    ) -> Self {
         use std::os::unix::fs::PermissionsExt;
         let key = s.write("enforcer_key", api_key);
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -371,6 +382,7 @@ impl Enforcer {
             .arg(&key)
             .args(["--events-file"])
             .arg(s.path("events.jsonl"))
+            .args(extra)
             .env("THOTH_APPROVER_KEY", approver_key)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -382,7 +394,7 @@ impl Enforcer {
         reader.read_line(&mut line).unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         std::thread::spawn(move || for _ in reader.lines() {});
