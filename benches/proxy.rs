@@ -192,6 +192,8 @@ fn settings(mode: Mode) -> RunSettings {
         enforcer_timeout: Duration::from_secs(5),
         step_up_poll: Duration::from_secs(2),
         tls: Default::default(),
+        telemetry_url: None,
+        ingest_token: None,
     }
 }
 

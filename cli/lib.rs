@@ -16,6 +16,7 @@ pub mod scan;
 pub mod server;
 pub mod settings;
 pub mod spawn;
+pub mod telemetry;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -493,3 +493,65 @@ fn an_approval_after_the_hold_admits_only_the_same_retry() {
     p.close_stdin();
     p.wait(Duration::from_secs(5));
 }
+
+#[test]
+fn telemetry_batches_carry_no_arguments_and_both_auth_headers() {
+    let s = Scratch::new("remote-telemetry");
+    let enforcer = Enforcer::start(&s, READ_ONLY, KEY, "approver-9c1");
+    let ingest = TestServer::start(|_| Canned::json(202, json!({})));
+    let mut p = remote_proxy(
+        &s,
+        &enforcer.url,
+        &[
+            ("THOTH_API_URL", &ingest.url),
+            ("THOTH_EVENT_INGEST_TOKEN", "ingest-tok"),
+        ],
+    );
+    for i in 0..12 {
+        let tool = if i % 3 == 0 {
+            "write_file"
+        } else {
+            "read_file"
+        };
+        p.send(&call(i, tool, json!({ "secret_argument": "hunter2" })));
+        p.recv_json();
+    }
+    p.close_stdin();
+    p.wait(Duration::from_secs(6));
+    let batches = ingest.requests();
+    assert!(!batches.is_empty());
+    let mut kinds = std::collections::BTreeMap::new();
+    for b in &batches {
+        assert_eq!(
+            (b.method.as_str(), b.path.as_str()),
+            ("POST", "/v1/events/batch")
+        );
+        assert_eq!(
+            b.header("authorization"),
+            Some(format!("Bearer {KEY}").as_str())
+        );
+        assert_eq!(b.header("x-api-key"), Some(KEY));
+        assert_eq!(b.header("x-thoth-event-ingest-token"), Some("ingest-tok"));
+        let events = b.json();
+        let events = events.as_array().unwrap();
+        assert!(
+            !events.is_empty() && events.len() <= 10,
+            "{} events in one batch",
+            events.len()
+        );
+        for e in events {
+            *kinds
+                .entry(e["event_type"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+            assert_eq!(e["agent_id"], "fixture");
+            assert!(e["session_id"].is_string() && e["event_id"].is_string());
+        }
+        assert!(
+            !String::from_utf8_lossy(&b.body).contains("hunter2"),
+            "no arguments in telemetry"
+        );
+    }
+    assert_eq!(kinds.get("TOOL_CALL_PRE"), Some(&12));
+    assert_eq!(kinds.get("TOOL_CALL_POST"), Some(&8));
+    assert_eq!(kinds.get("TOOL_CALL_BLOCK"), Some(&4));
+}

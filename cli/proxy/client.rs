@@ -26,6 +26,7 @@ use super::state::{MAX_PENDING, Pending, ProxyState, id_key};
 use crate::audit::{AuditLog, Record};
 use crate::enforce::{Decision, MAX_POLICY_ARGUMENTS, Verdict, arguments};
 use crate::settings::{Mode, RunSettings};
+use crate::telemetry::{Telemetry, event};
 
 /// Undecided calls at which the client pump lets decisions run first.
 const YIELD_AT_DECIDING: usize = 32;
@@ -50,6 +51,8 @@ pub struct Ctx {
     pub approvals: RefCell<hold::Approvals>,
     /// Approval URLs already announced on stderr.
     pub announced: RefCell<std::collections::HashSet<String>>,
+    /// Telemetry events, when configured; taken at shutdown to flush them.
+    pub telemetry: RefCell<Option<Telemetry>>,
 }
 
 impl Ctx {
@@ -67,6 +70,14 @@ impl Ctx {
             && tx.capacity() == 0
         {
             let _ = tx.reserve().await;
+        }
+    }
+
+    /// Queues a telemetry event (never waits).
+    pub fn emit(&self, kind: &str, tool: &str, decision: Option<&Decision>) {
+        if let Some(t) = self.telemetry.borrow().as_ref() {
+            let session = self.session.borrow().id.clone();
+            t.emit(event(kind, &self.settings, &session, tool, decision));
         }
     }
 
@@ -299,6 +310,7 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
     let task_key = key.clone();
     let call_key = hold::call_key(&ctx.settings.agent_id, tc.name.as_str(), args.as_ref());
     let progress = tc.progress_token.map(|span| span.of(&frame).to_vec());
+    ctx.emit("TOOL_CALL_PRE", tc.name.as_str(), None);
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
         let decided = if ctx.approvals.borrow_mut().take(&call_key) {
@@ -324,9 +336,15 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
                     ctx.state.borrow_mut().forwarded(&raw_id);
                     bytes.push(b'\n');
                     ctx.send_server(bytes).await;
+                    ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
                 }
-                Outcome::Answer(bytes) => ctx.reply(bytes).await,
+                Outcome::Answer(bytes) => {
+                    ctx.reply(bytes).await;
+                    ctx.emit("TOOL_CALL_BLOCK", tc.name.as_str(), Some(&decided.decision));
+                }
             }
+        } else {
+            ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
         }
         // Pending until the bytes are queued, so client EOF cannot lose the call.
         ctx.state.borrow_mut().pending.remove(&task_key);
@@ -509,16 +527,22 @@ async fn decide_element(
     tc: &ToolCall,
 ) -> Result<Option<Vec<u8>>, Vec<u8>> {
     let (args, len) = parse_arguments(frame, tc).map_err(|why| invalid_arguments(raw_id, &why))?;
+    ctx.emit("TOOL_CALL_PRE", tc.name.as_str(), None);
     let decided = decide_and_record(ctx, tc.name.as_str(), args.as_ref(), len).await;
     if ctx.settings.mode == Mode::Observe {
+        ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
         return Ok(Some(element.to_vec()));
     }
     match outcome_bytes(ctx, element, raw_id, tc.name.as_str(), &decided) {
         Outcome::Forward(bytes) => {
             ctx.state.borrow_mut().forwarded(raw_id);
+            ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
             Ok(Some(bytes))
         }
-        Outcome::Answer(bytes) => Err(bytes),
+        Outcome::Answer(bytes) => {
+            ctx.emit("TOOL_CALL_BLOCK", tc.name.as_str(), Some(&decided.decision));
+            Err(bytes)
+        }
     }
 }
 

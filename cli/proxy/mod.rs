@@ -109,7 +109,9 @@ async fn serve(
         spare: Rc::new(RefCell::new(Vec::new())),
         approvals: RefCell::new(hold::Approvals::default()),
         announced: RefCell::new(std::collections::HashSet::new()),
+        telemetry: RefCell::new(None),
     });
+    let telemetry_task = start_telemetry(&ctx);
     let writer =
         tokio::task::spawn_local(write_server(server_stdin, to_server_rx, ctx.spare.clone()));
     let server_pump = tokio::task::spawn_local(server::pump(
@@ -166,6 +168,17 @@ async fn serve(
     writer.abort();
     // The server's stdout ends with it; replies are flushed before we exit.
     let _ = tokio::time::timeout(Duration::from_secs(2), server_pump).await;
+    // Flush telemetry for at most 2 s.
+    if let Some(telemetry) = ctx.telemetry.borrow_mut().take() {
+        let dropped = telemetry.dropped();
+        drop(telemetry);
+        if let Some(task) = telemetry_task {
+            let _ = tokio::time::timeout(crate::telemetry::FLUSH, task).await;
+        }
+        if dropped > 0 {
+            tracing::warn!("{dropped} telemetry event(s) were dropped (queue full)");
+        }
+    }
     let diverted = ctx.state.borrow().diverted_lines;
     if diverted > 0 {
         tracing::warn!(
@@ -185,6 +198,38 @@ async fn serve(
             ExitCode::from(70)
         }
     }
+}
+
+/// Starts telemetry when a URL and an API key are configured.
+fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
+    let url = ctx.settings.telemetry_url.clone()?;
+    let Some(api_key) = ctx.settings.api_key.clone() else {
+        tracing::warn!("telemetry to {url} is off: no API key");
+        return None;
+    };
+    let client = match ctx.settings.tls.client_config().and_then(|tls| {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| crate::settings::SettingsError::new(e.to_string()))
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("telemetry is off: {e}");
+            return None;
+        }
+    };
+    let sink = crate::telemetry::Sink {
+        url,
+        api_key,
+        ingest_token: ctx.settings.ingest_token.clone(),
+        client,
+    };
+    let (telemetry, task) = crate::telemetry::Telemetry::start(sink);
+    *ctx.telemetry.borrow_mut() = Some(telemetry);
+    Some(task)
 }
 
 /// Calls waiting for a decision, and requests the server never answered, get an error.

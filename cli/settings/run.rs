@@ -46,6 +46,9 @@ pub struct RunSettings {
     /// Interval between hold polls.
     pub step_up_poll: Duration,
     pub tls: TlsSettings,
+    /// Where telemetry goes (`THOTH_API_URL`, else the enforcer URL in remote mode).
+    pub telemetry_url: Option<String>,
+    pub ingest_token: Option<Secret>,
 }
 
 /// Default apex domain of the Thoth service.
@@ -232,6 +235,10 @@ impl RunSettings {
             failure_decision.unwrap_or(FailureDecision::Block)
         };
         let tls = TlsSettings::from_env(env, environment, m.tls_verify)?;
+        let engine_url = match &engine {
+            EngineChoice::Remote { url, .. } => Some(url.clone()),
+            EngineChoice::Local { .. } => None,
+        };
 
         let session_intent = match &flags.session_intent {
             Some(s) => s.clone(),
@@ -271,6 +278,15 @@ impl RunSettings {
                 .enforcer_timeout
                 .unwrap_or(crate::enforce::remote::READ_TIMEOUT),
             step_up_poll: env.step_up_poll.unwrap_or(Duration::from_secs(2)),
+            telemetry_url: m
+                .api_url
+                .clone()
+                .or_else(|| env.api_url.clone())
+                .or_else(|| match &engine_url {
+                    Some(url) => Some(url.clone()),
+                    None => None,
+                }),
+            ingest_token: env.event_ingest_token.clone(),
             tls,
         })
     }
