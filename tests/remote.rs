@@ -204,7 +204,11 @@ fn enforcer_faults_give_the_documented_decision() {
             None => "http://127.0.0.1:9".to_string(),
             Some(canned) => {
                 let canned = std::sync::Mutex::new(Some(canned));
-                let server = TestServer::start(move |_| {
+                let server = TestServer::start(move |seen| {
+                    // Telemetry goes to the same URL: only enforce calls get the fault.
+                    if seen.path != "/v1/enforce" {
+                        return Canned::json(202, json!({}));
+                    }
                     canned
                         .lock()
                         .unwrap()
@@ -326,7 +330,11 @@ fn modify_forwards_the_enforcers_arguments_only() {
         )
     );
     // What the enforcer was sent: DESIGN §4's body, the key in x-api-key only.
-    let first = &server.requests()[0];
+    let first = &server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/enforce")
+        .unwrap();
     assert_eq!(
         (first.method.as_str(), first.path.as_str()),
         ("POST", "/v1/enforce")

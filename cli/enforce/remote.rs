@@ -75,6 +75,9 @@ impl RemoteEnforcer {
             .read_timeout(read_timeout)
             .timeout(read_timeout + CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(90))
+            // A decision request is never replayed behind thoth's back: failures go
+            // through the failure policy instead.
+            .retry(reqwest::retry::never())
             .user_agent(concat!("thoth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {

@@ -169,7 +169,8 @@ async fn serve(
     // The server's stdout ends with it; replies are flushed before we exit.
     let _ = tokio::time::timeout(Duration::from_secs(2), server_pump).await;
     // Flush telemetry for at most 2 s.
-    if let Some(telemetry) = ctx.telemetry.borrow_mut().take() {
+    let telemetry = ctx.telemetry.borrow_mut().take();
+    if let Some(telemetry) = telemetry {
         let dropped = telemetry.dropped();
         drop(telemetry);
         if let Some(task) = telemetry_task {

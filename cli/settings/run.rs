@@ -282,10 +282,7 @@ impl RunSettings {
                 .api_url
                 .clone()
                 .or_else(|| env.api_url.clone())
-                .or_else(|| match &engine_url {
-                    Some(url) => Some(url.clone()),
-                    None => None,
-                }),
+                .or_else(|| engine_url.clone()),
             ingest_token: env.event_ingest_token.clone(),
             tls,
         })
