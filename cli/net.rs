@@ -23,6 +23,10 @@ pub struct TlsSettings {
     pub verify: bool,
     pub ca_bundle: Option<std::path::PathBuf>,
     pub pins: Vec<[u8; 32]>,
+    /// How long a verified (host, leaf certificate) pair skips re-verification.
+    pub pin_cache: std::time::Duration,
+    /// The ARN the service is asked to attest (`THOTH_TLS_REQUIRE_AWS_BACKED_CERTS`).
+    pub aws_certificate_arn: Option<String>,
 }
 
 impl TlsSettings {
@@ -47,10 +51,24 @@ impl TlsSettings {
                 "THOTH_TLS_VERIFY=false: the enforcer's certificate is NOT verified; anyone on the network path can impersonate it"
             );
         }
+        let aws_certificate_arn = if env.tls_require_aws == Some(true) {
+            let arn = env.tls_acm_cert_arn.clone().or_else(|| env.tls_private_ca_arn.clone()).ok_or_else(|| {
+                SettingsError::new(
+                    "THOTH_TLS_REQUIRE_AWS_BACKED_CERTS=true needs THOTH_TLS_AWS_ACM_CERT_ARN or THOTH_TLS_AWS_PRIVATE_CA_ARN (thoth checks only its syntax; the service attests it)",
+                )
+            })?;
+            Some(arn)
+        } else {
+            None
+        };
         Ok(Self {
             verify,
             ca_bundle: env.tls_ca_bundle.clone(),
             pins: env.tls_pins.clone(),
+            pin_cache: env
+                .tls_pin_cache
+                .unwrap_or(std::time::Duration::from_secs(300)),
+            aws_certificate_arn,
         })
     }
 
@@ -104,6 +122,7 @@ impl TlsSettings {
             schemes: provider
                 .signature_verification_algorithms
                 .supported_schemes(),
+            verified: PinCache::new(self.pin_cache),
         });
         let mut config = builder
             .dangerous()
@@ -120,6 +139,48 @@ struct Verifier {
     verify: bool,
     pins: Vec<[u8; 32]>,
     schemes: Vec<SignatureScheme>,
+    verified: PinCache,
+}
+
+/// Pinned (host, leaf SHA-256) pairs that passed full verification recently. Keyed by
+/// both: a cache keyed by host alone would wave through any certificate.
+#[derive(Debug)]
+pub struct PinCache {
+    ttl: std::time::Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<(String, [u8; 32]), std::time::Instant>>,
+}
+
+impl PinCache {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// True when this exact pair was verified less than the TTL ago.
+    pub fn fresh(&self, host: &str, leaf: &[u8; 32]) -> bool {
+        let now = std::time::Instant::now();
+        self.entries
+            .lock()
+            .map(|e| {
+                e.get(&(host.to_string(), *leaf))
+                    .is_some_and(|&until| now < until)
+            })
+            .unwrap_or(false)
+    }
+
+    pub fn remember(&self, host: &str, leaf: [u8; 32]) {
+        if let Ok(mut e) = self.entries.lock() {
+            if e.len() >= 256 {
+                e.clear();
+            }
+            e.insert(
+                (host.to_string(), leaf),
+                std::time::Instant::now() + self.ttl,
+            );
+        }
+    }
 }
 
 impl ServerCertVerifier for Verifier {
@@ -131,17 +192,19 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        if self.verify {
+        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        let host = server_name.to_str();
+        let pinned = self.pins.contains(&seen);
+        // A pinned certificate verified recently for this very host skips the chain walk.
+        if self.verify && !(pinned && self.verified.fresh(&host, &seen)) {
             self.inner
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
         }
         if !self.pins.is_empty() {
-            let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-            if !self.pins.contains(&seen) {
+            if !pinned {
                 let expected: Vec<String> = self.pins.iter().map(hex::encode).collect();
                 tracing::error!(
-                    "TLS pin mismatch for {}: expected sha256:{} but the server presented sha256:{}",
-                    server_name.to_str(),
+                    "TLS pin mismatch for {host}: expected sha256:{} but the server presented sha256:{}",
                     expected.join(", sha256:"),
                     hex::encode(seen)
                 );
@@ -149,6 +212,7 @@ impl ServerCertVerifier for Verifier {
                     "certificate does not match THOTH_TLS_PINNED_CERT_SHA256".into(),
                 ));
             }
+            self.verified.remember(&host, seen);
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -194,6 +258,21 @@ pub fn is_loopback_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pin_cache_is_keyed_by_host_and_certificate() {
+        let cache = PinCache::new(std::time::Duration::from_secs(60));
+        cache.remember("enforce.acme", [1; 32]);
+        assert!(cache.fresh("enforce.acme", &[1; 32]));
+        assert!(
+            !cache.fresh("enforce.acme", &[2; 32]),
+            "another certificate for the host"
+        );
+        assert!(!cache.fresh("other.host", &[1; 32]));
+        let expired = PinCache::new(std::time::Duration::ZERO);
+        expired.remember("h", [1; 32]);
+        assert!(!expired.fresh("h", &[1; 32]));
+    }
 
     #[test]
     fn loopback_urls() {

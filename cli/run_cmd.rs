@@ -82,7 +82,11 @@ pub fn load_engine(settings: &RunSettings) -> Result<Engine, SettingsError> {
                 settings.enforcer_timeout,
                 tls,
             )
-            .map(Engine::Remote)
+            .map(|remote| {
+                Engine::Remote(
+                    remote.with_aws_certificate_arn(settings.tls.aws_certificate_arn.clone()),
+                )
+            })
         }
     }
 }

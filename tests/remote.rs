@@ -563,3 +563,38 @@ fn telemetry_batches_carry_no_arguments_and_both_auth_headers() {
     assert_eq!(kinds.get("TOOL_CALL_POST"), Some(&8));
     assert_eq!(kinds.get("TOOL_CALL_BLOCK"), Some(&4));
 }
+
+#[test]
+fn aws_backed_certificates_need_an_arn_and_send_it_for_attestation() {
+    let s = Scratch::new("remote-aws");
+    let server = TestServer::start(|_| Canned::json(200, json!({ "decision": "ALLOW" })));
+    let out = s
+        .thoth()
+        .args(["run", "--agent-id", "a", "--", "true"])
+        .env("THOTH_ENFORCER_URL", &server.url)
+        .env("THOTH_API_KEY", KEY)
+        .env("THOTH_TLS_REQUIRE_AWS_BACKED_CERTS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs THOTH_TLS_AWS_ACM_CERT_ARN"));
+    let arn = "arn:aws:acm:eu-west-1:123456789012:certificate/abcd-1234";
+    let mut p = remote_proxy(
+        &s,
+        &server.url,
+        &[
+            ("THOTH_TLS_REQUIRE_AWS_BACKED_CERTS", "true"),
+            ("THOTH_TLS_AWS_ACM_CERT_ARN", arn),
+        ],
+    );
+    p.send(&call(1, "read_file", json!({})));
+    assert_eq!(p.recv_json()["result"]["isError"], false);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let enforce = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/enforce")
+        .unwrap();
+    assert_eq!(enforce.json()["metadata"]["aws_certificate_arn"], arn);
+}

@@ -28,6 +28,8 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The remote decision point.
 pub struct RemoteEnforcer {
     client: reqwest::Client,
+    /// Sent in the enforce `metadata` for the service to attest.
+    aws_certificate_arn: Option<String>,
     base: String,
     api_key: Secret,
     failure: FailureDecision,
@@ -85,11 +87,18 @@ impl RemoteEnforcer {
             })?;
         Ok(Self {
             client,
+            aws_certificate_arn: None,
             base: base.trim_end_matches('/').to_string(),
             api_key,
             failure,
             logged: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Asks the service to attest this certificate ARN (sent in `metadata`).
+    pub fn with_aws_certificate_arn(mut self, arn: Option<String>) -> Self {
+        self.aws_certificate_arn = arn;
+        self
     }
 
     /// The request body of DESIGN §4.
@@ -117,6 +126,22 @@ impl RemoteEnforcer {
         body
     }
 
+    fn enforce_body(
+        &self,
+        input: &DecisionInput<'_>,
+        trace_id: &str,
+        attestation_id: &str,
+    ) -> Value {
+        let mut body = Self::body(input, trace_id, attestation_id);
+        if let (Some(arn), Some(map)) = (&self.aws_certificate_arn, body.as_object_mut()) {
+            map.insert(
+                "metadata".into(),
+                json!({ "aws_certificate_arn": arn, "require_aws_backed_certs": true }),
+            );
+        }
+        body
+    }
+
     /// Asks the enforcer; never fails: errors become the failure decision or BLOCK.
     pub async fn enforce(
         &self,
@@ -129,7 +154,7 @@ impl RemoteEnforcer {
             .client
             .post(&url)
             .header("x-api-key", self.api_key.expose())
-            .json(&Self::body(input, trace_id, attestation_id))
+            .json(&self.enforce_body(input, trace_id, attestation_id))
             .send()
             .await;
         let response = match sent {
