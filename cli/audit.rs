@@ -24,6 +24,21 @@ use sha2::{Digest, Sha256};
 
 /// Records queued for the writer thread at most.
 pub const QUEUE: usize = 1024;
+/// How often the writer thread looks at the queue. It sleeps rather than waiting on
+/// the channel, so queuing a record never wakes a thread on the proxy's hot path.
+const POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The next record, polling every [`POLL`]; `None` once every sender is gone and the
+/// queue is empty.
+fn next_record(rx: &std::sync::mpsc::Receiver<Record>) -> Option<Record> {
+    loop {
+        match rx.try_recv() {
+            Ok(record) => return Some(record),
+            Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::sleep(POLL),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+        }
+    }
+}
 
 /// One decision, as recorded.
 #[derive(Debug, Clone)]
@@ -40,9 +55,9 @@ pub struct Record {
 }
 
 /// Sends records to the writer thread.
-#[derive(Clone)]
 pub struct AuditLog {
-    tx: Option<SyncSender<Record>>,
+    tx: std::sync::Mutex<Option<SyncSender<Record>>>,
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
     pub path: PathBuf,
 }
@@ -68,12 +83,14 @@ impl AuditLog {
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
         let session = session_id.to_string();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("thoth-audit".into())
             .spawn(move || {
                 // The file is created with the first record: a session without tool
                 // calls leaves no empty file behind.
-                let Ok(first) = rx.recv() else { return };
+                let Some(first) = next_record(&rx) else {
+                    return;
+                };
                 let file = match std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -100,7 +117,7 @@ impl AuditLog {
                         Ok(record) => Some(record),
                         Err(_) => {
                             let _ = writer.flush();
-                            rx.recv().ok()
+                            next_record(&rx)
                         }
                     };
                 }
@@ -111,15 +128,34 @@ impl AuditLog {
                 let _ = writer.flush();
             })?;
         Ok(Self {
-            tx: Some(tx),
+            tx: std::sync::Mutex::new(Some(tx)),
+            writer: std::sync::Mutex::new(Some(writer)),
             dropped,
             path,
         })
     }
 
+    /// Closes the queue and waits (at most 2 s) until every queued record is written.
+    pub fn finish(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !handle.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+
     /// Queues a record; never blocks.
     pub fn record(&self, record: Record) {
-        let Some(tx) = &self.tx else { return };
+        let Ok(guard) = self.tx.lock() else { return };
+        let Some(tx) = guard.as_ref() else { return };
         match tx.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -140,7 +176,8 @@ impl AuditLog {
     /// A log that records nothing (doctor).
     pub fn disabled() -> Self {
         Self {
-            tx: None,
+            tx: std::sync::Mutex::new(None),
+            writer: std::sync::Mutex::new(None),
             dropped: Arc::new(AtomicU64::new(0)),
             path: PathBuf::new(),
         }
@@ -372,7 +409,7 @@ mod tests {
             log.record(record("burst"));
         }
         let path = log.path.clone();
-        drop(log);
+        log.finish();
         // The writer thread finishes once every sender is gone.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let total = loop {

@@ -187,6 +187,7 @@ async fn serve(
         );
     }
     let dropped = ctx.audit.dropped();
+    ctx.audit.finish();
     if dropped > 0 {
         tracing::warn!(
             "{dropped} audit record(s) were dropped under pressure (counted in the chain)"

@@ -55,6 +55,7 @@ pub const KNOWN: &[&str] = &[
     "THOTH_CHILD_TERM_DELAY_MS",
     "THOTH_ENFORCER_TIMEOUT_MS",
     "THOTH_STEP_UP_POLL_MS",
+    "THOTH_TELEMETRY",
     "THOTH_CHILD_KILL_DELAY_MS",
 ];
 
@@ -105,6 +106,7 @@ pub struct EnvVars {
     pub child_kill_delay: Option<Duration>,
     pub enforcer_timeout: Option<Duration>,
     pub step_up_poll: Option<Duration>,
+    pub telemetry: Option<bool>,
     pub managed_file: Option<PathBuf>,
     pub test_uid: Option<u32>,
     /// Unknown `THOTH_*` names seen (reported as warnings).
@@ -419,6 +421,7 @@ impl EnvVars {
             child_kill_delay: r.millis("THOTH_CHILD_KILL_DELAY_MS", 10, 60_000)?,
             enforcer_timeout: r.millis("THOTH_ENFORCER_TIMEOUT_MS", 100, 60_000)?,
             step_up_poll: r.millis("THOTH_STEP_UP_POLL_MS", 50, 10_000)?,
+            telemetry: r.choice("THOTH_TELEMETRY", &[("on", true), ("off", false)])?,
             managed_file,
             test_uid,
             unknown,

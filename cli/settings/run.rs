@@ -278,11 +278,14 @@ impl RunSettings {
                 .enforcer_timeout
                 .unwrap_or(crate::enforce::remote::READ_TIMEOUT),
             step_up_poll: env.step_up_poll.unwrap_or(Duration::from_secs(2)),
-            telemetry_url: m
-                .api_url
-                .clone()
-                .or_else(|| env.api_url.clone())
-                .or_else(|| engine_url.clone()),
+            telemetry_url: if env.telemetry == Some(false) {
+                None
+            } else {
+                m.api_url
+                    .clone()
+                    .or_else(|| env.api_url.clone())
+                    .or_else(|| engine_url.clone())
+            },
             ingest_token: env.event_ingest_token.clone(),
             tls,
         })
