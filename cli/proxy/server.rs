@@ -148,7 +148,12 @@ impl Relay {
                 self.held.extend_from_slice(seg)
             }
             Line::Held => {
-                out.append(&mut self.held);
+                // Hand the held bytes over without copying them (no second 4 MiB buffer).
+                if out.is_empty() {
+                    std::mem::swap(out, &mut self.held);
+                } else {
+                    out.append(&mut self.held);
+                }
                 out.extend_from_slice(seg);
                 self.held = Vec::new();
                 self.line = Line::Streaming;
