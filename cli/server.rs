@@ -300,6 +300,18 @@ fn bad_request(why: &str) -> Response {
         .into_response()
 }
 
+/// The request's JSON body, once the proxy's key is checked.
+fn authorized_json(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, Response> {
+    if !proxy_authorized(state, headers) {
+        return Err(unauthorized("missing or wrong API key"));
+    }
+    serde_json::from_slice::<Value>(body).map_err(|_| bad_request("body is not JSON"))
+}
+
 /// Proxies authenticate with `x-api-key` (enforce) or `Authorization: Bearer` (holds).
 fn proxy_authorized(state: &ServerState, headers: &HeaderMap) -> bool {
     let Some(expected) = &state.api_key else {
@@ -323,11 +335,9 @@ async fn enforce(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !proxy_authorized(&state, &headers) {
-        return unauthorized("missing or wrong x-api-key");
-    }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return bad_request("body is not JSON");
+    let body = match authorized_json(&state, &headers, &body) {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let text = |k: &str| {
         body.get(k)
@@ -603,11 +613,9 @@ async fn explain(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !proxy_authorized(&state, &headers) {
-        return unauthorized("missing or wrong x-api-key");
-    }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return bad_request("body is not JSON");
+    let body = match authorized_json(&state, &headers, &body) {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let tool = body["tool_name"].as_str().unwrap_or("the tool");
     let decision = body["decision"].as_str().unwrap_or("BLOCK");
@@ -635,11 +643,10 @@ async fn events_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !proxy_authorized(&state, &headers) {
-        return unauthorized("missing or wrong API key");
-    }
-    let Ok(Value::Array(events)) = serde_json::from_slice::<Value>(&body) else {
-        return bad_request("body must be a JSON array of events");
+    let events = match authorized_json(&state, &headers, &body) {
+        Ok(Value::Array(events)) => events,
+        Ok(_) => return bad_request("body must be a JSON array of events"),
+        Err(refused) => return refused,
     };
     if let Some(file) = &state.events {
         use std::io::Write;
