@@ -305,11 +305,11 @@ fn authorized_json(
     state: &ServerState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Value, Response> {
+) -> Result<Value, Box<Response>> {
     if !proxy_authorized(state, headers) {
-        return Err(unauthorized("missing or wrong API key"));
+        return Err(Box::new(unauthorized("missing or wrong API key")));
     }
-    serde_json::from_slice::<Value>(body).map_err(|_| bad_request("body is not JSON"))
+    serde_json::from_slice::<Value>(body).map_err(|_| Box::new(bad_request("body is not JSON")))
 }
 
 /// Proxies authenticate with `x-api-key` (enforce) or `Authorization: Bearer` (holds).
@@ -337,7 +337,7 @@ async fn enforce(
 ) -> Response {
     let body = match authorized_json(&state, &headers, &body) {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let text = |k: &str| {
         body.get(k)
@@ -615,7 +615,7 @@ async fn explain(
 ) -> Response {
     let body = match authorized_json(&state, &headers, &body) {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let tool = body["tool_name"].as_str().unwrap_or("the tool");
     let decision = body["decision"].as_str().unwrap_or("BLOCK");
@@ -646,7 +646,7 @@ async fn events_batch(
     let events = match authorized_json(&state, &headers, &body) {
         Ok(Value::Array(events)) => events,
         Ok(_) => return bad_request("body must be a JSON array of events"),
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if let Some(file) = &state.events {
         use std::io::Write;
