@@ -55,6 +55,10 @@ fn decisions_come_from_the_enforcer_service() {
             .contains("ask your administrator"),
         "{v}"
     );
+    assert!(
+        !v.to_string().contains(KEY),
+        "the API key never reaches a reply"
+    );
     p.close_stdin();
     p.wait(Duration::from_secs(5));
     let received = s.read("received.log");
