@@ -28,31 +28,38 @@ pub fn splice_arguments(
     let Ok(before) = thoth_core::tool_call(&call) else {
         return fail("frame is not a tools/call");
     };
-    let mut out = Vec::with_capacity(frame.len() + arguments.len() + 16);
-    match before.arguments {
-        Some(Span { start, end }) => {
-            out.extend_from_slice(&frame[..start]);
-            out.extend_from_slice(arguments);
-            out.extend_from_slice(&frame[end..]);
-        }
+    // Spans come from scanning this very frame; `get` keeps a mistake from panicking.
+    let (head, tail) = match before.arguments {
+        Some(Span { start, end }) => (frame.get(..start), frame.get(end..)),
         None => {
             let Some(params) = call.params() else {
                 return fail("tools/call without params");
             };
             // `params` is an object here: its span starts at `{`.
             let open = params.start + 1;
-            let empty = frame[open..params.end]
-                .iter()
-                .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'}'));
-            out.extend_from_slice(&frame[..open]);
-            out.extend_from_slice(b"\"arguments\":");
-            out.extend_from_slice(arguments);
-            if !empty {
-                out.push(b',');
-            }
-            out.extend_from_slice(&frame[open..]);
+            (frame.get(..open), frame.get(open..))
         }
+    };
+    let (Some(head), Some(tail)) = (head, tail) else {
+        return fail("internal: span outside the frame");
+    };
+    let inserted = before.arguments.is_none();
+    let mut out = Vec::with_capacity(frame.len() + arguments.len() + 16);
+    out.extend_from_slice(head);
+    if inserted {
+        out.extend_from_slice(b"\"arguments\":");
     }
+    out.extend_from_slice(arguments);
+    // An inserted member needs a comma unless `params` was empty.
+    if inserted
+        && tail
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            != Some(&b'}')
+    {
+        out.push(b',');
+    }
+    out.extend_from_slice(tail);
     if out.len() > max_len {
         return fail("modified frame exceeds the maximum frame size");
     }
