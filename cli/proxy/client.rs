@@ -308,12 +308,16 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
     }
     let task_ctx = ctx.clone();
     let task_key = key.clone();
-    let call_key = hold::call_key(&ctx.settings.agent_id, tc.name.as_str(), args.as_ref());
     let progress = tc.progress_token.map(|span| span.of(&frame).to_vec());
     ctx.emit("TOOL_CALL_PRE", tc.name.as_str(), None);
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
-        let decided = if ctx.approvals.borrow_mut().take(&call_key) {
+        // The call's key (a hash of its canonical arguments) is computed only when an
+        // approval could admit it or a hold could be approved: not on the common path.
+        let call_key = || hold::call_key(&ctx.settings.agent_id, tc.name.as_str(), args.as_ref());
+        let approved =
+            !ctx.approvals.borrow().is_empty() && ctx.approvals.borrow_mut().take(&call_key());
+        let decided = if approved {
             let decided = Decided {
                 decision: Decision::new(
                     Verdict::Allow,
@@ -325,7 +329,7 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
             decided
         } else {
             let decided = decide_and_record(&ctx, tc.name.as_str(), args.as_ref(), args_len).await;
-            resolve_hold(&ctx, decided, progress.as_deref(), call_key).await
+            resolve_hold(&ctx, decided, progress.as_deref(), &call_key).await
         };
         if let Some(p) = ctx.state.borrow_mut().pending.get_mut(&task_key) {
             p.deciding = false;
@@ -377,7 +381,7 @@ async fn resolve_hold(
     ctx: &Rc<Ctx>,
     decided: Decided,
     progress: Option<&[u8]>,
-    key: [u8; 32],
+    key: &dyn Fn() -> [u8; 32],
 ) -> Decided {
     let d = &decided.decision;
     let Engine::Remote(remote) = &ctx.engine else {
@@ -388,7 +392,7 @@ async fn resolve_hold(
         return decided;
     }
     let started = Instant::now();
-    let mut resolved = match hold::hold(ctx, remote, d, progress, key).await {
+    let mut resolved = match hold::hold(ctx, remote, d, progress, key()).await {
         Held::TimedOut => return decided,
         Held::Resolved(Verdict::Allow) => {
             Decision::new(Verdict::Allow, "an approver approved the step-up hold")

@@ -38,6 +38,11 @@ pub struct Approvals {
 }
 
 impl Approvals {
+    /// True when no approval waits for its retry.
+    pub fn is_empty(&self) -> bool {
+        self.by_call.is_empty()
+    }
+
     /// Consumes an approval for this call, if one is still valid.
     pub fn take(&mut self, key: &[u8; 32]) -> bool {
         match self.by_call.remove(key) {
