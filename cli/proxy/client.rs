@@ -335,7 +335,7 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
             p.deciding = false;
         }
         if ctx.settings.mode != Mode::Observe {
-            match outcome_bytes(&ctx, &frame, &raw_id, tc.name.as_str(), &decided) {
+            match outcome_bytes(&ctx, frame, &raw_id, tc.name.as_str(), &decided) {
                 Outcome::Forward(mut bytes) => {
                     ctx.state.borrow_mut().forwarded(&raw_id);
                     bytes.push(b'\n');
@@ -488,35 +488,44 @@ fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
 }
 
 /// What to do with a decided call: forward (the original or MODIFYed bytes) or answer.
-fn outcome_bytes(ctx: &Ctx, frame: &[u8], raw_id: &[u8], tool: &str, decided: &Decided) -> Outcome {
+fn outcome_bytes(
+    ctx: &Ctx,
+    frame: Vec<u8>,
+    raw_id: &[u8],
+    tool: &str,
+    decided: &Decided,
+) -> Outcome {
     let d = &decided.decision;
-    let session_id = ctx.session.borrow().id.clone();
-    let attestation = uuid::Uuid::new_v4().to_string();
-    let mut decision = d.clone();
-    match d.verdict {
-        Verdict::Allow => return Outcome::Forward(frame.to_vec()),
+    let refused;
+    let decision = match d.verdict {
+        // An allowed call goes out as the very bytes it came in as, without a copy.
+        Verdict::Allow => return Outcome::Forward(frame),
         Verdict::Modify => {
             let args = d
                 .modified_arguments
                 .as_ref()
                 .map(Value::to_string)
                 .unwrap_or_default();
-            match splice_arguments(frame, args.as_bytes(), ctx.settings.max_frame_bytes) {
+            match splice_arguments(&frame, args.as_bytes(), ctx.settings.max_frame_bytes) {
                 Ok(bytes) => return Outcome::Forward(bytes),
                 Err(e) => {
-                    decision = crate::enforce::Decision::new(
+                    refused = crate::enforce::Decision::new(
                         Verdict::Block,
                         format!("MODIFY could not be applied: {}", e.0),
                     );
+                    &refused
                 }
             }
         }
-        Verdict::Defer | Verdict::Block | Verdict::StepUp => {}
-    }
-    let data = reply::decision_data(&decision, tool, &session_id, &attestation);
+        Verdict::Defer | Verdict::Block | Verdict::StepUp => d,
+    };
+    // Only answers need the session id and a fresh attestation id.
+    let session_id = ctx.session.borrow().id.clone();
+    let attestation = uuid::Uuid::new_v4().to_string();
+    let data = reply::decision_data(decision, tool, &session_id, &attestation);
     Outcome::Answer(reply::denied(
         raw_id,
-        &decision,
+        decision,
         &data,
         ctx.settings.deny_style,
     ))
@@ -537,7 +546,7 @@ async fn decide_element(
         ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
         return Ok(Some(element.to_vec()));
     }
-    match outcome_bytes(ctx, element, raw_id, tc.name.as_str(), &decided) {
+    match outcome_bytes(ctx, element.to_vec(), raw_id, tc.name.as_str(), &decided) {
         Outcome::Forward(bytes) => {
             ctx.state.borrow_mut().forwarded(raw_id);
             ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
