@@ -38,6 +38,81 @@ pub enum Command {
     Deny(crate::server::ResolveArgs),
     /// Classify JSON-RPC frames (one JSON line per frame on stdout).
     Scan(ScanArgs),
+    /// Put every stdio server of an MCP client's config under `thoth run` (or --restore).
+    WrapConfig(WrapConfigArgs),
+    /// What thoth is configured to do on this machine.
+    Status(StatusArgs),
+    /// One health verdict for MDM (Intune: --json, Jamf: --jamf FIELD).
+    Health(HealthArgs),
+    /// Register this endpoint with the GovAPI now (MDM install scripts).
+    Register(RegisterArgs),
+}
+
+/// `thoth wrap-config`.
+#[derive(Debug, Args)]
+pub struct WrapConfigArgs {
+    #[command(flatten)]
+    pub flags: RunFlags,
+    /// The client: claude-desktop, claude-code, cursor, vscode, windsurf, gemini, zed
+    /// (default: detected from CONFIG's path).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Every existing user-level config file of this user (of --client only, if given).
+    #[arg(long)]
+    pub all: bool,
+    /// Write the result here instead of changing CONFIG.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Print a unified diff and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Give back the original: byte for byte when the file is still what thoth wrote,
+    /// else by unwrapping each wrapped entry in place.
+    #[arg(long)]
+    pub restore: bool,
+    /// Put the API key in each wrapped entry's env (THOTH_API_KEY). Never in args.
+    #[arg(long)]
+    pub embed_api_key: bool,
+    /// Print the per-file report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The client config file.
+    pub config: Option<PathBuf>,
+}
+
+/// `thoth status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `thoth health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// One line of JSON: flat PascalCase scalars plus a `checks` object.
+    #[arg(long, conflicts_with = "jamf")]
+    pub json: bool,
+    /// Print `<result>VALUE</result>` for one field of the JSON object.
+    #[arg(long, value_name = "FIELD")]
+    pub jamf: Option<String>,
+    /// Also check that the enforcer (and GovAPI) answer, with a short timeout.
+    #[arg(long)]
+    pub probe: bool,
+    /// Report on this user's profile instead (MDM runs as root/SYSTEM).
+    #[arg(long, conflicts_with = "all_users")]
+    pub user: Option<String>,
+    /// Report on every user's profile; the worst status wins.
+    #[arg(long)]
+    pub all_users: bool,
+}
+
+/// `thoth register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub flags: RunFlags,
 }
 
 /// Identity and policy flags shared by `run` and `doctor` (stable names).

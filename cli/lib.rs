@@ -17,6 +17,7 @@ pub mod server;
 pub mod settings;
 pub mod spawn;
 pub mod telemetry;
+pub mod wrap;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -48,6 +49,10 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
         }) => server::run(&serve),
         args::Command::Approve(resolve) => server::resolve_command(&resolve, true),
         args::Command::Deny(resolve) => server::resolve_command(&resolve, false),
+        args::Command::WrapConfig(wrap_args) => wrap::run(&wrap_args),
+        args::Command::Status(_) | args::Command::Health(_) | args::Command::Register(_) => {
+            todo_command()
+        }
     }
 }
 
@@ -73,4 +78,8 @@ fn audit_cmd(args: &args::AuditArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn todo_command() -> ExitCode {
+    ExitCode::from(1)
 }

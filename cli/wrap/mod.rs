@@ -1,0 +1,595 @@
+//! `thoth wrap-config`: put every stdio MCP server of a client under `thoth run`, and
+//! take it out again (`--restore`).
+//!
+//! - [`clients`]: the seven clients, their files per OS and their dialects;
+//! - [`edit`]: the text edit (only `command`/`args` values change);
+//! - [`store`]: backups, the wrap record and the atomic replacement.
+//!
+//! A file is never rewritten when it does not parse, when the edit's result does not
+//! re-parse, or when it changed between read and rename three times in a row. The API
+//! key reaches a file only with `--embed-api-key`, and then only the entry's `env`.
+
+pub mod clients;
+pub mod edit;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::args::WrapConfigArgs;
+use crate::settings::profile::Profile;
+use crate::settings::{EnvVars, SettingsError};
+use clients::{Client, Places};
+use edit::{EntryReport, Outcome, WrapSpec};
+use store::{ReplaceError, Store};
+
+/// Attempts when the file keeps changing under us.
+const ATTEMPTS: usize = 3;
+
+/// What happened to one file.
+#[derive(Debug, Serialize)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub client: &'static str,
+    /// Whether the file was (or, with `--dry-run`, would be) rewritten.
+    pub changed: bool,
+    pub entries: Vec<EntryReport>,
+    /// The backup taken before writing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl FileReport {
+    fn new(path: &Path, client: Client) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            client: client.name(),
+            changed: false,
+            entries: Vec::new(),
+            backup: None,
+            error: None,
+            note: None,
+        }
+    }
+
+    fn count(&self, pick: fn(&Outcome) -> bool) -> usize {
+        self.entries.iter().filter(|e| pick(&e.outcome)).count()
+    }
+
+    /// The one-line summary printed on stderr.
+    pub fn summary(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("{}: not changed: {e}", self.path.display());
+        }
+        let skipped: Vec<String> = self
+            .entries
+            .iter()
+            .filter_map(|e| match &e.outcome {
+                Outcome::Skipped { reason } => Some(format!("{} ({reason})", e.name())),
+                _ => None,
+            })
+            .collect();
+        let mut line = format!(
+            "{} [{}]: wrapped {}, already wrapped {}, remote {}, skipped {}",
+            self.path.display(),
+            self.client,
+            self.count(|o| matches!(o, Outcome::Wrapped)),
+            self.count(|o| matches!(o, Outcome::AlreadyWrapped)),
+            self.count(|o| matches!(o, Outcome::Remote)),
+            skipped.len(),
+        );
+        let restored = self.count(|o| matches!(o, Outcome::Restored));
+        if restored > 0 {
+            line = format!(
+                "{}: restored {restored} entr{}",
+                self.path.display(),
+                if restored == 1 { "y" } else { "ies" }
+            );
+        }
+        if !skipped.is_empty() {
+            line.push_str(&format!(": {}", skipped.join(", ")));
+        }
+        if let Some(note) = &self.note {
+            line.push_str(&format!(" — {note}"));
+        }
+        line
+    }
+}
+
+/// Runs `thoth wrap-config`.
+pub fn run(args: &WrapConfigArgs) -> ExitCode {
+    match plan(args) {
+        Ok((targets, spec, backups)) => {
+            let mut failed = false;
+            let mut reports = Vec::new();
+            for (path, client) in targets {
+                let store = Store::for_file(&backups, &path);
+                let report = if args.restore {
+                    restore_file(&path, client, &store, args.dry_run)
+                } else {
+                    wrap_file(&path, client, &spec, &store, args)
+                };
+                failed |= report.error.is_some();
+                tracing::info!("{}", report.summary());
+                reports.push(report);
+            }
+            if args.json {
+                println!("{}", serde_json::json!({ "files": reports, "ok": !failed }));
+            }
+            if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(crate::run_cmd::EXIT_CONFIG)
+        }
+    }
+}
+
+type Plan = (Vec<(PathBuf, Client)>, WrapSpec, PathBuf);
+
+/// Files, the wrap spec and the backup folder, from the flags.
+fn plan(args: &WrapConfigArgs) -> Result<Plan, SettingsError> {
+    let env = EnvVars::from_process()?;
+    let profile = Profile::locate()?;
+    let forced = match &args.client {
+        Some(name) => Some(Client::from_name(name).ok_or_else(|| {
+            SettingsError::new(format!(
+                "--client {name}: unknown client; use one of {}",
+                clients::names()
+            ))
+        })?),
+        None => None,
+    };
+    if args.flags.agent_id.is_some() {
+        return Err(SettingsError::new(
+            "--agent-id is not for wrap-config: each server's name in the file becomes its agent id",
+        ));
+    }
+    if args.flags.api_key.is_some() && !args.embed_api_key {
+        return Err(SettingsError::new(
+            "--api-key is only used with --embed-api-key (thoth never writes a key into args)",
+        ));
+    }
+    let targets = match (&args.config, args.all) {
+        (Some(_), true) => {
+            return Err(SettingsError::new("give a CONFIG file or --all, not both"));
+        }
+        (Some(config), false) => {
+            let client = forced.or_else(|| Client::detect(config)).ok_or_else(|| {
+                SettingsError::new(format!(
+                    "{}: cannot tell which client this file belongs to; add --client with one of {}",
+                    config.display(),
+                    clients::names()
+                ))
+            })?;
+            vec![(config.clone(), client)]
+        }
+        (None, true) => {
+            if args.output.is_some() {
+                return Err(SettingsError::new(
+                    "--output takes one CONFIG file, not --all",
+                ));
+            }
+            let home = dirs::home_dir()
+                .ok_or_else(|| SettingsError::new("cannot find the home directory (set HOME)"))?;
+            discover(&Places::current(home), forced)
+        }
+        (None, false) => {
+            return Err(SettingsError::new(
+                "name a client config file (CONFIG) or pass --all for every client of this user",
+            ));
+        }
+    };
+    let mut flags = Vec::new();
+    let f = &args.flags;
+    let tenant = f.tenant_id.as_ref();
+    if let Some(t) = tenant {
+        crate::settings::env::check_tenant(t)
+            .map_err(|e| SettingsError::new(format!("--tenant-id: {e}")))?;
+    }
+    let mut push = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            flags.push(name.to_string());
+            flags.push(v);
+        }
+    };
+    push("--tenant-id", tenant.cloned());
+    push(
+        "--enforcement-mode",
+        f.enforcement_mode.map(|m| m.as_str().to_string()),
+    );
+    push("--user-id", f.user_id.clone());
+    push("--endpoint-id", f.endpoint_id.clone());
+    push("--session-intent", f.session_intent.clone());
+    push(
+        "--policy",
+        f.policy
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .map(|p| p.display().to_string()),
+    );
+    push(
+        "--max-frame-bytes",
+        f.max_frame_bytes.map(|n| n.to_string()),
+    );
+    let embed_api_key = if args.embed_api_key {
+        let key = match (&f.api_key, &env.api_key) {
+            (Some(k), _) => Some(k.trim().to_string()),
+            (None, Some(k)) => Some(k.expose().to_string()),
+            (None, None) => crate::settings::profile::read_api_key(
+                &env.api_key_file
+                    .clone()
+                    .unwrap_or_else(|| profile.api_key_file()),
+            )?
+            .map(|k| k.expose().to_string()),
+        };
+        let key = key.filter(|k| !k.is_empty()).ok_or_else(|| {
+            SettingsError::new(
+                "--embed-api-key: no API key (give --api-key, THOTH_API_KEY or fill the key file)",
+            )
+        })?;
+        tracing::warn!(
+            "--embed-api-key: the API key is written in clear into each wrapped entry's env (THOTH_API_KEY); anyone who can read the config file can read it"
+        );
+        Some(key)
+    } else {
+        None
+    };
+    Ok((
+        targets,
+        WrapSpec {
+            thoth: thoth_path().display().to_string(),
+            flags,
+            embed_api_key,
+        },
+        profile.dir.join("backups"),
+    ))
+}
+
+/// Every existing user-level file (of one client, or of all).
+pub fn discover(places: &Places, only: Option<Client>) -> Vec<(PathBuf, Client)> {
+    let list = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    clients::ALL
+        .into_iter()
+        .filter(|c| only.is_none_or(|o| o == *c))
+        .flat_map(|c| {
+            c.user_files(places, &list)
+                .into_iter()
+                .filter(|p| p.is_file())
+                .map(move |p| (p, c))
+        })
+        .collect()
+}
+
+/// thoth's stable path: the `thoth` found on PATH (a symlink stays a symlink, so a
+/// package manager's versioned directory is not written), else this binary.
+pub fn thoth_path() -> PathBuf {
+    let name = if cfg!(windows) { "thoth.exe" } else { "thoth" };
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if dir.is_absolute() && candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from(name))
+}
+
+/// Reads a config file as UTF-8 text.
+fn read_text(path: &Path) -> Result<(Vec<u8>, String), String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+    Ok((bytes, text))
+}
+
+/// In debug builds, `THOTH_TEST_WRAP_INTERFERE=N` plays a client that appends a space
+/// to the file just before thoth's last check, on the first N attempts.
+fn interference() -> usize {
+    if cfg!(debug_assertions) {
+        std::env::var("THOTH_TEST_WRAP_INTERFERE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+fn interfere(path: &Path, attempt: usize) -> impl FnMut() + '_ {
+    let on = attempt < interference();
+    move || {
+        if on && let Ok(mut bytes) = std::fs::read(path) {
+            bytes.push(b' ');
+            let _ = std::fs::write(path, bytes);
+        }
+    }
+}
+
+fn wrap_file(
+    path: &Path,
+    client: Client,
+    spec: &WrapSpec,
+    store: &Store,
+    args: &WrapConfigArgs,
+) -> FileReport {
+    let mut report = FileReport::new(path, client);
+    for attempt in 0..ATTEMPTS {
+        let (bytes, text) = match read_text(path) {
+            Ok(t) => t,
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        };
+        if text.trim().is_empty() {
+            report.note = Some("empty file: no servers".into());
+            return report;
+        }
+        let record = match store.load() {
+            Ok(r) => r,
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        };
+        let wrapped = match edit::wrap(&text, client, spec, &record.entries) {
+            Ok(w) => w,
+            Err(e) => {
+                report.error = Some(e.0);
+                return report;
+            }
+        };
+        report.entries = wrapped.entries.clone();
+        report.changed = wrapped.text != text;
+        if args.dry_run {
+            print_diff(path, &text, &wrapped.text);
+            return report;
+        }
+        if let Some(output) = &args.output {
+            report.error = write_output(output, wrapped.text.as_bytes()).err();
+            report.note = Some(format!("written to {}", output.display()));
+            return report;
+        }
+        if !report.changed {
+            return report;
+        }
+        let backup = match store.backup(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        };
+        let current = store::sha256_hex(&bytes);
+        let mut next = record.clone();
+        next.path = path.to_path_buf();
+        next.client = client.name().into();
+        let keeps_pristine = record.last_written_sha256.as_deref() == Some(&current)
+            && record.pristine_backup.is_some();
+        if !keeps_pristine {
+            let untouched = edit::survey(&text, client).is_ok_and(|s| s.wrapped == 0);
+            next.pristine_backup = untouched.then(|| backup.clone());
+            next.pristine_sha256 = untouched.then(|| current.clone());
+        }
+        next.entries = wrapped.originals.clone();
+        next.last_written_sha256 = Some(store::sha256_hex(wrapped.text.as_bytes()));
+        match store::replace(
+            path,
+            &current,
+            wrapped.text.as_bytes(),
+            &mut interfere(path, attempt),
+        ) {
+            Ok(()) => {
+                report.backup = Some(store.dir().join(backup));
+                if let Err(e) = store.save(&next) {
+                    report.error = Some(format!(
+                        "wrapped, but the record could not be saved ({e}): --restore will unwrap from the command after `--`"
+                    ));
+                }
+                return report;
+            }
+            Err(ReplaceError::Changed) => {
+                tracing::warn!(
+                    "{} changed while thoth was wrapping it: reading it again",
+                    path.display()
+                );
+            }
+            Err(ReplaceError::Io(e)) => {
+                report.error = Some(e);
+                return report;
+            }
+        }
+    }
+    report.changed = false;
+    report.error = Some(format!(
+        "the file changed {ATTEMPTS} times while thoth was wrapping it; try again when the client is idle"
+    ));
+    report
+}
+
+fn restore_file(path: &Path, client: Client, store: &Store, dry_run: bool) -> FileReport {
+    let mut report = FileReport::new(path, client);
+    for attempt in 0..ATTEMPTS {
+        let (bytes, text) = match read_text(path) {
+            Ok(t) => t,
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        };
+        let record = match store.load() {
+            Ok(r) => r,
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        };
+        let current = store::sha256_hex(&bytes);
+        let exact = match (
+            &record.last_written_sha256,
+            &record.pristine_backup,
+            &record.pristine_sha256,
+        ) {
+            (Some(last), Some(name), Some(sha)) if *last == current => {
+                match store.read_backup(name, sha) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        tracing::warn!("{e}: unwrapping in place instead");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let restored = match exact {
+            Some(original) => {
+                report.note = Some("byte-exact original restored".into());
+                report.entries = record
+                    .entries
+                    .keys()
+                    .filter_map(|k| serde_json::from_str::<Vec<String>>(k).ok())
+                    .map(|path| EntryReport {
+                        path,
+                        outcome: Outcome::Restored,
+                    })
+                    .collect();
+                original
+            }
+            None => match edit::unwrap(&text, client, &record.entries) {
+                Ok((restored, entries)) => {
+                    report.note = Some("unwrapped in place; other changes kept".into());
+                    report.entries = entries;
+                    restored.into_bytes()
+                }
+                Err(e) => {
+                    report.error = Some(e.0);
+                    return report;
+                }
+            },
+        };
+        report.changed = restored != bytes;
+        if dry_run {
+            print_diff(path, &text, &String::from_utf8_lossy(&restored));
+            return report;
+        }
+        if !report.changed {
+            report.note = Some("nothing to restore".into());
+            return report;
+        }
+        let backup = match store.backup(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        };
+        match store::replace(path, &current, &restored, &mut interfere(path, attempt)) {
+            Ok(()) => {
+                report.backup = Some(store.dir().join(backup));
+                let cleared = store::Record {
+                    path: path.to_path_buf(),
+                    client: client.name().into(),
+                    ..Default::default()
+                };
+                if let Err(e) = store.save(&cleared) {
+                    tracing::warn!("restored, but the record could not be cleared: {e}");
+                }
+                return report;
+            }
+            Err(ReplaceError::Changed) => tracing::warn!(
+                "{} changed while thoth was restoring it: reading it again",
+                path.display()
+            ),
+            Err(ReplaceError::Io(e)) => {
+                report.error = Some(e);
+                return report;
+            }
+        }
+    }
+    report.changed = false;
+    report.error = Some(format!(
+        "the file changed {ATTEMPTS} times while thoth was restoring it; try again when the client is idle"
+    ));
+    report
+}
+
+/// `--output`: a new file (or a replaced one, atomically), never the CONFIG itself.
+fn write_output(output: &Path, bytes: &[u8]) -> Result<(), String> {
+    if output.exists() {
+        let current = std::fs::read(output).map_err(|e| format!("{}: {e}", output.display()))?;
+        return match store::replace(output, &store::sha256_hex(&current), bytes, &mut || {}) {
+            Ok(()) => Ok(()),
+            Err(ReplaceError::Changed) => {
+                Err(format!("{} changed while written", output.display()))
+            }
+            Err(ReplaceError::Io(e)) => Err(e),
+        };
+    }
+    std::fs::write(output, bytes).map_err(|e| format!("{}: {e}", output.display()))
+}
+
+fn print_diff(path: &Path, old: &str, new: &str) {
+    let name = path.display().to_string();
+    let diff = similar::TextDiff::from_lines(old, new);
+    print!(
+        "{}",
+        diff.unified_diff()
+            .context_radius(3)
+            .header(&name, &format!("{name} (wrapped)"))
+    );
+}
+
+/// Counts of one client file for `status` and `health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detected {
+    pub client: &'static str,
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub survey: edit::Survey,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Surveys every existing user-level file under `places`.
+pub fn detect_all(places: &Places) -> Vec<Detected> {
+    discover(places, None)
+        .into_iter()
+        .map(|(path, client)| {
+            let (survey, error) = match read_text(&path) {
+                Ok((_, text)) if text.trim().is_empty() => (edit::Survey::default(), None),
+                Ok((_, text)) => match edit::survey(&text, client) {
+                    Ok(s) => (s, None),
+                    Err(e) => (edit::Survey::default(), Some(e.0)),
+                },
+                Err(e) => (edit::Survey::default(), Some(e)),
+            };
+            Detected {
+                client: client.name(),
+                path,
+                survey,
+                error,
+            }
+        })
+        .collect()
+}
