@@ -129,7 +129,7 @@ pub fn wrap(
     let mut entries = Vec::new();
     let mut originals = BTreeMap::new();
     for entry in doc.entries(client) {
-        let outcome = match classify(&entry.value) {
+        let outcome = match classify(entry.value) {
             Class::Remote => Outcome::Remote,
             Class::Skip(reason) => Outcome::Skipped { reason },
             Class::Stdio(cmd) => {
@@ -188,7 +188,7 @@ pub fn unwrap(
     let mut edits = Vec::new();
     let mut entries = Vec::new();
     for entry in doc.entries(client) {
-        let Class::Stdio(cmd) = classify(&entry.value) else {
+        let Class::Stdio(cmd) = classify(entry.value) else {
             continue;
         };
         let Some((program, args)) = cmd.wrapped_original() else {
@@ -262,7 +262,7 @@ pub fn survey(text: &str, client: Client) -> Result<Survey, EditError> {
     let doc = Doc::parse(text, client.dialect())?;
     let mut s = Survey::default();
     for entry in doc.entries(client) {
-        match classify(&entry.value) {
+        match classify(entry.value) {
             Class::Remote => s.remote += 1,
             Class::Skip(_) => s.skipped += 1,
             Class::Stdio(cmd) if cmd.is_wrapped() => s.wrapped += 1,
@@ -508,7 +508,7 @@ impl<'a> Doc<'a> {
 
     /// Applies non-overlapping edits.
     fn apply(&self, mut edits: Vec<Edit>) -> Result<String, EditError> {
-        edits.sort_by(|a, b| (b.start, b.end).cmp(&(a.start, a.end)));
+        edits.sort_by_key(|e| std::cmp::Reverse((e.start, e.end)));
         let mut out = self.text.to_string();
         let mut limit = usize::MAX;
         for edit in edits {
