@@ -388,7 +388,10 @@ fn wrap_file(
         let keeps_pristine = record.last_written_sha256.as_deref() == Some(&current)
             && record.pristine_backup.is_some();
         if !keeps_pristine {
-            let untouched = edit::survey(&text, client).is_ok_and(|s| s.wrapped == 0);
+            // The bytes are the original when no wrap of ours came before them (a file
+            // may hold entries wrapped by hand), or when they hold no wrapped entry.
+            let untouched = record.last_written_sha256.is_none()
+                || edit::survey(&text, client).is_ok_and(|s| s.wrapped == 0);
             next.pristine_backup = untouched.then(|| backup.clone());
             next.pristine_sha256 = untouched.then(|| current.clone());
         }
