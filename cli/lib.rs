@@ -8,6 +8,7 @@ pub mod args;
 pub mod audit;
 pub mod doctor;
 pub mod enforce;
+pub mod govapi;
 pub mod logging;
 pub mod net;
 pub mod proxy;
@@ -16,6 +17,7 @@ pub mod scan;
 pub mod server;
 pub mod settings;
 pub mod spawn;
+pub mod state;
 pub mod telemetry;
 pub mod wrap;
 

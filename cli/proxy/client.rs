@@ -53,6 +53,8 @@ pub struct Ctx {
     pub announced: RefCell<std::collections::HashSet<String>>,
     /// Telemetry events, when configured; taken at shutdown to flush them.
     pub telemetry: RefCell<Option<Telemetry>>,
+    /// The GovAPI agent, when configured; taken at shutdown to flush it.
+    pub gov: RefCell<Option<crate::govapi::Handle>>,
 }
 
 impl Ctx {
@@ -170,7 +172,12 @@ async fn handle_frame(ctx: &Rc<Ctx>, frame: &[u8], outgoing: &mut Vec<u8>) {
             if ctx.state.borrow().pending.contains_key(&id_key(raw)) {
                 return ctx.reply(reused_id(raw)).await;
             }
-            ctx.state.borrow_mut().forwarded(raw);
+            let mut state = ctx.state.borrow_mut();
+            state.forwarded(raw);
+            if call.method().eq_str("tools/list") && ctx.gov.borrow().is_some() {
+                state.watch_tools_list(raw);
+            }
+            drop(state);
             forward(outgoing, frame);
         }
         Message::Batch(_) => {
@@ -465,6 +472,9 @@ fn tool_of(d: &Decision) -> String {
 /// One audit record for a decision made since `started`.
 fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
     let d = &decided.decision;
+    if let Some(gov) = ctx.gov.borrow().as_ref() {
+        gov.counters.count(d.verdict.as_str());
+    }
     ctx.audit.record(Record {
         agent: ctx.settings.agent_id.clone(),
         tool: tool.to_string(),

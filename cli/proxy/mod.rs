@@ -110,7 +110,13 @@ async fn serve(
         approvals: RefCell::new(hold::Approvals::default()),
         announced: RefCell::new(std::collections::HashSet::new()),
         telemetry: RefCell::new(None),
+        gov: RefCell::new(None),
     });
+    if let Some(gov) = ctx.settings.govapi.clone() {
+        let identity = crate::govapi::Identity::from_settings(&ctx.settings, &ctx.session.borrow().id);
+        let state = crate::state::StateFile::in_profile(&ctx.settings.profile.dir);
+        *ctx.gov.borrow_mut() = crate::govapi::Handle::start(gov, identity, state);
+    }
     let telemetry_task = start_telemetry(&ctx);
     let writer =
         tokio::task::spawn_local(write_server(server_stdin, to_server_rx, ctx.spare.clone()));
@@ -179,6 +185,11 @@ async fn serve(
         if dropped > 0 {
             tracing::warn!("{dropped} telemetry event(s) were dropped (queue full)");
         }
+    }
+    // The last inventory and heartbeat, bounded.
+    let gov = ctx.gov.borrow_mut().take();
+    if let Some(gov) = gov {
+        gov.finish();
     }
     let diverted = ctx.state.borrow().diverted_lines;
     if diverted > 0 {

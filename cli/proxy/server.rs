@@ -40,6 +40,8 @@ enum Line {
 pub struct Relay {
     /// Scan relayed lines for responses (only worth it while requests are in flight).
     pub scan_responses: bool,
+    /// Response ids whose whole line is wanted (tools/list for the inventory).
+    pub capture: std::collections::HashSet<String>,
     line: Line,
     held: Vec<u8>,
     diverted_len: usize,
@@ -53,12 +55,15 @@ pub struct Found {
     pub answered: Vec<String>,
     /// Non-JSON lines (text, truncated for the log).
     pub diverted: Vec<String>,
+    /// Whole lines answering an id in [`Relay::capture`].
+    pub captured: Vec<Vec<u8>>,
 }
 
 impl Relay {
     pub fn new(scan_limit: usize) -> Self {
         Self {
             scan_responses: true,
+            capture: std::collections::HashSet::new(),
             line: Line::Start,
             held: Vec::new(),
             diverted_len: 0,
@@ -97,7 +102,7 @@ impl Relay {
             None => {}
             Some(b'{' | b'[') => {
                 if self.scan_responses {
-                    bookkeeping(line, found);
+                    bookkeeping(line, &self.capture, found);
                 }
                 out.extend_from_slice(line);
                 out.push(b'\n');
@@ -173,7 +178,7 @@ impl Relay {
             Line::Start => {}
             Line::Held => {
                 if self.scan_responses {
-                    bookkeeping(&self.held, found);
+                    bookkeeping(&self.held, &self.capture, found);
                 }
                 out.extend_from_slice(&self.held);
                 out.push(b'\n');
@@ -198,16 +203,22 @@ impl Relay {
     }
 }
 
-fn bookkeeping(line: &[u8], found: &mut Found) {
+fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: &mut Found) {
+    let mut wanted = false;
     let mut note = |m: &Message<'_>| {
         if let Message::Response(r) = m {
-            found.answered.push(id_key(r.id().raw));
+            let key = id_key(r.id().raw);
+            wanted |= capture.contains(&key);
+            found.answered.push(key);
         }
     };
     match thoth_core::scan(line) {
         Ok(Message::Batch(b)) => b.elements().flatten().for_each(|m| note(&m)),
         Ok(m) => note(&m),
         Err(_) => {}
+    }
+    if wanted {
+        found.captured.push(line.to_vec());
     }
 }
 
@@ -235,7 +246,12 @@ pub async fn pump(
                         relay.finish(&mut out, &mut found);
                     }
                     Ok(n) => {
-                        relay.scan_responses = !ctx.state.borrow().in_flight.is_empty();
+                        let state = ctx.state.borrow();
+                        relay.scan_responses = !state.in_flight.is_empty();
+                        if relay.capture != state.tools_list {
+                            relay.capture.clone_from(&state.tools_list);
+                        }
+                        drop(state);
                         relay.feed(&chunk[..n], &mut out, &mut found)
                     }
                 }
@@ -260,6 +276,16 @@ pub async fn pump(
             let mut state = ctx.state.borrow_mut();
             for key in &found.answered {
                 state.in_flight.remove(key);
+                if !state.tools_list.is_empty() {
+                    state.tools_list.remove(key);
+                }
+            }
+        }
+        if !found.captured.is_empty()
+            && let Some(gov) = ctx.gov.borrow().as_ref()
+        {
+            for line in &found.captured {
+                gov.tools_list(line);
             }
         }
         for text in found.diverted {

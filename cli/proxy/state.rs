@@ -10,6 +10,8 @@ use tokio::task::AbortHandle;
 pub const MAX_PENDING: usize = 256;
 /// Forwarded requests remembered for an answer if the server dies.
 pub const MAX_IN_FLIGHT: usize = 4096;
+/// tools/list requests watched for the inventory at most.
+const MAX_WATCHED: usize = 64;
 
 /// A JSON-RPC id normalised so `"a"` and `"\u0061"` are the same key.
 pub fn id_key(raw: &[u8]) -> String {
@@ -38,12 +40,21 @@ pub struct ProxyState {
     pub in_flight: HashMap<String, Vec<u8>>,
     /// Non-JSON lines the server printed on stdout (diverted to stderr).
     pub diverted_lines: u64,
+    /// Ids of forwarded tools/list requests whose responses go to the GovAPI inventory.
+    pub tools_list: std::collections::HashSet<String>,
 }
 
 impl ProxyState {
     /// Calls still waiting for their decision.
     pub fn deciding(&self) -> usize {
         self.pending.values().filter(|p| p.deciding).count()
+    }
+
+    /// Remembers a tools/list request so its response feeds the inventory.
+    pub fn watch_tools_list(&mut self, raw_id: &[u8]) {
+        if self.tools_list.len() < MAX_WATCHED {
+            self.tools_list.insert(id_key(raw_id));
+        }
     }
 
     pub fn forwarded(&mut self, raw_id: &[u8]) {

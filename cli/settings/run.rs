@@ -49,6 +49,9 @@ pub struct RunSettings {
     /// Where telemetry goes (`THOTH_API_URL`, else the enforcer URL in remote mode).
     pub telemetry_url: Option<String>,
     pub ingest_token: Option<Secret>,
+    /// Registration, heartbeats and inventory; `None` in local mode unless
+    /// `THOTH_GOVAPI_URL` (or managed `govapi_url`) is set.
+    pub govapi: Option<crate::govapi::GovApiSettings>,
 }
 
 /// Default apex domain of the Thoth service.
@@ -240,6 +243,7 @@ impl RunSettings {
             EngineChoice::Local { .. } => None,
         };
 
+        let govapi = govapi_settings(env, m, &engine, tenant.as_deref(), environment, &api_key, &tls)?;
         let session_intent = match &flags.session_intent {
             Some(s) => s.clone(),
             None => profile.session_intent(&agent_id)?.unwrap_or_default(),
@@ -288,8 +292,61 @@ impl RunSettings {
             },
             ingest_token: env.event_ingest_token.clone(),
             tls,
+            govapi,
         })
     }
+}
+
+/// Where the GovAPI is: explicit (managed, then `THOTH_GOVAPI_URL`), else derived from
+/// the tenant in remote mode; off in local mode unless explicit.
+fn govapi_settings(
+    env: &EnvVars,
+    m: &Managed,
+    engine: &EngineChoice,
+    tenant: Option<&str>,
+    environment: Environment,
+    api_key: &Option<Secret>,
+    tls: &TlsSettings,
+) -> Result<Option<crate::govapi::GovApiSettings>, SettingsError> {
+    let explicit = m.govapi_url.clone().or_else(|| env.govapi_url.clone());
+    let url = match (explicit, engine, tenant) {
+        (Some(url), _, _) => url,
+        (None, EngineChoice::Remote { .. }, Some(tenant)) => {
+            let apex = env
+                .apex_domain
+                .clone()
+                .unwrap_or_else(|| DEFAULT_APEX.into());
+            format!("https://grid.{tenant}.{apex}")
+        }
+        _ => return Ok(None),
+    };
+    if environment != Environment::Dev && url.starts_with("http://") && !is_loopback_url(&url) {
+        return Err(SettingsError::new(format!(
+            "THOTH_GOVAPI_URL {url} must use https in {} (plain http is allowed only to a loopback address)",
+            environment.as_str()
+        )));
+    }
+    let bearer = env.govapi_bearer_token.clone();
+    let mut key = env.govapi_api_key.clone();
+    if bearer.is_none() && key.is_none() {
+        // The proxy's own key identifies the tenant when no GovAPI credential is set.
+        key = api_key.clone();
+    }
+    let mut tls = tls.clone();
+    tls.pins.clear();
+    Ok(Some(crate::govapi::GovApiSettings {
+        url,
+        bearer,
+        api_key: key,
+        heartbeat_interval: env
+            .heartbeat_interval
+            .unwrap_or(Duration::from_secs(60)),
+        enrollment: env
+            .enrollment_source
+            .clone()
+            .unwrap_or_else(|| "unmanaged".into()),
+        tls,
+    }))
 }
 
 /// The non-root rule and the expected proxy identity (run and doctor only).

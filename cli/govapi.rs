@@ -1,0 +1,607 @@
+//! The GovAPI agent (DESIGN §4): endpoint registration, heartbeats and the tool
+//! inventory seen in `tools/list` responses.
+//!
+//! It runs on a thread of its own with its own runtime, so nothing it does — a lock
+//! wait, a slow or dead GovAPI, parsing a large tools list — can touch the data path.
+//! The proxy only bumps atomic counters and hands over the raw bytes of a tools/list
+//! response with a non-blocking send (dropped when the queue is full). Failures are
+//! logged once, then retried with backoff (1 s doubling up to the heartbeat interval);
+//! recovery is logged once too. It never sends tool arguments or results, and never
+//! logs a token or key.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::settings::{Environment, RunSettings, Secret};
+use crate::state::{Registration, StateFile, now_rfc3339, today_utc};
+
+/// Tools per inventory post at most.
+pub const INVENTORY_CHUNK: usize = 100;
+/// Characters of a tool description sent at most.
+pub const DESCRIPTION_LIMIT: usize = 4096;
+/// tools/list responses queued for the agent at most.
+const QUEUE: usize = 16;
+/// Tools waiting for a successful post at most.
+const PENDING_TOOLS: usize = 1000;
+/// How long exit waits for the last inventory and heartbeat.
+pub const FLUSH: Duration = Duration::from_secs(2);
+/// Timeout of one GovAPI request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how to reach the GovAPI.
+#[derive(Debug, Clone)]
+pub struct GovApiSettings {
+    pub url: String,
+    pub bearer: Option<Secret>,
+    pub api_key: Option<Secret>,
+    pub heartbeat_interval: Duration,
+    pub enrollment: String,
+    /// Verification and CA bundle as for the enforcer; no pins (another host).
+    pub tls: crate::net::TlsSettings,
+}
+
+/// What this endpoint tells the GovAPI about itself.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub agent_id: String,
+    pub user_id: String,
+    pub environment: Environment,
+    pub session_id: String,
+}
+
+impl Identity {
+    pub fn from_settings(s: &RunSettings, session_id: &str) -> Self {
+        Self {
+            tenant_id: s.tenant_id.clone(),
+            endpoint_id: s.endpoint_id.clone(),
+            agent_id: s.agent_id.clone(),
+            user_id: s.user_id.clone(),
+            environment: s.environment,
+            session_id: session_id.to_string(),
+        }
+    }
+}
+
+/// Decision counters of one proxy (bumped by the data path, read by heartbeats).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub allowed: AtomicU64,
+    pub blocked: AtomicU64,
+    pub step_up: AtomicU64,
+    pub modified: AtomicU64,
+    pub deferred: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one decision by its verdict name (ALLOW, BLOCK, …).
+    pub fn count(&self, verdict: &str) {
+        let counter = match verdict {
+            "ALLOW" => &self.allowed,
+            "BLOCK" => &self.blocked,
+            "STEP_UP" => &self.step_up,
+            "MODIFY" => &self.modified,
+            _ => &self.deferred,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "allowed": get(&self.allowed),
+            "blocked": get(&self.blocked),
+            "step_up": get(&self.step_up),
+            "modified": get(&self.modified),
+            "deferred": get(&self.deferred),
+        })
+    }
+}
+
+/// The proxy's side of the agent.
+pub struct Handle {
+    pub counters: Arc<Counters>,
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Handle {
+    /// Starts the agent thread. `state` is the profile's state file.
+    pub fn start(settings: GovApiSettings, identity: Identity, state: StateFile) -> Option<Self> {
+        let client = match http_client(&settings.tls) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("GovAPI disabled: {e}");
+                return None;
+            }
+        };
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let agent = Agent {
+            api: GovApi {
+                settings,
+                client,
+            },
+            identity,
+            state,
+            counters: counters.clone(),
+            reported_violations: 0,
+            pending_tools: Vec::new(),
+            failing: false,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("thoth-govapi".into())
+            .spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(agent.run(rx));
+                }
+                let _ = done_tx.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("GovAPI disabled: cannot start its thread: {e}");
+            return None;
+        }
+        Some(Self {
+            counters,
+            tx: Some(tx),
+            done,
+        })
+    }
+
+    /// Hands over a tools/list response line (never waits; dropped when full).
+    pub fn tools_list(&self, line: &[u8]) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(line.to_vec()).is_err()
+        {
+            tracing::debug!("GovAPI inventory queue full: a tools/list response was not sent");
+        }
+    }
+
+    /// Stops the agent: flushes the inventory and a last heartbeat for at most [`FLUSH`].
+    pub fn finish(mut self) {
+        self.tx.take();
+        let _ = self.done.recv_timeout(FLUSH + Duration::from_millis(500));
+    }
+}
+
+fn http_client(tls: &crate::net::TlsSettings) -> Result<reqwest::Client, String> {
+    let tls = tls.client_config().map_err(|e| e.to_string())?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("thoth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the GovAPI HTTP client: {e}"))
+}
+
+/// The GovAPI's HTTP surface.
+pub struct GovApi {
+    pub settings: GovApiSettings,
+    pub client: reqwest::Client,
+}
+
+impl GovApi {
+    pub fn new(settings: GovApiSettings) -> Result<Self, String> {
+        let client = http_client(&settings.tls)?;
+        Ok(Self { settings, client })
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<(), String> {
+        let url = format!("{}{path}", self.settings.url.trim_end_matches('/'));
+        let mut request = self.client.post(&url).json(body);
+        if let Some(b) = &self.settings.bearer {
+            request = request.bearer_auth(b.expose());
+        }
+        if let Some(k) = &self.settings.api_key {
+            request = request.header("x-api-key", k.expose());
+        }
+        match request.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("POST {path}: HTTP {}", r.status().as_u16())),
+            Err(e) => Err(format!("POST {path}: {}", without_url(&e))),
+        }
+    }
+
+    /// `POST /v1/endpoints/register` with the endpoint record's fields.
+    pub async fn register(&self, id: &Identity, agent_ids: &[String], today: (u64, u64)) -> Result<(), String> {
+        let mut body = endpoint_record(id, &self.settings.enrollment);
+        body.insert("agent_ids".into(), json!(agent_ids));
+        body.insert("sessions_today".into(), json!(today.0));
+        body.insert("violations_today".into(), json!(today.1));
+        self.post("/v1/endpoints/register", &Value::Object(body)).await
+    }
+
+    /// `POST /v1/endpoints/{id}/heartbeat`.
+    pub async fn heartbeat(&self, id: &Identity, decisions: Value, today: (u64, u64)) -> Result<(), String> {
+        let body = json!({
+            "endpoint_id": id.endpoint_id,
+            "agent_id": id.agent_id,
+            "session_id": id.session_id,
+            "status": "active",
+            "proxy_version": env!("CARGO_PKG_VERSION"),
+            "environment": id.environment.as_str(),
+            "sessions_today": today.0,
+            "violations_today": today.1,
+            "decisions": decisions,
+            "timestamp": now_rfc3339(),
+        });
+        let path = format!("/v1/endpoints/{}/heartbeat", path_segment(&id.endpoint_id));
+        self.post(&path, &body).await
+    }
+
+    /// `POST /{tenant}/thoth/tool-inventory`, at most [`INVENTORY_CHUNK`] tools per post.
+    /// Returns how many tools were sent before a failure.
+    pub async fn inventory(&self, id: &Identity, tools: &[Value]) -> Result<usize, (usize, String)> {
+        let path = format!("/{}/thoth/tool-inventory", path_segment(&id.tenant_id));
+        let mut sent = 0;
+        for chunk in tools.chunks(INVENTORY_CHUNK) {
+            let body = json!({
+                "endpoint_id": id.endpoint_id,
+                "agent_id": id.agent_id,
+                "session_id": id.session_id,
+                "tools": chunk,
+            });
+            self.post(&path, &body).await.map_err(|e| (sent, e))?;
+            sent += chunk.len();
+        }
+        Ok(sent)
+    }
+}
+
+/// The endpoint record (DESIGN §4) as far as this endpoint knows it.
+fn endpoint_record(id: &Identity, enrollment: &str) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("endpoint_id".into(), json!(id.endpoint_id));
+    body.insert("tenant_id".into(), json!(id.tenant_id));
+    body.insert("hostname".into(), json!(crate::settings::run::hostname()));
+    body.insert("enrollment".into(), json!(enrollment));
+    body.insert("environment".into(), json!(id.environment.as_str()));
+    body.insert("os".into(), json!(os_name()));
+    body.insert("os_version".into(), json!(os_version()));
+    body.insert("proxy_version".into(), json!(env!("CARGO_PKG_VERSION")));
+    if id.user_id.contains('@') {
+        body.insert("employee_email".into(), json!(id.user_id));
+    }
+    body.insert("status".into(), json!("active"));
+    body
+}
+
+/// A reqwest error without its URL (which may carry a tenant or token in a query).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    kind.to_string()
+}
+
+/// Percent-encodes one URL path segment.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn os_name() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "macos"
+    } else if cfg!(windows) {
+        "windows"
+    } else {
+        "linux"
+    }
+}
+
+/// The OS version, best effort (empty when unknown).
+pub fn os_version() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    if cfg!(target_os = "macos") {
+        let plist = read("/System/Library/CoreServices/SystemVersion.plist");
+        plist
+            .split("<key>ProductVersion</key>")
+            .nth(1)
+            .and_then(|rest| rest.split("<string>").nth(1))
+            .and_then(|rest| rest.split("</string>").next())
+            .unwrap_or_default()
+            .to_string()
+    } else if cfg!(target_os = "linux") {
+        let release = read("/etc/os-release");
+        release
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_else(|| read("/proc/sys/kernel/osrelease").trim().to_string())
+    } else {
+        String::new()
+    }
+}
+
+/// The tools of a tools/list response (or of each response in a batch), sanitised:
+/// name, title, description (≤ 4096 characters), input schema without `default`,
+/// `example` or `examples` values, annotations.
+pub fn inventory_tools(line: &[u8]) -> Vec<Value> {
+    let Ok(value) = serde_json::from_slice::<Value>(line) else {
+        return Vec::new();
+    };
+    let responses = match value {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for response in responses {
+        let Some(tools) = response.pointer("/result/tools").and_then(Value::as_array) else {
+            continue;
+        };
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let mut entry = Map::new();
+            entry.insert("name".into(), json!(name));
+            if let Some(title) = tool.get("title").and_then(Value::as_str) {
+                entry.insert("title".into(), json!(title));
+            }
+            if let Some(d) = tool.get("description").and_then(Value::as_str) {
+                entry.insert(
+                    "description".into(),
+                    json!(d.chars().take(DESCRIPTION_LIMIT).collect::<String>()),
+                );
+            }
+            if let Some(schema) = tool.get("inputSchema") {
+                entry.insert("input_schema".into(), sanitise_schema(schema, 0));
+            }
+            if let Some(a) = tool.get("annotations").filter(|a| a.is_object()) {
+                entry.insert("annotations".into(), a.clone());
+            }
+            out.push(Value::Object(entry));
+        }
+    }
+    out
+}
+
+/// A schema without example or default values (which may hold real data).
+fn sanitise_schema(schema: &Value, depth: usize) -> Value {
+    if depth > 32 {
+        return Value::Null;
+    }
+    match schema {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "default" | "example" | "examples"))
+                .map(|(k, v)| (k.clone(), sanitise_schema(v, depth + 1)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| sanitise_schema(v, depth + 1)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The agent's own loop.
+struct Agent {
+    api: GovApi,
+    identity: Identity,
+    state: StateFile,
+    counters: Arc<Counters>,
+    /// Blocked decisions already added to today's violations.
+    reported_violations: u64,
+    pending_tools: Vec<Value>,
+    failing: bool,
+}
+
+impl Agent {
+    async fn run(mut self, mut rx: mpsc::Receiver<Vec<u8>>) {
+        let date = today_utc();
+        let _ = self.state.update(|s| s.today_mut(&date).sessions += 1);
+        let interval = self.api.settings.heartbeat_interval;
+        let mut registered = self.register().await;
+        let mut backoff = Duration::from_secs(1).min(interval);
+        let mut next = tokio::time::Instant::now() + if registered { interval } else { backoff };
+        loop {
+            tokio::select! {
+                line = rx.recv() => match line {
+                    Some(line) => {
+                        let tools = inventory_tools(&line);
+                        let room = PENDING_TOOLS.saturating_sub(self.pending_tools.len());
+                        self.pending_tools.extend(tools.into_iter().take(room));
+                        if registered {
+                            self.flush_inventory().await;
+                        }
+                    }
+                    None => break,
+                },
+                () = tokio::time::sleep_until(next) => {
+                    let ok = if registered {
+                        self.heartbeat().await && { self.flush_inventory().await; true }
+                    } else {
+                        registered = self.register().await;
+                        registered
+                    };
+                    backoff = if ok { interval } else { (backoff * 2).min(interval) };
+                    let wait = if ok { interval } else { backoff };
+                    next = tokio::time::Instant::now() + wait;
+                }
+            }
+        }
+        // Exit: the last inventory and a final heartbeat, bounded.
+        let _ = tokio::time::timeout(FLUSH, async {
+            if !registered {
+                registered = self.register().await;
+            }
+            if registered {
+                self.flush_inventory().await;
+                self.heartbeat().await;
+            }
+        })
+        .await;
+    }
+
+    /// Registers unless this endpoint and agent already are (under the state lock,
+    /// so proxies started together register once).
+    async fn register(&mut self) -> bool {
+        let id = &self.identity;
+        let url = &self.api.settings.url;
+        let state = self.state.clone();
+        let snapshot = state.read();
+        if is_registered(&snapshot.registration, url, &id.endpoint_id, &id.agent_id) {
+            return true;
+        }
+        // The lock is held across the request: the next proxy sees the result. This
+        // thread is the agent's own, so waiting for the lock blocks nobody else.
+        let result = async {
+            let locked = state.lock().map_err(|e| format!("state file: {e}"))?;
+            let mut s = locked.state();
+            if is_registered(&s.registration, url, &id.endpoint_id, &id.agent_id) {
+                return Ok(());
+            }
+            let mut agents = s
+                .registration
+                .as_ref()
+                .filter(|r| r.govapi_url == *url && r.endpoint_id == id.endpoint_id)
+                .map(|r| r.agent_ids.clone())
+                .unwrap_or_default();
+            agents.push(id.agent_id.clone());
+            agents.sort();
+            agents.dedup();
+            let today = s.today.as_ref().map_or((0, 0), |t| (t.sessions, t.violations));
+            self.api.register(id, &agents, today).await?;
+            s.registration = Some(Registration {
+                govapi_url: url.clone(),
+                endpoint_id: id.endpoint_id.clone(),
+                registered_at: now_rfc3339(),
+                agent_ids: agents,
+            });
+            locked.save(&s).map_err(|e| format!("state file: {e}"))
+        }
+        .await;
+        self.outcome("registration", result)
+    }
+
+    async fn heartbeat(&mut self) -> bool {
+        let blocked = self.counters.blocked.load(Ordering::Relaxed);
+        let new_violations = blocked.saturating_sub(self.reported_violations);
+        let date = today_utc();
+        let today = self
+            .state
+            .update(|s| {
+                let t = s.today_mut(&date);
+                t.violations += new_violations;
+                (t.sessions, t.violations)
+            })
+            .unwrap_or((0, 0));
+        self.reported_violations = blocked;
+        let result = self
+            .api
+            .heartbeat(&self.identity, self.counters.snapshot(), today)
+            .await;
+        let ok = self.outcome("heartbeat", result);
+        if ok {
+            let at = now_rfc3339();
+            let _ = self.state.update(|s| s.last_heartbeat_utc = Some(at));
+        }
+        ok
+    }
+
+    async fn flush_inventory(&mut self) {
+        if self.pending_tools.is_empty() {
+            return;
+        }
+        let result = self.api.inventory(&self.identity, &self.pending_tools).await;
+        let sent = match &result {
+            Ok(n) => *n,
+            Err((n, _)) => *n,
+        };
+        self.pending_tools.drain(..sent.min(self.pending_tools.len()));
+        self.outcome("tool inventory", result.map(|_| ()).map_err(|(_, e)| e));
+    }
+
+    /// Logs the first failure and the recovery, once each.
+    fn outcome(&mut self, what: &str, result: Result<(), String>) -> bool {
+        match result {
+            Ok(()) => {
+                if self.failing {
+                    tracing::info!("GovAPI reachable again ({what} sent)");
+                    self.failing = false;
+                }
+                true
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(
+                        "GovAPI {what} failed ({e}): retrying with backoff; the proxy is not affected"
+                    );
+                    self.failing = true;
+                } else {
+                    tracing::debug!("GovAPI {what} failed again: {e}");
+                }
+                false
+            }
+        }
+    }
+}
+
+fn is_registered(r: &Option<Registration>, url: &str, endpoint: &str, agent: &str) -> bool {
+    r.as_ref().is_some_and(|r| {
+        r.govapi_url == url && r.endpoint_id == endpoint && r.agent_ids.iter().any(|a| a == agent)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inventory_is_sanitised() {
+        let long = "d".repeat(5000);
+        let line = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+            {"name": "query", "description": long, "inputSchema": {"type": "object",
+              "properties": {"sql": {"type": "string", "default": "select * from patients", "examples": ["x"]}},
+              "example": {"sql": "y"}}},
+            {"description": "no name"},
+            {"name": "plain"}
+        ]}})
+        .to_string();
+        let tools = inventory_tools(line.as_bytes());
+        assert_eq!(tools.len(), 2);
+        assert_eq!(tools[0]["description"].as_str().map(str::len), Some(4096));
+        let schema = tools[0]["input_schema"].to_string();
+        assert!(!schema.contains("patients") && !schema.contains("example"), "{schema}");
+        assert!(schema.contains("\"sql\""));
+        assert_eq!(tools[1], json!({"name": "plain"}));
+        assert!(inventory_tools(b"not json").is_empty());
+        let batch = format!("[{line},{{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{{}}}}]");
+        assert_eq!(inventory_tools(batch.as_bytes()).len(), 2);
+    }
+
+    #[test]
+    fn counters_and_segments() {
+        let c = Counters::default();
+        for v in ["ALLOW", "ALLOW", "BLOCK", "STEP_UP", "DEFER"] {
+            c.count(v);
+        }
+        assert_eq!(
+            c.snapshot(),
+            json!({"allowed": 2, "blocked": 1, "step_up": 1, "modified": 0, "deferred": 1})
+        );
+        assert_eq!(path_segment("host.local"), "host.local");
+        assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
+    }
+}
