@@ -194,6 +194,7 @@ fn settings(mode: Mode) -> RunSettings {
         tls: Default::default(),
         telemetry_url: None,
         ingest_token: None,
+        govapi: None,
     }
 }
 

@@ -124,10 +124,7 @@ impl Handle {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (done_tx, done) = std::sync::mpsc::channel();
         let agent = Agent {
-            api: GovApi {
-                settings,
-                client,
-            },
+            api: GovApi { settings, client },
             identity,
             state,
             counters: counters.clone(),
@@ -213,16 +210,27 @@ impl GovApi {
     }
 
     /// `POST /v1/endpoints/register` with the endpoint record's fields.
-    pub async fn register(&self, id: &Identity, agent_ids: &[String], today: (u64, u64)) -> Result<(), String> {
+    pub async fn register(
+        &self,
+        id: &Identity,
+        agent_ids: &[String],
+        today: (u64, u64),
+    ) -> Result<(), String> {
         let mut body = endpoint_record(id, &self.settings.enrollment);
         body.insert("agent_ids".into(), json!(agent_ids));
         body.insert("sessions_today".into(), json!(today.0));
         body.insert("violations_today".into(), json!(today.1));
-        self.post("/v1/endpoints/register", &Value::Object(body)).await
+        self.post("/v1/endpoints/register", &Value::Object(body))
+            .await
     }
 
     /// `POST /v1/endpoints/{id}/heartbeat`.
-    pub async fn heartbeat(&self, id: &Identity, decisions: Value, today: (u64, u64)) -> Result<(), String> {
+    pub async fn heartbeat(
+        &self,
+        id: &Identity,
+        decisions: Value,
+        today: (u64, u64),
+    ) -> Result<(), String> {
         let body = json!({
             "endpoint_id": id.endpoint_id,
             "agent_id": id.agent_id,
@@ -241,7 +249,11 @@ impl GovApi {
 
     /// `POST /{tenant}/thoth/tool-inventory`, at most [`INVENTORY_CHUNK`] tools per post.
     /// Returns how many tools were sent before a failure.
-    pub async fn inventory(&self, id: &Identity, tools: &[Value]) -> Result<usize, (usize, String)> {
+    pub async fn inventory(
+        &self,
+        id: &Identity,
+        tools: &[Value],
+    ) -> Result<usize, (usize, String)> {
         let path = format!("/{}/thoth/tool-inventory", path_segment(&id.tenant_id));
         let mut sent = 0;
         for chunk in tools.chunks(INVENTORY_CHUNK) {
@@ -390,7 +402,12 @@ fn sanitise_schema(schema: &Value, depth: usize) -> Value {
                 .map(|(k, v)| (k.clone(), sanitise_schema(v, depth + 1)))
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(|v| sanitise_schema(v, depth + 1)).collect()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| sanitise_schema(v, depth + 1))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -481,7 +498,10 @@ impl Agent {
             agents.push(id.agent_id.clone());
             agents.sort();
             agents.dedup();
-            let today = s.today.as_ref().map_or((0, 0), |t| (t.sessions, t.violations));
+            let today = s
+                .today
+                .as_ref()
+                .map_or((0, 0), |t| (t.sessions, t.violations));
             self.api.register(id, &agents, today).await?;
             s.registration = Some(Registration {
                 govapi_url: url.clone(),
@@ -524,12 +544,16 @@ impl Agent {
         if self.pending_tools.is_empty() {
             return;
         }
-        let result = self.api.inventory(&self.identity, &self.pending_tools).await;
+        let result = self
+            .api
+            .inventory(&self.identity, &self.pending_tools)
+            .await;
         let sent = match &result {
             Ok(n) => *n,
             Err((n, _)) => *n,
         };
-        self.pending_tools.drain(..sent.min(self.pending_tools.len()));
+        self.pending_tools
+            .drain(..sent.min(self.pending_tools.len()));
         self.outcome("tool inventory", result.map(|_| ()).map_err(|(_, e)| e));
     }
 
@@ -583,7 +607,10 @@ mod tests {
         assert_eq!(tools.len(), 2);
         assert_eq!(tools[0]["description"].as_str().map(str::len), Some(4096));
         let schema = tools[0]["input_schema"].to_string();
-        assert!(!schema.contains("patients") && !schema.contains("example"), "{schema}");
+        assert!(
+            !schema.contains("patients") && !schema.contains("example"),
+            "{schema}"
+        );
         assert!(schema.contains("\"sql\""));
         assert_eq!(tools[1], json!({"name": "plain"}));
         assert!(inventory_tools(b"not json").is_empty());

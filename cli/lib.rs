@@ -9,15 +9,18 @@ pub mod audit;
 pub mod doctor;
 pub mod enforce;
 pub mod govapi;
+pub mod health;
 pub mod logging;
 pub mod net;
 pub mod proxy;
+pub mod register;
 pub mod run_cmd;
 pub mod scan;
 pub mod server;
 pub mod settings;
 pub mod spawn;
 pub mod state;
+pub mod status;
 pub mod telemetry;
 pub mod wrap;
 
@@ -52,9 +55,9 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
         args::Command::Approve(resolve) => server::resolve_command(&resolve, true),
         args::Command::Deny(resolve) => server::resolve_command(&resolve, false),
         args::Command::WrapConfig(wrap_args) => wrap::run(&wrap_args),
-        args::Command::Status(_) | args::Command::Health(_) | args::Command::Register(_) => {
-            todo_command()
-        }
+        args::Command::Status(status_args) => status::run(&status_args),
+        args::Command::Health(health_args) => health::run(&health_args),
+        args::Command::Register(register_args) => register::run(&register_args),
     }
 }
 
@@ -67,7 +70,11 @@ fn audit_cmd(args: &args::AuditArgs) -> ExitCode {
             Err(e) => return run_cmd::config_error(&e),
         },
     };
-    match audit::verify_path(&path) {
+    let verified = audit::verify_path(&path);
+    if path_is_default_tree(&path) {
+        remember_verification(&verified);
+    }
+    match verified {
         Ok((files, records)) => {
             tracing::info!(
                 "audit chain verified: {files} file(s), {records} record(s) under {}",
@@ -82,6 +89,30 @@ fn audit_cmd(args: &args::AuditArgs) -> ExitCode {
     }
 }
 
-fn todo_command() -> ExitCode {
-    ExitCode::from(1)
+fn path_is_default_tree(path: &std::path::Path) -> bool {
+    settings::profile::Profile::locate().is_ok_and(|p| p.audit_dir() == path)
+}
+
+/// The last verification of the whole tree, for `status` and `health`.
+fn remember_verification(verified: &Result<(usize, usize), audit::Broken>) {
+    let Ok(profile) = settings::profile::Profile::locate() else {
+        return;
+    };
+    let record = match verified {
+        Ok((files, records)) => state::AuditVerification {
+            at: state::now_rfc3339(),
+            ok: true,
+            files: *files,
+            records: *records,
+            error: None,
+        },
+        Err(broken) => state::AuditVerification {
+            at: state::now_rfc3339(),
+            ok: false,
+            error: Some(broken.to_string()),
+            ..Default::default()
+        },
+    };
+    let _ =
+        state::StateFile::in_profile(&profile.dir).update(|s| s.audit_verification = Some(record));
 }

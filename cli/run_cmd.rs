@@ -32,6 +32,11 @@ pub fn load_settings(
     let profile = Profile::locate()?;
     profile.bootstrap()?;
     let settings = RunSettings::resolve(flags, &env, managed.as_ref(), profile, default_agent)?;
+    crate::settings::run::check_identity(
+        &env,
+        managed.as_ref().unwrap_or(&Managed::default()),
+        settings.environment,
+    )?;
     announce(&settings);
     for name in &env.unknown {
         tracing::warn!("{name} is not a thoth variable (ignored): check its spelling");

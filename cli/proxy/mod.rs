@@ -113,7 +113,8 @@ async fn serve(
         gov: RefCell::new(None),
     });
     if let Some(gov) = ctx.settings.govapi.clone() {
-        let identity = crate::govapi::Identity::from_settings(&ctx.settings, &ctx.session.borrow().id);
+        let identity =
+            crate::govapi::Identity::from_settings(&ctx.settings, &ctx.session.borrow().id);
         let state = crate::state::StateFile::in_profile(&ctx.settings.profile.dir);
         *ctx.gov.borrow_mut() = crate::govapi::Handle::start(gov, identity, state);
     }

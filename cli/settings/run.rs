@@ -206,7 +206,6 @@ impl RunSettings {
             }
         };
 
-        check_identity(env, m, environment)?;
         if let EngineChoice::Remote { url, .. } = &engine
             && environment != Environment::Dev
             && url.starts_with("http://")
@@ -243,7 +242,15 @@ impl RunSettings {
             EngineChoice::Local { .. } => None,
         };
 
-        let govapi = govapi_settings(env, m, &engine, tenant.as_deref(), environment, &api_key, &tls)?;
+        let govapi = govapi_settings(
+            env,
+            m,
+            &engine,
+            tenant.as_deref(),
+            environment,
+            &api_key,
+            &tls,
+        )?;
         let session_intent = match &flags.session_intent {
             Some(s) => s.clone(),
             None => profile.session_intent(&agent_id)?.unwrap_or_default(),
@@ -338,9 +345,7 @@ fn govapi_settings(
         url,
         bearer,
         api_key: key,
-        heartbeat_interval: env
-            .heartbeat_interval
-            .unwrap_or(Duration::from_secs(60)),
+        heartbeat_interval: env.heartbeat_interval.unwrap_or(Duration::from_secs(60)),
         enrollment: env
             .enrollment_source
             .clone()
@@ -349,8 +354,9 @@ fn govapi_settings(
     }))
 }
 
-/// The non-root rule and the expected proxy identity (run and doctor only).
-fn check_identity(
+/// The non-root rule and the expected proxy identity (run and doctor only:
+/// administration commands are meant to run as root under MDM).
+pub fn check_identity(
     env: &EnvVars,
     m: &Managed,
     environment: Environment,

@@ -1,0 +1,522 @@
+//! `thoth health`: one verdict for MDM compliance.
+//!
+//! `--json` prints one line: flat PascalCase scalars an Intune custom-compliance rule
+//! can address, plus a `checks` object for humans. `--jamf FIELD` prints
+//! `<result>VALUE</result>` for one of those keys (dates as `YYYY-MM-DD hh:mm:ss`), the
+//! shape of a Jamf extension attribute. Exit 0 on pass or warn, 1 on fail or on any
+//! internal error. Local state only, unless `--probe` (a short network check). MDM runs
+//! this as root/SYSTEM, so `--user NAME` and `--all-users` read other profiles; several
+//! users give the worst status and summed counts.
+//!
+//! Status rules — fail: settings invalid, local policy invalid, a stdio server not
+//! wrapped (it runs ungoverned), audit chain broken, enforcer unreachable (`--probe`);
+//! warn: no client detected, a client file that does not parse, GovAPI configured but
+//! not registered, heartbeat older than three intervals, GovAPI unreachable (`--probe`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::args::HealthArgs;
+use crate::settings::{EngineChoice, RunSettings};
+use crate::status::Snapshot;
+use crate::wrap::clients::{Os, Places};
+
+/// Version of the `--json` shape.
+pub const SCHEMA_VERSION: u64 = 1;
+/// Timeout of each `--probe` request.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A check's verdict, ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Pass => "pass",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        }
+    }
+}
+
+/// The checks of one user.
+#[derive(Debug, Default)]
+pub struct Checks(Vec<(String, Level, String)>);
+
+impl Checks {
+    fn add(&mut self, name: &str, level: Level, detail: impl Into<String>) {
+        self.0.push((name.to_string(), level, detail.into()));
+    }
+
+    pub fn worst(&self) -> Level {
+        self.0.iter().map(|c| c.1).max().unwrap_or(Level::Pass)
+    }
+}
+
+/// Probe results (`--probe`).
+#[derive(Debug, Default, Clone)]
+pub struct Probe {
+    pub enforcer: Option<Result<(), String>>,
+    pub govapi: Option<Result<(), String>>,
+}
+
+/// The health of one user: flat fields plus checks.
+pub fn assess(s: &Snapshot, probe: &Probe) -> (Map<String, Value>, Checks) {
+    let mut checks = Checks::default();
+    let mut f = Map::new();
+    let servers = s.servers();
+    let settings = s.settings.as_ref().ok();
+    match &s.settings {
+        Ok(_) => checks.add("settings", Level::Pass, "valid"),
+        Err(e) => checks.add("settings", Level::Fail, e.clone()),
+    }
+    let (mode, url) = match settings.map(|s| &s.engine) {
+        Some(EngineChoice::Local { .. }) => ("local", String::new()),
+        Some(EngineChoice::Remote { url, .. }) => ("remote", url.clone()),
+        None => ("unknown", String::new()),
+    };
+    match &s.policy {
+        Some(Ok(())) => checks.add("policy", Level::Pass, "the local Cedar policy loads"),
+        Some(Err(e)) => checks.add("policy", Level::Fail, e.clone()),
+        None => {}
+    }
+    let reachable = match (mode, &probe.enforcer) {
+        ("local", _) => "local",
+        (_, None) => "not_probed",
+        (_, Some(Ok(()))) => {
+            checks.add("enforcer", Level::Pass, format!("{url} answered"));
+            "yes"
+        }
+        (_, Some(Err(e))) => {
+            checks.add("enforcer", Level::Fail, format!("{url}: {e}"));
+            "no"
+        }
+    };
+    if let Some(result) = &probe.govapi {
+        match result {
+            Ok(()) => checks.add("govapi_probe", Level::Pass, "GovAPI answered"),
+            Err(e) => checks.add("govapi_probe", Level::Warn, e.clone()),
+        }
+    }
+    if s.clients.is_empty() {
+        checks.add("clients", Level::Warn, "no MCP client config file found");
+    } else {
+        checks.add(
+            "clients",
+            Level::Pass,
+            format!("{} client file(s)", s.clients.len()),
+        );
+    }
+    let broken: Vec<String> = s
+        .clients
+        .iter()
+        .filter_map(|c| {
+            c.error
+                .as_ref()
+                .map(|e| format!("{}: {e}", c.path.display()))
+        })
+        .collect();
+    if !broken.is_empty() {
+        checks.add("client_files", Level::Warn, broken.join("; "));
+    }
+    if servers.unwrapped > 0 {
+        checks.add(
+            "servers",
+            Level::Fail,
+            format!(
+                "{} stdio server(s) run ungoverned: run thoth wrap-config --all",
+                servers.unwrapped
+            ),
+        );
+    } else {
+        checks.add(
+            "servers",
+            Level::Pass,
+            format!("{} wrapped, {} remote", servers.wrapped, servers.remote),
+        );
+    }
+    let gov = settings.and_then(|s| s.govapi.as_ref());
+    let registered = s.state.registration.is_some();
+    let age = s.heartbeat_age();
+    if let Some(g) = gov {
+        if registered {
+            checks.add("registration", Level::Pass, "registered");
+        } else {
+            checks.add(
+                "registration",
+                Level::Warn,
+                "not registered with the GovAPI: run thoth register",
+            );
+        }
+        let limit = i64::try_from(g.heartbeat_interval.as_secs().saturating_mul(3) / 60)
+            .unwrap_or(i64::MAX)
+            .max(5);
+        match age {
+            Some(a) if a <= limit => checks.add("heartbeat", Level::Pass, format!("{a} min ago")),
+            Some(a) => checks.add(
+                "heartbeat",
+                Level::Warn,
+                format!("last heartbeat {a} min ago (more than {limit} min)"),
+            ),
+            None => checks.add("heartbeat", Level::Warn, "no heartbeat yet"),
+        }
+    }
+    let audit = match &s.state.audit_verification {
+        Some(v) if v.ok => "ok",
+        Some(v) => {
+            checks.add(
+                "audit",
+                Level::Fail,
+                format!(
+                    "audit chain broken: {}",
+                    v.error.clone().unwrap_or_default()
+                ),
+            );
+            "broken"
+        }
+        None => "unknown",
+    };
+    let status = checks.worst();
+    let key_configured = settings.is_some_and(|s| s.api_key.is_some());
+    f.insert("SchemaVersion".into(), json!(SCHEMA_VERSION));
+    f.insert("Status".into(), json!(status.as_str()));
+    f.insert("Healthy".into(), json!(status != Level::Fail));
+    f.insert("ThothVersion".into(), json!(env!("CARGO_PKG_VERSION")));
+    f.insert("User".into(), json!(s.user));
+    f.insert(
+        "TenantId".into(),
+        json!(settings.map(|s| s.tenant_id.clone()).unwrap_or_default()),
+    );
+    f.insert(
+        "EndpointId".into(),
+        json!(settings.map(|s| s.endpoint_id.clone()).unwrap_or_default()),
+    );
+    f.insert(
+        "Environment".into(),
+        json!(settings.map(|s| s.environment.as_str()).unwrap_or("")),
+    );
+    f.insert("SettingsValid".into(), json!(settings.is_some()));
+    f.insert("ManagedSettings".into(), json!(s.managed.is_some()));
+    f.insert("EnforcerMode".into(), json!(mode));
+    f.insert("EnforcerUrl".into(), json!(url));
+    f.insert("EnforcerReachable".into(), json!(reachable));
+    f.insert(
+        "EnforcementMode".into(),
+        json!(settings.map(|s| s.mode.as_str()).unwrap_or("")),
+    );
+    f.insert("ApiKeyConfigured".into(), json!(key_configured));
+    f.insert(
+        "PolicyValid".into(),
+        json!(s.policy.as_ref().is_none_or(|p| p.is_ok())),
+    );
+    f.insert("GovApiConfigured".into(), json!(gov.is_some()));
+    f.insert("Registered".into(), json!(registered));
+    f.insert(
+        "LastHeartbeatUtc".into(),
+        json!(s.state.last_heartbeat_utc.clone().unwrap_or_default()),
+    );
+    f.insert("HeartbeatAgeMinutes".into(), json!(age.unwrap_or(-1)));
+    f.insert("ClientsDetected".into(), json!(s.clients.len()));
+    f.insert("ClientFilesInvalid".into(), json!(broken.len()));
+    f.insert("ServersTotal".into(), json!(servers.total()));
+    f.insert("ServersWrapped".into(), json!(servers.wrapped));
+    f.insert("ServersUnwrapped".into(), json!(servers.unwrapped));
+    f.insert("ServersRemote".into(), json!(servers.remote));
+    f.insert("ServersSkipped".into(), json!(servers.skipped));
+    f.insert("AuditChain".into(), json!(audit));
+    (f, checks)
+}
+
+/// Several users: worst status, summed counts, checks prefixed with the user.
+fn combine(
+    users: Vec<(Map<String, Value>, Checks)>,
+) -> (Map<String, Value>, Level, Map<String, Value>) {
+    let mut worst = Level::Pass;
+    let mut merged: Option<Map<String, Value>> = None;
+    let mut checks = Map::new();
+    let many = users.len() > 1;
+    for (fields, user_checks) in users {
+        let level = user_checks.worst();
+        let user = fields
+            .get("User")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        for (name, l, detail) in user_checks.0 {
+            let key = if many { format!("{user}/{name}") } else { name };
+            checks.insert(key, json!({"status": l.as_str(), "detail": detail}));
+        }
+        merged = Some(match merged {
+            None => fields,
+            Some(mut m) => {
+                for key in [
+                    "ClientsDetected",
+                    "ClientFilesInvalid",
+                    "ServersTotal",
+                    "ServersWrapped",
+                    "ServersUnwrapped",
+                    "ServersRemote",
+                    "ServersSkipped",
+                ] {
+                    let sum = m.get(key).and_then(Value::as_u64).unwrap_or(0)
+                        + fields.get(key).and_then(Value::as_u64).unwrap_or(0);
+                    m.insert(key.into(), json!(sum));
+                }
+                for key in ["Registered", "SettingsValid", "PolicyValid", "Healthy"] {
+                    let both = m.get(key).and_then(Value::as_bool).unwrap_or(false)
+                        && fields.get(key).and_then(Value::as_bool).unwrap_or(false);
+                    m.insert(key.into(), json!(both));
+                }
+                if level > worst {
+                    for key in ["User", "EnforcerReachable", "AuditChain"] {
+                        if let Some(v) = fields.get(key) {
+                            m.insert(key.into(), v.clone());
+                        }
+                    }
+                }
+                m
+            }
+        });
+        worst = worst.max(level);
+    }
+    let mut fields = merged.unwrap_or_default();
+    fields.insert("Status".into(), json!(worst.as_str()));
+    fields.insert("Healthy".into(), json!(worst != Level::Fail));
+    (fields, worst, checks)
+}
+
+/// Runs `thoth health`.
+pub fn run(args: &HealthArgs) -> ExitCode {
+    let homes = match homes(args) {
+        Ok(h) if !h.is_empty() => h,
+        Ok(_) => {
+            tracing::error!("no user profile found");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let users: Vec<_> = homes
+        .iter()
+        .map(|(home, places)| {
+            let snapshot = Snapshot::gather(home, places);
+            let probe = if args.probe {
+                probe(snapshot.settings.as_ref().ok())
+            } else {
+                Probe::default()
+            };
+            let (mut fields, checks) = assess(&snapshot, &probe);
+            fields.insert("Users".into(), json!(1));
+            (fields, checks)
+        })
+        .collect();
+    let count = users.len();
+    let (mut fields, worst, checks) = combine(users);
+    fields.insert("Users".into(), json!(count));
+    let code = if worst == Level::Fail {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    };
+    if let Some(field) = &args.jamf {
+        let Some((_, value)) = fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(field)) else {
+            tracing::error!(
+                "--jamf {field}: not a field; use one of {}",
+                fields.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            return ExitCode::from(1);
+        };
+        println!("<result>{}</result>", jamf_value(value));
+        return code;
+    }
+    if args.json {
+        fields.insert("checks".into(), Value::Object(checks));
+        println!("{}", Value::Object(fields));
+    } else {
+        println!("thoth health: {}", worst.as_str());
+        for (name, check) in &checks {
+            println!(
+                "  {:<5} {name}: {}",
+                check["status"].as_str().unwrap_or(""),
+                check["detail"].as_str().unwrap_or("")
+            );
+        }
+    }
+    code
+}
+
+/// A field as a Jamf extension attribute shows it.
+pub fn jamf_value(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    // RFC 3339 UTC → `YYYY-MM-DD hh:mm:ss` (Jamf's date attribute format).
+    match time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => {
+            let t = t.to_offset(time::UtcOffset::UTC);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        }
+        Err(_) => text.replace('<', "&lt;").replace('>', "&gt;"),
+    }
+}
+
+/// The homes to report on.
+fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, String> {
+    let os = Os::current();
+    let root = homes_root();
+    if let Some(name) = &args.user {
+        if name.is_empty() || name.contains(['/', '\\']) || name == ".." {
+            return Err(format!("--user {name}: not a user name"));
+        }
+        let home = user_home(name, &root).ok_or_else(|| format!("--user {name}: no such user"))?;
+        return Ok(vec![(home.clone(), Places::for_home(os, home))]);
+    }
+    if args.all_users {
+        let mut homes: Vec<PathBuf> = std::fs::read_dir(&root)
+            .map_err(|e| format!("{}: {e}", root.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && is_user_home(p))
+            .collect();
+        homes.sort();
+        return Ok(homes
+            .into_iter()
+            .map(|h| (h.clone(), Places::for_home(os, h)))
+            .collect());
+    }
+    let home = dirs::home_dir().ok_or("cannot find the home directory (set HOME)")?;
+    Ok(vec![(home.clone(), Places::current(home))])
+}
+
+/// Where users' homes are (`THOTH_TEST_HOMES_DIR` in debug builds, for tests).
+fn homes_root() -> PathBuf {
+    if cfg!(debug_assertions)
+        && let Some(dir) = std::env::var_os("THOTH_TEST_HOMES_DIR")
+    {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(match Os::current() {
+        Os::MacOs => "/Users",
+        Os::Windows => r"C:\Users",
+        Os::Linux => "/home",
+    })
+}
+
+fn user_home(name: &str, root: &Path) -> Option<PathBuf> {
+    #[cfg(unix)]
+    if !(cfg!(debug_assertions) && std::env::var_os("THOTH_TEST_HOMES_DIR").is_some())
+        && let Ok(Some(user)) = nix::unistd::User::from_name(name)
+    {
+        return Some(user.dir);
+    }
+    let home = root.join(name);
+    home.is_dir().then_some(home)
+}
+
+/// A directory is a user's home when it holds a thoth profile or a client file.
+fn is_user_home(dir: &Path) -> bool {
+    dir.join(".thoth").is_dir()
+        || !crate::wrap::discover(&Places::for_home(Os::current(), dir.to_path_buf()), None)
+            .is_empty()
+}
+
+/// `--probe`: any HTTP answer (even 404) means reachable; TLS or network failure not.
+fn probe(settings: Option<&RunSettings>) -> Probe {
+    let Some(s) = settings else {
+        return Probe::default();
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Probe::default();
+    };
+    let client = s.tls.client_config().ok().and_then(|tls| {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(PROBE_TIMEOUT)
+            .connect_timeout(PROBE_TIMEOUT)
+            .build()
+            .ok()
+    });
+    let Some(client) = client else {
+        return Probe::default();
+    };
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            client.get(&url).send().await.map(|_| ()).map_err(|e| {
+                if e.is_timeout() {
+                    "timed out".to_string()
+                } else {
+                    "unreachable".to_string()
+                }
+            })
+        }
+    };
+    rt.block_on(async {
+        let enforcer = match &s.engine {
+            EngineChoice::Remote { url, .. } => {
+                Some(get(format!("{}/", url.trim_end_matches('/'))).await)
+            }
+            EngineChoice::Local { .. } => None,
+        };
+        let govapi = match &s.govapi {
+            Some(g) => Some(get(format!("{}/", g.url.trim_end_matches('/'))).await),
+            None => None,
+        };
+        Probe { enforcer, govapi }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jamf_values() {
+        assert_eq!(
+            jamf_value(&json!("2026-11-26T14:05:09Z")),
+            "2026-11-26 14:05:09"
+        );
+        assert_eq!(
+            jamf_value(&json!("2026-11-26T15:05:09+01:00")),
+            "2026-11-26 14:05:09"
+        );
+        assert_eq!(jamf_value(&json!(true)), "true");
+        assert_eq!(jamf_value(&json!(3)), "3");
+        assert_eq!(jamf_value(&json!("")), "");
+        assert_eq!(jamf_value(&json!("a<b>")), "a&lt;b&gt;");
+    }
+
+    #[test]
+    fn levels_order() {
+        let mut c = Checks::default();
+        assert_eq!(c.worst(), Level::Pass);
+        c.add("a", Level::Warn, "");
+        c.add("b", Level::Pass, "");
+        assert_eq!(c.worst(), Level::Warn);
+        c.add("c", Level::Fail, "");
+        assert_eq!(c.worst(), Level::Fail);
+    }
+}

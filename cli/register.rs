@@ -1,0 +1,90 @@
+//! `thoth register`: register this endpoint with the GovAPI now (MDM install scripts
+//! run it once per machine or user). It always sends, even when the state says the
+//! endpoint is registered, and records the result in `~/.thoth/state.json` under the
+//! state lock, so proxies started later do not register again.
+
+use std::process::ExitCode;
+
+use crate::args::RegisterArgs;
+use crate::govapi::{GovApi, Identity};
+use crate::settings::profile::Profile;
+use crate::state::{Registration, StateFile, now_rfc3339};
+
+/// Runs `thoth register`.
+pub fn run(args: &RegisterArgs) -> ExitCode {
+    let profile = match Profile::locate().and_then(|p| p.bootstrap().map(|()| p)) {
+        Ok(p) => p,
+        Err(e) => return crate::run_cmd::config_error(&e),
+    };
+    let (settings, _) = crate::status::admin_settings(&args.flags, profile.clone());
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(crate::run_cmd::EXIT_CONFIG);
+        }
+    };
+    let Some(gov) = settings.govapi.clone() else {
+        tracing::error!(
+            "no GovAPI configured: set THOTH_GOVAPI_URL, or configure the remote enforcer (tenant and API key) so its GovAPI URL can be derived"
+        );
+        return ExitCode::from(crate::run_cmd::EXIT_CONFIG);
+    };
+    let url = gov.url.clone();
+    let api = match GovApi::new(gov) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut identity = Identity::from_settings(&settings, "");
+    if args.flags.agent_id.is_none() {
+        identity.agent_id.clear();
+    }
+    let state = StateFile::in_profile(&profile.dir);
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        tracing::error!("cannot start the runtime");
+        return ExitCode::from(70);
+    };
+    let result = rt.block_on(async {
+        let locked = state.lock().map_err(|e| format!("state file: {e}"))?;
+        let mut s = locked.state();
+        let mut agents = s
+            .registration
+            .as_ref()
+            .filter(|r| r.govapi_url == url && r.endpoint_id == identity.endpoint_id)
+            .map(|r| r.agent_ids.clone())
+            .unwrap_or_default();
+        if !identity.agent_id.is_empty() {
+            agents.push(identity.agent_id.clone());
+        }
+        agents.sort();
+        agents.dedup();
+        let today = s
+            .today
+            .as_ref()
+            .map_or((0, 0), |t| (t.sessions, t.violations));
+        api.register(&identity, &agents, today).await?;
+        s.registration = Some(Registration {
+            govapi_url: url.clone(),
+            endpoint_id: identity.endpoint_id.clone(),
+            registered_at: now_rfc3339(),
+            agent_ids: agents,
+        });
+        locked.save(&s).map_err(|e| format!("state file: {e}"))
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("registered endpoint {} with {url}", identity.endpoint_id);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("registration with {url} failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
