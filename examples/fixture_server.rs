@@ -7,7 +7,8 @@
 //! - `FIXTURE_GRANDCHILD=<file>`: start `sleep 600` and write its pid to the file;
 //! - `FIXTURE_DUMP_ENV=<file>`: write the environment, one `NAME=value` per line;
 //! - `FIXTURE_PID=<file>`: write its own pid;
-//! - `FIXTURE_LINGER=1`: keep running after stdin closes (a server that must be killed).
+//! - `FIXTURE_LINGER=1`: keep running after stdin closes (a server that must be killed);
+//! - `FIXTURE_TOOLS=<n>`: list n more tools (`extra_0`…) in tools/list.
 //!
 //! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`
 //! and `echo` answer with their arguments; `big` answers with a text of
@@ -93,10 +94,15 @@ fn answer(message: &Value) -> Option<Value> {
             "serverInfo": { "name": "fixture", "version": "1.0.0" }
         }),
         "tools/list" => {
-            let tools: Vec<Value> = ["read_file", "write_file", "delete_file", "exec_command", "patient_lookup", "echo", "big", "crash"]
+            let mut tools: Vec<Value> = ["read_file", "write_file", "delete_file", "exec_command", "patient_lookup", "echo", "big", "crash"]
                 .iter()
                 .map(|name| json!({ "name": name, "description": format!("fixture tool {name}"), "inputSchema": { "type": "object" } }))
                 .collect();
+            let extra: usize = std::env::var("FIXTURE_TOOLS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            tools.extend((0..extra).map(|i| json!({ "name": format!("extra_{i}"), "inputSchema": { "type": "object", "properties": { "q": { "type": "string", "default": "secret-default" } } } })));
             json!({ "tools": tools })
         }
         "tools/call" => {

@@ -242,6 +242,8 @@ pub struct Seen {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 impl Seen {
@@ -324,6 +326,7 @@ impl TestServer {
                         path,
                         headers,
                         body,
+                        at: Instant::now(),
                     };
                     let canned = answer(&request);
                     log.lock().unwrap().push(request);
