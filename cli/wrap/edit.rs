@@ -865,3 +865,108 @@ mod tests {
         assert!(!is_thoth("/usr/bin/thoth-helper"));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn spec() -> WrapSpec {
+        WrapSpec {
+            thoth: "/opt/thoth/bin/thoth".into(),
+            flags: vec!["--tenant-id".into(), "acme".into()],
+            embed_api_key: None,
+        }
+    }
+
+    /// A server entry: command, optional args, optional env, and whether it is remote.
+    fn entry() -> impl Strategy<Value = Value> {
+        let text = "[ -~\u{e9}\u{1F600}\\\\\"]{0,12}";
+        (
+            "[a-z]{1,8}",
+            proptest::option::of(proptest::collection::vec(text, 0..4)),
+            proptest::option::of(("[A-Z_]{1,6}", text)),
+            any::<bool>(),
+        )
+            .prop_map(|(command, args, env, remote)| {
+                if remote {
+                    return json!({"url": format!("https://{command}.example")});
+                }
+                let mut e = serde_json::Map::new();
+                e.insert("command".into(), json!(command));
+                if let Some(args) = args {
+                    e.insert("args".into(), json!(args));
+                }
+                if let Some((k, v)) = env {
+                    e.insert("env".into(), json!({ k: v }));
+                }
+                Value::Object(e)
+            })
+    }
+
+    fn config() -> impl Strategy<Value = (Value, bool)> {
+        (
+            proptest::collection::btree_map("[a-zA-Z0-9 _.-]{1,10}", entry(), 0..5),
+            any::<bool>(),
+        )
+            .prop_map(|(servers, pretty)| {
+                (
+                    json!({"mcpServers": servers, "keep": [1, {"x": null}]}),
+                    pretty,
+                )
+            })
+    }
+
+    fn render(v: &Value, pretty: bool) -> String {
+        if pretty {
+            serde_json::to_string_pretty(v).unwrap_or_default()
+        } else {
+            v.to_string()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn wrap_is_idempotent_reversible_and_exact((value, pretty) in config()) {
+            let text = render(&value, pretty);
+            let once = wrap(&text, Client::Cursor, &spec(), &BTreeMap::new()).expect("wraps");
+            let parsed: Value = serde_json::from_str(&once.text).expect("strict JSON out");
+            prop_assert_eq!(&parsed["keep"], &value["keep"]);
+            for (name, original) in value["mcpServers"].as_object().into_iter().flatten() {
+                let wrapped = &parsed["mcpServers"][name];
+                if original.get("url").is_some() {
+                    prop_assert_eq!(wrapped, original);
+                    continue;
+                }
+                let mut want = vec![json!("run"), json!("--agent-id"), json!(name), json!("--tenant-id"), json!("acme"), json!("--"), original["command"].clone()];
+                want.extend(original["args"].as_array().cloned().unwrap_or_default());
+                prop_assert_eq!(&wrapped["command"], &json!("/opt/thoth/bin/thoth"));
+                prop_assert_eq!(&wrapped["args"], &Value::Array(want));
+                prop_assert_eq!(&wrapped["env"], &original["env"]);
+            }
+            let twice = wrap(&once.text, Client::Cursor, &spec(), &once.originals).expect("wraps");
+            prop_assert_eq!(&twice.text, &once.text);
+            let (back, _) = unwrap(&once.text, Client::Cursor, &once.originals).expect("unwraps");
+            prop_assert_eq!(&back, &text);
+            // Without the record: the same values, args always present.
+            let (semantic, _) = unwrap(&once.text, Client::Cursor, &BTreeMap::new()).expect("unwraps");
+            let semantic: Value = serde_json::from_str(&semantic).expect("json");
+            for (name, original) in value["mcpServers"].as_object().into_iter().flatten() {
+                prop_assert_eq!(&semantic["mcpServers"][name]["command"], &original["command"]);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}", jsonc in any::<bool>()) {
+            let client = if jsonc { Client::Zed } else { Client::ClaudeDesktop };
+            if let Ok(w) = wrap(&text, client, &spec(), &BTreeMap::new()) {
+                prop_assert!(check(&w.text, client.dialect()).is_ok());
+                let _ = unwrap(&w.text, client, &w.originals);
+            }
+            let _ = survey(&text, client);
+        }
+    }
+}
