@@ -487,3 +487,54 @@ fn status_never_shows_the_key() {
     assert_eq!(v["settings"]["api_key_source"], "env");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("tk_status_secret"));
 }
+
+#[test]
+fn health_probe_checks_the_enforcer() {
+    let s = Scratch::new("health-probe");
+    place(&s.dir, "windsurf.json", ".codeium/windsurf/mcp_config.json");
+    assert!(
+        s.thoth()
+            .args(["wrap-config", "--all"])
+            .output()
+            .expect("wrap")
+            .status
+            .success()
+    );
+    let enforcer = TestServer::start(|_| Canned::json(404, json!({})));
+    let probe = |url: &str| {
+        let out = s
+            .thoth()
+            .args(["health", "--json", "--probe"])
+            .env("THOTH_ENFORCER_URL", url)
+            .env("THOTH_API_KEY", "k")
+            .env("THOTH_TENANT_ID", "acme")
+            .env("THOTH_GOVAPI_URL", url)
+            .output()
+            .expect("health");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        (out.status.code(), v)
+    };
+    let (code, v) = probe(&enforcer.url);
+    assert_eq!(v["EnforcerReachable"], "yes", "{v}");
+    assert_eq!(v["checks"]["govapi_probe"]["status"], "pass");
+    // Registration and heartbeat are missing: warn, not fail.
+    assert_eq!((code, v["Status"].as_str()), (Some(0), Some("warn")), "{v}");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let (code, v) = probe(&closed);
+    assert_eq!(v["EnforcerReachable"], "no");
+    assert_eq!((code, v["Status"].as_str()), (Some(1), Some("fail")));
+    // Without --probe nothing is contacted.
+    let out = s
+        .thoth()
+        .args(["health", "--json"])
+        .env("THOTH_ENFORCER_URL", &enforcer.url)
+        .env("THOTH_API_KEY", "k")
+        .output()
+        .expect("health");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["EnforcerReachable"], "not_probed");
+    assert_eq!(enforcer.requests().len(), 2);
+}

@@ -391,3 +391,20 @@ fn unknown_clients_and_paths_are_refused() {
     assert_eq!(out.status.code(), Some(78));
     assert!(stderr(&out).contains("claude-desktop, claude-code, cursor"));
 }
+
+#[test]
+fn output_writes_elsewhere_and_leaves_the_config() {
+    let s = home("output");
+    let path = copy_in(&s, "gemini.jsonc");
+    let original = read(&path);
+    let out_file = s.path("wrapped.jsonc");
+    let out = run(wrap_cmd(&s)
+        .args(["--client", "gemini", "--output"])
+        .arg(&out_file)
+        .arg(&path));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(&path), original);
+    let wrapped = String::from_utf8(read(&out_file)).expect("utf-8");
+    assert!(wrapped.contains("// MCP servers Gemini CLI starts"));
+    assert!(wrapped.contains("\"--\", \"python\", \"-m\""));
+}
