@@ -54,8 +54,18 @@ struct Subjects {
 /// Subjects cached at most (the cache is cleared when full).
 const SUBJECT_CACHE: usize = 4096;
 
+/// What a policy's annotations say, read once at load: Cedar parses the annotation
+/// key on every `Policy::annotation` call, which cost more than the evaluation itself.
+struct Notes {
+    rule_id: String,
+    reason: Option<String>,
+    step_up: bool,
+    forbid: bool,
+}
+
 /// A loaded policy set.
 pub struct LocalEngine {
+    notes: HashMap<cedar_policy::PolicyId, Notes>,
     subjects: std::sync::Mutex<HashMap<[String; 5], std::sync::Arc<Subjects>>>,
     path: PathBuf,
     policies: PolicySet,
@@ -112,7 +122,24 @@ impl LocalEngine {
                 .map_err(|e| SettingsError::new(format!("internal: entity type {s}: {e}")))
         };
         let action_type = type_name("Thoth::Action")?;
+        let notes = policies
+            .policies()
+            .map(|p| {
+                (
+                    p.id().clone(),
+                    Notes {
+                        rule_id: p
+                            .annotation("id")
+                            .map_or_else(|| p.id().to_string(), str::to_string),
+                        reason: p.annotation("reason").map(str::to_string),
+                        step_up: p.annotation("decision") == Some("step_up"),
+                        forbid: p.effect() == Effect::Forbid,
+                    },
+                )
+            })
+            .collect();
         Ok(Self {
+            notes,
             subjects: std::sync::Mutex::new(HashMap::new()),
             path: path.to_path_buf(),
             policies,
@@ -249,21 +276,18 @@ impl LocalEngine {
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
-        let determining: Vec<_> = response
+        let determining: Vec<&Notes> = response
             .diagnostics()
             .reason()
-            .filter_map(|id| self.policies.policy(id))
+            .filter_map(|id| self.notes.get(id))
             .collect();
-        let rule_id = |p: &cedar_policy::Policy| {
-            p.annotation("id")
-                .map_or_else(|| p.id().to_string(), str::to_string)
-        };
-        let reasons = |ps: &[&cedar_policy::Policy]| {
+        let reasons = |ps: &[&Notes]| {
             ps.iter()
-                .filter_map(|p| p.annotation("reason"))
+                .filter_map(|p| p.reason.as_deref())
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        let rule_ids = |ps: &[&Notes]| ps.iter().map(|p| p.rule_id.clone()).collect::<Vec<_>>();
         if response.decision() == CedarDecision::Allow {
             let reason = reasons(&determining);
             return Ok(Outcome::Allow {
@@ -272,34 +296,23 @@ impl LocalEngine {
                 } else {
                     reason
                 },
-                rule_ids: determining.iter().map(|p| rule_id(p)).collect(),
+                rule_ids: rule_ids(&determining),
             });
         }
-        let forbids: Vec<_> = determining
-            .into_iter()
-            .filter(|p| p.effect() == Effect::Forbid)
-            .collect();
+        let forbids: Vec<&Notes> = determining.into_iter().filter(|p| p.forbid).collect();
         if forbids.is_empty() {
             return Ok(Outcome::SoftDeny {
                 reason: format!("no policy permits tool {:?}", input.tool_name),
             });
         }
-        let (step_up, hard): (Vec<_>, Vec<_>) = forbids
-            .into_iter()
-            .partition(|p| p.annotation("decision") == Some("step_up"));
+        let (step_up, hard): (Vec<&Notes>, Vec<&Notes>) =
+            forbids.into_iter().partition(|p| p.step_up);
         let chosen = if hard.is_empty() { &step_up } else { &hard };
         let mut reason = reasons(chosen);
         if reason.is_empty() {
-            reason = format!(
-                "forbidden by policy {}",
-                chosen
-                    .iter()
-                    .map(|p| rule_id(p))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            reason = format!("forbidden by policy {}", rule_ids(chosen).join(", "));
         }
-        let rule_ids = chosen.iter().map(|p| rule_id(p)).collect();
+        let rule_ids = rule_ids(chosen);
         Ok(if hard.is_empty() {
             Outcome::StepUp { reason, rule_ids }
         } else {
