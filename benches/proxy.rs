@@ -8,7 +8,9 @@
 //! - `round_trip`: one tools/call written and its echo read back, through
 //!   `thoth run -- cat` and through `cat` alone (the added latency is the difference);
 //! - `local_decision/<policy>`: one decision of the local Cedar engine, per example
-//!   policy (criterion's median is the p50).
+//!   policy, as thoth runs it (an outcome is reused when no policy reads per-call
+//!   context) and `<policy>_uncached` (Cedar evaluated every time); criterion's median
+//!   is the p50.
 //!
 //! Run: `cargo bench --bench proxy`. Peak memory while relaying: see README.
 
@@ -202,9 +204,22 @@ fn local_decision(c: &mut Criterion) {
     let args = json!({ "path": "/home/ana/project/src/main.rs", "encoding": "utf-8", "limit": 4000, "recursive": false, "tags": ["a", "b"] });
     let settings = settings(Mode::Block);
     let mut group = c.benchmark_group("local_decision");
-    for name in ["allow-all.cedar", "read-only.cedar", "hipaa.cedar"] {
+    for (name, cached) in ["allow-all.cedar", "read-only.cedar", "hipaa.cedar"]
+        .into_iter()
+        .flat_map(|n| [(n, true), (n, false)])
+    {
         let engine = LocalEngine::load(&policy(name)).unwrap();
-        group.bench_function(name.trim_end_matches(".cedar"), |b| {
+        // As thoth runs it (outcomes reused when no policy reads per-call context), and
+        // evaluating Cedar every time.
+        let (engine, label) = if cached {
+            (engine, name.trim_end_matches(".cedar").to_string())
+        } else {
+            (
+                engine.without_outcome_cache(),
+                format!("{}_uncached", name.trim_end_matches(".cedar")),
+            )
+        };
+        group.bench_function(label, |b| {
             b.iter_batched(
                 Session::new,
                 |mut session| {

@@ -63,9 +63,23 @@ struct Notes {
     forbid: bool,
 }
 
+/// agent, tenant, user, environment, tool, session intent, mode.
+type OutcomeKey = ([String; 5], String, crate::settings::Mode);
+
+/// Outcomes cached at most (the cache is cleared when full).
+const OUTCOME_CACHE: usize = 4096;
+
 /// A loaded policy set.
 pub struct LocalEngine {
+    last_subjects: std::sync::Mutex<Option<([String; 5], std::sync::Arc<Subjects>)>>,
     notes: HashMap<cedar_policy::PolicyId, Notes>,
+    /// Whether any policy can read `context.arguments`: when none can, the arguments
+    /// are not converted (an empty record stands in, which no policy can tell apart).
+    reads_arguments: bool,
+    /// Outcomes by (principal, tool, intent, mode), kept only when no policy reads a
+    /// context field that changes from call to call (arguments, session history): the
+    /// outcome is then a function of the key, since Cedar evaluation is deterministic.
+    outcomes: Option<std::sync::Mutex<HashMap<OutcomeKey, Outcome>>>,
     subjects: std::sync::Mutex<HashMap<[String; 5], std::sync::Arc<Subjects>>>,
     path: PathBuf,
     policies: PolicySet,
@@ -138,8 +152,14 @@ impl LocalEngine {
                 )
             })
             .collect();
+        let reads = super::reads::ContextReads::of(&policies);
         Ok(Self {
+            last_subjects: std::sync::Mutex::new(None),
             notes,
+            reads_arguments: reads.reads("arguments"),
+            outcomes: reads
+                .only(&["tool_name", "session_intent", "enforcement_mode"])
+                .then(|| std::sync::Mutex::new(HashMap::new())),
             subjects: std::sync::Mutex::new(HashMap::new()),
             path: path.to_path_buf(),
             policies,
@@ -162,30 +182,78 @@ impl LocalEngine {
 
     /// Evaluates one call.
     pub fn evaluate(&self, input: &DecisionInput<'_>) -> Outcome {
-        match self.authorize(input) {
+        let key = self.outcomes.as_ref().map(|_| {
+            (
+                [
+                    input.agent_id,
+                    input.tenant_id,
+                    input.user_id,
+                    input.environment.as_str(),
+                    input.tool_name,
+                ]
+                .map(str::to_string),
+                input.session_intent.to_string(),
+                input.mode,
+            )
+        });
+        if let (Some(cache), Some(key)) = (&self.outcomes, &key)
+            && let Some(hit) = cache.lock().ok().and_then(|c| c.get(key).cloned())
+        {
+            return hit;
+        }
+        let outcome = match self.authorize(input) {
             Ok(outcome) => outcome,
             Err(reason) => Outcome::HardDeny {
                 reason: format!("policy evaluation failed: {reason}"),
                 rule_ids: Vec::new(),
             },
+        };
+        if let (Some(cache), Some(key)) = (&self.outcomes, key)
+            && let Ok(mut cache) = cache.lock()
+        {
+            if cache.len() >= OUTCOME_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, outcome.clone());
         }
+        outcome
+    }
+
+    /// Whether outcomes are reused (no policy reads per-call context).
+    pub fn caches_outcomes(&self) -> bool {
+        self.outcomes.is_some()
+    }
+
+    /// The same engine evaluating every call (benches measure both).
+    pub fn without_outcome_cache(mut self) -> Self {
+        self.outcomes = None;
+        self
     }
 
     fn subjects(&self, input: &DecisionInput<'_>) -> Result<std::sync::Arc<Subjects>, String> {
-        let key = [
+        let wanted = [
             input.agent_id,
             input.tenant_id,
             input.user_id,
             input.environment.as_str(),
             input.tool_name,
-        ]
-        .map(str::to_string);
+        ];
+        // One proxy asks for the same few tools again and again: compare the last hit
+        // in place before building a key.
+        if let Ok(last) = self.last_subjects.lock()
+            && let Some((key, hit)) = last.as_ref()
+            && key.iter().zip(wanted).all(|(k, w)| k == w)
+        {
+            return Ok(hit.clone());
+        }
+        let key = wanted.map(str::to_string);
         if let Some(hit) = self
             .subjects
             .lock()
             .ok()
             .and_then(|cache| cache.get(&key).cloned())
         {
+            self.remember_last(key, &hit);
             return Ok(hit);
         }
         let principal = EntityUid::from_type_name_and_id(
@@ -227,15 +295,22 @@ impl LocalEngine {
             if cache.len() >= SUBJECT_CACHE {
                 cache.clear();
             }
-            cache.insert(key, subjects.clone());
+            cache.insert(key.clone(), subjects.clone());
         }
+        self.remember_last(key, &subjects);
         Ok(subjects)
+    }
+
+    fn remember_last(&self, key: [String; 5], subjects: &std::sync::Arc<Subjects>) {
+        if let Ok(mut last) = self.last_subjects.lock() {
+            *last = Some((key, subjects.clone()));
+        }
     }
 
     fn authorize(&self, input: &DecisionInput<'_>) -> Result<Outcome, String> {
         let subjects = self.subjects(input)?;
         let arguments = match input.arguments {
-            Some(value @ serde_json::Value::Object(_)) => to_cedar(value),
+            Some(value @ serde_json::Value::Object(_)) if self.reads_arguments => to_cedar(value),
             _ => RestrictedExpression::new_record([]).map_err(|e| e.to_string())?,
         };
         let history = input.session;
@@ -331,4 +406,77 @@ fn parse_errors(e: &cedar_policy::ParseErrors) -> String {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enforce::SessionHistory;
+    use crate::settings::{Environment, Mode};
+    use serde_json::json;
+
+    fn engine(name: &str, policy: &str) -> LocalEngine {
+        let path =
+            std::env::temp_dir().join(format!("thoth-local-{name}-{}.cedar", std::process::id()));
+        std::fs::write(&path, policy).expect("write policy");
+        let engine = LocalEngine::load(&path).expect("loads");
+        let _ = std::fs::remove_file(&path);
+        engine
+    }
+
+    fn input<'a>(
+        tool: &'a str,
+        args: &'a serde_json::Value,
+        history: &'a SessionHistory,
+    ) -> DecisionInput<'a> {
+        DecisionInput {
+            agent_id: "a",
+            tenant_id: "t",
+            user_id: "u",
+            environment: Environment::Dev,
+            mode: Mode::Block,
+            session_id: "s",
+            session_intent: "general",
+            tool_name: tool,
+            arguments: Some(args),
+            session: history,
+        }
+    }
+
+    fn allowed(o: &Outcome) -> bool {
+        matches!(o, Outcome::Allow { .. })
+    }
+
+    #[test]
+    fn outcomes_are_reused_only_when_no_policy_reads_per_call_context() {
+        let history = SessionHistory::default();
+        let tmp = json!({"path": "/tmp/x"});
+        let etc = json!({"path": "/etc/passwd"});
+        let by_args = engine(
+            "args",
+            r#"permit (principal, action, resource) when { context.arguments.path like "/tmp/*" };"#,
+        );
+        assert!(!by_args.caches_outcomes());
+        assert!(allowed(&by_args.evaluate(&input("read", &tmp, &history))));
+        assert!(!allowed(&by_args.evaluate(&input("read", &etc, &history))));
+
+        let whole = engine(
+            "whole",
+            r#"permit (principal, action, resource) when { context != {} };"#,
+        );
+        assert!(!whole.caches_outcomes());
+
+        let by_name = engine(
+            "name",
+            r#"permit (principal, action, resource) when { !(resource.name like "*write*") };"#,
+        );
+        assert!(by_name.caches_outcomes());
+        for _ in 0..3 {
+            assert!(allowed(&by_name.evaluate(&input("read", &tmp, &history))));
+            assert!(!allowed(&by_name.evaluate(&input("write", &tmp, &history))));
+        }
+        let mut other = input("read", &tmp, &history);
+        other.session_intent = "clinical";
+        assert!(allowed(&by_name.evaluate(&other)));
+    }
 }

@@ -72,7 +72,7 @@ impl Environment {
 }
 
 /// Enforcement mode, ordered from weakest to strongest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Mode {
     Observe,
     StepUp,
