@@ -103,6 +103,19 @@ impl Counters {
     }
 }
 
+/// Hands tools/list response lines to the agent (any thread; never waits).
+#[derive(Clone)]
+pub struct InventorySender(mpsc::Sender<Vec<u8>>);
+
+impl InventorySender {
+    /// Queues one response line; dropped when the queue is full.
+    pub fn send(&self, line: &[u8]) {
+        if self.0.try_send(line.to_vec()).is_err() {
+            tracing::debug!("GovAPI inventory queue full: a tools/list response was not sent");
+        }
+    }
+}
+
 /// The proxy's side of the agent.
 pub struct Handle {
     pub counters: Arc<Counters>,
@@ -154,13 +167,9 @@ impl Handle {
         })
     }
 
-    /// Hands over a tools/list response line (never waits; dropped when full).
-    pub fn tools_list(&self, line: &[u8]) {
-        if let Some(tx) = &self.tx
-            && tx.try_send(line.to_vec()).is_err()
-        {
-            tracing::debug!("GovAPI inventory queue full: a tools/list response was not sent");
-        }
+    /// The sender the server → client relay hands tools/list responses to.
+    pub fn inventory_sender(&self) -> Option<InventorySender> {
+        self.tx.clone().map(InventorySender)
     }
 
     /// Stops the agent: flushes the inventory and a last heartbeat for at most [`FLUSH`].

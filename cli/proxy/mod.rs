@@ -121,12 +121,9 @@ async fn serve(
     let telemetry_task = start_telemetry(&ctx);
     let writer =
         tokio::task::spawn_local(write_server(server_stdin, to_server_rx, ctx.spare.clone()));
-    let server_pump = tokio::task::spawn_local(server::pump(
-        ctx.clone(),
-        server_stdout,
-        to_client_rx,
-        stdio::stdout(),
-    ));
+    let inventory = ctx.gov.borrow().as_ref().and_then(|g| g.inventory_sender());
+    let book = ctx.state.borrow().book.clone();
+    let server_pump = relay_thread(book, inventory, server_stdout, to_client_rx);
     let mut client_pump = tokio::task::spawn_local(client::pump(ctx.clone(), stdio::stdin()));
     let mut signals = Signals::new();
 
@@ -192,7 +189,7 @@ async fn serve(
     if let Some(gov) = gov {
         gov.finish();
     }
-    let diverted = ctx.state.borrow().diverted_lines;
+    let diverted = state::book(&ctx.state.borrow().book).diverted_lines;
     if diverted > 0 {
         tracing::warn!(
             "the server printed {diverted} non-JSON line(s) on stdout; they went to stderr"
@@ -251,7 +248,11 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
     let (pending, in_flight) = {
         let mut state = ctx.state.borrow_mut();
         let pending: Vec<_> = state.pending.drain().map(|(_, p)| p).collect();
-        let in_flight: Vec<_> = state.in_flight.drain().map(|(_, raw)| raw).collect();
+        let in_flight: Vec<_> = state::book(&state.book)
+            .in_flight
+            .drain()
+            .map(|(_, raw)| raw)
+            .collect();
         (pending, in_flight)
     };
     let data = json!({ "reason": "server_exited" });
@@ -299,6 +300,67 @@ async fn write_server(
         }
     }
     let _ = stdin.shutdown().await;
+}
+
+/// Runs the server → client relay on a thread of its own (Unix), so relaying the
+/// server's output never waits behind scanning the client's, and the two directions
+/// use both cores. The returned receiver resolves when the relay has ended.
+fn relay_thread(
+    book: state::SharedBook,
+    inventory: Option<crate::govapi::InventorySender>,
+    server_stdout: tokio::process::ChildStdout,
+    replies: mpsc::Receiver<Vec<u8>>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    #[cfg(unix)]
+    {
+        let fd = match server_stdout.into_owned_fd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::error!("the server's stdout cannot be relayed: {e}");
+                return done_rx;
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("thoth-relay".into())
+            .spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(async move {
+                        match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd) {
+                            Ok(from_server) => {
+                                let _ = server::pump(
+                                    book,
+                                    inventory,
+                                    from_server,
+                                    replies,
+                                    stdio::stdout(),
+                                )
+                                .await;
+                            }
+                            Err(e) => {
+                                tracing::error!("the server's stdout cannot be relayed: {e}")
+                            }
+                        }
+                    });
+                }
+                let _ = done_tx.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the relay thread: {e}");
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::task::spawn_local(async move {
+            let _ =
+                server::pump(book, inventory, server_stdout, replies, stdio::stdout()).await;
+            let _ = done_tx.send(());
+        });
+    }
+    done_rx
 }
 
 /// SIGTERM, SIGINT and SIGHUP to thoth.

@@ -8,14 +8,11 @@
 //! strictly validated: the client's parser is the judge there. While a streamed line is
 //! unfinished, replies wait (they would corrupt the line).
 
-use std::rc::Rc;
-
 use thoth_core::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::client::Ctx;
-use super::state::id_key;
+use super::state::{SharedBook, book, id_key};
 
 /// Lines up to this size are held whole and scanned.
 pub const SCAN_LIMIT: usize = 4 * 1024 * 1024;
@@ -225,7 +222,8 @@ fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: 
 /// Relays the server's stdout and thoth's replies to the client's stdout until the
 /// server's stdout has ended and every reply sender is gone.
 pub async fn pump(
-    ctx: Rc<Ctx>,
+    shared: SharedBook,
+    inventory: Option<crate::govapi::InventorySender>,
     mut from_server: impl AsyncRead + Unpin,
     mut replies: mpsc::Receiver<Vec<u8>>,
     mut stdout: impl AsyncWrite + Unpin,
@@ -246,13 +244,13 @@ pub async fn pump(
                         relay.finish(&mut out, &mut found);
                     }
                     Ok(n) => {
-                        let state = ctx.state.borrow();
+                        let state = book(&shared);
                         relay.scan_responses = !state.in_flight.is_empty();
                         if relay.capture != state.tools_list {
                             relay.capture.clone_from(&state.tools_list);
                         }
                         drop(state);
-                        relay.feed(&chunk[..n], &mut out, &mut found)
+                        relay.feed(chunk.get(..n).unwrap_or_default(), &mut out, &mut found)
                     }
                 }
             }
@@ -272,24 +270,22 @@ pub async fn pump(
                 }
             }
         }
-        if !found.answered.is_empty() {
-            let mut state = ctx.state.borrow_mut();
+        if !found.answered.is_empty() || !found.diverted.is_empty() {
+            let mut state = book(&shared);
             for key in &found.answered {
                 state.in_flight.remove(key);
                 if !state.tools_list.is_empty() {
                     state.tools_list.remove(key);
                 }
             }
+            state.diverted_lines += found.diverted.len() as u64;
         }
-        if !found.captured.is_empty()
-            && let Some(gov) = ctx.gov.borrow().as_ref()
-        {
+        if let Some(inventory) = &inventory {
             for line in &found.captured {
-                gov.tools_list(line);
+                inventory.send(line);
             }
         }
         for text in found.diverted {
-            ctx.state.borrow_mut().diverted_lines += 1;
             tracing::warn!(target: "server", "non-JSON line on the server's stdout (diverted to stderr): {text}");
         }
         if !out.is_empty() {

@@ -32,16 +32,36 @@ pub struct Pending {
     pub abort: Option<AbortHandle>,
 }
 
+/// What the server → client relay and the client side share: requests forwarded and
+/// not yet answered, tools/list requests watched for the inventory, diverted lines.
+/// The relay runs on a thread of its own, so this sits behind a mutex (uncontended:
+/// one lock per forwarded request and one per chunk read from the server).
+#[derive(Debug, Default)]
+pub struct RelayBook {
+    /// id key → raw id of requests forwarded and not yet answered.
+    pub in_flight: HashMap<String, Vec<u8>>,
+    /// Ids of forwarded tools/list requests whose responses go to the GovAPI inventory.
+    pub tools_list: std::collections::HashSet<String>,
+    /// Non-JSON lines the server printed on stdout (diverted to stderr).
+    pub diverted_lines: u64,
+}
+
+/// The shared book.
+pub type SharedBook = std::sync::Arc<std::sync::Mutex<RelayBook>>;
+
+/// Locks the book; a poisoned lock (a panic elsewhere) still yields the data.
+pub fn book(shared: &SharedBook) -> std::sync::MutexGuard<'_, RelayBook> {
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[derive(Default)]
 pub struct ProxyState {
     /// Calls not yet forwarded or answered (cancellable), by id.
     pub pending: HashMap<String, Pending>,
-    /// id key → raw id of requests forwarded and not yet answered.
-    pub in_flight: HashMap<String, Vec<u8>>,
-    /// Non-JSON lines the server printed on stdout (diverted to stderr).
-    pub diverted_lines: u64,
-    /// Ids of forwarded tools/list requests whose responses go to the GovAPI inventory.
-    pub tools_list: std::collections::HashSet<String>,
+    /// Shared with the server → client relay.
+    pub book: SharedBook,
 }
 
 impl ProxyState {
@@ -52,14 +72,16 @@ impl ProxyState {
 
     /// Remembers a tools/list request so its response feeds the inventory.
     pub fn watch_tools_list(&mut self, raw_id: &[u8]) {
-        if self.tools_list.len() < MAX_WATCHED {
-            self.tools_list.insert(id_key(raw_id));
+        let mut book = book(&self.book);
+        if book.tools_list.len() < MAX_WATCHED {
+            book.tools_list.insert(id_key(raw_id));
         }
     }
 
     pub fn forwarded(&mut self, raw_id: &[u8]) {
-        if self.in_flight.len() < MAX_IN_FLIGHT {
-            self.in_flight.insert(id_key(raw_id), raw_id.to_vec());
+        let mut book = book(&self.book);
+        if book.in_flight.len() < MAX_IN_FLIGHT {
+            book.in_flight.insert(id_key(raw_id), raw_id.to_vec());
         }
     }
 }

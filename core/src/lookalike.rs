@@ -15,24 +15,30 @@ const LONGEST: usize = 16;
 /// True when `key`, folded (simple case folding onto ASCII, controls and invisible
 /// format characters dropped), equals one of `names`. Callers have already checked
 /// that `key` is not exactly one of them.
-#[inline]
+#[inline(always)]
 pub(crate) fn folds_onto(key: &RawStr<'_>, names: &[&str]) -> bool {
     // An unescaped ASCII key has no control character (the validator refuses raw
-    // ones) and folds by ASCII case alone. This keeps ordinary keys off the slow path.
+    // ones) and folds by ASCII case alone. This keeps ordinary keys off the slow path,
+    // and inline: every key of every envelope and params object comes through here.
     if !key.has_escapes() {
         let raw = key.raw();
-        if !names.iter().any(|n| n.len() == raw.len()) && raw.len() <= LONGEST {
+        // Below DEL: ASCII with no character a lenient decoder could drop (raw C0
+        // controls are refused by the validator; DEL is legal raw JSON).
+        if raw.iter().all(|&b| b < 0x7f) {
             // Same length is needed unless a multi-byte character (ſ, K, or an
             // invisible one) is involved, which only non-ASCII keys can hold.
-            if raw.is_ascii() {
-                return false;
-            }
-        } else if raw.is_ascii() {
             return names
                 .iter()
                 .any(|n| n.len() == raw.len() && n.as_bytes().eq_ignore_ascii_case(raw));
         }
     }
+    folds_slowly(key, names)
+}
+
+/// The general case: escapes or non-ASCII characters.
+#[cold]
+#[inline(never)]
+fn folds_slowly(key: &RawStr<'_>, names: &[&str]) -> bool {
     let mut folded = heapless::Vec::<u8, LONGEST>::new();
     for c in key.chars() {
         if is_ignorable(c) {
@@ -81,6 +87,8 @@ mod tests {
             (b"Method", true),
             (b"METHOD", true),
             (br"method\u0000", true),
+            (b"method\x7f", true),
+            (b"\x7fid", true),
             (br"\u0000m\u0000e\u0000t\u0000hod", true),
             ("paramſ".as_bytes(), true),
             (br"param\u017f", true),

@@ -115,6 +115,15 @@ fn table() {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","paramſ":{"name":"evil"},"params":{"name":"x"}}"#,
             "lookalike_member",
         ),
+        // DEL is legal raw in a JSON string and a control character to strippers.
+        (
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\u{7f}\":\"tools/call\",\"method\":\"ping\"}",
+            "lookalike_member",
+        ),
+        (
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"x\",\"na\u{7f}me\":\"evil\"}}",
+            "lookalike_member",
+        ),
         (
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","param\u017f":{"name":"evil"},"params":{"name":"x"}}"#,
             "lookalike_member",
