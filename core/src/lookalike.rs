@@ -24,7 +24,7 @@ pub(crate) fn folds_onto(key: &RawStr<'_>, names: &[&str]) -> bool {
         let raw = key.raw();
         // Below DEL: ASCII with no character a lenient decoder could drop (raw C0
         // controls are refused by the validator; DEL is legal raw JSON).
-        if raw.iter().all(|&b| b < 0x7f) {
+        if below_del(raw) {
             // Same length is needed unless a multi-byte character (ſ, K, or an
             // invisible one) is involved, which only non-ASCII keys can hold.
             return names
@@ -33,6 +33,25 @@ pub(crate) fn folds_onto(key: &RawStr<'_>, names: &[&str]) -> bool {
         }
     }
     folds_slowly(key, names)
+}
+
+/// True when every byte is below 0x7F, eight bytes at a time: with no such byte, adding
+/// one to each byte never carries and never sets a high bit; the lowest byte of 0x7F
+/// or more always shows in the result.
+#[inline(always)]
+fn below_del(raw: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut words = raw.chunks_exact(8);
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_le_bytes(bytes);
+        if (w | w.wrapping_add(ONES)) & HIGH != 0 {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| b < 0x7f)
 }
 
 /// The general case: escapes or non-ASCII characters.
@@ -80,6 +99,23 @@ mod tests {
     use super::*;
 
     const ENVELOPE: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
+
+    #[test]
+    fn below_del_is_exact() {
+        for len in 0..20 {
+            for at in 0..len {
+                for bad in [0x7f_u8, 0x80, 0xff, 0xc3] {
+                    let mut key = [b'a'; 20];
+                    if let Some(b) = key.get_mut(at) {
+                        *b = bad;
+                    }
+                    assert!(!below_del(&key[..len]), "{len} {at} {bad:#x}");
+                }
+            }
+            assert!(below_del(&[0x7e; 20][..len]));
+            assert!(below_del(&[0x01; 20][..len]));
+        }
+    }
 
     #[test]
     fn table() {
