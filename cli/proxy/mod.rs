@@ -355,8 +355,7 @@ fn relay_thread(
     #[cfg(not(unix))]
     {
         tokio::task::spawn_local(async move {
-            let _ =
-                server::pump(book, inventory, server_stdout, replies, stdio::stdout()).await;
+            let _ = server::pump(book, inventory, server_stdout, replies, stdio::stdout()).await;
             let _ = done_tx.send(());
         });
     }

@@ -3,10 +3,13 @@
 //! Everything about the child's lifetime lives here (in the manner of uv's `child.rs`):
 //! the server runs in its own process group so a signal reaches its descendants, and on
 //! Linux with `PR_SET_PDEATHSIG(SIGKILL)` so not even a SIGKILLed thoth leaves it behind
-//! (thoth's runtime has one thread, the one that spawns, and it lives as long as thoth).
-//! MCP clients give thoth about 2 s after closing stdin before SIGTERM and 2 s more
-//! before SIGKILL, so the escalation here is 1 s + 1 s. On Windows the child is killed
-//! directly (job objects are not wired yet). This module never touches stdout.
+//! (the signal follows the thread that spawned: thoth's main thread, which lives as long
+//! as thoth). MCP clients give thoth about 2 s after closing stdin before SIGTERM and 2 s
+//! more before SIGKILL, so the escalation here is 1 s + 1 s. On Windows thoth puts itself
+//! in a job object with kill-on-close before spawning, so the server and everything it
+//! starts inherit the job (no window between spawn and assignment) and end when thoth's
+//! handle closes, however thoth ends; stopping kills the server process directly (there
+//! is no SIGTERM). This module never touches stdout.
 
 pub mod resolve;
 
@@ -58,6 +61,8 @@ pub struct Server {
 
 /// Starts the server; `stderr` is inherited by `run` and captured by `doctor`.
 pub fn spawn(resolved: &Resolved, args: &[OsString], stderr: Stdio) -> std::io::Result<Server> {
+    #[cfg(windows)]
+    join_kill_on_close_job();
     let mut cmd = Command::new(&resolved.path);
     cmd.args(args)
         .env_clear()
@@ -110,6 +115,28 @@ pub fn widen_pipe(fd: &impl std::os::fd::AsFd) {
         fd.as_fd(),
         nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_CAPACITY),
     );
+}
+
+/// Puts thoth in a kill-on-close job once; children inherit it. A failure (thoth is in
+/// a job that forbids nesting, on old Windows) is logged and the server runs anyway.
+#[cfg(windows)]
+fn join_kill_on_close_job() {
+    static JOB: std::sync::OnceLock<Option<win32job::Job>> = std::sync::OnceLock::new();
+    JOB.get_or_init(|| {
+        let mut info = win32job::ExtendedLimitInfo::new();
+        info.limit_kill_on_job_close();
+        let job = win32job::Job::create_with_limit_info(&info)
+            .and_then(|job| job.assign_current_process().map(|()| job));
+        match job {
+            Ok(job) => Some(job),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot create the kill-on-close job object ({e}): the server's descendants may outlive thoth"
+                );
+                None
+            }
+        }
+    });
 }
 
 /// Sends `signal` to the server's process group (ignores a group already gone).
