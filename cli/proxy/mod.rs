@@ -1,8 +1,11 @@
 //! `thoth run`: the governed stdio proxy.
 //!
-//! One thread runs everything (both pumps, decisions, the server's stdin writer): the
-//! work per frame is small, and one thread keeps wake-ups and hand-offs off the
-//! round-trip path. The pieces:
+//! Two threads: the main one reads the client, scans, decides and writes the server's
+//! stdin; the relay thread copies the server's stdout (and thoth's replies) to the
+//! client. Each direction of a round trip stays on one thread (no hand-off on the
+//! path), and relaying no longer waits behind scanning, so both cores work on a stream.
+//! They share only [`state::RelayBook`] (requests in flight, watched tools/list ids)
+//! behind an uncontended mutex, and the reply channel. The pieces:
 //!
 //! - [`client`]: client stdin → scan → forward / decide / answer;
 //! - [`server`]: server stdout → client stdout, with thoth's replies between lines;
