@@ -113,6 +113,19 @@ fn answer(message: &Value) -> Option<Value> {
                 .unwrap_or(json!({}));
             match name {
                 "crash" => std::process::exit(3),
+                "answer_and_exit" => {
+                    // The answer first, then exit at once: its response is in the pipe
+                    // while the proxy learns that the server is gone.
+                    let mut out = std::io::stdout();
+                    let pad = "p".repeat(args["pad_kib"].as_u64().unwrap_or(0) as usize * 1024);
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        json!({ "jsonrpc": "2.0", "id": id, "result": { "content": [], "pad": pad } })
+                    );
+                    let _ = out.flush();
+                    std::process::exit(4);
+                }
                 "big" => {
                     return Some(json!({ "id": id, "big": args["mib"].as_u64().unwrap_or(1) }));
                 }

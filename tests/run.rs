@@ -198,8 +198,10 @@ fn batches_are_split_and_never_carry_a_blocked_call() {
     let blocked = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{"p":1}}}"#;
     let ping = r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#;
     p.send(&format!("[{allowed}, {blocked},{ping}, 7]"));
+    // The fixture answers the forwarded batch one line per element; thoth's error array
+    // may come before or after them (JSON-RPC fixes no order).
     let mut seen = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         seen.push(p.recv_json());
     }
     let errors = seen
@@ -374,6 +376,21 @@ fn a_crashing_server_answers_its_calls_and_passes_its_status() {
         (json!(5), json!(-32603))
     );
     assert_eq!(p.wait(Duration::from_secs(5)).code(), Some(3));
+}
+
+#[test]
+fn a_server_that_answers_then_exits_is_answered_once() {
+    for round in 0..5 {
+        let s = Scratch::new(&format!("answer-exit-{round}"));
+        let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+        // A 3 MiB answer takes the relay a while: the exit is seen first.
+        p.send(&call(6, "answer_and_exit", json!({ "pad_kib": 3072 })));
+        let v = p.recv_json();
+        assert_eq!(v["id"], 6);
+        assert!(v.get("result").is_some(), "the server's own answer: {v}");
+        assert_eq!(p.wait(Duration::from_secs(5)).code(), Some(4));
+        assert!(p.rest().is_empty(), "no second answer for the same id");
+    }
 }
 
 #[test]

@@ -40,6 +40,8 @@ use state::ProxyState;
 
 /// Frames queued for the server's stdin at most (a slow server slows the client).
 const TO_SERVER_QUEUE: usize = 8;
+/// How long a dead server's stdout may take to end before pending calls are answered.
+const ORPHAN_WAIT: Duration = Duration::from_millis(500);
 /// Replies queued for the client at most.
 const TO_CLIENT_QUEUE: usize = 256;
 
@@ -248,6 +250,13 @@ fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
 
 /// Calls waiting for a decision, and requests the server never answered, get an error.
 async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
+    // Responses the server wrote before exiting are still being relayed: answer only
+    // what is left once its stdout has ended (bounded: a grandchild may hold it open).
+    let book = ctx.state.borrow().book.clone();
+    let deadline = tokio::time::Instant::now() + ORPHAN_WAIT;
+    while !state::book(&book).server_eof && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let (pending, in_flight) = {
         let mut state = ctx.state.borrow_mut();
         let pending: Vec<_> = state.pending.drain().map(|(_, p)| p).collect();

@@ -242,6 +242,7 @@ pub async fn pump(
                     Ok(0) | Err(_) => {
                         server_open = false;
                         relay.finish(&mut out, &mut found);
+                        book(&shared).server_eof = true;
                     }
                     Ok(n) => {
                         let state = book(&shared);

@@ -44,6 +44,8 @@ pub struct RelayBook {
     pub tools_list: std::collections::HashSet<String>,
     /// Non-JSON lines the server printed on stdout (diverted to stderr).
     pub diverted_lines: u64,
+    /// The server's stdout has ended: every response it wrote has been relayed.
+    pub server_eof: bool,
 }
 
 /// The shared book.
