@@ -282,36 +282,39 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
 /// Owns the server's stdin: writes frames as they come, flushes when idle, and closes
 /// it when every sender is gone.
 async fn write_server(
-    stdin: impl AsyncWrite + Unpin,
+    mut stdin: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Vec<u8>>,
     spare: Rc<RefCell<Vec<Vec<u8>>>>,
 ) {
-    let mut stdin = tokio::io::BufWriter::with_capacity(64 * 1024, stdin);
+    // No buffered writer: a batch of frames is written straight from the vector the
+    // client pump filled (one copy fewer per byte); frames queued meanwhile join it.
     while let Some(mut bytes) = rx.recv().await {
+        while bytes.len() < COALESCE_BYTES {
+            match rx.try_recv() {
+                Ok(next) => {
+                    bytes.extend_from_slice(&next);
+                    recycle(&spare, next);
+                }
+                Err(_) => break,
+            }
+        }
         if stdin.write_all(&bytes).await.is_err() {
             return;
         }
-        // Hand the buffer back: the client pump refills it instead of allocating.
-        if bytes.capacity() <= 1 << 20 && spare.borrow().len() < 4 {
-            bytes.clear();
-            spare.borrow_mut().push(bytes);
-        }
-        let mut more = true;
-        while more {
-            match rx.try_recv() {
-                Ok(next) => {
-                    if stdin.write_all(&next).await.is_err() {
-                        return;
-                    }
-                }
-                Err(_) => more = false,
-            }
-        }
-        if stdin.flush().await.is_err() {
-            return;
-        }
+        recycle(&spare, bytes);
     }
     let _ = stdin.shutdown().await;
+}
+
+/// Frames joined into one write at most (bytes).
+const COALESCE_BYTES: usize = 256 * 1024;
+
+/// Hands a spent buffer back: the client pump refills it instead of allocating.
+fn recycle(spare: &RefCell<Vec<Vec<u8>>>, mut bytes: Vec<u8>) {
+    if bytes.capacity() <= 1 << 20 && spare.borrow().len() < 4 {
+        bytes.clear();
+        spare.borrow_mut().push(bytes);
+    }
 }
 
 /// Runs the server → client relay on a thread of its own (Unix), so relaying the
