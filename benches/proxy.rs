@@ -1,8 +1,9 @@
 //! `thoth run` measured against the same work without thoth, in one run:
 //!
 //! - `passthrough_100MB`: 100 MB of notifications through `thoth run -- cat` (client
-//!   pump, scan, server writer, `cat`, server pump) beside the same bytes through `cat`
-//!   alone over the same kind of pipes;
+//!   pump, scan, server writer, `cat`, server relay) beside the same bytes through the
+//!   same pipes with a plain byte copy where thoth's pumps are (`plain_copy_proxy_cat`:
+//!   threads copying client → cat → client), and through `cat` alone (half the pipes);
 //! - `tools_call_stream`: 10 MB of allowed tools/call frames through `thoth run -- cat`
 //!   (every frame decided by the local engine), beside `cat` alone;
 //! - `round_trip`: one tools/call written and its echo read back, through
@@ -84,6 +85,47 @@ fn stream_through(cmd: Command, input: &'static [u8]) -> Duration {
     elapsed
 }
 
+fn copy_bytes(from: &mut impl Read, to: &mut impl Write) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).unwrap();
+        if n == 0 {
+            return;
+        }
+        to.write_all(&buf[..n]).unwrap();
+    }
+}
+
+/// The same pipes as `thoth run -- cat` with a plain byte copy where thoth scans:
+/// feeder → pipe → copy → cat → copy → pipe → reader (the copies are threads here).
+fn copy_proxy_through(input: &'static [u8]) -> Duration {
+    let started = Instant::now();
+    let (mut child, mut cat_in, mut cat_out) = spawn(Command::new("cat"));
+    let (mut client_read, mut client_write) = std::io::pipe().unwrap();
+    let (mut back_read, mut back_write) = std::io::pipe().unwrap();
+    let feeder = std::thread::spawn(move || client_write.write_all(input).unwrap());
+    // A read/write loop through user memory, as any proxy that looks at the bytes
+    // must (std::io::copy would splice pipe to pipe inside the kernel).
+    let to_server = std::thread::spawn(move || copy_bytes(&mut client_read, &mut cat_in));
+    let to_client = std::thread::spawn(move || copy_bytes(&mut cat_out, &mut back_write));
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0usize;
+    loop {
+        let n = back_read.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    feeder.join().unwrap();
+    to_server.join().unwrap();
+    to_client.join().unwrap();
+    child.wait().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(total, input.len(), "every byte came back");
+    elapsed
+}
+
 fn frames(target: usize, make: impl Fn(usize) -> String) -> &'static [u8] {
     let mut out = Vec::with_capacity(target + 256);
     let mut i = 0;
@@ -119,6 +161,9 @@ fn streams(c: &mut Criterion) {
                 .map(|_| stream_through(Command::new("cat"), notifications))
                 .sum()
         })
+    });
+    group.bench_function("plain_copy_proxy_cat", |b| {
+        b.iter_custom(|n| (0..n).map(|_| copy_proxy_through(notifications)).sum())
     });
     group.finish();
 
