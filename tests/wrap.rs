@@ -337,6 +337,10 @@ fn embedded_key_goes_to_env_only() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("written in clear"));
     assert!(
+        stderr(&out).contains("chmod 600"),
+        "the copied file is 0644"
+    );
+    assert!(
         !stderr(&out).contains("tk_live_embedded"),
         "the key never reaches logs"
     );
@@ -407,4 +411,16 @@ fn output_writes_elsewhere_and_leaves_the_config() {
     let wrapped = String::from_utf8(read(&out_file)).expect("utf-8");
     assert!(wrapped.contains("// MCP servers Gemini CLI starts"));
     assert!(wrapped.contains("\"--\", \"python\", \"-m\""));
+    // Replacing an existing output backs it up first.
+    std::fs::write(&out_file, "{\"before\": true}").expect("write");
+    let out = run(wrap_cmd(&s)
+        .args(["--client", "gemini", "--output"])
+        .arg(&out_file)
+        .arg(&path));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let backups: Vec<PathBuf> = walk(&s.path(".thoth/backups"));
+    assert!(
+        backups.iter().any(|b| read(b) == b"{\"before\": true}"),
+        "{backups:?}"
+    );
 }

@@ -113,7 +113,7 @@ pub fn run(args: &WrapConfigArgs) -> ExitCode {
                 let report = if args.restore {
                     restore_file(&path, client, &store, args.dry_run)
                 } else {
-                    wrap_file(&path, client, &spec, &store, args)
+                    wrap_file(&path, client, &spec, &store, args, &backups)
                 };
                 failed |= report.error.is_some();
                 tracing::info!("{}", report.summary());
@@ -295,6 +295,20 @@ pub fn thoth_path() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from(name))
 }
 
+/// Whether group or others may read `path` (always false where modes do not exist).
+fn readable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 /// Reads a config file as UTF-8 text.
 fn read_text(path: &Path) -> Result<(Vec<u8>, String), String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
@@ -332,8 +346,15 @@ fn wrap_file(
     spec: &WrapSpec,
     store: &Store,
     args: &WrapConfigArgs,
+    backups: &Path,
 ) -> FileReport {
     let mut report = FileReport::new(path, client);
+    if spec.embed_api_key.is_some() && readable_by_others(args.output.as_deref().unwrap_or(path)) {
+        tracing::warn!(
+            "{}: group or others can read this file, and it will hold the API key: chmod 600 it",
+            args.output.as_deref().unwrap_or(path).display()
+        );
+    }
     for attempt in 0..ATTEMPTS {
         let (bytes, text) = match read_text(path) {
             Ok(t) => t,
@@ -367,7 +388,7 @@ fn wrap_file(
             return report;
         }
         if let Some(output) = &args.output {
-            report.error = write_output(output, wrapped.text.as_bytes()).err();
+            report.error = write_output(output, wrapped.text.as_bytes(), backups).err();
             report.note = Some(format!("written to {}", output.display()));
             return report;
         }
@@ -537,10 +558,12 @@ fn restore_file(path: &Path, client: Client, store: &Store, dry_run: bool) -> Fi
     report
 }
 
-/// `--output`: a new file (or a replaced one, atomically), never the CONFIG itself.
-fn write_output(output: &Path, bytes: &[u8]) -> Result<(), String> {
+/// `--output`: a new file, or a replaced one (backed up first, then atomically), never
+/// the CONFIG itself.
+fn write_output(output: &Path, bytes: &[u8], backups: &Path) -> Result<(), String> {
     if output.exists() {
         let current = std::fs::read(output).map_err(|e| format!("{}: {e}", output.display()))?;
+        Store::for_file(backups, output).backup(&current)?;
         return match store::replace(output, &store::sha256_hex(&current), bytes, &mut || {}) {
             Ok(()) => Ok(()),
             Err(ReplaceError::Changed) => {
