@@ -209,7 +209,7 @@ pub fn unwrap(
                     edits.push(Edit::replace(r, args.clone()));
                 }
             }
-            (None, Some(prop)) => edits.push(doc.remove_prop(cmd.holder, prop)),
+            (None, Some(prop)) => edits.extend(doc.remove_prop(cmd.holder, prop)),
             (Some(args), None) => {
                 edits.push(doc.insert_after(cmd.command_prop, &format!("\"args\": {args}")))
             }
@@ -217,12 +217,12 @@ pub fn unwrap(
         }
         if let Some(env) = cmd.env_prop {
             match original.env_added {
-                EnvAdded::EnvObject => edits.push(doc.remove_prop(cmd.holder, env)),
+                EnvAdded::EnvObject => edits.extend(doc.remove_prop(cmd.holder, env)),
                 EnvAdded::Key => {
                     if let Value::Object(obj) = &env.value
                         && let Some(key) = find_prop(obj, "THOTH_API_KEY")
                     {
-                        edits.push(doc.remove_prop(obj, key));
+                        edits.extend(doc.remove_prop(obj, key));
                     }
                 }
                 EnvAdded::Nothing => {}
@@ -485,25 +485,24 @@ impl<'a> Doc<'a> {
     }
 
     /// Removes `prop` from `obj` with the separator that came with it.
-    fn remove_prop(&self, obj: &Object<'a>, prop: &ObjectProp<'a>) -> Edit {
-        let index = obj
-            .properties
-            .iter()
-            .position(|p| p.range == prop.range)
-            .unwrap_or(0);
-        if let Some(previous) = index.checked_sub(1).and_then(|i| obj.properties.get(i)) {
-            Edit::replace(
-                jsonc_parser::common::Range::new(previous.range.end, prop.range.end),
-                String::new(),
-            )
-        } else if let Some(next) = obj.properties.get(index + 1) {
-            Edit::replace(
-                jsonc_parser::common::Range::new(prop.range.start, next.range.start),
-                String::new(),
-            )
-        } else {
-            Edit::replace(obj.range, "{}".into())
-        }
+    /// (`None` when `prop` is not one of `obj`'s: nothing is removed then.)
+    fn remove_prop(&self, obj: &Object<'a>, prop: &ObjectProp<'a>) -> Option<Edit> {
+        let index = obj.properties.iter().position(|p| p.range == prop.range)?;
+        Some(
+            if let Some(previous) = index.checked_sub(1).and_then(|i| obj.properties.get(i)) {
+                Edit::replace(
+                    jsonc_parser::common::Range::new(previous.range.end, prop.range.end),
+                    String::new(),
+                )
+            } else if let Some(next) = obj.properties.get(index + 1) {
+                Edit::replace(
+                    jsonc_parser::common::Range::new(prop.range.start, next.range.start),
+                    String::new(),
+                )
+            } else {
+                Edit::replace(obj.range, "{}".into())
+            },
+        )
     }
 
     /// Applies non-overlapping edits.
