@@ -128,7 +128,7 @@ pub fn wrap(
     let mut edits = Vec::new();
     let mut entries = Vec::new();
     let mut originals = BTreeMap::new();
-    for entry in doc.entries(client) {
+    for entry in doc.entries(client)? {
         let outcome = match classify(entry.value) {
             Class::Remote => Outcome::Remote,
             Class::Skip(reason) => Outcome::Skipped { reason },
@@ -187,7 +187,7 @@ pub fn unwrap(
     let doc = Doc::parse(text, client.dialect())?;
     let mut edits = Vec::new();
     let mut entries = Vec::new();
-    for entry in doc.entries(client) {
+    for entry in doc.entries(client)? {
         let Class::Stdio(cmd) = classify(entry.value) else {
             continue;
         };
@@ -261,7 +261,7 @@ impl Survey {
 pub fn survey(text: &str, client: Client) -> Result<Survey, EditError> {
     let doc = Doc::parse(text, client.dialect())?;
     let mut s = Survey::default();
-    for entry in doc.entries(client) {
+    for entry in doc.entries(client)? {
         match classify(entry.value) {
             Class::Remote => s.remote += 1,
             Class::Skip(_) => s.skipped += 1,
@@ -330,25 +330,86 @@ impl<'a> Doc<'a> {
             .to_string()
     }
 
-    /// Every server entry of the client's containers, in file order.
-    fn entries(&self, client: Client) -> Vec<Entry<'_, 'a>> {
+    /// Every server entry of the client's containers, in file order. A duplicated
+    /// key on the way to an entry or inside one is an error: the client reads only
+    /// one of them (usually the last), so wrapping the other would leave the server
+    /// it actually runs ungoverned while reporting it wrapped.
+    fn entries(&self, client: Client) -> Result<Vec<Entry<'_, 'a>>, EditError> {
         let Some(Value::Object(root)) = &self.root else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         let key = client.servers_key();
-        collect(root, &[], key, &mut out);
+        self.unique(root, &[key, "projects"], "the top level")?;
+        self.collect(root, &[], key, &mut out)?;
         if client == Client::ClaudeCode
             && let Some(Value::Object(projects)) = find_prop(root, "projects").map(|p| &p.value)
         {
+            self.unique(projects, &[], "projects")?;
             for project in &projects.properties {
                 if let Value::Object(obj) = &project.value {
                     let base = ["projects".to_string(), prop_name(project)];
-                    collect(obj, &base, key, &mut out);
+                    self.unique(obj, &[key], &base.join("/"))?;
+                    self.collect(obj, &base, key, &mut out)?;
                 }
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// Adds the entries of `obj[key]` (an object of servers) to `out`.
+    fn collect<'d>(
+        &self,
+        obj: &'d Object<'a>,
+        base: &[String],
+        key: &str,
+        out: &mut Vec<Entry<'d, 'a>>,
+    ) -> Result<(), EditError> {
+        let Some(Value::Object(servers)) = find_prop(obj, key).map(|p| &p.value) else {
+            return Ok(());
+        };
+        let mut where_ = base.to_vec();
+        where_.push(key.to_string());
+        self.unique(servers, &[], &where_.join("/"))?;
+        for server in &servers.properties {
+            let mut path = where_.clone();
+            path.push(prop_name(server));
+            if let Value::Object(entry) = &server.value {
+                self.unique(entry, &[], &path.join("/"))?;
+                if let Some(Value::Object(command)) = find_prop(entry, "command").map(|p| &p.value)
+                {
+                    self.unique(command, &[], &format!("{}/command", path.join("/")))?;
+                }
+            }
+            out.push(Entry {
+                path,
+                value: &server.value,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a key that appears twice in `obj` (only the keys in `only`, if any).
+    fn unique(&self, obj: &Object<'a>, only: &[&str], where_: &str) -> Result<(), EditError> {
+        for (i, prop) in obj.properties.iter().enumerate() {
+            let name = prop.name.as_str();
+            if !only.is_empty() && !only.contains(&name) {
+                continue;
+            }
+            if obj
+                .properties
+                .iter()
+                .skip(i + 1)
+                .any(|p| p.name.as_str() == name)
+            {
+                let before = self.text.get(..prop.range.start).unwrap_or_default();
+                let line = before.matches('\n').count() + 1;
+                return Err(EditError(format!(
+                    "duplicate key {name:?} in {where_} (line {line}): the client reads only one of them; remove the other"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The edits that wrap one stdio entry around `program args…`.
@@ -480,7 +541,12 @@ impl<'a> Doc<'a> {
     fn insert_into(&self, obj: &Object<'a>, member: &str) -> Edit {
         match obj.properties.last() {
             Some(last) => self.insert_after(last, member),
-            None => Edit::replace(obj.range, format!("{{{member}}}")),
+            // Right after `{`: whatever was inside the empty object stays.
+            None => Edit {
+                start: obj.range.start + 1,
+                end: obj.range.start + 1,
+                text: member.to_string(),
+            },
         }
     }
 
@@ -500,7 +566,8 @@ impl<'a> Doc<'a> {
                     String::new(),
                 )
             } else {
-                Edit::replace(obj.range, "{}".into())
+                // The only member: just its own bytes go.
+                Edit::replace(prop.range, String::new())
             },
         )
     }
@@ -521,22 +588,6 @@ impl<'a> Doc<'a> {
             limit = edit.start;
         }
         Ok(format!("{}{out}", self.prefix))
-    }
-}
-
-/// Adds the entries of `obj[key]` (an object of servers) to `out`.
-fn collect<'d, 'a>(obj: &'d Object<'a>, base: &[String], key: &str, out: &mut Vec<Entry<'d, 'a>>) {
-    let Some(Value::Object(servers)) = find_prop(obj, key).map(|p| &p.value) else {
-        return;
-    };
-    for server in &servers.properties {
-        let mut path = base.to_vec();
-        path.push(key.to_string());
-        path.push(prop_name(server));
-        out.push(Entry {
-            path,
-            value: &server.value,
-        });
     }
 }
 
@@ -635,6 +686,10 @@ fn classify<'d, 'a>(value: &'d Value<'a>) -> Class<'d, 'a> {
     if program.value.trim().is_empty() {
         return Class::Skip("command is empty".into());
     }
+    let env_prop = find_prop(holder, "env");
+    if env_prop.is_some_and(|p| !matches!(p.value, Value::Object(_))) {
+        return Class::Skip("env is not an object".into());
+    }
     let args_prop = find_prop(holder, "args");
     let (args_array, args) = match args_prop.map(|p| &p.value) {
         None => (None, Vec::new()),
@@ -659,7 +714,7 @@ fn classify<'d, 'a>(value: &'d Value<'a>) -> Class<'d, 'a> {
         args_array,
         args_range: args_array.map(|a| a.range),
         args,
-        env_prop: find_prop(holder, "env"),
+        env_prop,
     })
 }
 
@@ -833,6 +888,7 @@ mod tests {
             r#"{"mcpServers": {"a": {"command": "x", "args": ["1"]}}}"#,
             r#"{"mcpServers": {"a": {"command": "x"}}}"#,
             r#"{"mcpServers": {"a": {"command": "x", "env": {}}}}"#,
+            "{\"mcpServers\": {\"a\": {\"command\": \"x\", \"env\": { \n }}}}",
         ] {
             let w = wrap(text, Client::Cursor, &s, &BTreeMap::new()).expect("wraps");
             let v: serde_json::Value = serde_json::from_str(&w.text).expect("strict JSON");
@@ -855,6 +911,29 @@ mod tests {
         assert!(check("{// c\n}", Dialect::Jsonc).is_ok());
         assert!(check("[1]", Dialect::Json).is_err());
         assert!(check("", Dialect::Json).is_ok());
+    }
+
+    #[test]
+    fn duplicated_keys_are_refused() {
+        for text in [
+            r#"{"mcpServers": {"a": {"command": "x", "command": "evil"}}}"#,
+            r#"{"mcpServers": {"a": {"command": "x"}, "a": {"command": "evil"}}}"#,
+            r#"{"mcpServers": {"a": {"command": "x"}}, "mcpServers": {"b": {"command": "evil"}}}"#,
+            r#"{"mcpServers": {"a": {"command": "x", "args": [], "args": ["evil"]}}}"#,
+        ] {
+            let err = wrap(text, Client::Cursor, &spec(), &BTreeMap::new()).expect_err(text);
+            assert!(err.0.contains("duplicate key"), "{err}");
+            assert!(survey(text, Client::Cursor).is_err());
+        }
+        let bad_env = r#"{"mcpServers": {"a": {"command": "x", "env": []}}}"#;
+        let w = wrap(bad_env, Client::Cursor, &spec(), &BTreeMap::new()).expect("wraps");
+        assert_eq!(w.text, bad_env);
+        assert!(matches!(w.entries[0].outcome, Outcome::Skipped { .. }));
+        let zed = r#"{"context_servers": {"a": {"command": {"path": "x", "path": "evil"}}}}"#;
+        assert!(wrap(zed, Client::Zed, &spec(), &BTreeMap::new()).is_err());
+        // Duplicates elsewhere do not matter to wrapping.
+        let other = r#"{"theme": 1, "theme": 2, "mcpServers": {"a": {"command": "x"}}}"#;
+        assert!(wrap(other, Client::Cursor, &spec(), &BTreeMap::new()).is_ok());
     }
 
     #[test]
