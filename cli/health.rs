@@ -9,7 +9,9 @@
 //! users give the worst status and summed counts.
 //!
 //! Status rules — fail: settings invalid, local policy invalid, a stdio server not
-//! wrapped (it runs ungoverned), audit chain broken, enforcer unreachable (`--probe`);
+//! wrapped (it runs ungoverned), a client file with a duplicated server key (the
+//! client may run the copy thoth cannot see), audit chain broken, enforcer unreachable
+//! (`--probe`);
 //! warn: no client detected, a client file that does not parse, GovAPI configured but
 //! not registered, heartbeat older than three intervals, GovAPI unreachable (`--probe`).
 
@@ -125,7 +127,13 @@ pub fn assess(s: &Snapshot, probe: &Probe) -> (Map<String, Value>, Checks) {
         })
         .collect();
     if !broken.is_empty() {
-        checks.add("client_files", Level::Warn, broken.join("; "));
+        // A duplicated key may hide a server the client runs ungoverned.
+        let level = if s.clients.iter().any(|c| c.ambiguous) {
+            Level::Fail
+        } else {
+            Level::Warn
+        };
+        checks.add("client_files", level, broken.join("; "));
     }
     if servers.unwrapped > 0 {
         checks.add(

@@ -360,6 +360,25 @@ fn health_json_shape_and_exit_codes() {
     assert_eq!((code, out.as_str()), (Some(1), ""));
     assert!(err.contains("ServersWrapped"), "{err}");
 
+    // fail: a duplicated key could hide an ungoverned server; warn: a file that does
+    // not parse at all (the client cannot load it either).
+    let wrapped = s.read(".cursor/mcp.json");
+    s.write(
+        ".cursor/mcp.json",
+        "{\"mcpServers\": {\"a\": {\"command\": \"x\"}, \"a\": {\"command\": \"y\"}}}",
+    );
+    let (code, out, _) = health(&s, &["--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["checks"]["client_files"]["status"], "fail");
+    s.write(".cursor/mcp.json", "{\"mcpServers\": ");
+    let (code, out, _) = health(&s, &["--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["checks"]["client_files"]["status"], "warn");
+    assert_eq!(v["ClientFilesInvalid"], 1);
+    s.write(".cursor/mcp.json", &wrapped);
+
     // fail: an invalid local policy.
     let bad = s.write(
         "bad.cedar",

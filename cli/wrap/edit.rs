@@ -24,6 +24,17 @@ use super::clients::{Client, Dialect};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EditError(pub String);
 
+/// How [`Doc::unique`] errors start (see [`EditError::is_duplicate_key`]).
+const DUPLICATE_KEY: &str = "duplicate key";
+
+impl EditError {
+    /// A duplicated key the client reads one way and thoth another: the file may run
+    /// a server ungoverned, which `health` treats as a failure, not a warning.
+    pub fn is_duplicate_key(&self) -> bool {
+        self.0.starts_with(DUPLICATE_KEY)
+    }
+}
+
 impl std::fmt::Display for EditError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -405,7 +416,7 @@ impl<'a> Doc<'a> {
                 let before = self.text.get(..prop.range.start).unwrap_or_default();
                 let line = before.matches('\n').count() + 1;
                 return Err(EditError(format!(
-                    "duplicate key {name:?} in {where_} (line {line}): the client reads only one of them; remove the other"
+                    "{DUPLICATE_KEY} {name:?} in {where_} (line {line}): the client reads only one of them; remove the other"
                 )));
             }
         }
@@ -922,7 +933,7 @@ mod tests {
             r#"{"mcpServers": {"a": {"command": "x", "args": [], "args": ["evil"]}}}"#,
         ] {
             let err = wrap(text, Client::Cursor, &spec(), &BTreeMap::new()).expect_err(text);
-            assert!(err.0.contains("duplicate key"), "{err}");
+            assert!(err.is_duplicate_key(), "{err}");
             assert!(survey(text, Client::Cursor).is_err());
         }
         let bad_env = r#"{"mcpServers": {"a": {"command": "x", "env": []}}}"#;

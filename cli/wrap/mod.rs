@@ -595,6 +595,9 @@ pub struct Detected {
     pub survey: edit::Survey,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The error is a duplicated key: a server may run ungoverned.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ambiguous: bool,
 }
 
 /// Surveys every existing user-level file under `places`.
@@ -602,19 +605,24 @@ pub fn detect_all(places: &Places) -> Vec<Detected> {
     discover(places, None)
         .into_iter()
         .map(|(path, client)| {
-            let (survey, error) = match read_text(&path) {
-                Ok((_, text)) if text.trim().is_empty() => (edit::Survey::default(), None),
+            let (survey, error, ambiguous) = match read_text(&path) {
+                Ok((_, text)) if text.trim().is_empty() => (edit::Survey::default(), None, false),
                 Ok((_, text)) => match edit::survey(&text, client) {
-                    Ok(s) => (s, None),
-                    Err(e) => (edit::Survey::default(), Some(e.0)),
+                    Ok(s) => (s, None, false),
+                    Err(e) => (
+                        edit::Survey::default(),
+                        Some(e.0.clone()),
+                        e.is_duplicate_key(),
+                    ),
                 },
-                Err(e) => (edit::Survey::default(), Some(e)),
+                Err(e) => (edit::Survey::default(), Some(e), false),
             };
             Detected {
                 client: client.name(),
                 path,
                 survey,
                 error,
+                ambiguous,
             }
         })
         .collect()
