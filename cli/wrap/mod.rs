@@ -340,6 +340,86 @@ fn interfere(path: &Path, attempt: usize) -> impl FnMut() + '_ {
     }
 }
 
+/// What one attempt read: the file's bytes and text, their SHA-256, and the record.
+struct Current<'a> {
+    bytes: &'a [u8],
+    text: &'a str,
+    sha256: &'a str,
+    record: &'a store::Record,
+}
+
+/// What an attempt decided to write, and the record to keep once it is written.
+struct Rewrite {
+    bytes: Vec<u8>,
+    record: store::Record,
+    /// The backup taken now holds the pristine original: record it as such.
+    pristine: bool,
+}
+
+/// Reads `path` and its record, lets `plan` decide (`Ok(None)`: nothing to write),
+/// then backs up and replaces the file, reading it again when it changed meanwhile
+/// (at most [`ATTEMPTS`] times). Shared by wrapping and restoring.
+fn rewrite(
+    path: &Path,
+    store: &Store,
+    verb: &str,
+    mut report: FileReport,
+    mut plan: impl FnMut(Current<'_>, &mut FileReport) -> Result<Option<Rewrite>, String>,
+    record_not_saved: impl Fn(String, &mut FileReport),
+) -> FileReport {
+    for attempt in 0..ATTEMPTS {
+        let attempted = (|| {
+            let (bytes, text) = read_text(path)?;
+            let record = store.load()?;
+            let sha256 = store::sha256_hex(&bytes);
+            let current = Current {
+                bytes: &bytes,
+                text: &text,
+                sha256: &sha256,
+                record: &record,
+            };
+            let Some(mut next) = plan(current, &mut report)? else {
+                return Ok(true);
+            };
+            let backup = store.backup(&bytes)?;
+            if next.pristine {
+                next.record.pristine_backup = Some(backup.clone());
+                next.record.pristine_sha256 = Some(sha256.clone());
+            }
+            match store::replace(path, &sha256, &next.bytes, &mut interfere(path, attempt)) {
+                Ok(()) => {
+                    report.backup = Some(store.dir().join(backup));
+                    if let Err(e) = store.save(&next.record) {
+                        record_not_saved(e, &mut report);
+                    }
+                    Ok(true)
+                }
+                Err(ReplaceError::Changed) => {
+                    tracing::warn!(
+                        "{} changed while thoth was {verb} it: reading it again",
+                        path.display()
+                    );
+                    Ok(false)
+                }
+                Err(ReplaceError::Io(e)) => Err(e),
+            }
+        })();
+        match attempted {
+            Ok(true) => return report,
+            Ok(false) => {}
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        }
+    }
+    report.changed = false;
+    report.error = Some(format!(
+        "the file changed {ATTEMPTS} times while thoth was {verb} it; try again when the client is idle"
+    ));
+    report
+}
+
 fn wrap_file(
     path: &Path,
     client: Client,
@@ -348,134 +428,71 @@ fn wrap_file(
     args: &WrapConfigArgs,
     backups: &Path,
 ) -> FileReport {
-    let mut report = FileReport::new(path, client);
+    let report = FileReport::new(path, client);
     if spec.embed_api_key.is_some() && readable_by_others(args.output.as_deref().unwrap_or(path)) {
         tracing::warn!(
             "{}: group or others can read this file, and it will hold the API key: chmod 600 it",
             args.output.as_deref().unwrap_or(path).display()
         );
     }
-    for attempt in 0..ATTEMPTS {
-        let (bytes, text) = match read_text(path) {
-            Ok(t) => t,
-            Err(e) => {
-                report.error = Some(e);
-                return report;
-            }
-        };
-        if text.trim().is_empty() {
+    let plan = |now: Current<'_>, report: &mut FileReport| {
+        if now.text.trim().is_empty() {
             report.note = Some("empty file: no servers".into());
-            return report;
+            return Ok(None);
         }
-        let record = match store.load() {
-            Ok(r) => r,
-            Err(e) => {
-                report.error = Some(e);
-                return report;
-            }
-        };
-        let wrapped = match edit::wrap(&text, client, spec, &record.entries) {
-            Ok(w) => w,
-            Err(e) => {
-                report.error = Some(e.0);
-                return report;
-            }
-        };
+        let wrapped = edit::wrap(now.text, client, spec, &now.record.entries).map_err(|e| e.0)?;
         report.entries = wrapped.entries.clone();
-        report.changed = wrapped.text != text;
+        report.changed = wrapped.text != now.text;
         if args.dry_run {
-            print_diff(path, &text, &wrapped.text);
-            return report;
+            print_diff(path, now.text, &wrapped.text);
+            return Ok(None);
         }
         if let Some(output) = &args.output {
-            report.error = write_output(output, wrapped.text.as_bytes(), backups).err();
             report.note = Some(format!("written to {}", output.display()));
-            return report;
+            write_output(output, wrapped.text.as_bytes(), backups)?;
+            return Ok(None);
         }
         if !report.changed {
-            return report;
+            return Ok(None);
         }
-        let backup = match store.backup(&bytes) {
-            Ok(b) => b,
-            Err(e) => {
-                report.error = Some(e);
-                return report;
-            }
-        };
-        let current = store::sha256_hex(&bytes);
-        let mut next = record.clone();
-        next.path = path.to_path_buf();
-        next.client = client.name().into();
-        let keeps_pristine = record.last_written_sha256.as_deref() == Some(&current)
-            && record.pristine_backup.is_some();
-        if !keeps_pristine {
-            // The bytes are the original when no wrap of ours came before them (a file
-            // may hold entries wrapped by hand), or when they hold no wrapped entry.
-            let untouched = record.last_written_sha256.is_none()
-                || edit::survey(&text, client).is_ok_and(|s| s.wrapped == 0);
-            next.pristine_backup = untouched.then(|| backup.clone());
-            next.pristine_sha256 = untouched.then(|| current.clone());
+        let mut record = now.record.clone();
+        record.path = path.to_path_buf();
+        record.client = client.name().into();
+        let keeps_pristine = now.record.last_written_sha256.as_deref() == Some(now.sha256)
+            && now.record.pristine_backup.is_some();
+        // The bytes are the original when no wrap of ours came before them (a file may
+        // hold entries wrapped by hand), or when they hold no wrapped entry.
+        let untouched = now.record.last_written_sha256.is_none()
+            || edit::survey(now.text, client).is_ok_and(|s| s.wrapped == 0);
+        if !keeps_pristine && !untouched {
+            record.pristine_backup = None;
+            record.pristine_sha256 = None;
         }
-        next.entries = wrapped.originals.clone();
-        next.last_written_sha256 = Some(store::sha256_hex(wrapped.text.as_bytes()));
-        match store::replace(
-            path,
-            &current,
-            wrapped.text.as_bytes(),
-            &mut interfere(path, attempt),
-        ) {
-            Ok(()) => {
-                report.backup = Some(store.dir().join(backup));
-                if let Err(e) = store.save(&next) {
-                    report.error = Some(format!(
-                        "wrapped, but the record could not be saved ({e}): --restore will unwrap from the command after `--`"
-                    ));
-                }
-                return report;
-            }
-            Err(ReplaceError::Changed) => {
-                tracing::warn!(
-                    "{} changed while thoth was wrapping it: reading it again",
-                    path.display()
-                );
-            }
-            Err(ReplaceError::Io(e)) => {
-                report.error = Some(e);
-                return report;
-            }
-        }
-    }
-    report.changed = false;
-    report.error = Some(format!(
-        "the file changed {ATTEMPTS} times while thoth was wrapping it; try again when the client is idle"
-    ));
-    report
+        record.entries = wrapped.originals;
+        record.last_written_sha256 = Some(store::sha256_hex(wrapped.text.as_bytes()));
+        Ok(Some(Rewrite {
+            bytes: wrapped.text.into_bytes(),
+            record,
+            pristine: !keeps_pristine && untouched,
+        }))
+    };
+    rewrite(path, store, "wrapping", report, plan, |e, report| {
+        report.error = Some(format!(
+            "wrapped, but the record could not be saved ({e}): --restore will unwrap from the command after `--`"
+        ));
+    })
 }
 
 fn restore_file(path: &Path, client: Client, store: &Store, dry_run: bool) -> FileReport {
-    let mut report = FileReport::new(path, client);
-    for attempt in 0..ATTEMPTS {
-        let (bytes, text) = match read_text(path) {
-            Ok(t) => t,
-            Err(e) => {
-                report.error = Some(e);
-                return report;
-            }
-        };
-        let record = match store.load() {
-            Ok(r) => r,
-            Err(e) => {
-                report.error = Some(e);
-                return report;
-            }
-        };
-        let current = store::sha256_hex(&bytes);
+    let report = FileReport::new(path, client);
+    let plan = |now: Current<'_>, report: &mut FileReport| {
+        let record = now.record;
         let exact = match (
             &record.last_written_sha256,
             &record.pristine_backup,
             &record.pristine_sha256,
         ) {
-            (Some(last), Some(name), Some(sha)) if *last == current => {
+            (Some(last), Some(name), Some(sha)) if last == now.sha256 => {
                 match store.read_backup(name, sha) {
                     Ok(b) => Some(b),
                     Err(e) => {
@@ -500,62 +517,36 @@ fn restore_file(path: &Path, client: Client, store: &Store, dry_run: bool) -> Fi
                     .collect();
                 original
             }
-            None => match edit::unwrap(&text, client, &record.entries) {
-                Ok((restored, entries)) => {
-                    report.note = Some("unwrapped in place; other changes kept".into());
-                    report.entries = entries;
-                    restored.into_bytes()
-                }
-                Err(e) => {
-                    report.error = Some(e.0);
-                    return report;
-                }
-            },
+            None => {
+                let (restored, entries) =
+                    edit::unwrap(now.text, client, &record.entries).map_err(|e| e.0)?;
+                report.note = Some("unwrapped in place; other changes kept".into());
+                report.entries = entries;
+                restored.into_bytes()
+            }
         };
-        report.changed = restored != bytes;
+        report.changed = restored != now.bytes;
         if dry_run {
-            print_diff(path, &text, &String::from_utf8_lossy(&restored));
-            return report;
+            print_diff(path, now.text, &String::from_utf8_lossy(&restored));
+            return Ok(None);
         }
         if !report.changed {
             report.note = Some("nothing to restore".into());
-            return report;
+            return Ok(None);
         }
-        let backup = match store.backup(&bytes) {
-            Ok(b) => b,
-            Err(e) => {
-                report.error = Some(e);
-                return report;
-            }
-        };
-        match store::replace(path, &current, &restored, &mut interfere(path, attempt)) {
-            Ok(()) => {
-                report.backup = Some(store.dir().join(backup));
-                let cleared = store::Record {
-                    path: path.to_path_buf(),
-                    client: client.name().into(),
-                    ..Default::default()
-                };
-                if let Err(e) = store.save(&cleared) {
-                    tracing::warn!("restored, but the record could not be cleared: {e}");
-                }
-                return report;
-            }
-            Err(ReplaceError::Changed) => tracing::warn!(
-                "{} changed while thoth was restoring it: reading it again",
-                path.display()
-            ),
-            Err(ReplaceError::Io(e)) => {
-                report.error = Some(e);
-                return report;
-            }
-        }
-    }
-    report.changed = false;
-    report.error = Some(format!(
-        "the file changed {ATTEMPTS} times while thoth was restoring it; try again when the client is idle"
-    ));
-    report
+        Ok(Some(Rewrite {
+            bytes: restored,
+            record: store::Record {
+                path: path.to_path_buf(),
+                client: client.name().into(),
+                ..Default::default()
+            },
+            pristine: false,
+        }))
+    };
+    rewrite(path, store, "restoring", report, plan, |e, _| {
+        tracing::warn!("restored, but the record could not be cleared: {e}");
+    })
 }
 
 /// `--output`: a new file, or a replaced one (backed up first, then atomically), never
