@@ -233,6 +233,47 @@ impl GovApi {
             .await
     }
 
+    /// Registers `id` and records it in `state`, under the state lock held across the
+    /// request, so proxies started together register once. Unless `always`, nothing is
+    /// sent when the state already holds this endpoint and agent. The agent ids sent are
+    /// those recorded for this endpoint and URL, plus `id`'s (when not empty).
+    pub async fn register_recorded(
+        &self,
+        id: &Identity,
+        state: &StateFile,
+        always: bool,
+    ) -> Result<(), String> {
+        let url = &self.settings.url;
+        let locked = state.lock().map_err(|e| format!("state file: {e}"))?;
+        let mut s = locked.state();
+        if !always && is_registered(&s.registration, url, &id.endpoint_id, &id.agent_id) {
+            return Ok(());
+        }
+        let mut agents = s
+            .registration
+            .as_ref()
+            .filter(|r| r.govapi_url == *url && r.endpoint_id == id.endpoint_id)
+            .map(|r| r.agent_ids.clone())
+            .unwrap_or_default();
+        if !id.agent_id.is_empty() {
+            agents.push(id.agent_id.clone());
+        }
+        agents.sort();
+        agents.dedup();
+        let today = s
+            .today
+            .as_ref()
+            .map_or((0, 0), |t| (t.sessions, t.violations));
+        self.register(id, &agents, today).await?;
+        s.registration = Some(Registration {
+            govapi_url: url.clone(),
+            endpoint_id: id.endpoint_id.clone(),
+            registered_at: now_rfc3339(),
+            agent_ids: agents,
+        });
+        locked.save(&s).map_err(|e| format!("state file: {e}"))
+    }
+
     /// `POST /v1/endpoints/{id}/heartbeat`.
     pub async fn heartbeat(
         &self,
@@ -484,43 +525,18 @@ impl Agent {
     /// so proxies started together register once).
     async fn register(&mut self) -> bool {
         let id = &self.identity;
-        let url = &self.api.settings.url;
-        let state = self.state.clone();
-        let snapshot = state.read();
-        if is_registered(&snapshot.registration, url, &id.endpoint_id, &id.agent_id) {
+        // A shared read first: once registered, a start never waits for the lock.
+        let registration = self.state.read().registration;
+        if is_registered(
+            &registration,
+            &self.api.settings.url,
+            &id.endpoint_id,
+            &id.agent_id,
+        ) {
             return true;
         }
-        // The lock is held across the request: the next proxy sees the result. This
-        // thread is the agent's own, so waiting for the lock blocks nobody else.
-        let result = async {
-            let locked = state.lock().map_err(|e| format!("state file: {e}"))?;
-            let mut s = locked.state();
-            if is_registered(&s.registration, url, &id.endpoint_id, &id.agent_id) {
-                return Ok(());
-            }
-            let mut agents = s
-                .registration
-                .as_ref()
-                .filter(|r| r.govapi_url == *url && r.endpoint_id == id.endpoint_id)
-                .map(|r| r.agent_ids.clone())
-                .unwrap_or_default();
-            agents.push(id.agent_id.clone());
-            agents.sort();
-            agents.dedup();
-            let today = s
-                .today
-                .as_ref()
-                .map_or((0, 0), |t| (t.sessions, t.violations));
-            self.api.register(id, &agents, today).await?;
-            s.registration = Some(Registration {
-                govapi_url: url.clone(),
-                endpoint_id: id.endpoint_id.clone(),
-                registered_at: now_rfc3339(),
-                agent_ids: agents,
-            });
-            locked.save(&s).map_err(|e| format!("state file: {e}"))
-        }
-        .await;
+        // This thread is the agent's own: waiting for the lock blocks nobody else.
+        let result = self.api.register_recorded(id, &self.state, false).await;
         self.outcome("registration", result)
     }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use crate::args::RegisterArgs;
 use crate::govapi::{GovApi, Identity};
 use crate::settings::profile::Profile;
-use crate::state::{Registration, StateFile, now_rfc3339};
+use crate::state::StateFile;
 
 /// Runs `thoth register`.
 pub fn run(args: &RegisterArgs) -> ExitCode {
@@ -50,33 +50,7 @@ pub fn run(args: &RegisterArgs) -> ExitCode {
         tracing::error!("cannot start the runtime");
         return ExitCode::from(70);
     };
-    let result = rt.block_on(async {
-        let locked = state.lock().map_err(|e| format!("state file: {e}"))?;
-        let mut s = locked.state();
-        let mut agents = s
-            .registration
-            .as_ref()
-            .filter(|r| r.govapi_url == url && r.endpoint_id == identity.endpoint_id)
-            .map(|r| r.agent_ids.clone())
-            .unwrap_or_default();
-        if !identity.agent_id.is_empty() {
-            agents.push(identity.agent_id.clone());
-        }
-        agents.sort();
-        agents.dedup();
-        let today = s
-            .today
-            .as_ref()
-            .map_or((0, 0), |t| (t.sessions, t.violations));
-        api.register(&identity, &agents, today).await?;
-        s.registration = Some(Registration {
-            govapi_url: url.clone(),
-            endpoint_id: identity.endpoint_id.clone(),
-            registered_at: now_rfc3339(),
-            agent_ids: agents,
-        });
-        locked.save(&s).map_err(|e| format!("state file: {e}"))
-    });
+    let result = rt.block_on(api.register_recorded(&identity, &state, true));
     match result {
         Ok(()) => {
             tracing::info!("registered endpoint {} with {url}", identity.endpoint_id);
