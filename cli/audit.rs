@@ -69,13 +69,7 @@ impl AuditLog {
     }
 
     fn start_with_queue(dir: &Path, session_id: &str, queue: usize) -> std::io::Result<Self> {
-        let day = time::OffsetDateTime::now_utc().date();
-        let folder = dir.join(format!(
-            "{:04}-{:02}-{:02}",
-            day.year(),
-            u8::from(day.month()),
-            day.day()
-        ));
+        let folder = dir.join(crate::clock::today_utc());
         create_private_dirs(&folder)?;
         let path = folder.join(format!("{session_id}.jsonl"));
         let file_path = path.clone();
@@ -215,7 +209,7 @@ impl<W: Write> ChainWriter<W> {
 
     fn header(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("time".into(), json!(now_rfc3339()));
+        m.insert("time".into(), json!(crate::clock::now_rfc3339()));
         m.insert("session".into(), json!(self.session));
         m
     }
@@ -248,12 +242,6 @@ impl<W: Write> ChainWriter<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(unix)]

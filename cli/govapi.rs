@@ -16,8 +16,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
+use crate::clock::{now_rfc3339, today_utc};
 use crate::settings::{Environment, RunSettings, Secret};
-use crate::state::{Registration, StateFile, now_rfc3339, today_utc};
+use crate::state::{Registration, StateFile};
 
 /// Tools per inventory post at most.
 pub const INVENTORY_CHUNK: usize = 100;

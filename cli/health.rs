@@ -371,20 +371,18 @@ pub fn jamf_value(value: &Value) -> String {
         other => other.to_string(),
     };
     // RFC 3339 UTC → `YYYY-MM-DD hh:mm:ss` (Jamf's date attribute format).
-    match time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339) {
-        Ok(t) => {
+    match crate::clock::parse_rfc3339(&text) {
+        Some(t) => {
             let t = t.to_offset(time::UtcOffset::UTC);
             format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
+                "{} {:02}:{:02}:{:02}",
+                crate::clock::date(t.date()),
                 t.hour(),
                 t.minute(),
                 t.second()
             )
         }
-        Err(_) => text.replace('<', "&lt;").replace('>', "&gt;"),
+        None => text.replace('<', "&lt;").replace('>', "&gt;"),
     }
 }
 

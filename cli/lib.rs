@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod audit;
+pub mod clock;
 pub mod doctor;
 pub mod enforce;
 pub mod govapi;
@@ -100,14 +101,14 @@ fn remember_verification(verified: &Result<(usize, usize), audit::Broken>) {
     };
     let record = match verified {
         Ok((files, records)) => state::AuditVerification {
-            at: state::now_rfc3339(),
+            at: clock::now_rfc3339(),
             ok: true,
             files: *files,
             records: *records,
             error: None,
         },
         Err(broken) => state::AuditVerification {
-            at: state::now_rfc3339(),
+            at: clock::now_rfc3339(),
             ok: false,
             error: Some(broken.to_string()),
             ..Default::default()

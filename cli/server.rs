@@ -325,9 +325,7 @@ fn proxy_authorized(state: &ServerState, headers: &HeaderMap) -> bool {
 }
 
 fn now_plus(d: Duration) -> String {
-    let at = time::OffsetDateTime::now_utc() + d;
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    crate::clock::rfc3339(time::OffsetDateTime::now_utc() + d)
 }
 
 async fn enforce(

@@ -179,28 +179,9 @@ impl Drop for Locked<'_> {
     }
 }
 
-/// The current UTC time as RFC 3339.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Today's UTC date, `YYYY-MM-DD`.
-pub fn today_utc() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day()
-    )
-}
-
 /// Whole minutes since an RFC 3339 time (`None` when it does not parse).
 pub fn age_minutes(rfc3339: &str) -> Option<i64> {
-    let then = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let then = crate::clock::parse_rfc3339(rfc3339)?;
     Some((time::OffsetDateTime::now_utc() - then).whole_minutes())
 }
 

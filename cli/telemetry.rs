@@ -83,7 +83,7 @@ pub fn event(
     let mut e = json!({
         "event_id": uuid::Uuid::new_v4().to_string(),
         "event_type": kind,
-        "timestamp": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "timestamp": crate::clock::now_rfc3339(),
         "tenant_id": settings.tenant_id,
         "agent_id": settings.agent_id,
         "session_id": session_id,

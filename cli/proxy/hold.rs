@@ -154,8 +154,7 @@ pub async fn hold(
 /// The hold's lifetime from `expires_at` or `step_up_timeout_seconds`, clamped.
 fn hold_lifetime(decision: &Decision) -> Duration {
     let from_expiry = decision.expires_at.as_deref().and_then(|at| {
-        let at =
-            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+        let at = crate::clock::parse_rfc3339(at)?;
         let left = at - time::OffsetDateTime::now_utc();
         Duration::try_from(left).ok()
     });
