@@ -102,10 +102,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
                     let history = session.history.clone();
                     let call = input(&settings, &session.id, &history, name, Some(&empty));
                     let ask = remote.enforce(&call, &session.id, "doctor");
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
+                    match crate::runtime::current_thread() {
                         Ok(rt) => rt.block_on(ask),
                         Err(e) => {
                             Decision::new(crate::enforce::Verdict::Block, format!("internal: {e}"))

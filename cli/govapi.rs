@@ -146,17 +146,13 @@ impl Handle {
             pending_tools: Vec::new(),
             failing: false,
         };
-        let spawned = std::thread::Builder::new()
-            .name("thoth-govapi".into())
-            .spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    rt.block_on(agent.run(rx));
-                }
+        let spawned = crate::runtime::spawn_thread(
+            "thoth-govapi",
+            move || agent.run(rx),
+            move || {
                 let _ = done_tx.send(());
-            });
+            },
+        );
         if let Err(e) = spawned {
             tracing::warn!("GovAPI disabled: cannot start its thread: {e}");
             return None;

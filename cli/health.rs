@@ -451,10 +451,7 @@ fn probe(settings: Option<&RunSettings>) -> Probe {
     let Some(s) = settings else {
         return Probe::default();
     };
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
+    let Ok(rt) = crate::runtime::current_thread() else {
         return Probe::default();
     };
     let client = s.tls.client_config().ok().and_then(|tls| {

@@ -16,6 +16,7 @@ pub mod net;
 pub mod proxy;
 pub mod register;
 pub mod run_cmd;
+pub mod runtime;
 pub mod scan;
 pub mod server;
 pub mod settings;

@@ -43,10 +43,7 @@ pub fn run(args: &RegisterArgs) -> ExitCode {
         identity.agent_id.clear();
     }
     let state = StateFile::in_profile(&profile.dir);
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
+    let Ok(rt) = crate::runtime::current_thread() else {
         tracing::error!("cannot start the runtime");
         return ExitCode::from(70);
     };

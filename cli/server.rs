@@ -691,10 +691,8 @@ pub fn resolve_command(args: &ResolveArgs, allow: bool) -> ExitCode {
         )?
         .client_config()?;
         let action = if allow { "approve" } else { "deny" };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| SettingsError::new(e.to_string()))?;
+        let runtime =
+            crate::runtime::current_thread().map_err(|e| SettingsError::new(e.to_string()))?;
         runtime.block_on(async {
             let client = reqwest::Client::builder()
                 .tls_backend_preconfigured(tls)

@@ -61,10 +61,7 @@ pub fn run(
     args: &[OsString],
     audit: AuditLog,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::current_thread() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
@@ -336,33 +333,18 @@ fn relay_thread(
                 return done_rx;
             }
         };
-        let spawned = std::thread::Builder::new()
-            .name("thoth-relay".into())
-            .spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    rt.block_on(async move {
-                        match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd) {
-                            Ok(from_server) => {
-                                let _ = server::pump(
-                                    book,
-                                    inventory,
-                                    from_server,
-                                    replies,
-                                    stdio::stdout(),
-                                )
-                                .await;
-                            }
-                            Err(e) => {
-                                tracing::error!("the server's stdout cannot be relayed: {e}")
-                            }
-                        }
-                    });
+        let relay = move || async move {
+            match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd) {
+                Ok(from_server) => {
+                    let stdout = stdio::stdout();
+                    let _ = server::pump(book, inventory, from_server, replies, stdout).await;
                 }
-                let _ = done_tx.send(());
-            });
+                Err(e) => tracing::error!("the server's stdout cannot be relayed: {e}"),
+            }
+        };
+        let spawned = crate::runtime::spawn_thread("thoth-relay", relay, move || {
+            let _ = done_tx.send(());
+        });
         if let Err(e) = spawned {
             tracing::error!("cannot start the relay thread: {e}");
         }
