@@ -389,12 +389,18 @@ pub fn jamf_value(value: &Value) -> String {
 /// The homes to report on.
 fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, String> {
     let os = Os::current();
-    let root = homes_root();
+    // A malformed environment is reported by each user's settings check; here it only
+    // means no test override.
+    let test_root = crate::settings::EnvVars::from_process()
+        .ok()
+        .and_then(|env| env.test_homes_dir);
+    let root = test_root.clone().unwrap_or_else(homes_root);
     if let Some(name) = &args.user {
         if name.is_empty() || name.contains(['/', '\\']) || name == ".." {
             return Err(format!("--user {name}: not a user name"));
         }
-        let home = user_home(name, &root).ok_or_else(|| format!("--user {name}: no such user"))?;
+        let home = user_home(name, &root, test_root.is_some())
+            .ok_or_else(|| format!("--user {name}: no such user"))?;
         return Ok(vec![(home.clone(), Places::for_home(os, home))]);
     }
     if args.all_users {
@@ -414,13 +420,8 @@ fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, String> {
     Ok(vec![(home.clone(), Places::current(home))])
 }
 
-/// Where users' homes are (`THOTH_TEST_HOMES_DIR` in debug builds, for tests).
+/// Where users' homes are (debug builds' `THOTH_TEST_HOMES_DIR` replaces it in tests).
 fn homes_root() -> PathBuf {
-    if cfg!(debug_assertions)
-        && let Some(dir) = std::env::var_os("THOTH_TEST_HOMES_DIR")
-    {
-        return PathBuf::from(dir);
-    }
     PathBuf::from(match Os::current() {
         Os::MacOs => "/Users",
         Os::Windows => r"C:\Users",
@@ -428,11 +429,12 @@ fn homes_root() -> PathBuf {
     })
 }
 
-fn user_home(name: &str, root: &Path) -> Option<PathBuf> {
+/// A user's home: from the account database, or `root/name` (always in tests).
+fn user_home(name: &str, root: &Path, test_root: bool) -> Option<PathBuf> {
+    #[cfg(not(unix))]
+    let _ = test_root;
     #[cfg(unix)]
-    if !(cfg!(debug_assertions) && std::env::var_os("THOTH_TEST_HOMES_DIR").is_some())
-        && let Ok(Some(user)) = nix::unistd::User::from_name(name)
-    {
+    if !test_root && let Ok(Some(user)) = nix::unistd::User::from_name(name) {
         return Some(user.dir);
     }
     let home = root.join(name);

@@ -13,7 +13,12 @@ use super::{DenyStyle, Environment, FailureDecision, Mode, Secret, SettingsError
 
 /// Variables a debug build honours for tests only.
 #[cfg(debug_assertions)]
-const DEBUG_ONLY: &[&str] = &["THOTH_MANAGED_SETTINGS_FILE", "THOTH_TEST_UID"];
+const DEBUG_ONLY: &[&str] = &[
+    "THOTH_MANAGED_SETTINGS_FILE",
+    "THOTH_TEST_UID",
+    "THOTH_TEST_WRAP_INTERFERE",
+    "THOTH_TEST_HOMES_DIR",
+];
 #[cfg(not(debug_assertions))]
 const DEBUG_ONLY: &[&str] = &[];
 
@@ -109,6 +114,10 @@ pub struct EnvVars {
     pub telemetry: Option<bool>,
     pub managed_file: Option<PathBuf>,
     pub test_uid: Option<u32>,
+    /// wrap-config plays a client writing the file on its first N attempts (tests).
+    pub test_wrap_interfere: usize,
+    /// `health --user/--all-users` look for homes here (tests).
+    pub test_homes_dir: Option<PathBuf>,
     /// Unknown `THOTH_*` names seen (reported as warnings).
     pub unknown: Vec<String>,
 }
@@ -354,6 +363,18 @@ impl EnvVars {
         } else {
             None
         };
+        let test_wrap_interfere = if debug_only("THOTH_TEST_WRAP_INTERFERE") {
+            r.number("THOTH_TEST_WRAP_INTERFERE", 0, 100)?
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let test_homes_dir = if debug_only("THOTH_TEST_HOMES_DIR") {
+            r.path("THOTH_TEST_HOMES_DIR")?
+        } else {
+            None
+        };
         let mut unknown: Vec<String> = names
             .into_iter()
             .filter(|n| {
@@ -424,6 +445,8 @@ impl EnvVars {
             telemetry: r.choice("THOTH_TELEMETRY", &[("on", true), ("off", false)])?,
             managed_file,
             test_uid,
+            test_wrap_interfere,
+            test_homes_dir,
             unknown,
         })
     }

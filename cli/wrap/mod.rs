@@ -105,15 +105,20 @@ impl FileReport {
 /// Runs `thoth wrap-config`.
 pub fn run(args: &WrapConfigArgs) -> ExitCode {
     match plan(args) {
-        Ok((targets, spec, backups)) => {
+        Ok(Plan {
+            targets,
+            spec,
+            backups,
+            interference,
+        }) => {
             let mut failed = false;
             let mut reports = Vec::new();
             for (path, client) in targets {
                 let store = Store::for_file(&backups, &path);
                 let report = if args.restore {
-                    restore_file(&path, client, &store, args.dry_run)
+                    restore_file(&path, client, &store, args.dry_run, interference)
                 } else {
-                    wrap_file(&path, client, &spec, &store, args, &backups)
+                    wrap_file(&path, client, &spec, &store, args, &backups, interference)
                 };
                 failed |= report.error.is_some();
                 tracing::info!("{}", report.summary());
@@ -135,7 +140,15 @@ pub fn run(args: &WrapConfigArgs) -> ExitCode {
     }
 }
 
-type Plan = (Vec<(PathBuf, Client)>, WrapSpec, PathBuf);
+/// What to do, validated from the flags and the environment.
+struct Plan {
+    targets: Vec<(PathBuf, Client)>,
+    spec: WrapSpec,
+    /// `~/.thoth/backups`.
+    backups: PathBuf,
+    /// Attempts on which a test plays an interfering client (0 outside tests).
+    interference: usize,
+}
 
 /// Files, the wrap spec and the backup folder, from the flags.
 fn plan(args: &WrapConfigArgs) -> Result<Plan, SettingsError> {
@@ -245,15 +258,16 @@ fn plan(args: &WrapConfigArgs) -> Result<Plan, SettingsError> {
     } else {
         None
     };
-    Ok((
+    Ok(Plan {
         targets,
-        WrapSpec {
+        spec: WrapSpec {
             thoth: thoth_path().display().to_string(),
             flags,
             embed_api_key,
         },
-        profile.dir.join("backups"),
-    ))
+        backups: profile.dir.join("backups"),
+        interference: env.test_wrap_interfere,
+    })
 }
 
 /// Every existing user-level file (of one client, or of all).
@@ -317,21 +331,10 @@ fn read_text(path: &Path) -> Result<(Vec<u8>, String), String> {
     Ok((bytes, text))
 }
 
-/// In debug builds, `THOTH_TEST_WRAP_INTERFERE=N` plays a client that appends a space
-/// to the file just before thoth's last check, on the first N attempts.
-fn interference() -> usize {
-    if cfg!(debug_assertions) {
-        std::env::var("THOTH_TEST_WRAP_INTERFERE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    } else {
-        0
-    }
-}
-
-fn interfere(path: &Path, attempt: usize) -> impl FnMut() + '_ {
-    let on = attempt < interference();
+/// Debug builds' `THOTH_TEST_WRAP_INTERFERE=N`: a client that appends a space to the
+/// file just before thoth's last check, on the first N attempts.
+fn interfere(path: &Path, attempt: usize, interference: usize) -> impl FnMut() + '_ {
+    let on = attempt < interference;
     move || {
         if on && let Ok(mut bytes) = std::fs::read(path) {
             bytes.push(b' ');
@@ -366,6 +369,7 @@ fn rewrite(
     mut report: FileReport,
     mut plan: impl FnMut(Current<'_>, &mut FileReport) -> Result<Option<Rewrite>, String>,
     record_not_saved: impl Fn(String, &mut FileReport),
+    interference: usize,
 ) -> FileReport {
     for attempt in 0..ATTEMPTS {
         let attempted = (|| {
@@ -386,7 +390,12 @@ fn rewrite(
                 next.record.pristine_backup = Some(backup.clone());
                 next.record.pristine_sha256 = Some(sha256.clone());
             }
-            match store::replace(path, &sha256, &next.bytes, &mut interfere(path, attempt)) {
+            match store::replace(
+                path,
+                &sha256,
+                &next.bytes,
+                &mut interfere(path, attempt, interference),
+            ) {
                 Ok(()) => {
                     report.backup = Some(store.dir().join(backup));
                     if let Err(e) = store.save(&next.record) {
@@ -427,6 +436,7 @@ fn wrap_file(
     store: &Store,
     args: &WrapConfigArgs,
     backups: &Path,
+    interference: usize,
 ) -> FileReport {
     let report = FileReport::new(path, client);
     if spec.embed_api_key.is_some() && readable_by_others(args.output.as_deref().unwrap_or(path)) {
@@ -476,14 +486,29 @@ fn wrap_file(
             pristine: !keeps_pristine && untouched,
         }))
     };
-    rewrite(path, store, "wrapping", report, plan, |e, report| {
+    let record_not_saved = |e: String, report: &mut FileReport| {
         report.error = Some(format!(
             "wrapped, but the record could not be saved ({e}): --restore will unwrap from the command after `--`"
         ));
-    })
+    };
+    rewrite(
+        path,
+        store,
+        "wrapping",
+        report,
+        plan,
+        record_not_saved,
+        interference,
+    )
 }
 
-fn restore_file(path: &Path, client: Client, store: &Store, dry_run: bool) -> FileReport {
+fn restore_file(
+    path: &Path,
+    client: Client,
+    store: &Store,
+    dry_run: bool,
+    interference: usize,
+) -> FileReport {
     let report = FileReport::new(path, client);
     let plan = |now: Current<'_>, report: &mut FileReport| {
         let record = now.record;
@@ -544,9 +569,18 @@ fn restore_file(path: &Path, client: Client, store: &Store, dry_run: bool) -> Fi
             pristine: false,
         }))
     };
-    rewrite(path, store, "restoring", report, plan, |e, _| {
+    let record_not_saved = |e: String, _: &mut FileReport| {
         tracing::warn!("restored, but the record could not be cleared: {e}");
-    })
+    };
+    rewrite(
+        path,
+        store,
+        "restoring",
+        report,
+        plan,
+        record_not_saved,
+        interference,
+    )
 }
 
 /// `--output`: a new file, or a replaced one (backed up first, then atomically), never
