@@ -70,7 +70,7 @@ impl AuditLog {
 
     fn start_with_queue(dir: &Path, session_id: &str, queue: usize) -> std::io::Result<Self> {
         let folder = dir.join(crate::clock::today_utc());
-        create_private_dirs(&folder)?;
+        crate::private::create_dirs(&folder)?;
         let path = folder.join(format!("{session_id}.jsonl"));
         let file_path = path.clone();
         let (tx, rx) = sync_channel::<Record>(queue);
@@ -242,20 +242,6 @@ impl<W: Write> ChainWriter<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
-}
-
-#[cfg(unix)]
-fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
 
 /// The first problem found in one file.

@@ -13,6 +13,7 @@ pub mod govapi;
 pub mod health;
 pub mod logging;
 pub mod net;
+pub mod private;
 pub mod proxy;
 pub mod register;
 pub mod run_cmd;

@@ -9,7 +9,6 @@
 //! secret.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -94,17 +93,22 @@ impl StateFile {
 
     fn open_lock(&self) -> std::io::Result<fs::File> {
         if let Some(dir) = self.lock.parent() {
-            fs::create_dir_all(dir)?;
+            crate::private::create_dirs(dir)?;
         }
-        let mut options = fs::OpenOptions::new();
-        options.create(true).truncate(false).write(true).read(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options.open(&self.lock)
+        crate::private::file_options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .open(&self.lock)
     }
 
-    /// The current state (empty when there is none or it cannot be read).
+    /// The current state (empty when there is none or it cannot be read). Creates
+    /// nothing: `status` and `health` read profiles they must not bootstrap.
     pub fn read(&self) -> State {
+        if !self.path.exists() {
+            return State::default();
+        }
         let lock = self.open_lock().ok();
         if let Some(l) = &lock {
             let _ = l.lock_shared();
@@ -146,13 +150,7 @@ impl StateFile {
     fn write_unlocked(&self, state: &State) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
+        crate::private::write(&tmp, &bytes)?;
         fs::rename(&tmp, &self.path)
     }
 }

@@ -87,7 +87,7 @@ impl Store {
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
         let path = self.dir.join("record.json");
         let tmp = self.dir.join("record.json.tmp");
-        write_private(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        crate::private::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
         fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -108,7 +108,8 @@ impl Store {
         let hash = sha256_hex(bytes);
         let name = format!("{stamp}-{}.bak", hash.get(..16).unwrap_or(&hash));
         let path = self.dir.join(&name);
-        write_private(&path, bytes).map_err(|e| format!("backup {}: {e}", path.display()))?;
+        crate::private::write(&path, bytes)
+            .map_err(|e| format!("backup {}: {e}", path.display()))?;
         Ok(name)
     }
 
@@ -126,24 +127,8 @@ impl Store {
     }
 
     fn ensure_dir(&self) -> Result<(), String> {
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&self.dir)
-            .map_err(|e| format!("{}: {e}", self.dir.display()))
+        crate::private::create_dirs(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Why a replacement did not happen.
@@ -180,11 +165,11 @@ pub fn replace(
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.thoth-{}.tmp", std::process::id()));
     let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp).map_err(|e| io(e, &tmp))?;
+        let mut file = crate::private::file_options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io(e, &tmp))?;
         file.write_all(new).map_err(|e| io(e, &tmp))?;
         keep_mode_and_owner(&file, &meta).map_err(|e| io(e, &tmp))?;
         file.sync_all().map_err(|e| io(e, &tmp))?;
