@@ -55,15 +55,19 @@ const fn special_lanes(w: u64) -> u64 {
 }
 
 /// The same test on 16 bytes at once with a vector (SSE2 on x86-64, chosen at compile
-/// time; `wide` falls back to scalar code elsewhere): bit n set when byte n is special.
+/// time; `wide` falls back to scalar code elsewhere): bit n of the first mask is set
+/// when byte n is special, bit n of the second when it is a quote.
 #[inline(always)]
-fn special_lanes16(chunk: [u8; 16]) -> u32 {
+fn special_lanes16(chunk: [u8; 16]) -> (u32, u32) {
     use wide::u8x16;
     let v = u8x16::from(chunk);
     let quote = v.simd_eq(u8x16::splat(b'"'));
     let backslash = v.simd_eq(u8x16::splat(b'\\'));
     let control = v.min(u8x16::splat(0x1F)).simd_eq(v);
-    (quote | backslash | control).to_bitmask() | v.to_bitmask()
+    (
+        (quote | backslash | control).to_bitmask() | v.to_bitmask(),
+        quote.to_bitmask(),
+    )
 }
 
 /// A member name: its text and, when it is unescaped and at most 15 bytes, its bytes
@@ -185,6 +189,21 @@ impl<'a> Lexer<'a> {
         Ok(Key { text, word })
     }
 
+    /// Skips `"key"` and the `:` after it (the cursor is at the opening quote), when
+    /// only validity matters.
+    #[inline(always)]
+    fn skip_key(&mut self) -> Result<(), Error> {
+        if self.bytes.get(self.pos) != Some(&b'"') {
+            return Err(self.err(ErrorKind::UnexpectedByte));
+        }
+        self.string()?;
+        if self.next_token()? != b':' {
+            return Err(self.err(ErrorKind::UnexpectedByte));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
     /// After a member value: `,` then the next key (`Some`), or `}` (`None`).
     #[inline(always)]
     pub(crate) fn next_member(&mut self) -> Result<Option<Key<'a>>, Error> {
@@ -215,8 +234,31 @@ impl<'a> Lexer<'a> {
     }
 
     /// Reads a string; the cursor is at its opening quote.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn string(&mut self) -> Result<RawStr<'a>, Error> {
+        // Most strings are short plain ASCII: one vector compare finds the closing
+        // quote, inline; anything else takes the general loop.
+        let start = self.pos + 1;
+        if let Some(chunk) = self
+            .bytes
+            .get(start..start + 16)
+            .and_then(|c| <[u8; 16]>::try_from(c).ok())
+        {
+            let (lanes, quotes) = special_lanes16(chunk);
+            if quotes & lanes & lanes.wrapping_neg() != 0 {
+                let end = start + lanes.trailing_zeros() as usize;
+                self.pos = end + 1;
+                let raw = self.bytes.get(start..end).unwrap_or_default();
+                return Ok(RawStr::new(raw, false));
+            }
+        }
+        self.string_loop()
+    }
+
+    /// [`Self::string`] for strings longer than 15 bytes or holding an escape, a
+    /// control or a non-ASCII byte.
+    #[inline(never)]
+    fn string_loop(&mut self) -> Result<RawStr<'a>, Error> {
         let bytes = self.bytes;
         let start = self.pos + 1;
         let mut i = start;
@@ -227,9 +269,17 @@ impl<'a> Lexer<'a> {
                 .get(i..i + 16)
                 .and_then(|c| <[u8; 16]>::try_from(c).ok())
             {
-                let lanes = special_lanes16(chunk);
+                let (lanes, quotes) = special_lanes16(chunk);
                 if lanes != 0 {
-                    i += lanes.trailing_zeros() as usize;
+                    let first = lanes.trailing_zeros() as usize;
+                    // The closing quote, known from the mask without reading it again.
+                    if quotes & lanes & lanes.wrapping_neg() != 0 {
+                        let end = i + first;
+                        self.pos = end + 1;
+                        let raw = bytes.get(start..end).unwrap_or_default();
+                        return Ok(RawStr::new(raw, escaped));
+                    }
+                    i += first;
                     break;
                 }
                 i += 16;
@@ -333,10 +383,13 @@ impl<'a> Lexer<'a> {
                 b'{' => {
                     self.push(depth, &mut open)?;
                     stack = stack << 1 | 1;
-                    if self.open_object()?.is_none() {
+                    self.pos += 1;
+                    if self.next_token()? == b'}' {
+                        self.pos += 1;
                         open -= 1;
                         stack >>= 1;
                     } else {
+                        self.skip_key()?;
                         continue 'value;
                     }
                 }
@@ -370,7 +423,7 @@ impl<'a> Lexer<'a> {
                         self.pos += 1;
                         if in_object {
                             self.next_token()?;
-                            self.member_key()?;
+                            self.skip_key()?;
                         }
                         continue 'value;
                     }
@@ -467,10 +520,49 @@ mod tests {
                 ) | u32::from(
                     special_lanes(u64::from_le_bytes(chunk[8..].try_into().unwrap())) != 0,
                 );
-                let vector = special_lanes16(chunk);
+                let (vector, quotes) = special_lanes16(chunk);
+                assert_eq!(quotes != 0, chunk.contains(&b'"'));
                 assert_eq!(vector != 0, scalar != 0, "{byte:#x} at {pos}");
                 if vector != 0 {
                     assert_eq!(vector.trailing_zeros(), pos as u32);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_read_alike_on_the_short_path_and_the_loop() {
+        extern crate std;
+        use std::{string::String, vec};
+        // Every length around the 16-byte fast path, with each kind of special byte at
+        // each position: the result must be the general loop's and serde_json's.
+        let specials: &[&[u8]] = &[
+            b"\\\"",
+            b"\\u00e9",
+            b"\\n",
+            b"\xC3\xA9",
+            b"\x7f",
+            b"\x01",
+            b"\xFF",
+            b"\\x",
+            b"\"",
+        ];
+        for len in 0..40 {
+            for at in 0..=len {
+                for special in specials {
+                    let mut body = vec![b'a'; len];
+                    body.splice(at..at, special.iter().copied());
+                    let mut frame = vec![b'"'];
+                    frame.extend_from_slice(&body);
+                    frame.extend_from_slice(b"\" ");
+                    let theirs = serde_json::from_slice::<serde_json::Value>(&frame).is_ok();
+                    let mut lx = Lexer::new(&frame, 8);
+                    let fast = lx.string().map(|s| (s.raw(), lx.pos));
+                    let mut slow_lx = Lexer::new(&frame, 8);
+                    let slow = slow_lx.string_loop().map(|s| (s.raw(), slow_lx.pos));
+                    assert_eq!(fast, slow, "{:?}", String::from_utf8_lossy(&frame));
+                    let whole = validate(&frame).is_ok();
+                    assert_eq!(whole, theirs, "{:?}", String::from_utf8_lossy(&frame));
                 }
             }
         }

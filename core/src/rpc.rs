@@ -421,6 +421,11 @@ fn walk_message<'a>(lx: &mut Lexer<'a>, depth: u8) -> Result<Message<'a>, Error>
             }
             Member::Params => {
                 let kind = match first {
+                    // A method already read that is not tools/call: its params are
+                    // only validated (their members matter to tools/call alone).
+                    b'{' if matches!(env.method, Some(Some(m)) if !m.eq_str(TOOLS_CALL)) => {
+                        lx.skip_value(inner).map(|()| ParamsKind::Object)?
+                    }
                     b'{' => {
                         walk_params(lx, inner, &mut env.tool)?;
                         ParamsKind::Object
@@ -435,7 +440,7 @@ fn walk_message<'a>(lx: &mut Lexer<'a>, depth: u8) -> Result<Message<'a>, Error>
         }
         next = lx.next_member()?;
     }
-    classify(lx.bytes, env, Span::new(start, lx.pos))
+    classify(lx.bytes, &env, Span::new(start, lx.pos))
 }
 
 /// Walks `params` (the cursor is at `{`, inside `depth` containers).
@@ -521,7 +526,7 @@ fn walk_meta<'a>(lx: &mut Lexer<'a>, depth: u8, facts: &mut ToolFacts<'a>) -> Re
     Ok(())
 }
 
-fn classify<'a>(frame: &'a [u8], env: Envelope<'a>, span: Span) -> Result<Message<'a>, Error> {
+fn classify<'a>(frame: &'a [u8], env: &Envelope<'a>, span: Span) -> Result<Message<'a>, Error> {
     let fail = |kind| Err(Error::at(kind, span.start));
     match env.version_ok {
         None => return fail(ErrorKind::MissingVersion),
@@ -564,14 +569,20 @@ fn classify<'a>(frame: &'a [u8], env: Envelope<'a>, span: Span) -> Result<Messag
     }
     let id = id(&[IdKind::String, IdKind::Integer])?;
     if is_tool_call {
-        check_tool_call(&env, span)?;
+        check_tool_call(env, span)?;
     }
     let call = Call {
         span,
         method,
         id,
         params: env.params.map(|(span, _)| span),
-        tool: env.tool,
+        // What a params walk learnt matters to tools/call alone; other calls carry
+        // none of it, whichever order their members came in.
+        tool: if is_tool_call {
+            env.tool
+        } else {
+            ToolFacts::default()
+        },
     };
     Ok(if id.is_some() {
         Message::Request(call)

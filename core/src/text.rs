@@ -32,12 +32,18 @@ impl<'a> RawStr<'a> {
     }
 
     /// Compares the unescaped string with `s` without allocating.
+    #[inline(always)]
     pub fn eq_str(&self, s: &str) -> bool {
         if self.escaped {
-            self.chars().eq(s.chars())
+            self.chars_eq(s)
         } else {
             self.raw == s.as_bytes()
         }
+    }
+
+    #[inline(never)]
+    fn chars_eq(&self, s: &str) -> bool {
+        self.chars().eq(s.chars())
     }
 
     /// The string as `&str` when it has no escapes (then it is its own unescaping).

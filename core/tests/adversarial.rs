@@ -44,6 +44,36 @@ fn outcome(frame: &[u8]) -> String {
 #[test]
 fn table() {
     let rows: &[(&str, &str)] = &[
+        // Member order: params read before or after the method are judged alike (the
+        // scanner only validates the params of a method it already knows is another).
+        (
+            r#"{"params":{"name":"x","name":"y"},"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+            "duplicate_member",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","name":"y"}}"#,
+            "duplicate_member",
+        ),
+        (
+            r#"{"params":{"Name":"x"},"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+            "lookalike_member",
+        ),
+        (
+            r#"{"params":{"name":1,"name":2,"Name":3},"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            "request ping",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"name":1,"name":2,"Name":3}}"#,
+            "request ping",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","method":"ping","params":{"a":[1,{"b":"\u00e9"}],"c":tru}}"#,
+            "invalid_literal",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"Tools/call","params":{"name":"x"}}"#,
+            "lookalike_method",
+        ),
         // Duplicated protected members, plain and escaped.
         (
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"x"}}"#,
