@@ -66,6 +66,88 @@ fn allowed_traffic_relays_byte_for_byte() {
     );
 }
 
+/// Many frames in one write: forwarded ones keep their order and bytes around
+/// answered, dropped and blank lines, `\r\n` endings, batches and an unterminated last
+/// frame, however the reads cut the stream.
+#[test]
+fn frames_read_together_reach_the_server_in_order() {
+    let s = Scratch::new("together");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    let note = |name: &str, i: usize| {
+        format!(r#"{{"jsonrpc":"2.0","method":"notifications/{name}","params":{{"i":{i}}}}}"#)
+    };
+    let rounds = 3000;
+    let mut input = String::new();
+    let mut expected = String::new();
+    for i in 0..rounds {
+        input += &format!("{}\r\n\n \t\r\n", note("a", i));
+        input += &format!("{}\n", note("b", i));
+        input += "not json\n";
+        input += r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"read_file"}}"#;
+        input += "\n";
+        input += &call(i as u32, "delete_file", json!({ "path": "/x" }));
+        input += "\n";
+        input += &format!("[{}]\n", note("c", i));
+        input += &note("d", i);
+        if i + 1 < rounds {
+            input += "\n";
+        }
+        expected += &format!(
+            "{}\n{}\n[{}]\n{}\n",
+            note("a", i),
+            note("b", i),
+            note("c", i),
+            note("d", i)
+        );
+    }
+    p.send_bytes(input.as_bytes());
+    p.close_stdin();
+    assert!(p.wait(Duration::from_secs(30)).success(), "{}", p.stderr());
+    let answers = p.rest();
+    assert_eq!(
+        answers.len(),
+        2 * rounds,
+        "one parse error and one denial per round"
+    );
+    let code =
+        |line: &String| serde_json::from_str::<Value>(line).unwrap()["error"]["code"].clone();
+    assert_eq!(answers.iter().filter(|l| code(l) == -32700).count(), rounds);
+    assert_eq!(answers.iter().filter(|l| code(l) == -32001).count(), rounds);
+    let got = received(&s);
+    assert_eq!(got.len(), expected.len());
+    assert!(
+        got == expected,
+        "the server received other bytes than the forwarded frames"
+    );
+}
+
+/// Observe mode forwards a tools/call at once, but never ahead of what came before it.
+#[test]
+fn observed_calls_keep_their_place_in_the_stream() {
+    let s = Scratch::new("observe-order");
+    let mut p = proxy(
+        &s,
+        &["--policy", READ_ONLY, "--enforcement-mode", "observe"],
+        &[],
+    );
+    let mut input = String::new();
+    for i in 0..200u32 {
+        input += &format!(
+            "{}\n",
+            r#"{"jsonrpc":"2.0","method":"notifications/before"}"#
+        );
+        input += &format!("{}\n", call(i, "delete_file", json!({})));
+        input += &format!(
+            "{}\n",
+            r#"{"jsonrpc":"2.0","method":"notifications/after"}"#
+        );
+    }
+    p.send_bytes(input.as_bytes());
+    p.close_stdin();
+    assert!(p.wait(Duration::from_secs(30)).success(), "{}", p.stderr());
+    assert!(received(&s) == input, "observed calls were reordered");
+}
+
 #[test]
 fn blocked_calls_never_reach_the_server() {
     let s = Scratch::new("block");

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use thoth_core::{Call, FrameStep, LineFramer, Message, ToolCall};
+use thoth_core::{Call, FrameStep, LineFramer, Message, Span, ToolCall};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
@@ -93,13 +93,19 @@ impl Ctx {
 }
 
 /// Reads the client's stdin until EOF.
+///
+/// Frames forwarded as they are stay where they were read: the buffer is compacted in
+/// place (nothing moves while every frame is forwarded and ends in a bare `\n`) and
+/// handed to the server writer whole, with only the unfinished last line copied into
+/// the next buffer. A pass-through byte is thus copied by the kernel alone.
 pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::Result<()> {
     let mut framer = LineFramer::new(ctx.settings.max_frame_bytes);
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut outgoing: Vec<u8> = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {
         buf.reserve(READ_CHUNK);
         let n = input.read_buf(&mut buf).await?;
+        // `buf[..kept]` is for the server; `buf[start..]` is not handled yet.
+        let mut kept = 0;
         let mut start = 0;
         loop {
             let rest = buf.get(start..).unwrap_or_default();
@@ -110,7 +116,19 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
             };
             match step {
                 FrameStep::Frame { frame, consumed } => {
-                    handle_frame(&ctx, frame.of(rest), &mut outgoing).await;
+                    let frame = Span::new(start + frame.start, start + frame.end);
+                    match handle_frame(&ctx, frame.of(&buf)).await {
+                        Action::Forward => kept = keep(&mut buf, kept, frame),
+                        Action::Done => {}
+                        Action::InOrder(next) => {
+                            // What was read before it goes first.
+                            flush_kept(&ctx, &buf, &mut kept).await;
+                            match next {
+                                InOrder::Batch => batch(&ctx, frame.of(&buf)).await,
+                                InOrder::Forward => kept = keep(&mut buf, kept, frame),
+                            }
+                        }
+                    }
                     start += consumed;
                 }
                 FrameStep::Oversized { dropped, consumed } => {
@@ -127,15 +145,43 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                 break;
             }
         }
-        buf.drain(..start.min(buf.len()));
-        if !outgoing.is_empty() {
-            let next = ctx.spare.borrow_mut().pop().unwrap_or_default();
-            ctx.send_server(std::mem::replace(&mut outgoing, next))
-                .await;
+        if kept > 0 {
+            let mut next = ctx.spare.borrow_mut().pop().unwrap_or_default();
+            next.extend_from_slice(buf.get(start..).unwrap_or_default());
+            buf.truncate(kept);
+            ctx.send_server(std::mem::replace(&mut buf, next)).await;
+        } else {
+            buf.drain(..start.min(buf.len()));
         }
         if n == 0 {
             return Ok(());
         }
+    }
+}
+
+/// Moves `frame` (and a `\n`) down to `buf[kept..]`, where the bytes to forward end,
+/// and returns their new end. Nothing moves while frames follow each other with bare
+/// `\n`s; a `\r\n` or a frame not forwarded opens a gap that later frames close.
+fn keep(buf: &mut Vec<u8>, kept: usize, frame: Span) -> usize {
+    if kept != frame.start {
+        buf.copy_within(frame.start..frame.end, kept);
+    }
+    let newline = kept + frame.len();
+    match buf.get_mut(newline) {
+        Some(byte) => *byte = b'\n',
+        // The last frame of the stream, without a terminator.
+        None => buf.push(b'\n'),
+    }
+    newline + 1
+}
+
+/// Sends the bytes kept so far now (a copy: the buffer is still being read).
+async fn flush_kept(ctx: &Ctx, buf: &[u8], kept: &mut usize) {
+    if *kept > 0 {
+        let mut bytes = ctx.spare.borrow_mut().pop().unwrap_or_default();
+        bytes.extend_from_slice(buf.get(..*kept).unwrap_or_default());
+        *kept = 0;
+        ctx.send_server(bytes).await;
     }
 }
 
@@ -150,10 +196,30 @@ fn oversized(dropped: u64, max: usize) -> Vec<u8> {
     )
 }
 
-async fn handle_frame(ctx: &Rc<Ctx>, frame: &[u8], outgoing: &mut Vec<u8>) {
+/// What the pump does with a frame once [`handle_frame`] has looked at it.
+enum Action {
+    /// Forward its bytes unchanged.
+    Forward,
+    /// Nothing more (answered, dropped, or in a decision task).
+    Done,
+    /// Needs the bytes read before it sent first.
+    InOrder(InOrder),
+}
+
+enum InOrder {
+    /// A batch: decided element by element.
+    Batch,
+    /// A tools/call forwarded at once (observe mode).
+    Forward,
+}
+
+async fn handle_frame(ctx: &Rc<Ctx>, frame: &[u8]) -> Action {
     let message = match thoth_core::scan(frame) {
         Ok(m) => m,
-        Err(e) => return ctx.reply(reply::rejected(frame, &e)).await,
+        Err(e) => {
+            ctx.reply(reply::rejected(frame, &e)).await;
+            return Action::Done;
+        }
     };
     match message {
         Message::Request(call) if call.is_tool_call() => tools_call(ctx, frame, &call).await,
@@ -161,60 +227,58 @@ async fn handle_frame(ctx: &Rc<Ctx>, frame: &[u8], outgoing: &mut Vec<u8>) {
             tracing::warn!(
                 "dropped a tools/call notification (no id: a denial could not be answered)"
             );
+            Action::Done
         }
         Message::Notification(call) if call.method().eq_str("notifications/cancelled") => {
-            if !cancel_pending(ctx, frame, &call) {
-                forward(outgoing, frame);
+            if cancel_pending(ctx, frame, &call) {
+                Action::Done
+            } else {
+                Action::Forward
             }
         }
         Message::Request(call) => {
             let raw = call.id().map_or(&b"null"[..], |id| id.raw);
             if ctx.state.borrow().pending.contains_key(&id_key(raw)) {
-                return ctx.reply(reused_id(raw)).await;
+                ctx.reply(reused_id(raw)).await;
+                return Action::Done;
             }
             let mut state = ctx.state.borrow_mut();
             state.forwarded(raw);
             if call.method().eq_str("tools/list") && ctx.gov.borrow().is_some() {
                 state.watch_tools_list(raw);
             }
-            drop(state);
-            forward(outgoing, frame);
+            Action::Forward
         }
-        Message::Batch(_) => {
-            // Keep order: what was queued before the batch goes first.
-            if !outgoing.is_empty() {
-                ctx.send_server(std::mem::take(outgoing)).await;
-            }
-            let mut planned = plan_batch(frame);
-            for p in planned.iter_mut() {
-                if let Planned::Decide {
-                    element,
-                    raw_id,
-                    call,
-                } = p
-                {
-                    *p = match decide_element(ctx, frame, element, raw_id, call).await {
-                        Ok(Some(bytes)) => Planned::Forward(bytes),
-                        Ok(None) => Planned::Drop,
-                        Err(answer) => Planned::Answer(answer),
-                    };
-                }
-            }
-            let (to_server, to_client) = assemble(planned);
-            if let Some(batch) = to_server {
-                ctx.send_server(batch).await;
-            }
-            if let Some(errors) = to_client {
-                ctx.reply(errors).await;
-            }
-        }
-        Message::Notification(_) | Message::Response(_) => forward(outgoing, frame),
+        Message::Batch(_) => Action::InOrder(InOrder::Batch),
+        Message::Notification(_) | Message::Response(_) => Action::Forward,
     }
 }
 
-fn forward(outgoing: &mut Vec<u8>, frame: &[u8]) {
-    outgoing.extend_from_slice(frame);
-    outgoing.push(b'\n');
+/// Decides a batch element by element: allowed elements go to the server as one batch,
+/// the answers to the client as one array.
+async fn batch(ctx: &Rc<Ctx>, frame: &[u8]) {
+    let mut planned = plan_batch(frame);
+    for p in planned.iter_mut() {
+        if let Planned::Decide {
+            element,
+            raw_id,
+            call,
+        } = p
+        {
+            *p = match decide_element(ctx, frame, element, raw_id, call).await {
+                Ok(Some(bytes)) => Planned::Forward(bytes),
+                Ok(None) => Planned::Drop,
+                Err(answer) => Planned::Answer(answer),
+            };
+        }
+    }
+    let (to_server, to_client) = assemble(planned);
+    if let Some(batch) = to_server {
+        ctx.send_server(batch).await;
+    }
+    if let Some(errors) = to_client {
+        ctx.reply(errors).await;
+    }
 }
 
 fn reused_id(raw: &[u8]) -> Vec<u8> {
@@ -275,7 +339,7 @@ fn invalid_arguments(id: &[u8], why: &str) -> Vec<u8> {
     )
 }
 
-async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
+async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) -> Action {
     let raw_id = call.id().map_or(&b"null"[..], |id| id.raw).to_vec();
     let key = id_key(&raw_id);
     let (reused, busy) = {
@@ -286,7 +350,8 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
         )
     };
     if reused {
-        return ctx.reply(reused_id(&raw_id)).await;
+        ctx.reply(reused_id(&raw_id)).await;
+        return Action::Done;
     }
     if busy {
         let busy = reply::error(
@@ -295,23 +360,29 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
             "busy: too many calls pending a decision",
             None,
         );
-        return ctx.reply(busy).await;
+        ctx.reply(busy).await;
+        return Action::Done;
     }
     let tc = match thoth_core::tool_call(call) {
         Ok(tc) => tc,
-        Err(e) => return ctx.reply(reply::rejected(frame, &e)).await,
+        Err(e) => {
+            ctx.reply(reply::rejected(frame, &e)).await;
+            return Action::Done;
+        }
     };
     let (args, args_len) = match parse_arguments(frame, &tc) {
         Ok(parsed) => parsed,
-        Err(why) => return ctx.reply(invalid_arguments(&raw_id, &why)).await,
+        Err(why) => {
+            ctx.reply(invalid_arguments(&raw_id, &why)).await;
+            return Action::Done;
+        }
     };
     let frame = frame.to_vec();
     let pending_id = raw_id.clone();
-    if ctx.settings.mode == Mode::Observe {
+    // Observe mode forwards at once, after what the client sent before it.
+    let observe = ctx.settings.mode == Mode::Observe;
+    if observe {
         ctx.state.borrow_mut().forwarded(&raw_id);
-        let mut line = frame.clone();
-        line.push(b'\n');
-        ctx.send_server(line).await;
     }
     let task_ctx = ctx.clone();
     let task_key = key.clone();
@@ -375,6 +446,11 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) {
         tokio::task::yield_now().await;
     }
     ctx.server_backpressure().await;
+    if observe {
+        Action::InOrder(InOrder::Forward)
+    } else {
+        Action::Done
+    }
 }
 
 enum Outcome {

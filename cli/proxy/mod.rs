@@ -276,35 +276,42 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
     }
 }
 
-/// Owns the server's stdin: writes frames as they come, flushes when idle, and closes
-/// it when every sender is gone.
+/// Owns the server's stdin: writes frames as they come, and closes it when every
+/// sender is gone.
 async fn write_server(
     mut stdin: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Vec<u8>>,
     spare: Rc<RefCell<Vec<Vec<u8>>>>,
 ) {
-    // No buffered writer: a batch of frames is written straight from the vector the
-    // client pump filled (one copy fewer per byte); frames queued meanwhile join it.
+    // No buffered writer: what the client pump read is written from its own buffer.
+    // Small writes queued together are joined into one; a large one is never copied.
     while let Some(mut bytes) = rx.recv().await {
+        let mut large = None;
         while bytes.len() < COALESCE_BYTES {
             match rx.try_recv() {
-                Ok(next) => {
+                Ok(next) if bytes.len() + next.len() <= COALESCE_BYTES => {
                     bytes.extend_from_slice(&next);
                     recycle(&spare, next);
+                }
+                Ok(next) => {
+                    large = Some(next);
+                    break;
                 }
                 Err(_) => break,
             }
         }
-        if stdin.write_all(&bytes).await.is_err() {
-            return;
+        for bytes in std::iter::once(bytes).chain(large) {
+            if stdin.write_all(&bytes).await.is_err() {
+                return;
+            }
+            recycle(&spare, bytes);
         }
-        recycle(&spare, bytes);
     }
     let _ = stdin.shutdown().await;
 }
 
-/// Frames joined into one write at most (bytes).
-const COALESCE_BYTES: usize = 256 * 1024;
+/// Writes queued together are joined up to this many bytes.
+const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Hands a spent buffer back: the client pump refills it instead of allocating.
 fn recycle(spare: &RefCell<Vec<Vec<u8>>>, mut bytes: Vec<u8>) {
