@@ -4,6 +4,9 @@
 //!   pump, scan, server writer, `cat`, server relay) beside the same bytes through the
 //!   same pipes with a plain byte copy where thoth's pumps are (`plain_copy_proxy_cat`:
 //!   threads copying client → cat → client), and through `cat` alone (half the pipes);
+//!   then the pumps in process (`pumps_in_process`: [`thoth::proxy::run_pipes`], the
+//!   server's stdin pipe looped to its stdout) beside threads copying through the same
+//!   three pipes (`plain_copy_in_process`);
 //! - `tools_call_stream`: 10 MB of allowed tools/call frames through `thoth run -- cat`
 //!   (every frame decided by the local engine), beside `cat` alone;
 //! - `round_trip`: one tools/call written and its echo read back, through
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use thoth::enforce::local::LocalEngine;
-use thoth::proxy::decide::{Session, decide};
+use thoth::proxy::decide::{Engine, Session, decide};
 use thoth::settings::profile::Profile;
 use thoth::settings::{DenyStyle, EngineChoice, Environment, FailureDecision, Mode, RunSettings};
 
@@ -69,15 +72,7 @@ fn stream_through(cmd: Command, input: &'static [u8]) -> Duration {
     let writer = std::thread::spawn(move || {
         stdin.write_all(input).unwrap();
     });
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0usize;
-    loop {
-        let n = stdout.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        total += n;
-    }
+    let total = drain(&mut stdout);
     writer.join().unwrap();
     child.wait().unwrap();
     let elapsed = started.elapsed();
@@ -108,19 +103,75 @@ fn copy_proxy_through(input: &'static [u8]) -> Duration {
     // must (std::io::copy would splice pipe to pipe inside the kernel).
     let to_server = std::thread::spawn(move || copy_bytes(&mut client_read, &mut cat_in));
     let to_client = std::thread::spawn(move || copy_bytes(&mut cat_out, &mut back_write));
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0usize;
-    loop {
-        let n = back_read.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        total += n;
-    }
+    let total = drain(&mut back_read);
     feeder.join().unwrap();
     to_server.join().unwrap();
     to_client.join().unwrap();
     child.wait().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(total, input.len(), "every byte came back");
+    elapsed
+}
+
+/// Reads `from` to its end; returns how many bytes came.
+fn drain(mut from: impl Read) -> usize {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0usize;
+    loop {
+        let n = from.read(&mut buf).unwrap();
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
+/// The pumps in process: feeder → pipe → client pump (scan) → pipe → relay → pipe →
+/// reader, with no child between the pumps (the server's stdin pipe is its stdout).
+fn pumps_through(input: &'static [u8]) -> Duration {
+    let started = Instant::now();
+    let (client_in, mut feed) = std::io::pipe().unwrap();
+    let (server_out, server_in) = std::io::pipe().unwrap();
+    let (back, client_out) = std::io::pipe().unwrap();
+    let feeder = std::thread::spawn(move || feed.write_all(input).unwrap());
+    let parts = (
+        settings(Mode::Block),
+        Engine::Local(Box::new(
+            LocalEngine::load(&policy("read-only.cedar")).unwrap(),
+        )),
+        Session::new(),
+    );
+    let pumps = std::thread::spawn(move || {
+        thoth::proxy::run_pipes(
+            parts,
+            client_in.into(),
+            client_out.into(),
+            server_in.into(),
+            server_out.into(),
+        )
+        .unwrap()
+    });
+    let total = drain(back);
+    feeder.join().unwrap();
+    pumps.join().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(total, input.len(), "every byte came back");
+    elapsed
+}
+
+/// The same three pipes with a plain byte copy where the pumps are.
+fn copies_through(input: &'static [u8]) -> Duration {
+    let started = Instant::now();
+    let (mut client_in, mut feed) = std::io::pipe().unwrap();
+    let (mut server_out, mut server_in) = std::io::pipe().unwrap();
+    let (back, mut client_out) = std::io::pipe().unwrap();
+    let feeder = std::thread::spawn(move || feed.write_all(input).unwrap());
+    let to_server = std::thread::spawn(move || copy_bytes(&mut client_in, &mut server_in));
+    let to_client = std::thread::spawn(move || copy_bytes(&mut server_out, &mut client_out));
+    let total = drain(back);
+    feeder.join().unwrap();
+    to_server.join().unwrap();
+    to_client.join().unwrap();
     let elapsed = started.elapsed();
     assert_eq!(total, input.len(), "every byte came back");
     elapsed
@@ -164,6 +215,12 @@ fn streams(c: &mut Criterion) {
     });
     group.bench_function("plain_copy_proxy_cat", |b| {
         b.iter_custom(|n| (0..n).map(|_| copy_proxy_through(notifications)).sum())
+    });
+    group.bench_function("pumps_in_process", |b| {
+        b.iter_custom(|n| (0..n).map(|_| pumps_through(notifications)).sum())
+    });
+    group.bench_function("plain_copy_in_process", |b| {
+        b.iter_custom(|n| (0..n).map(|_| copies_through(notifications)).sum())
     });
     group.finish();
 

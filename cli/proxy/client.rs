@@ -57,7 +57,52 @@ pub struct Ctx {
     pub gov: RefCell<Option<crate::govapi::Handle>>,
 }
 
+/// Frames queued for the server's stdin at most (a slow server slows the client).
+const TO_SERVER_QUEUE: usize = 8;
+/// Replies queued for the client at most.
+const TO_CLIENT_QUEUE: usize = 256;
+
+/// The receiving ends of a session's queues, for its pumps.
+pub struct Queues {
+    /// What the server writer writes.
+    pub to_server: mpsc::Receiver<Vec<u8>>,
+    /// What the relay writes to the client between the server's lines.
+    pub to_client: mpsc::Receiver<Vec<u8>>,
+}
+
 impl Ctx {
+    /// A session's shared state, and the queues its pumps drain.
+    pub fn new(
+        settings: RunSettings,
+        engine: Engine,
+        session: Session,
+        audit: AuditLog,
+    ) -> (Rc<Self>, Queues) {
+        let (to_server_tx, to_server) = mpsc::channel(TO_SERVER_QUEUE);
+        let (to_client_tx, to_client) = mpsc::channel(TO_CLIENT_QUEUE);
+        let ctx = Rc::new(Self {
+            settings,
+            engine,
+            session: RefCell::new(session),
+            state: RefCell::new(ProxyState::default()),
+            audit,
+            to_server: RefCell::new(Some(to_server_tx)),
+            to_client: RefCell::new(Some(to_client_tx)),
+            spare: Rc::new(RefCell::new(Vec::new())),
+            approvals: RefCell::new(hold::Approvals::default()),
+            announced: RefCell::new(std::collections::HashSet::new()),
+            telemetry: RefCell::new(None),
+            gov: RefCell::new(None),
+        });
+        (
+            ctx,
+            Queues {
+                to_server,
+                to_client,
+            },
+        )
+    }
+
     pub async fn send_server(&self, bytes: Vec<u8>) {
         let tx = self.to_server.borrow().clone();
         if let Some(tx) = tx {

@@ -28,22 +28,17 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::audit::AuditLog;
 use crate::settings::RunSettings;
 use crate::spawn::{self, resolve::Resolved};
-use client::Ctx;
+use client::{Ctx, Queues};
 use decide::{Engine, Session};
-use state::ProxyState;
 
-/// Frames queued for the server's stdin at most (a slow server slows the client).
-const TO_SERVER_QUEUE: usize = 8;
 /// How long a dead server's stdout may take to end before pending calls are answered.
 const ORPHAN_WAIT: Duration = Duration::from_millis(500);
-/// Replies queued for the client at most.
-const TO_CLIENT_QUEUE: usize = 256;
 
 /// Why the proxy stopped.
 enum Stop {
@@ -96,24 +91,18 @@ async fn serve(
         tracing::error!("the server's stdio pipes are missing");
         return ExitCode::from(70);
     };
-    let (to_server_tx, to_server_rx) = mpsc::channel::<Vec<u8>>(TO_SERVER_QUEUE);
-    let (to_client_tx, to_client_rx) = mpsc::channel::<Vec<u8>>(TO_CLIENT_QUEUE);
+    #[cfg(unix)]
+    let server_stdout = match server_stdout.into_owned_fd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!("the server's stdout cannot be relayed: {e}");
+            spawn::terminate(&mut server);
+            return ExitCode::from(70);
+        }
+    };
     let term_delay = settings.child_term_delay;
     let kill_delay = settings.child_kill_delay;
-    let ctx = Rc::new(Ctx {
-        settings,
-        engine,
-        session: RefCell::new(session),
-        state: RefCell::new(ProxyState::default()),
-        audit,
-        to_server: RefCell::new(Some(to_server_tx)),
-        to_client: RefCell::new(Some(to_client_tx)),
-        spare: Rc::new(RefCell::new(Vec::new())),
-        approvals: RefCell::new(hold::Approvals::default()),
-        announced: RefCell::new(std::collections::HashSet::new()),
-        telemetry: RefCell::new(None),
-        gov: RefCell::new(None),
-    });
+    let (ctx, queues) = Ctx::new(settings, engine, session, audit);
     if let Some(gov) = ctx.settings.govapi.clone() {
         let identity =
             crate::govapi::Identity::from_settings(&ctx.settings, &ctx.session.borrow().id);
@@ -121,12 +110,19 @@ async fn serve(
         *ctx.gov.borrow_mut() = crate::govapi::Handle::start(gov, identity, state);
     }
     let telemetry_task = start_telemetry(&ctx);
-    let writer =
-        tokio::task::spawn_local(write_server(server_stdin, to_server_rx, ctx.spare.clone()));
-    let inventory = ctx.gov.borrow().as_ref().and_then(|g| g.inventory_sender());
-    let book = ctx.state.borrow().book.clone();
-    let server_pump = relay_thread(book, inventory, server_stdout, to_client_rx);
-    let mut client_pump = tokio::task::spawn_local(client::pump(ctx.clone(), stdio::stdin()));
+    let pumps = start_pumps(
+        &ctx,
+        queues,
+        stdio::stdin(),
+        server_stdin,
+        server_stdout,
+        Box::new(stdio::stdout),
+    );
+    let Pumps {
+        client: mut client_pump,
+        writer,
+        relay: server_pump,
+    } = pumps;
     let mut signals = Signals::new();
 
     let stop = tokio::select! {
@@ -321,30 +317,108 @@ fn recycle(spare: &RefCell<Vec<Vec<u8>>>, mut bytes: Vec<u8>) {
     }
 }
 
+/// The server's stdout as the relay takes it: a descriptor on Unix (the relay thread
+/// registers it with its own runtime), the child's pipe elsewhere.
+#[cfg(unix)]
+pub type ServerOutput = std::os::fd::OwnedFd;
+/// The server's stdout as the relay takes it.
+#[cfg(not(unix))]
+pub type ServerOutput = tokio::process::ChildStdout;
+
+/// Makes the client's output stream, on the thread that writes it.
+pub type ClientOutput = Box<dyn FnOnce() -> Box<dyn AsyncWrite + Unpin> + Send>;
+
+/// A session's running pumps.
+pub struct Pumps {
+    /// Client → server: ends at the client's EOF.
+    pub client: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Writes the server's stdin; closes it once every sender is gone.
+    pub writer: tokio::task::JoinHandle<()>,
+    /// Resolves when the server → client relay has ended.
+    pub relay: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Starts the three pumps of a session between the client's streams and the server's
+/// (on the current `LocalSet`, and the relay on its own thread). `thoth run` wires them
+/// to its stdio and the child's pipes; [`run_pipes`] to any pipes.
+pub fn start_pumps(
+    ctx: &Rc<Ctx>,
+    queues: Queues,
+    client_in: impl AsyncRead + Unpin + 'static,
+    server_in: impl AsyncWrite + Unpin + 'static,
+    server_out: ServerOutput,
+    client_out: ClientOutput,
+) -> Pumps {
+    let Queues {
+        to_server,
+        to_client,
+    } = queues;
+    let writer = tokio::task::spawn_local(write_server(server_in, to_server, ctx.spare.clone()));
+    let inventory = ctx.gov.borrow().as_ref().and_then(|g| g.inventory_sender());
+    let book = ctx.state.borrow().book.clone();
+    let relay = relay_thread(book, inventory, server_out, to_client, client_out);
+    let client = tokio::task::spawn_local(client::pump(ctx.clone(), client_in));
+    Pumps {
+        client,
+        writer,
+        relay,
+    }
+}
+
+/// The proxy between four pipes, without a child process: what `thoth run` does
+/// between a client and a server, for the pass-through bench (`benches/proxy.rs`).
+/// Returns when the client's input and the server's output have both ended.
+#[cfg(unix)]
+pub fn run_pipes(
+    ctx_parts: (RunSettings, Engine, Session),
+    client_in: std::os::fd::OwnedFd,
+    client_out: std::os::fd::OwnedFd,
+    server_in: std::os::fd::OwnedFd,
+    server_out: std::os::fd::OwnedFd,
+) -> std::io::Result<()> {
+    use tokio::net::unix::pipe;
+    let runtime = crate::runtime::current_thread()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let (settings, engine, session) = ctx_parts;
+        let (ctx, queues) = Ctx::new(settings, engine, session, AuditLog::disabled());
+        let client_in = pipe::Receiver::from_owned_fd(client_in)?;
+        let server_in = pipe::Sender::from_owned_fd(server_in)?;
+        let client_out: ClientOutput =
+            Box::new(move || match pipe::Sender::from_owned_fd(client_out) {
+                Ok(tx) => Box::new(tx),
+                Err(e) => {
+                    tracing::error!("the client's output cannot be written: {e}");
+                    Box::new(tokio::io::sink())
+                }
+            });
+        let pumps = start_pumps(&ctx, queues, client_in, server_in, server_out, client_out);
+        let read = pumps.client.await.map_err(std::io::Error::other)?;
+        ctx.to_server.borrow_mut().take();
+        ctx.to_client.borrow_mut().take();
+        let _ = pumps.writer.await;
+        let _ = pumps.relay.await;
+        read
+    })
+}
+
 /// Runs the server → client relay on a thread of its own (Unix), so relaying the
 /// server's output never waits behind scanning the client's, and the two directions
 /// use both cores. The returned receiver resolves when the relay has ended.
 fn relay_thread(
     book: state::SharedBook,
     inventory: Option<crate::govapi::InventorySender>,
-    server_stdout: tokio::process::ChildStdout,
+    server_out: ServerOutput,
     replies: mpsc::Receiver<Vec<u8>>,
+    client_out: ClientOutput,
 ) -> tokio::sync::oneshot::Receiver<()> {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     #[cfg(unix)]
     {
-        let fd = match server_stdout.into_owned_fd() {
-            Ok(fd) => fd,
-            Err(e) => {
-                tracing::error!("the server's stdout cannot be relayed: {e}");
-                return done_rx;
-            }
-        };
         let relay = move || async move {
-            match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd) {
+            match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(server_out) {
                 Ok(from_server) => {
-                    let stdout = stdio::stdout();
-                    let _ = server::pump(book, inventory, from_server, replies, stdout).await;
+                    let _ = server::pump(book, inventory, from_server, replies, client_out()).await;
                 }
                 Err(e) => tracing::error!("the server's stdout cannot be relayed: {e}"),
             }
@@ -359,7 +433,7 @@ fn relay_thread(
     #[cfg(not(unix))]
     {
         tokio::task::spawn_local(async move {
-            let _ = server::pump(book, inventory, server_stdout, replies, stdio::stdout()).await;
+            let _ = server::pump(book, inventory, server_out, replies, client_out()).await;
             let _ = done_tx.send(());
         });
     }
