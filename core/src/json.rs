@@ -319,12 +319,7 @@ impl<'a> Lexer<'a> {
         }
         match bytes.get(i) {
             Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                i += 1;
-                while digit(i) {
-                    i += 1;
-                }
-            }
+            Some(b'1'..=b'9') => i = digits_end(bytes, i + 1),
             _ => return bad(i),
         }
         if bytes.get(i) == Some(&b'.') {
@@ -332,9 +327,7 @@ impl<'a> Lexer<'a> {
             if !digit(i) {
                 return bad(i);
             }
-            while digit(i) {
-                i += 1;
-            }
+            i = digits_end(bytes, i);
         }
         if matches!(bytes.get(i), Some(b'e' | b'E')) {
             i += 1;
@@ -344,9 +337,7 @@ impl<'a> Lexer<'a> {
             if !digit(i) {
                 return bad(i);
             }
-            while digit(i) {
-                i += 1;
-            }
+            i = digits_end(bytes, i);
         }
         // "01", "1.2.3", "1e5e5", "2x": the number is malformed, not merely followed by junk.
         if matches!(
@@ -452,6 +443,32 @@ impl<'a> Lexer<'a> {
     pub(crate) fn too_deep(&self, depth: u8) -> bool {
         depth >= self.max_depth
     }
+}
+
+/// The index of the first byte at or after `i` that is not an ASCII digit, eight bytes
+/// at a time: a digit (0x30..=0x39) has the high nibble 3, and adding 6 to its low
+/// nibble does not carry out of it (nor, at most 21, out of the byte).
+#[inline(always)]
+fn digits_end(bytes: &[u8], mut i: usize) -> usize {
+    const NIBBLES_HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const NIBBLES_LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let w = u64::from_le_bytes(word);
+        let high = (w & NIBBLES_HIGH) ^ 0x3030_3030_3030_3030;
+        let low = ((w & NIBBLES_LOW) + 0x0606_0606_0606_0606) & NIBBLES_HIGH;
+        let not_digit = high | low;
+        if not_digit != 0 {
+            return i + (not_digit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
 }
 
 /// Checks the escape at `i` (a backslash) and returns the index after it.
@@ -563,6 +580,23 @@ mod tests {
                     assert_eq!(fast, slow, "{:?}", String::from_utf8_lossy(&frame));
                     let whole = validate(&frame).is_ok();
                     assert_eq!(whole, theirs, "{:?}", String::from_utf8_lossy(&frame));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn digit_runs_end_at_the_first_other_byte() {
+        for len in 0..20 {
+            for at in 0..=len {
+                for byte in 0..=255u8 {
+                    let mut text = [b'7'; 20];
+                    let text = &mut text[..len];
+                    if let Some(b) = text.get_mut(at) {
+                        *b = byte;
+                    }
+                    let want = text.iter().position(|b| !b.is_ascii_digit()).unwrap_or(len);
+                    assert_eq!(digits_end(text, 0), want, "{byte:#x} at {at} of {len}");
                 }
             }
         }
