@@ -162,16 +162,21 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
             match step {
                 FrameStep::Frame { frame, consumed } => {
                     let frame = Span::new(start + frame.start, start + frame.end);
-                    match handle_frame(&ctx, frame.of(&buf)).await {
-                        Action::Forward => kept = keep(&mut buf, kept, frame),
-                        Action::Done => {}
-                        Action::InOrder(next) => {
+                    match plan(&ctx, frame.of(&buf)) {
+                        Plan::Forward => kept = keep(&mut buf, kept, frame),
+                        Plan::Done => {}
+                        Plan::Reply(answer) => ctx.reply(answer).await,
+                        Plan::ToolCall { raw_id, call } => {
+                            if tools_call(&ctx, frame.of(&buf), raw_id, call).await {
+                                // Observe mode: forwarded at once, after what came before.
+                                flush_kept(&ctx, &buf, &mut kept).await;
+                                kept = keep(&mut buf, kept, frame);
+                            }
+                        }
+                        Plan::Batch => {
                             // What was read before it goes first.
                             flush_kept(&ctx, &buf, &mut kept).await;
-                            match next {
-                                InOrder::Batch => batch(&ctx, frame.of(&buf)).await,
-                                InOrder::Forward => kept = keep(&mut buf, kept, frame),
-                            }
+                            batch(&ctx, frame.of(&buf)).await;
                         }
                     }
                     start += consumed;
@@ -241,61 +246,61 @@ fn oversized(dropped: u64, max: usize) -> Vec<u8> {
     )
 }
 
-/// What the pump does with a frame once [`handle_frame`] has looked at it.
-enum Action {
+/// What the pump does with a frame, found without waiting: the frames forwarded as
+/// they are never enter the async machinery (nor have their scan copied into it).
+enum Plan {
     /// Forward its bytes unchanged.
     Forward,
-    /// Nothing more (answered, dropped, or in a decision task).
+    /// Nothing to do (dropped, or a cancellation resolved here).
     Done,
-    /// Needs the bytes read before it sent first.
-    InOrder(InOrder),
-}
-
-enum InOrder {
-    /// A batch: decided element by element.
+    /// Answered by thoth, never forwarded.
+    Reply(Vec<u8>),
+    /// A tools/call request: its raw id and what a decision needs.
+    ToolCall {
+        raw_id: Vec<u8>,
+        call: Result<Box<ToolCall>, thoth_core::Error>,
+    },
+    /// A batch: decided element by element, after the bytes read before it.
     Batch,
-    /// A tools/call forwarded at once (observe mode).
-    Forward,
 }
 
-async fn handle_frame(ctx: &Rc<Ctx>, frame: &[u8]) -> Action {
+fn plan(ctx: &Ctx, frame: &[u8]) -> Plan {
     let message = match thoth_core::scan(frame) {
         Ok(m) => m,
-        Err(e) => {
-            ctx.reply(reply::rejected(frame, &e)).await;
-            return Action::Done;
-        }
+        Err(e) => return Plan::Reply(reply::rejected(frame, &e)),
     };
     match message {
-        Message::Request(call) if call.is_tool_call() => tools_call(ctx, frame, &call).await,
+        Message::Request(call) if call.is_tool_call() => Plan::ToolCall {
+            raw_id: call.id().map_or(&b"null"[..], |id| id.raw).to_vec(),
+            call: thoth_core::tool_call(&call).map(Box::new),
+        },
         Message::Notification(call) if call.is_tool_call() => {
             tracing::warn!(
                 "dropped a tools/call notification (no id: a denial could not be answered)"
             );
-            Action::Done
+            Plan::Done
         }
         Message::Notification(call) if call.method().eq_str("notifications/cancelled") => {
             if cancel_pending(ctx, frame, &call) {
-                Action::Done
+                Plan::Done
             } else {
-                Action::Forward
+                Plan::Forward
             }
         }
         Message::Request(call) => {
             let raw = call.id().map_or(&b"null"[..], |id| id.raw);
             if ctx.state.borrow().pending.contains_key(&id_key(raw)) {
-                ctx.reply(reused_id(raw)).await;
-                return Action::Done;
+                return Plan::Reply(reused_id(raw));
             }
             let mut state = ctx.state.borrow_mut();
             state.forwarded(raw);
             if call.method().eq_str("tools/list") && ctx.gov.borrow().is_some() {
                 state.watch_tools_list(raw);
             }
-            Action::Forward
+            Plan::Forward
         }
-        Message::Batch(_) => Action::InOrder(InOrder::Batch),
-        Message::Notification(_) | Message::Response(_) => Action::Forward,
+        Message::Batch(_) => Plan::Batch,
+        Message::Notification(_) | Message::Response(_) => Plan::Forward,
     }
 }
 
@@ -384,8 +389,14 @@ fn invalid_arguments(id: &[u8], why: &str) -> Vec<u8> {
     )
 }
 
-async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) -> Action {
-    let raw_id = call.id().map_or(&b"null"[..], |id| id.raw).to_vec();
+/// Starts the decision of a tools/call request; true when the frame is to be forwarded
+/// now, unchanged (observe mode).
+async fn tools_call(
+    ctx: &Rc<Ctx>,
+    frame: &[u8],
+    raw_id: Vec<u8>,
+    call: Result<Box<ToolCall>, thoth_core::Error>,
+) -> bool {
     let key = id_key(&raw_id);
     let (reused, busy) = {
         let state = ctx.state.borrow();
@@ -396,7 +407,7 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) -> Action {
     };
     if reused {
         ctx.reply(reused_id(&raw_id)).await;
-        return Action::Done;
+        return false;
     }
     if busy {
         let busy = reply::error(
@@ -406,20 +417,20 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) -> Action {
             None,
         );
         ctx.reply(busy).await;
-        return Action::Done;
+        return false;
     }
-    let tc = match thoth_core::tool_call(call) {
+    let tc = match call {
         Ok(tc) => tc,
         Err(e) => {
             ctx.reply(reply::rejected(frame, &e)).await;
-            return Action::Done;
+            return false;
         }
     };
     let (args, args_len) = match parse_arguments(frame, &tc) {
         Ok(parsed) => parsed,
         Err(why) => {
             ctx.reply(invalid_arguments(&raw_id, &why)).await;
-            return Action::Done;
+            return false;
         }
     };
     let frame = frame.to_vec();
@@ -491,11 +502,7 @@ async fn tools_call(ctx: &Rc<Ctx>, frame: &[u8], call: &Call<'_>) -> Action {
         tokio::task::yield_now().await;
     }
     ctx.server_backpressure().await;
-    if observe {
-        Action::InOrder(InOrder::Forward)
-    } else {
-        Action::Done
-    }
+    observe
 }
 
 enum Outcome {
