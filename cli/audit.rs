@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 
 /// Records queued for the writer thread at most.
 pub const QUEUE: usize = 1024;
-/// How often the writer thread looks at the queue. It sleeps rather than waiting on
-/// the channel, so queuing a record never wakes a thread on the proxy's hot path.
+/// How often the writer thread looks at the queue. It parks rather than waiting on
+/// the channel, so queuing a record never wakes a thread on the proxy's hot path; only
+/// [`AuditLog::finish`] unparks it, so exiting never waits for a tick.
 const POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The next record, polling every [`POLL`]; `None` once every sender is gone and the
@@ -34,7 +35,7 @@ fn next_record(rx: &std::sync::mpsc::Receiver<Record>) -> Option<Record> {
     loop {
         match rx.try_recv() {
             Ok(record) => return Some(record),
-            Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::sleep(POLL),
+            Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::park_timeout(POLL),
             Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
         }
     }
@@ -136,9 +137,10 @@ impl AuditLog {
         }
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(handle) = handle {
+            handle.thread().unpark();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
             while !handle.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                std::thread::sleep(std::time::Duration::from_micros(100));
             }
             if handle.is_finished() {
                 let _ = handle.join();
