@@ -89,12 +89,18 @@ pub struct Id<'a> {
     pub kind: IdKind,
 }
 
-/// What the params walk learnt about the tools/call members.
+/// The tools/call members a [`Call`] carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct ToolFacts<'a> {
+struct ToolParts<'a> {
     name: Option<RawStr<'a>>,
     arguments: Option<Span>,
     progress_token: Option<Span>,
+}
+
+/// What the params walk learnt about the tools/call members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ToolFacts<'a> {
+    parts: ToolParts<'a>,
     /// First rule broken inside params; it matters only for tools/call.
     fault: Option<Error>,
 }
@@ -114,7 +120,7 @@ pub struct Call<'a> {
     method: RawStr<'a>,
     id: Option<Id<'a>>,
     params: Option<Span>,
-    tool: ToolFacts<'a>,
+    tool: ToolParts<'a>,
 }
 
 impl<'a> Call<'a> {
@@ -468,7 +474,7 @@ fn walk_params<'a>(lx: &mut Lexer<'a>, depth: u8, facts: &mut ToolFacts<'a>) -> 
             Some(0) => {
                 seen[0] = true;
                 if first == b'"' {
-                    facts.name = Some(lx.string()?);
+                    facts.parts.name = Some(lx.string()?);
                 } else {
                     facts.fault(ErrorKind::NameNotString, at);
                     lx.skip_value(inner)?;
@@ -478,7 +484,7 @@ fn walk_params<'a>(lx: &mut Lexer<'a>, depth: u8, facts: &mut ToolFacts<'a>) -> 
                 seen[1] = true;
                 lx.skip_value(inner)?;
                 if first == b'{' {
-                    facts.arguments = Some(Span::new(at, lx.pos));
+                    facts.parts.arguments = Some(Span::new(at, lx.pos));
                 } else {
                     facts.fault(ErrorKind::ArgumentsNotObject, at);
                 }
@@ -516,10 +522,10 @@ fn walk_meta<'a>(lx: &mut Lexer<'a>, depth: u8, facts: &mut ToolFacts<'a>) -> Re
         let at = lx.pos;
         lx.skip_value(inner)?;
         if key_word(&key) == PROGRESS_TOKEN {
-            if facts.progress_token.is_some() {
+            if facts.parts.progress_token.is_some() {
                 facts.fault(ErrorKind::DuplicateMember, at);
             }
-            facts.progress_token = Some(Span::new(at, lx.pos));
+            facts.parts.progress_token = Some(Span::new(at, lx.pos));
         }
         next = lx.next_member()?;
     }
@@ -579,9 +585,9 @@ fn classify<'a>(frame: &'a [u8], env: &Envelope<'a>, span: Span) -> Result<Messa
         // What a params walk learnt matters to tools/call alone; other calls carry
         // none of it, whichever order their members came in.
         tool: if is_tool_call {
-            env.tool
+            env.tool.parts
         } else {
-            ToolFacts::default()
+            ToolParts::default()
         },
     };
     Ok(if id.is_some() {
@@ -601,7 +607,7 @@ fn check_tool_call(env: &Envelope<'_>, span: Span) -> Result<(), Error> {
     if let Some(fault) = env.tool.fault {
         return Err(fault);
     }
-    let Some(name) = env.tool.name else {
+    let Some(name) = env.tool.parts.name else {
         return fail(ErrorKind::MissingToolName);
     };
     // Raw ASCII controls cannot occur in a valid string: plain ASCII names skip the walk.
