@@ -28,7 +28,7 @@ use serde_json::json;
 use thoth::enforce::local::LocalEngine;
 use thoth::proxy::decide::{Engine, Session, decide};
 use thoth::settings::profile::Profile;
-use thoth::settings::{DenyStyle, EngineChoice, Environment, FailureDecision, Mode, RunSettings};
+use thoth::settings::{Mode, RunSettings};
 
 fn policy(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -275,31 +275,10 @@ fn round_trip(c: &mut Criterion) {
 fn settings(mode: Mode) -> RunSettings {
     RunSettings {
         agent_id: "bench".into(),
-        tenant_id: "local".into(),
         user_id: "ana@example.com".into(),
         endpoint_id: "host".into(),
         mode,
-        session_intent: "general".into(),
-        environment: Environment::Dev,
-        engine: EngineChoice::Local {
-            policy: PathBuf::new(),
-            why: String::new(),
-        },
-        api_key: None,
-        api_key_source: "none",
-        max_frame_bytes: 16 << 20,
-        deny_style: DenyStyle::Error,
-        step_up_hold: Duration::from_secs(45),
-        child_term_delay: Duration::from_secs(1),
-        child_kill_delay: Duration::from_secs(1),
-        profile: Profile { dir: home() },
-        failure_decision: FailureDecision::Block,
-        enforcer_timeout: Duration::from_secs(5),
-        step_up_poll: Duration::from_secs(2),
-        tls: Default::default(),
-        telemetry_url: None,
-        ingest_token: None,
-        govapi: None,
+        ..RunSettings::local(PathBuf::new(), Profile { dir: home() })
     }
 }
 

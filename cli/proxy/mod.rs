@@ -11,6 +11,10 @@
 //! - [`server`]: server stdout → client stdout, with thoth's replies between lines;
 //! - the server writer: frames → server stdin, closed when the client is done;
 //! - lifetime: client EOF, signals and the server's death, per DESIGN §3.
+//!
+//! [`start_pumps`] wires the pumps to any streams: `thoth run` to its stdio and the
+//! child's pipes, [`run_pipes`] to four pipes with no child (the pass-through bench and
+//! the pumps' property test).
 
 pub mod client;
 pub mod decide;
@@ -490,4 +494,102 @@ async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
         return;
     }
     std::future::pending().await
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::io::{Read, Write};
+    use std::path::PathBuf;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::enforce::local::LocalEngine;
+    use crate::settings::profile::Profile;
+
+    /// One client line and what the proxy must do with it.
+    fn line(kind: u8, i: usize) -> (String, Option<String>) {
+        let note =
+            format!(r#"{{"jsonrpc":"2.0","method":"notifications/n","params":{{"i":{i}}}}}"#);
+        match kind % 6 {
+            0 => (note.clone(), Some(note)),
+            1 => (format!("not json {i}"), None),
+            2 => (" \t".into(), None),
+            3 => (
+                r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#.into(),
+                None,
+            ),
+            4 => {
+                let response = format!(r#"{{"jsonrpc":"2.0","id":{i},"result":{{}}}}"#);
+                (response.clone(), Some(response))
+            }
+            _ => (format!("[{note}]"), Some(format!("[{note}]"))),
+        }
+    }
+
+    /// Writes `input` in `chunk`-byte writes through the real pumps, the server's stdin
+    /// looped to its stdout; returns the client's output lines.
+    fn through_pumps(input: Vec<u8>, chunk: usize) -> Vec<String> {
+        let policy =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/policies/allow-all.cedar");
+        let profile = Profile {
+            dir: std::env::temp_dir().join(format!("thoth-pumps-{}", std::process::id())),
+        };
+        let engine = Engine::Local(Box::new(LocalEngine::load(&policy).unwrap()));
+        let parts = (RunSettings::local(policy, profile), engine, Session::new());
+        let (client_in, mut feed) = std::io::pipe().unwrap();
+        let (server_out, server_in) = std::io::pipe().unwrap();
+        let (mut back, client_out) = std::io::pipe().unwrap();
+        let feeder = std::thread::spawn(move || {
+            for piece in input.chunks(chunk.max(1)) {
+                feed.write_all(piece).unwrap();
+            }
+        });
+        let pumps = std::thread::spawn(move || {
+            run_pipes(
+                parts,
+                client_in.into(),
+                client_out.into(),
+                server_in.into(),
+                server_out.into(),
+            )
+        });
+        let mut output = String::new();
+        back.read_to_string(&mut output).unwrap();
+        feeder.join().unwrap();
+        pumps.join().unwrap().unwrap();
+        output.lines().map(str::to_string).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// However the client's bytes are cut into reads, and whatever is answered,
+        /// dropped or skipped between them, the forwarded frames reach the server
+        /// byte for byte and in order, each with a bare `\n`.
+        #[test]
+        fn forwarded_frames_keep_their_bytes_and_order(
+            kinds in prop::collection::vec((any::<u8>(), any::<bool>()), 1..40),
+            chunk in 1usize..200,
+            unterminated in any::<bool>(),
+        ) {
+            let mut input = Vec::new();
+            let mut forwarded = Vec::new();
+            let mut invalid = 0;
+            for (i, (kind, crlf)) in kinds.iter().enumerate() {
+                let (text, expected) = line(*kind, i);
+                input.extend_from_slice(text.as_bytes());
+                if !(unterminated && i + 1 == kinds.len()) {
+                    input.extend_from_slice(if *crlf { b"\r\n" } else { b"\n" });
+                }
+                invalid += usize::from(kind % 6 == 1);
+                forwarded.extend(expected);
+            }
+            let output = through_pumps(input, chunk);
+            let (errors, relayed): (Vec<_>, Vec<_>) =
+                output.into_iter().partition(|l| l.contains(r#""error""#));
+            prop_assert_eq!(relayed, forwarded);
+            prop_assert_eq!(errors.len(), invalid);
+        }
+    }
 }
