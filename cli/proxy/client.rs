@@ -289,14 +289,15 @@ fn plan(ctx: &Ctx, frame: &[u8]) -> Plan {
         }
         Message::Request(call) => {
             let raw = call.id().map_or(&b"null"[..], |id| id.raw);
-            if ctx.state.borrow().pending.contains_key(&id_key(raw)) {
+            let key = id_key(raw);
+            if ctx.state.borrow().pending.contains_key(&key) {
                 return Plan::Reply(reused_id(raw));
             }
             let mut state = ctx.state.borrow_mut();
-            state.forwarded(raw);
             if call.method().eq_str("tools/list") && ctx.gov.borrow().is_some() {
-                state.watch_tools_list(raw);
+                state.watch_tools_list(&key);
             }
+            state.forwarded(key, raw);
             Plan::Forward
         }
         Message::Batch(_) => Plan::Batch,
@@ -438,7 +439,7 @@ async fn tools_call(
     // Observe mode forwards at once, after what the client sent before it.
     let observe = ctx.settings.mode == Mode::Observe;
     if observe {
-        ctx.state.borrow_mut().forwarded(&raw_id);
+        ctx.state.borrow_mut().forwarded(key.clone(), &raw_id);
     }
     let task_ctx = ctx.clone();
     let task_key = key.clone();
@@ -471,7 +472,7 @@ async fn tools_call(
         if ctx.settings.mode != Mode::Observe {
             match outcome_bytes(&ctx, frame, &raw_id, tc.name.as_str(), &decided) {
                 Outcome::Forward(mut bytes) => {
-                    ctx.state.borrow_mut().forwarded(&raw_id);
+                    ctx.state.borrow_mut().forwarded(task_key.clone(), &raw_id);
                     bytes.push(b'\n');
                     ctx.send_server(bytes).await;
                     ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
@@ -686,7 +687,7 @@ async fn decide_element(
     }
     match outcome_bytes(ctx, element.to_vec(), raw_id, tc.name.as_str(), &decided) {
         Outcome::Forward(bytes) => {
-            ctx.state.borrow_mut().forwarded(raw_id);
+            ctx.state.borrow_mut().forwarded(id_key(raw_id), raw_id);
             ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
             Ok(Some(bytes))
         }

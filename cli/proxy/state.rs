@@ -72,18 +72,21 @@ impl ProxyState {
         self.pending.values().filter(|p| p.deciding).count()
     }
 
-    /// Remembers a tools/list request so its response feeds the inventory.
-    pub fn watch_tools_list(&mut self, raw_id: &[u8]) {
+    /// Remembers a tools/list request (by its [`id_key`]) so its response feeds the
+    /// inventory.
+    pub fn watch_tools_list(&mut self, key: &str) {
         let mut book = book(&self.book);
         if book.tools_list.len() < MAX_WATCHED {
-            book.tools_list.insert(id_key(raw_id));
+            book.tools_list.insert(key.to_string());
         }
     }
 
-    pub fn forwarded(&mut self, raw_id: &[u8]) {
+    /// Remembers a request forwarded to the server (by its [`id_key`], which the caller
+    /// has already computed) until the server answers it.
+    pub fn forwarded(&mut self, key: String, raw_id: &[u8]) {
         let mut book = book(&self.book);
         if book.in_flight.len() < MAX_IN_FLIGHT {
-            book.in_flight.insert(id_key(raw_id), raw_id.to_vec());
+            book.in_flight.insert(key, raw_id.to_vec());
         }
     }
 }
