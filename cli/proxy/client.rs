@@ -103,6 +103,13 @@ impl Ctx {
         )
     }
 
+    /// A spent buffer of the server writer (or a new one) holding a copy of `bytes`.
+    fn spare_copy(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut buf = self.spare.borrow_mut().pop().unwrap_or_default();
+        buf.extend_from_slice(bytes);
+        buf
+    }
+
     pub async fn send_server(&self, bytes: Vec<u8>) {
         let tx = self.to_server.borrow().clone();
         if let Some(tx) = tx {
@@ -196,8 +203,7 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
             }
         }
         if kept > 0 {
-            let mut next = ctx.spare.borrow_mut().pop().unwrap_or_default();
-            next.extend_from_slice(buf.get(start..).unwrap_or_default());
+            let next = ctx.spare_copy(buf.get(start..).unwrap_or_default());
             buf.truncate(kept);
             ctx.send_server(std::mem::replace(&mut buf, next)).await;
         } else {
@@ -228,8 +234,7 @@ fn keep(buf: &mut Vec<u8>, kept: usize, frame: Span) -> usize {
 /// Sends the bytes kept so far now (a copy: the buffer is still being read).
 async fn flush_kept(ctx: &Ctx, buf: &[u8], kept: &mut usize) {
     if *kept > 0 {
-        let mut bytes = ctx.spare.borrow_mut().pop().unwrap_or_default();
-        bytes.extend_from_slice(buf.get(..*kept).unwrap_or_default());
+        let bytes = ctx.spare_copy(buf.get(..*kept).unwrap_or_default());
         *kept = 0;
         ctx.send_server(bytes).await;
     }
