@@ -91,22 +91,32 @@ fn copy_bytes(from: &mut impl Read, to: &mut impl Write) {
     }
 }
 
-/// The same pipes as `thoth run -- cat` with a plain byte copy where thoth scans:
-/// feeder → pipe → copy → cat → copy → pipe → reader (the copies are threads here).
-fn copy_proxy_through(input: &'static [u8]) -> Duration {
-    let started = Instant::now();
-    let (mut child, mut cat_in, mut cat_out) = spawn(Command::new("cat"));
-    let (mut client_read, mut client_write) = std::io::pipe().unwrap();
-    let (mut back_read, mut back_write) = std::io::pipe().unwrap();
-    let feeder = std::thread::spawn(move || client_write.write_all(input).unwrap());
-    // A read/write loop through user memory, as any proxy that looks at the bytes
-    // must (std::io::copy would splice pipe to pipe inside the kernel).
-    let to_server = std::thread::spawn(move || copy_bytes(&mut client_read, &mut cat_in));
-    let to_client = std::thread::spawn(move || copy_bytes(&mut cat_out, &mut back_write));
-    let total = drain(&mut back_read);
+/// A plain byte copy where thoth's pumps are: feeder → pipe → copy → `to_server` …
+/// `from_server` → copy → pipe → reader, the copies being threads. A read/write loop
+/// through user memory, as any proxy that looks at the bytes must (`std::io::copy`
+/// would splice pipe to pipe inside the kernel). Returns the bytes read back.
+fn copies_around(
+    input: &'static [u8],
+    mut to_server: impl Write + Send + 'static,
+    mut from_server: impl Read + Send + 'static,
+) -> usize {
+    let (mut client_in, mut feed) = std::io::pipe().unwrap();
+    let (back, mut client_out) = std::io::pipe().unwrap();
+    let feeder = std::thread::spawn(move || feed.write_all(input).unwrap());
+    let to_server = std::thread::spawn(move || copy_bytes(&mut client_in, &mut to_server));
+    let to_client = std::thread::spawn(move || copy_bytes(&mut from_server, &mut client_out));
+    let total = drain(back);
     feeder.join().unwrap();
     to_server.join().unwrap();
     to_client.join().unwrap();
+    total
+}
+
+/// The same pipes as `thoth run -- cat` with a plain byte copy where thoth scans.
+fn copy_proxy_through(input: &'static [u8]) -> Duration {
+    let started = Instant::now();
+    let (mut child, cat_in, cat_out) = spawn(Command::new("cat"));
+    let total = copies_around(input, cat_in, cat_out);
     child.wait().unwrap();
     let elapsed = started.elapsed();
     assert_eq!(total, input.len(), "every byte came back");
@@ -163,16 +173,8 @@ fn pumps_through(input: &'static [u8]) -> Duration {
 /// The same three pipes with a plain byte copy where the pumps are.
 fn copies_through(input: &'static [u8]) -> Duration {
     let started = Instant::now();
-    let (mut client_in, mut feed) = std::io::pipe().unwrap();
-    let (mut server_out, mut server_in) = std::io::pipe().unwrap();
-    let (back, mut client_out) = std::io::pipe().unwrap();
-    let feeder = std::thread::spawn(move || feed.write_all(input).unwrap());
-    let to_server = std::thread::spawn(move || copy_bytes(&mut client_in, &mut server_in));
-    let to_client = std::thread::spawn(move || copy_bytes(&mut server_out, &mut client_out));
-    let total = drain(back);
-    feeder.join().unwrap();
-    to_server.join().unwrap();
-    to_client.join().unwrap();
+    let (server_out, server_in) = std::io::pipe().unwrap();
+    let total = copies_around(input, server_in, server_out);
     let elapsed = started.elapsed();
     assert_eq!(total, input.len(), "every byte came back");
     elapsed
