@@ -279,8 +279,9 @@ fn settings(mode: Mode) -> RunSettings {
         agent_id: "bench".into(),
         user_id: "ana@example.com".into(),
         endpoint_id: "host".into(),
+        session_intent: "general".into(),
         mode,
-        ..RunSettings::local(PathBuf::new(), Profile { dir: home() })
+        ..RunSettings::local(policy("read-only.cedar"), Profile { dir: home() }).unwrap()
     }
 }
 

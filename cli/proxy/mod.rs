@@ -536,7 +536,11 @@ mod tests {
             dir: std::env::temp_dir().join(format!("thoth-pumps-{}", std::process::id())),
         };
         let engine = Engine::Local(Box::new(LocalEngine::load(&policy).unwrap()));
-        let parts = (RunSettings::local(policy, profile), engine, Session::new());
+        let parts = (
+            RunSettings::local(policy, profile).unwrap(),
+            engine,
+            Session::new(),
+        );
         let (client_in, mut feed) = std::io::pipe().unwrap();
         let (server_out, server_in) = std::io::pipe().unwrap();
         let (mut back, client_out) = std::io::pipe().unwrap();

@@ -58,38 +58,21 @@ pub struct RunSettings {
 const DEFAULT_APEX: &str = "aten.security";
 
 impl RunSettings {
-    /// The embedded engine on `policy` with every other setting at its default, in a
-    /// dev environment, for benches and tests that run the proxy in process
-    /// ([`crate::proxy::run_pipes`]); `thoth run` always goes through [`Self::resolve`].
-    pub fn local(policy: PathBuf, profile: Profile) -> Self {
-        Self {
-            agent_id: "local".into(),
-            tenant_id: "local".into(),
-            user_id: "local".into(),
-            endpoint_id: "local".into(),
-            mode: Mode::Block,
-            session_intent: "general".into(),
-            environment: Environment::Dev,
-            engine: EngineChoice::Local {
-                policy,
-                why: "in process".into(),
-            },
-            api_key: None,
-            api_key_source: "none",
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-            deny_style: DenyStyle::Error,
-            step_up_hold: Duration::from_secs(45),
-            child_term_delay: Duration::from_secs(1),
-            child_kill_delay: Duration::from_secs(1),
-            profile,
-            failure_decision: FailureDecision::Block,
-            enforcer_timeout: Duration::from_secs(5),
-            step_up_poll: Duration::from_secs(2),
-            tls: TlsSettings::default(),
-            telemetry_url: None,
-            ingest_token: None,
-            govapi: None,
-        }
+    /// `thoth run --agent-id local --policy <policy>` in a dev environment with no
+    /// other flag, variable or managed file: for benches and tests that run the proxy
+    /// in process ([`crate::proxy::run_pipes`]). Resolved like any run, so its defaults
+    /// are the real ones.
+    pub fn local(policy: PathBuf, profile: Profile) -> Result<Self, SettingsError> {
+        let flags = RunFlags {
+            agent_id: Some("local".into()),
+            policy: Some(policy),
+            ..RunFlags::default()
+        };
+        let env = EnvVars {
+            environment: Some(Environment::Dev),
+            ..EnvVars::default()
+        };
+        Self::resolve(&flags, &env, None, profile, None)
     }
 
     /// Merges flags, environment, managed settings and the profile. `default_agent`
