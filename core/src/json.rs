@@ -70,6 +70,13 @@ fn special_lanes16(chunk: [u8; 16]) -> (u32, u32) {
     )
 }
 
+/// True when the first special byte [`special_lanes16`] found is a quote: the string
+/// closes there, and the mask says so without reading the byte again.
+#[inline(always)]
+fn closes_first(lanes: u32, quotes: u32) -> bool {
+    quotes & lanes & lanes.wrapping_neg() != 0
+}
+
 /// A member name: its text and, when it is unescaped and at most 15 bytes, its bytes
 /// packed little-endian into a word with the length in the top byte (else 0), so names
 /// are matched by one compare. (The length keeps `"a\u0000"` apart from `"a"`.)
@@ -245,7 +252,7 @@ impl<'a> Lexer<'a> {
             .and_then(|c| <[u8; 16]>::try_from(c).ok())
         {
             let (lanes, quotes) = special_lanes16(chunk);
-            if quotes & lanes & lanes.wrapping_neg() != 0 {
+            if closes_first(lanes, quotes) {
                 let end = start + lanes.trailing_zeros() as usize;
                 self.pos = end + 1;
                 let raw = self.bytes.get(start..end).unwrap_or_default();
@@ -277,7 +284,7 @@ impl<'a> Lexer<'a> {
                 if lanes != 0 {
                     let first = lanes.trailing_zeros() as usize;
                     // The closing quote, known from the mask without reading it again.
-                    if quotes & lanes & lanes.wrapping_neg() != 0 {
+                    if closes_first(lanes, quotes) {
                         let end = i + first;
                         self.pos = end + 1;
                         let raw = bytes.get(start..end).unwrap_or_default();
