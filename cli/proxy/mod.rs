@@ -370,7 +370,8 @@ pub fn start_pumps(
 }
 
 /// The proxy between four pipes, without a child process: what `thoth run` does
-/// between a client and a server, for the pass-through bench (`benches/proxy.rs`).
+/// between a client and a server, for the pass-through bench (`benches/proxy.rs`) and
+/// the pumps' property test.
 /// Returns when the client's input and the server's output have both ended.
 #[cfg(unix)]
 pub fn run_pipes(
