@@ -5,7 +5,10 @@
 //! whose last member is `"hash"`: the SHA-256 of the line's bytes before that member
 //! (the object up to, and without, `,"hash":…`). Each record carries `prev_hash`, the
 //! previous line's hash; the first record's `prev_hash` is the SHA-256 of the session
-//! id. Records never hold tool arguments or results.
+//! id. Records never hold tool arguments or results. Besides decisions, a session's
+//! log holds events: `records_dropped`, and `relay_changes` at the end of a session in
+//! which thoth changed relayed bytes (canonical-line substitutions) or kept server
+//! lines from the client (diverted or cut off), with a count of each kind.
 //!
 //! Writing happens on a dedicated thread behind a bounded queue, so the pumps never
 //! wait for the disk. A record that does not fit in the queue is dropped and counted;
@@ -31,7 +34,7 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The next record, polling every [`POLL`]; `None` once every sender is gone and the
 /// queue is empty.
-fn next_record(rx: &std::sync::mpsc::Receiver<Record>) -> Option<Record> {
+fn next_record(rx: &std::sync::mpsc::Receiver<Entry>) -> Option<Entry> {
     loop {
         match rx.try_recv() {
             Ok(record) => return Some(record),
@@ -39,6 +42,13 @@ fn next_record(rx: &std::sync::mpsc::Receiver<Record>) -> Option<Record> {
             Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
         }
     }
+}
+
+/// What the writer thread is sent.
+enum Entry {
+    Decision(Record),
+    /// An event record: its name and members.
+    Event(&'static str, Map<String, Value>),
 }
 
 /// One decision, as recorded.
@@ -57,7 +67,7 @@ pub struct Record {
 
 /// Sends records to the writer thread.
 pub struct AuditLog {
-    tx: std::sync::Mutex<Option<SyncSender<Record>>>,
+    tx: std::sync::Mutex<Option<SyncSender<Entry>>>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
     pub path: PathBuf,
@@ -74,7 +84,7 @@ impl AuditLog {
         crate::private::create_dirs(&folder)?;
         let path = folder.join(format!("{session_id}.jsonl"));
         let file_path = path.clone();
-        let (tx, rx) = sync_channel::<Record>(queue);
+        let (tx, rx) = sync_channel::<Entry>(queue);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
         let session = session_id.to_string();
@@ -99,11 +109,15 @@ impl AuditLog {
                 };
                 let mut writer = ChainWriter::new(std::io::BufWriter::new(file), &session);
                 let mut next = Some(first);
-                while let Some(record) = next.take() {
-                    if writer
-                        .write(&record, counter.swap(0, Ordering::Relaxed))
-                        .is_err()
-                    {
+                while let Some(entry) = next.take() {
+                    let dropped_before = counter.swap(0, Ordering::Relaxed);
+                    let written = match &entry {
+                        Entry::Decision(record) => writer.write(record, dropped_before),
+                        Entry::Event(name, fields) => {
+                            writer.write_event(name, fields, dropped_before)
+                        }
+                    };
+                    if written.is_err() {
                         tracing::error!("audit log write failed; later records are lost");
                         return;
                     }
@@ -150,6 +164,15 @@ impl AuditLog {
 
     /// Queues a record; never blocks.
     pub fn record(&self, record: Record) {
+        self.send(Entry::Decision(record));
+    }
+
+    /// Queues an event record (`"event":name` and `fields`); never blocks.
+    pub fn event(&self, name: &'static str, fields: Map<String, Value>) {
+        self.send(Entry::Event(name, fields));
+    }
+
+    fn send(&self, record: Entry) {
         let Ok(guard) = self.tx.lock() else { return };
         let Some(tx) = guard.as_ref() else { return };
         match tx.try_send(record) {
@@ -227,6 +250,23 @@ impl<W: Write> ChainWriter<W> {
         m.insert("latency_us".into(), json!(r.latency_us));
         if let Some(w) = &r.would_be {
             m.insert("would_be".into(), json!(w));
+        }
+        if dropped_before > 0 {
+            m.insert("dropped_before".into(), json!(dropped_before));
+        }
+        self.append(m)
+    }
+
+    fn write_event(
+        &mut self,
+        name: &str,
+        fields: &Map<String, Value>,
+        dropped_before: u64,
+    ) -> std::io::Result<()> {
+        let mut m = self.header();
+        m.insert("event".into(), json!(name));
+        for (key, value) in fields {
+            m.insert(key.clone(), value.clone());
         }
         if dropped_before > 0 {
             m.insert("dropped_before".into(), json!(dropped_before));

@@ -386,7 +386,10 @@ fn a_banner_on_the_servers_stdout_goes_to_stderr() {
         stderr.contains("fixture MCP server v1 starting"),
         "{stderr}"
     );
-    assert!(stderr.contains("printed 1 non-JSON line"), "{stderr}");
+    assert!(
+        stderr.contains("printed 1 line(s) on stdout that are not JSON-RPC messages"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -866,4 +869,102 @@ fn first_run_bootstraps_the_profile() {
     let (code, _) = run_once(&s, &["run", "--agent-id", "a", "--", "true"], &[]);
     assert_eq!(code, Some(0));
     assert!(s.read(".thoth/intent_map.json").contains("clinical"));
+}
+
+/// A denied call hidden behind raw CRs (JSON whitespace, but a line break to Python's
+/// universal newlines and Node's readline) or raw U+2028 reaches the server as the
+/// canonical line: one line, the same value, none of those bytes left.
+#[test]
+fn frames_reach_the_server_as_their_canonical_line() {
+    let s = Scratch::new("canonical");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    let evil = r#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/tmp/x"}}}"#;
+    let smuggled = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"read_file\",\"arguments\":{{\"pad\":\r{evil}\r}}}}}}"
+    );
+    p.send(&smuggled);
+    assert_eq!(p.recv_json()["id"], 1);
+    let ping = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"params\":{{\"_meta\":{{\"x\":\r{evil}\r}}}}}}"
+    );
+    p.send(&ping);
+    assert_eq!(p.recv_json()["id"], 2);
+    // What JSON.stringify emits for text holding U+2028, and a CRLF-terminated frame.
+    let text = "line\u{2028}separated\u{2029}and\u{85}next";
+    let legit = call(3, "read_file", json!({ "path": text }));
+    p.send_bytes(format!("{legit}\r\n").as_bytes());
+    let answer = p.recv_json();
+    let echoed: Value =
+        serde_json::from_str(answer["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["path"], text, "the value reached the server intact");
+    p.close_stdin();
+    assert!(p.wait(Duration::from_secs(5)).success());
+    let log = received(&s);
+    assert!(!log.contains('\r'), "{log:?}");
+    assert!(!log.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{log:?}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log:?}");
+    let sent = [smuggled.as_str(), ping.as_str(), legit.as_str()];
+    for (line, sent) in lines.iter().zip(sent) {
+        let got: Value = serde_json::from_str(line).unwrap();
+        let want: Value = serde_json::from_str(sent).unwrap();
+        assert_eq!(got, want, "same value");
+    }
+    assert_eq!(lines[0], smuggled.replace('\r', " "), "CR became a space");
+    assert!(lines[2].contains(r"line\u2028separated\u2029and\u0085next"));
+    assert!(p.stderr().contains("forwarded as its canonical line"));
+}
+
+/// Only JSON-RPC messages reach the client: log lines that look like JSON, a value
+/// followed by text after a CR, and a partial last line all go to stderr.
+#[test]
+fn only_json_rpc_messages_reach_the_client() {
+    let s = Scratch::new("purity");
+    let script = concat!(
+        "printf '[INFO] server started\\n{not json\\n';",
+        "printf '{\"jsonrpc\":\"2.0\",\"method\":\"n\"}\\rPROGRESS 50%%\\n';",
+        "printf '{\"level\":\"info\",\"msg\":\"up\"}\\n';",
+        "printf '{\"jsonrpc\":\"2.0\",\"method\":\"ok\",\\r\"params\":{}}\\r\\n';",
+        "head -n 1;",
+        "printf '{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":'"
+    );
+    let mut cmd = s.thoth();
+    cmd.args([
+        "run",
+        "--agent-id",
+        "fixture",
+        "--policy",
+        READ_ONLY,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let mut p = Proxy::start(cmd);
+    assert_eq!(p.recv(), r#"{"jsonrpc":"2.0","method":"ok", "params":{}}"#);
+    // `head` echoes the ping back: a request is a message too.
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(p.recv(), r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    // The ping was never answered: whether thoth answers it for the server depends on
+    // which ends first (the client's input or the server); nothing else may follow.
+    for line in p.rest() {
+        let gone: Value = serde_json::from_str(&line).unwrap();
+        assert!(gone["id"] == 1 && gone["error"].is_object(), "{gone}");
+    }
+    let stderr = p.stderr();
+    for diverted in [
+        "[INFO] server started",
+        "{not json",
+        r"PROGRESS 50%",
+        "\"level\"",
+        "partial last line",
+    ] {
+        assert!(stderr.contains(diverted), "{diverted}: {stderr}");
+    }
+    assert!(
+        stderr.contains("printed 5 line(s) on stdout that are not JSON-RPC messages"),
+        "{stderr}"
+    );
 }

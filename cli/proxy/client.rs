@@ -8,6 +8,11 @@
 //! other traffic; `notifications/cancelled` for a call still pending resolves it
 //! without forwarding anything. A batch is decided element by element: allowed
 //! elements go to the server as one batch, the errors come back as one array.
+//!
+//! Every forwarded frame is written as its canonical line (`thoth_core::canon`): raw
+//! CRs become spaces and raw U+2028, U+2029, U+0085 become `\u` escapes, so a server
+//! that splits lines on more than `\n` still reads the one frame that was decided. The
+//! value never changes; each substitution is counted (and audited at session end).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -170,14 +175,14 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                 FrameStep::Frame { frame, consumed } => {
                     let frame = Span::new(start + frame.start, start + frame.end);
                     match plan(&ctx, frame.of(&buf)) {
-                        Plan::Forward => kept = keep(&mut buf, kept, frame),
+                        Plan::Forward => kept = forward(&ctx, &mut buf, kept, frame).await,
                         Plan::Done => {}
                         Plan::Reply(answer) => ctx.reply(answer).await,
                         Plan::ToolCall { raw_id, call } => {
                             if tools_call(&ctx, frame.of(&buf), raw_id, call).await {
                                 // Observe mode: forwarded at once, after what came before.
                                 flush_kept(&ctx, &buf, &mut kept).await;
-                                kept = keep(&mut buf, kept, frame);
+                                kept = forward(&ctx, &mut buf, kept, frame).await;
                             }
                         }
                         Plan::Batch => {
@@ -213,6 +218,40 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
             return Ok(());
         }
     }
+}
+
+/// Forwards `frame` as its canonical line: kept in the buffer (see [`keep`]) when it
+/// has nothing to rewrite, which is almost always; else, after what was kept before
+/// it, as a rewritten copy. Returns the new end of the kept bytes.
+async fn forward(ctx: &Ctx, buf: &mut Vec<u8>, mut kept: usize, frame: Span) -> usize {
+    if !thoth_core::needs_rewrite(frame.of(buf)) {
+        return keep(buf, kept, frame);
+    }
+    flush_kept(ctx, buf, &mut kept).await;
+    let mut line = canonical(ctx, frame.of(buf).to_vec());
+    line.push(b'\n');
+    ctx.send_server(line).await;
+    kept
+}
+
+/// The canonical line of a validated frame (`thoth_core::canon`): `bytes` itself when
+/// nothing needs rewriting, else a copy with the substitutions, which are counted.
+pub(super) fn canonical(ctx: &Ctx, bytes: Vec<u8>) -> Vec<u8> {
+    if !thoth_core::needs_rewrite(&bytes) {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 32);
+    let rewrites = thoth_core::write_canonical(&bytes, |piece| out.extend_from_slice(piece));
+    let shared = ctx.state.borrow().book.clone();
+    let mut book = super::state::book(&shared);
+    if book.client_rewrites.is_empty() {
+        tracing::warn!(
+            "a client frame held raw CR, U+2028, U+2029 or U+0085: forwarded as its canonical \
+             line (CR as a space, the others as \\u escapes; same value)"
+        );
+    }
+    book.client_rewrites.add(rewrites);
+    out
 }
 
 /// Moves `frame` (and a `\n`) down to `buf[kept..]`, where the bytes to forward end,
@@ -330,7 +369,7 @@ async fn batch(ctx: &Rc<Ctx>, frame: &[u8]) {
     }
     let (to_server, to_client) = assemble(planned);
     if let Some(batch) = to_server {
-        ctx.send_server(batch).await;
+        ctx.send_server(canonical(ctx, batch)).await;
     }
     if let Some(errors) = to_client {
         ctx.reply(errors).await;
@@ -476,8 +515,9 @@ async fn tools_call(
         }
         if ctx.settings.mode != Mode::Observe {
             match outcome_bytes(&ctx, frame, &raw_id, tc.name.as_str(), &decided) {
-                Outcome::Forward(mut bytes) => {
+                Outcome::Forward(bytes) => {
                     ctx.state.borrow_mut().forwarded(task_key.clone(), &raw_id);
+                    let mut bytes = canonical(&ctx, bytes);
                     bytes.push(b'\n');
                     ctx.send_server(bytes).await;
                     ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));

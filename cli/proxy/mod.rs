@@ -191,12 +191,7 @@ async fn serve(
     if let Some(gov) = gov {
         gov.finish();
     }
-    let diverted = state::book(&ctx.state.borrow().book).diverted_lines;
-    if diverted > 0 {
-        tracing::warn!(
-            "the server printed {diverted} non-JSON line(s) on stdout; they went to stderr"
-        );
-    }
+    report_relay_changes(&ctx);
     let dropped = ctx.audit.dropped();
     ctx.audit.finish();
     if dropped > 0 {
@@ -211,6 +206,48 @@ async fn serve(
             ExitCode::from(70)
         }
     }
+}
+
+/// What thoth changed or kept back in the relayed streams, on stderr and as one
+/// `relay_changes` audit event, when anything.
+fn report_relay_changes(ctx: &Ctx) {
+    let shared = ctx.state.borrow().book.clone();
+    let book = state::book(&shared);
+    if book.diverted_lines > 0 {
+        tracing::warn!(
+            "the server printed {} line(s) on stdout that are not JSON-RPC messages; they went to stderr",
+            book.diverted_lines
+        );
+    }
+    let counts = [
+        (
+            "client_carriage_returns",
+            u64::from(book.client_rewrites.carriage_returns),
+        ),
+        (
+            "client_line_separators",
+            u64::from(book.client_rewrites.separators),
+        ),
+        (
+            "server_carriage_returns",
+            u64::from(book.server_rewrites.carriage_returns),
+        ),
+        (
+            "server_line_separators",
+            u64::from(book.server_rewrites.separators),
+        ),
+        ("server_lines_diverted", book.diverted_lines),
+        ("server_lines_cut", book.cut_lines),
+    ];
+    drop(book);
+    if counts.iter().all(|(_, n)| *n == 0) {
+        return;
+    }
+    let fields = counts
+        .iter()
+        .map(|(name, n)| ((*name).to_string(), serde_json::json!(n)))
+        .collect();
+    ctx.audit.event("relay_changes", fields);
 }
 
 /// Starts telemetry when a URL and an API key are configured.

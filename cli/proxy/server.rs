@@ -1,17 +1,27 @@
-//! Server → client: lines are relayed as they stream, and stdout carries nothing else
-//! but the replies thoth writes between lines.
+//! Server → client: only JSON-RPC messages reach the client's stdout, each as its
+//! canonical line, and nothing else but the replies thoth writes between lines.
 //!
-//! The first non-whitespace byte of a line decides: `{` or `[` relays it, anything else
-//! (a banner, a log line) is diverted whole to stderr and counted. Lines up to 4 MiB are
-//! held until complete and scanned for bookkeeping (answered requests); longer ones are
-//! streamed through as they arrive and never held whole. The server's output is not
-//! strictly validated: the client's parser is the judge there. While a streamed line is
+//! Each server line gets the lax check of `thoth_core::lax` (one JSON value of
+//! JSON-RPC shape; lone surrogates and bytes that are not UTF-8 pass, for the client's
+//! parser to judge). A line up to 4 MiB is held until complete, checked, scanned for
+//! bookkeeping (answered requests, the tools/list inventory) and relayed, or diverted
+//! whole to stderr when it fails (a banner, a log line, `{not json`). A longer line is
+//! checked on its first 4 MiB before any of it is relayed, then streamed and checked
+//! piece by piece: if it turns out not to be a message, it is cut off (the line is
+//! ended, so the client's reader is never left mid-line), the rest goes nowhere, and
+//! the client gets an error for the request it answered. A partial last line when the
+//! server exits is diverted, never completed with a `\n`. Relayed lines have raw CRs
+//! written as spaces and raw U+2028, U+2029 and U+0085 as `\u` escapes (the same
+//! value), so a universal-newline client such as the Python SDK reads the same
+//! messages. Diverted, cut and rewritten lines are counted. While a streamed line is
 //! unfinished, replies wait (they would corrupt the line).
 
-use thoth_core::Message;
+use serde_json::json;
+use thoth_core::{LaxLine, LineRewriter, Message};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::reply;
 use super::state::{SharedBook, book, id_key};
 
 /// Lines up to this size are held whole and scanned.
@@ -20,17 +30,21 @@ pub const SCAN_LIMIT: usize = 4 * 1024 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
 /// Bytes of a diverted line kept for the log.
 const DIVERT_LOG_LIMIT: usize = 4096;
+/// Bytes of a streamed line's id kept for the error that follows a cut.
+const MAX_ID_BYTES: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Line {
     /// Only whitespace so far.
     Start,
-    /// A JSON line held for scanning.
+    /// A line held until it ends (or outgrows the scan limit).
     Held,
-    /// A JSON line too long to hold: streaming.
+    /// A line too long to hold, checked and relayed as it arrives.
     Streaming,
-    /// Not JSON: going to stderr.
+    /// Not a JSON-RPC message: going to stderr.
     Diverted,
+    /// A streamed line cut off: the rest of it is dropped.
+    Cut,
 }
 
 /// Splits the server's stdout into relayed lines and diverted ones.
@@ -41,8 +55,15 @@ pub struct Relay {
     pub capture: std::collections::HashSet<String>,
     line: Line,
     held: Vec<u8>,
-    diverted_len: usize,
+    /// Bytes of the current line seen so far (for diverted and cut lines).
+    line_len: usize,
     scan_limit: usize,
+    /// The lax check and the rewriter of a streamed line, and its id when known.
+    lax: LaxLine,
+    rewriter: LineRewriter,
+    streamed_id: Option<Vec<u8>>,
+    /// A streamed piece ended in a CR not relayed yet.
+    cr_pending: bool,
 }
 
 /// What the relay found in a chunk, besides the bytes for stdout.
@@ -50,8 +71,12 @@ pub struct Relay {
 pub struct Found {
     /// Ids of responses seen (normalised keys).
     pub answered: Vec<String>,
-    /// Non-JSON lines (text, truncated for the log).
+    /// Lines that are not JSON-RPC messages (text, escaped and truncated for the log).
     pub diverted: Vec<String>,
+    /// Streamed lines cut off (why, for the log).
+    pub cut: Vec<String>,
+    /// Canonical-line substitutions in relayed lines.
+    pub rewrites: thoth_core::Rewrites,
     /// Whole lines answering an id in [`Relay::capture`].
     pub captured: Vec<Vec<u8>>,
 }
@@ -63,8 +88,12 @@ impl Relay {
             capture: std::collections::HashSet::new(),
             line: Line::Start,
             held: Vec::new(),
-            diverted_len: 0,
+            line_len: 0,
             scan_limit,
+            lax: LaxLine::new(),
+            rewriter: LineRewriter::new(),
+            streamed_id: None,
+            cr_pending: false,
         }
     }
 
@@ -86,7 +115,7 @@ impl Relay {
                 data = rest;
                 continue;
             }
-            self.segment(segment, out);
+            self.segment(segment, out, found);
             if ends {
                 self.end_line(out, found);
             }
@@ -94,110 +123,213 @@ impl Relay {
         }
     }
 
-    fn whole_line(&mut self, line: &[u8], out: &mut Vec<u8>, found: &mut Found) {
-        match line.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\r')) {
-            None => {}
-            Some(b'{' | b'[') => {
-                if self.scan_responses {
-                    bookkeeping(line, &self.capture, found);
-                }
-                out.extend_from_slice(line);
-                out.push(b'\n');
-            }
-            Some(_) => {
-                let shown = &line[..line.len().min(DIVERT_LOG_LIMIT)];
-                let mut text = String::from_utf8_lossy(shown)
-                    .trim_end_matches('\r')
-                    .trim_start()
-                    .to_string();
-                if line.len() > shown.len() {
-                    text.push_str(&format!("… ({} bytes)", line.len()));
-                }
-                found.diverted.push(text);
-            }
-        }
-    }
-
-    /// End of stream: finish a partial line.
+    /// End of stream: a partial last line is diverted (or, streamed, cut off).
     pub fn finish(&mut self, out: &mut Vec<u8>, found: &mut Found) {
-        if self.line != Line::Start {
-            self.end_line(out, found);
+        match self.line {
+            Line::Start => {}
+            Line::Held => {
+                let held = std::mem::take(&mut self.held);
+                found
+                    .diverted
+                    .push(shown(&held, held.len(), "partial last line"));
+            }
+            Line::Streaming => self.cut(out, found, "the server exited mid-line"),
+            Line::Diverted => found.diverted.push(shown(&self.held, self.line_len, "")),
+            Line::Cut => {}
+        }
+        self.reset();
+    }
+
+    /// A line that arrived whole in one chunk.
+    fn whole_line(&mut self, line: &[u8], out: &mut Vec<u8>, found: &mut Found) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // Whitespace before a line's value is not kept (as blank lines are not).
+        if let Some(first) = line.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r')) {
+            self.relay_or_divert(&line[first..], out, found);
         }
     }
 
-    fn segment(&mut self, mut seg: &[u8], out: &mut Vec<u8>) {
+    /// Relays a complete line that passes the lax check, else diverts it.
+    fn relay_or_divert(&self, line: &[u8], out: &mut Vec<u8>, found: &mut Found) {
+        if thoth_core::check_line(line).is_err() {
+            found.diverted.push(shown(line, line.len(), ""));
+            return;
+        }
+        if self.scan_responses {
+            bookkeeping(line, &self.capture, found);
+        }
+        let rewrites = thoth_core::write_canonical(line, |piece| out.extend_from_slice(piece));
+        found.rewrites.add(rewrites);
+        out.push(b'\n');
+    }
+
+    fn segment(&mut self, mut seg: &[u8], out: &mut Vec<u8>, found: &mut Found) {
         if self.line == Line::Start {
+            // Whitespace before a line's value is not kept (as blank lines are not).
             match seg.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r')) {
-                None => {
-                    self.held.extend_from_slice(seg);
-                    return;
+                Some(first) => {
+                    seg = &seg[first..];
+                    self.line = Line::Held;
                 }
-                Some(i) => {
-                    self.line = if matches!(seg[i], b'{' | b'[') {
-                        Line::Held
-                    } else {
-                        Line::Diverted
-                    };
-                    if self.line == Line::Diverted {
-                        self.held.clear();
-                        seg = &seg[i..];
-                    }
-                }
+                None => return,
             }
         }
+        self.line_len = self.line_len.saturating_add(seg.len());
         match self.line {
-            Line::Held if self.held.len() + seg.len() <= self.scan_limit => {
-                self.held.extend_from_slice(seg)
+            Line::Start | Line::Held if self.held.len() + seg.len() <= self.scan_limit => {
+                self.held.extend_from_slice(seg);
             }
-            Line::Held => {
-                // Hand the held bytes over without copying them (no second 4 MiB buffer).
-                if out.is_empty() {
-                    std::mem::swap(out, &mut self.held);
-                } else {
-                    out.append(&mut self.held);
-                }
-                out.extend_from_slice(seg);
-                self.held = Vec::new();
-                self.line = Line::Streaming;
-            }
-            Line::Streaming => out.extend_from_slice(seg),
+            Line::Start | Line::Held => self.start_streaming(seg, out),
+            Line::Streaming => match self.lax.feed(seg) {
+                Ok(()) => self.stream_out(seg, out),
+                Err(e) => self.cut(out, found, e.kind.as_str()),
+            },
             Line::Diverted => {
                 let room = DIVERT_LOG_LIMIT.saturating_sub(self.held.len());
                 self.held.extend_from_slice(&seg[..seg.len().min(room)]);
-                self.diverted_len += seg.len();
             }
-            Line::Start => {}
+            Line::Cut => {}
         }
+    }
+
+    /// The held bytes and `seg` outgrow the scan limit: the held bytes are checked
+    /// before anything of the line is relayed, then the line streams.
+    fn start_streaming(&mut self, seg: &[u8], out: &mut Vec<u8>) {
+        let held = std::mem::take(&mut self.held);
+        self.lax = LaxLine::new();
+        if self
+            .lax
+            .feed(&held)
+            .and_then(|()| self.lax.feed(seg))
+            .is_err()
+        {
+            // Nothing was relayed: the whole line goes to stderr.
+            self.held = held;
+            self.held.truncate(DIVERT_LOG_LIMIT);
+            self.line = Line::Diverted;
+            return;
+        }
+        self.streamed_id = self
+            .lax
+            .id_span()
+            .filter(|(start, end)| end - start <= MAX_ID_BYTES)
+            .and_then(|(start, end)| {
+                let mut id = held
+                    .get(start.min(held.len())..end.min(held.len()))?
+                    .to_vec();
+                let from_seg = start.saturating_sub(held.len())..end.saturating_sub(held.len());
+                id.extend_from_slice(seg.get(from_seg)?);
+                Some(id)
+            });
+        self.rewriter = LineRewriter::new();
+        self.cr_pending = false;
+        out.reserve(held.len() + seg.len());
+        self.rewriter
+            .feed(&held, |piece| out.extend_from_slice(piece));
+        self.stream_out(seg, out);
+        self.line = Line::Streaming;
+    }
+
+    /// Relays a piece of a streamed line. A CR at its end waits for the next piece: it
+    /// may be the line's terminator (`\r\n`), which is not relayed.
+    fn stream_out(&mut self, seg: &[u8], out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.cr_pending) && !seg.is_empty() {
+            self.rewriter
+                .feed(b"\r", |piece| out.extend_from_slice(piece));
+        }
+        let seg = match seg.strip_suffix(b"\r") {
+            Some(rest) => {
+                self.cr_pending = true;
+                rest
+            }
+            None => seg,
+        };
+        self.rewriter
+            .feed(seg, |piece| out.extend_from_slice(piece));
+    }
+
+    /// Ends a streamed line that is not a message: the client's reader gets the end of
+    /// the line, then an error for the request the line answered (null when unknown).
+    fn cut(&mut self, out: &mut Vec<u8>, found: &mut Found, why: &str) {
+        let _ = self.rewriter.finish(|piece| out.extend_from_slice(piece));
+        out.push(b'\n');
+        let id = self.streamed_id.take();
+        if let Some(id) = &id {
+            found.answered.push(id_key(id));
+        }
+        let answer = reply::error(
+            id.as_deref(),
+            reply::INTERNAL,
+            "thoth cut off a server line that is not a JSON-RPC message",
+            Some(&json!({ "reason": "server_line_invalid", "detail": why })),
+        );
+        out.extend_from_slice(&answer);
+        out.push(b'\n');
+        found
+            .cut
+            .push(format!("{why} after {} bytes", self.line_len));
+        self.line = Line::Cut;
     }
 
     fn end_line(&mut self, out: &mut Vec<u8>, found: &mut Found) {
         match self.line {
             Line::Start => {}
             Line::Held => {
-                if self.scan_responses {
-                    bookkeeping(&self.held, &self.capture, found);
-                }
-                out.extend_from_slice(&self.held);
-                out.push(b'\n');
+                let held = std::mem::take(&mut self.held);
+                let line = held.strip_suffix(b"\r").unwrap_or(&held);
+                self.relay_or_divert(line, out, found);
+                self.held = held;
             }
-            Line::Streaming => out.push(b'\n'),
-            Line::Diverted => {
-                let mut text = String::from_utf8_lossy(&self.held)
-                    .trim_end_matches('\r')
-                    .to_string();
-                if self.diverted_len > self.held.len() {
-                    text.push_str(&format!("… ({} bytes)", self.diverted_len));
+            Line::Streaming => match self.lax.finish() {
+                Ok(()) => {
+                    let rewrites = self.rewriter.finish(|piece| out.extend_from_slice(piece));
+                    found.rewrites.add(rewrites);
+                    out.push(b'\n');
                 }
-                found.diverted.push(text);
-            }
+                Err(e) => self.cut(out, found, e.kind.as_str()),
+            },
+            Line::Diverted => found.diverted.push(shown(&self.held, self.line_len, "")),
+            Line::Cut => {}
         }
+        self.reset();
+    }
+
+    fn reset(&mut self) {
         self.line = Line::Start;
         self.held.clear();
         if self.held.capacity() > 64 * 1024 {
             self.held = Vec::new();
         }
-        self.diverted_len = 0;
+        self.line_len = 0;
+        self.streamed_id = None;
     }
+}
+
+/// A diverted line for the log: its first bytes, control characters escaped (a line
+/// from the server cannot forge a log line), and its length when it was cut.
+fn shown(bytes: &[u8], len: usize, label: &str) -> String {
+    let head = bytes
+        .get(..bytes.len().min(DIVERT_LOG_LIMIT))
+        .unwrap_or_default();
+    let mut text: String = String::from_utf8_lossy(head)
+        .trim()
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if len > head.len() {
+        text.push_str(&format!("… ({len} bytes)"));
+    }
+    if !label.is_empty() {
+        text = format!("{label}: {text}");
+    }
+    text
 }
 
 fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: &mut Found) {
@@ -271,7 +403,11 @@ pub async fn pump(
                 }
             }
         }
-        if !found.answered.is_empty() || !found.diverted.is_empty() {
+        if !found.answered.is_empty()
+            || !found.diverted.is_empty()
+            || !found.cut.is_empty()
+            || !found.rewrites.is_empty()
+        {
             let mut state = book(&shared);
             for key in &found.answered {
                 state.in_flight.remove(key);
@@ -280,6 +416,8 @@ pub async fn pump(
                 }
             }
             state.diverted_lines += found.diverted.len() as u64;
+            state.cut_lines += found.cut.len() as u64;
+            state.server_rewrites.add(found.rewrites);
         }
         if let Some(inventory) = &inventory {
             for line in &found.captured {
@@ -287,7 +425,10 @@ pub async fn pump(
             }
         }
         for text in found.diverted {
-            tracing::warn!(target: "server", "non-JSON line on the server's stdout (diverted to stderr): {text}");
+            tracing::warn!(target: "server", "a line on the server's stdout is not a JSON-RPC message (diverted to stderr): {text}");
+        }
+        for why in found.cut {
+            tracing::warn!(target: "server", "cut off a streamed server line that is not a JSON-RPC message ({why}); the client was sent an error");
         }
         if !out.is_empty() {
             stdout.write_all(&out).await?;
@@ -315,34 +456,128 @@ mod tests {
         (out, found)
     }
 
+    const OK: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+
     #[test]
-    fn json_lines_relay_and_text_is_diverted() {
-        let (out, found) = relay_all(
-            &[
-                b"Server v1 starting\n{\"jsonrpc\":\"2.0\",\"id\":1,\"re",
-                b"sult\":{}}\n  [1]\n\n   \nWARN x\n{\"partial\":1}",
-            ],
-            1024,
-        );
-        assert_eq!(
-            out,
-            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n  [1]\n{\"partial\":1}\n"
-        );
-        assert_eq!(found.answered, ["1"]);
-        assert_eq!(found.diverted, ["Server v1 starting", "WARN x"]);
+    fn only_messages_are_relayed() {
+        // (server output, relayed, diverted lines)
+        let cases: &[(&[u8], &[u8], usize)] = &[
+            (b"Server v1 starting\n", b"", 1),
+            (b"[INFO] server started\n", b"", 1),
+            (b"{not json\n", b"", 1),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\rPROGRESS 50%\n",
+                b"",
+                1,
+            ),
+            (b"{\"level\":\"info\",\"msg\":\"up\"}\n", b"", 1),
+            (b"  [1]\n\n   \n", b"", 1),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"n\"}", b"", 1),
+            (b"\n \r\n\t\n", b"", 0),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\r\n",
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n",
+                0,
+            ),
+            (
+                b"  {\"jsonrpc\":\"2.0\",\r\"method\":\"n\"}\n",
+                b"{\"jsonrpc\":\"2.0\", \"method\":\"n\"}\n",
+                0,
+            ),
+            (
+                "{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{\"t\":\"a\u{2028}b\"}}\n"
+                    .as_bytes(),
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{\"t\":\"a\\u2028b\"}}\n",
+                0,
+            ),
+            (
+                b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"\\ud800\"}]\n",
+                b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"\\ud800\"}]\n",
+                0,
+            ),
+        ];
+        for (input, want, diverted) in cases {
+            for limit in [8, 1024] {
+                for chunk in [1, 3, input.len().max(1)] {
+                    let pieces: Vec<&[u8]> = input.chunks(chunk).collect();
+                    let (out, found) = relay_all(&pieces, limit);
+                    let text = String::from_utf8_lossy(input);
+                    if limit == 8 && !want.is_empty() {
+                        // Streamed: the same bytes, checked as they pass.
+                        assert_eq!(out, *want, "{text:?} limit {limit} chunk {chunk}");
+                    } else if limit == 1024 {
+                        assert_eq!(out, *want, "{text:?} chunk {chunk}");
+                        assert_eq!(found.diverted.len(), *diverted, "{text:?}");
+                    }
+                    assert!(!found.diverted.iter().any(|t| t.contains('\r')), "{text:?}");
+                }
+            }
+        }
     }
 
     #[test]
     fn long_lines_stream_without_being_held() {
         let mut r = Relay::new(8);
         let (mut out, mut found) = (Vec::new(), Found::default());
-        r.feed(b"{\"a\":\"0123456789", &mut out, &mut found);
+        r.feed(
+            b"{\"jsonrpc\":\"2.0\",\"a\":\"0123456789",
+            &mut out,
+            &mut found,
+        );
         assert!(r.mid_line());
-        assert_eq!(out, b"{\"a\":\"0123456789");
+        assert_eq!(out, b"{\"jsonrpc\":\"2.0\",\"a\":\"0123456789");
         out.clear();
-        r.feed(b"abc\"}\n{}\n", &mut out, &mut found);
+        r.feed(b"abc\"}\n", &mut out, &mut found);
+        r.feed(OK, &mut out, &mut found);
+        r.feed(b"\n", &mut out, &mut found);
         assert!(!r.mid_line());
-        assert_eq!(out, b"abc\"}\n{}\n");
+        assert_eq!(out, [&b"abc\"}\n"[..], OK, b"\n"].concat());
         assert!(r.held.capacity() <= 64 * 1024);
+        assert!(found.diverted.is_empty() && found.cut.is_empty());
+    }
+
+    #[test]
+    fn a_long_line_that_breaks_is_cut_off_and_answered() {
+        for tail in [&b"\"} trailing words\n"[..], b"\x01\"}\n", b"\"", b"\"}]\n"] {
+            let mut r = Relay::new(8);
+            let (mut out, mut found) = (Vec::new(), Found::default());
+            r.feed(
+                br#"{"jsonrpc":"2.0","id":"q7","result":"0123456789"#,
+                &mut out,
+                &mut found,
+            );
+            r.feed(tail, &mut out, &mut found);
+            r.feed(OK, &mut out, &mut found);
+            r.feed(b"\n", &mut out, &mut found);
+            r.finish(&mut out, &mut found);
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert!(
+                lines[0].starts_with(r#"{"jsonrpc":"2.0","id":"q7","result":"0123456789"#),
+                "{tail:?}"
+            );
+            let error: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+            assert_eq!(error["id"], "q7");
+            assert_eq!(error["error"]["code"], -32603);
+            assert_eq!(found.cut.len(), 1);
+            assert_eq!(found.answered, [r#""q7""#]);
+            if tail.ends_with(b"\n") {
+                assert_eq!(lines[2].as_bytes(), OK, "the next line is relayed");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_line_that_is_not_a_message_is_never_relayed() {
+        let mut r = Relay::new(8);
+        let (mut out, mut found) = (Vec::new(), Found::default());
+        r.feed(
+            b"{\"level\":\"info\",\"msg\":\"a long log line\"}\n",
+            &mut out,
+            &mut found,
+        );
+        r.feed(b"[1, 2, 3, 4, 5, 6, 7]\n", &mut out, &mut found);
+        assert!(out.is_empty());
+        assert_eq!(found.diverted.len(), 2);
     }
 }

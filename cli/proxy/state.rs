@@ -42,8 +42,15 @@ pub struct RelayBook {
     pub in_flight: HashMap<String, Vec<u8>>,
     /// Ids of forwarded tools/list requests whose responses go to the GovAPI inventory.
     pub tools_list: std::collections::HashSet<String>,
-    /// Non-JSON lines the server printed on stdout (diverted to stderr).
+    /// Lines the server printed on stdout that were not JSON-RPC messages (diverted to
+    /// stderr), including a partial last line.
     pub diverted_lines: u64,
+    /// Streamed server lines cut off when they turned out not to be JSON-RPC.
+    pub cut_lines: u64,
+    /// Canonical-line substitutions in frames forwarded to the server.
+    pub client_rewrites: thoth_core::Rewrites,
+    /// Canonical-line substitutions in lines relayed to the client.
+    pub server_rewrites: thoth_core::Rewrites,
     /// The server's stdout has ended: every response it wrote has been relayed.
     pub server_eof: bool,
 }

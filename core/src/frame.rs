@@ -7,6 +7,12 @@
 //! buffered: the framer tells the caller to drop its bytes as they arrive and reports
 //! the line once, with its length, when the next `\n` resynchronises the stream. A `\r`
 //! before `\n` is stripped; lines holding only spaces, tabs or `\r` are skipped.
+//!
+//! Only `\n` ends a frame here. Readers that also end lines at a bare `\r`, U+2028,
+//! U+2029 or U+0085 would cut some valid frames in more places than this framer does,
+//! so no frame is forwarded as it was framed: thoth writes its *canonical line*
+//! ([`crate::canon`]), in which none of those bytes is left, and every reader then
+//! sees the one frame this framer saw, with the same value.
 
 use crate::rpc::Span;
 

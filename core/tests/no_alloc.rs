@@ -38,6 +38,7 @@ const STREAM: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",
 {\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"method\":\"x\",\"id\":5}\n\
 this line is far too long for the limit of this framer, so it is dropped whole ..........................................................................................................................................................................................................................\n\
 {not json\n\
+{\"jsonrpc\":\"2.0\",\r\"method\":\"n\",\"params\":{\"t\":\"\xE2\x80\xA8\xC2\x85\"}}\n\
 {\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
 
 #[test]
@@ -52,6 +53,21 @@ fn the_core_never_allocates() {
             continue;
         };
         let _ = validate(bytes);
+        // The canonical line and the lax check of server lines.
+        seen += usize::from(thoth_core::needs_rewrite(bytes));
+        let rewrites = thoth_core::write_canonical(bytes, |piece| seen += piece.len());
+        seen += rewrites.carriage_returns as usize;
+        let mut rewriter = thoth_core::LineRewriter::new();
+        for half in bytes.chunks(7) {
+            rewriter.feed(half, |piece| seen += piece.len());
+        }
+        let _ = rewriter.finish(|piece| seen += piece.len());
+        let mut lax = thoth_core::LaxLine::new();
+        for half in bytes.chunks(5) {
+            let _ = lax.feed(half);
+        }
+        seen += usize::from(lax.finish().is_ok());
+        seen += usize::from(thoth_core::check_line(bytes).is_ok());
         match scan(bytes) {
             Ok(Message::Request(call)) => {
                 if let Ok(tc) = tool_call(&call) {
