@@ -15,6 +15,7 @@ pub mod logging;
 pub mod net;
 pub mod private;
 pub mod proxy;
+pub mod readers;
 pub mod register;
 pub mod run_cmd;
 pub mod runtime;

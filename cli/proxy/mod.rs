@@ -444,6 +444,70 @@ pub fn run_pipes(
     })
 }
 
+/// Writes `input` in `chunk`-byte writes through the real pumps ([`run_pipes`]) under
+/// the Cedar policy at `policy`; returns what reached the server and what reached the
+/// client. With `loopback` the server's stdin is its stdout (and the first part is
+/// empty), else the server writes nothing. For the tests and the fuzz target that
+/// hold the pumps to what real readers make of their output (`crate::readers`).
+#[cfg(unix)]
+pub fn run_bytes(
+    policy: &std::path::Path,
+    input: &[u8],
+    chunk: usize,
+    loopback: bool,
+) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let profile = crate::settings::profile::Profile {
+        dir: std::env::temp_dir().join(format!("thoth-pumps-{}", std::process::id())),
+    };
+    let local = crate::enforce::local::LocalEngine::load(policy)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let settings = RunSettings::local(policy.to_path_buf(), profile)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let parts = (settings, Engine::Local(Box::new(local)), Session::new());
+    let (client_in, mut feed) = std::io::pipe()?;
+    let (mut back, client_out) = std::io::pipe()?;
+    let (server_in, server_out, capture) = if loopback {
+        let (server_out, server_in) = std::io::pipe()?;
+        (server_in, server_out, None)
+    } else {
+        let (mut seen, server_in) = std::io::pipe()?;
+        let (server_out, silent) = std::io::pipe()?;
+        drop(silent);
+        let capture = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            seen.read_to_end(&mut bytes).map(|_| bytes)
+        });
+        (server_in, server_out, Some(capture))
+    };
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || -> std::io::Result<()> {
+        for piece in input.chunks(chunk.max(1)) {
+            feed.write_all(piece)?;
+        }
+        Ok(())
+    });
+    let pumps = std::thread::spawn(move || {
+        run_pipes(
+            parts,
+            client_in.into(),
+            client_out.into(),
+            server_in.into(),
+            server_out.into(),
+        )
+    });
+    let mut to_client = Vec::new();
+    back.read_to_end(&mut to_client)?;
+    let joined = |e| std::io::Error::other(format!("a pump thread panicked: {e:?}"));
+    feeder.join().map_err(joined)??;
+    pumps.join().map_err(joined)??;
+    let to_server = match capture {
+        Some(capture) => capture.join().map_err(joined)??,
+        None => Vec::new(),
+    };
+    Ok((to_server, to_client))
+}
+
 /// Runs the server → client relay on a thread of its own (Unix), so relaying the
 /// server's output never waits behind scanning the client's, and the two directions
 /// use both cores. The returned receiver resolves when the relay has ended.
@@ -536,14 +600,11 @@ async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
 
 #[cfg(all(test, unix))]
 mod tests {
-    use std::io::{Read, Write};
     use std::path::PathBuf;
 
     use proptest::prelude::*;
 
     use super::*;
-    use crate::enforce::local::LocalEngine;
-    use crate::settings::profile::Profile;
 
     /// One client line and what the proxy must do with it.
     fn line(kind: u8, i: usize) -> (String, Option<String>) {
@@ -570,41 +631,123 @@ mod tests {
     fn through_pumps(input: Vec<u8>, chunk: usize) -> Vec<String> {
         let policy =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/policies/allow-all.cedar");
-        let profile = Profile {
-            dir: std::env::temp_dir().join(format!("thoth-pumps-{}", std::process::id())),
-        };
-        let engine = Engine::Local(Box::new(LocalEngine::load(&policy).unwrap()));
-        let parts = (
-            RunSettings::local(policy, profile).unwrap(),
-            engine,
-            Session::new(),
-        );
-        let (client_in, mut feed) = std::io::pipe().unwrap();
-        let (server_out, server_in) = std::io::pipe().unwrap();
-        let (mut back, client_out) = std::io::pipe().unwrap();
-        let feeder = std::thread::spawn(move || {
-            for piece in input.chunks(chunk.max(1)) {
-                feed.write_all(piece).unwrap();
+        let (to_server, to_client) = run_bytes(&policy, &input, chunk, true).unwrap();
+        assert!(to_server.is_empty());
+        String::from_utf8(to_client)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A policy that allows the tool `safe` and nothing else.
+    fn only_safe() -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("thoth-only-safe-{}.cedar", std::process::id()));
+        std::fs::write(
+            &path,
+            "@id(\"only-safe\")\npermit (principal, action, resource) when { resource.name == \"safe\" };\n",
+        )
+        .unwrap();
+        path
+    }
+
+    const EVIL: &str = r#"{"jsonrpc":"2.0","id":"evil","method":"tools/call","params":{"name":"evil","arguments":{}}}"#;
+
+    /// A value that hides a line break from one class of reader or another.
+    fn hiding(kind: u8) -> String {
+        match kind % 8 {
+            0 => format!("\r{EVIL}\r"),
+            1 => format!(" \t{EVIL}\r "),
+            2 => "\"a\u{2028}b\u{2029}c\"".into(),
+            3 => format!("\"\u{85}{}\u{85}\"", EVIL.replace('"', "\\\"")),
+            4 => r#""escaped \u2028 \r""#.into(),
+            5 => format!("[\r{EVIL},\r1]"),
+            6 => "\"caf\u{e9} \u{2026}\"".into(),
+            _ => "1".into(),
+        }
+    }
+
+    /// One client frame (without terminator) and the value the server must receive.
+    fn smuggler(kind: u8, hide: u8, i: usize) -> (String, Option<serde_json::Value>) {
+        let v = hiding(hide);
+        let frame = match kind % 8 {
+            0 => format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"safe","arguments":{{"pad":{v}}}}}}}"#
+            ),
+            1 => format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"evil","arguments":{{"pad":{v}}}}}}}"#
+            ),
+            2 => format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"x":{v}}}}}"#
+            ),
+            3 => format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"ping","params":{{"_meta":{{"x":{v}}}}}}}"#
+            ),
+            4 => format!(r#"{{"jsonrpc":"2.0","id":"r{i}","result":{{"x":{v}}}}}"#),
+            5 => {
+                let safe = format!(
+                    r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"safe","arguments":{{"pad":{v}}}}}}}"#
+                );
+                let note = format!(r#"{{"jsonrpc":"2.0","method":"n","params":{{"x":{v}}}}}"#);
+                let frame = format!("[{safe},\r{EVIL},{note}]");
+                let forwarded = format!("[{safe},{note}]");
+                return (frame, serde_json::from_str(&forwarded).ok());
             }
-        });
-        let pumps = std::thread::spawn(move || {
-            run_pipes(
-                parts,
-                client_in.into(),
-                client_out.into(),
-                server_in.into(),
-                server_out.into(),
-            )
-        });
-        let mut output = String::new();
-        back.read_to_string(&mut output).unwrap();
-        feeder.join().unwrap();
-        pumps.join().unwrap().unwrap();
-        output.lines().map(str::to_string).collect()
+            6 => format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":"x{i}","reason":{v}}}}}"#
+            ),
+            _ => format!("{{\"jsonrpc\":\"2.0\",\u{2028}{EVIL}\u{2028}}}"),
+        };
+        let value = serde_json::from_str(&frame).ok();
+        (frame, value)
+    }
+
+    fn sorted(values: &[serde_json::Value]) -> Vec<String> {
+        let mut texts: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        texts.sort();
+        texts
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever a client hides behind CRs and Unicode line separators, every class of
+        /// reader (`crate::readers`) parses exactly the same messages from what thoth
+        /// wrote to the server, those are the frames thoth forwarded by value, and the
+        /// only tools/call any of them sees is the allowed one.
+        #[test]
+        fn every_reader_sees_only_what_was_decided(
+            frames in prop::collection::vec((any::<u8>(), any::<u8>(), any::<bool>()), 1..24),
+            chunk in 1usize..300,
+        ) {
+            let mut input = Vec::new();
+            let mut expected = Vec::new();
+            for (i, (kind, hide, crlf)) in frames.iter().enumerate() {
+                let (frame, value) = smuggler(*kind, *hide, i);
+                input.extend_from_slice(frame.as_bytes());
+                input.extend_from_slice(if *crlf { b"\r\n" } else { b"\n" });
+                if kind % 8 != 1 {
+                    expected.extend(value);
+                }
+            }
+            let (to_server, _) = run_bytes(&only_safe(), &input, chunk, false).unwrap();
+            let seen = crate::readers::Reader::Newline.messages(&to_server);
+            for reader in crate::readers::Reader::ALL {
+                let theirs = reader.messages(&to_server);
+                prop_assert_eq!(&theirs, &seen, "{:?}", reader);
+                for call in crate::readers::tool_calls(&theirs) {
+                    prop_assert_eq!(call["params"]["name"].as_str(), Some("safe"), "{:?}: {}", reader, call);
+                    prop_assert!(call.get("id").is_some());
+                }
+            }
+            // Decisions finish in their own time: compare as multisets.
+            prop_assert_eq!(sorted(&seen), sorted(&expected));
+            let text = String::from_utf8(to_server).unwrap();
+            let separators = ['\r', '\u{2028}', '\u{2029}', '\u{85}'];
+            prop_assert!(!text.contains(separators), "{:?}", text);
+            prop_assert_eq!(text.lines().count(), seen.len());
+        }
 
         /// However the client's bytes are cut into reads, and whatever is answered,
         /// dropped or skipped between them, the forwarded frames reach the server

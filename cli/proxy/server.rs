@@ -332,6 +332,19 @@ fn shown(bytes: &[u8], len: usize, label: &str) -> String {
     text
 }
 
+/// What the relay writes to the client for `output` from the server, read in
+/// `chunk`-byte pieces, holding lines up to `scan_limit` bytes (for tests and the
+/// fuzz target; replies from thoth are not part of it).
+pub fn relay_bytes(output: &[u8], chunk: usize, scan_limit: usize) -> Vec<u8> {
+    let mut relay = Relay::new(scan_limit);
+    let (mut out, mut found) = (Vec::new(), Found::default());
+    for piece in output.chunks(chunk.max(1)) {
+        relay.feed(piece, &mut out, &mut found);
+    }
+    relay.finish(&mut out, &mut found);
+    out
+}
+
 fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: &mut Found) {
     let mut wanted = false;
     let mut note = |m: &Message<'_>| {

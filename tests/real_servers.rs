@@ -1,0 +1,216 @@
+//! `thoth run` in front of servers built on the official MCP SDKs (Python `mcp`, the
+//! TypeScript SDK) and a plain Node `readline` server: a denied call hidden behind raw
+//! CRs, which those readers take for line breaks, must never run; legitimate frames
+//! (CRLF-terminated, raw U+2028 in an argument) must be answered with their values
+//! intact. Each server's `evil` tool leaves a marker file when it runs.
+//!
+//! The SDKs are installed by `tests/real_servers/install.sh DIR` (pinned versions);
+//! these tests are ignored by a plain `cargo test` and run by `.ci/run` as
+//! `THOTH_REAL_SERVERS=DIR cargo test --test real_servers -- --ignored`. Without
+//! `THOTH_REAL_SERVERS` they fail: they never pass because a server is missing.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use util::{Proxy, Scratch};
+
+const NEEDS: &str = "needs the official SDKs: tests/real_servers/install.sh DIR, then THOTH_REAL_SERVERS=DIR cargo test --test real_servers -- --ignored";
+
+fn installed() -> PathBuf {
+    let dir = std::env::var_os("THOTH_REAL_SERVERS").map(PathBuf::from);
+    let Some(dir) = dir.filter(|d| d.join(".installed").is_file()) else {
+        panic!("THOTH_REAL_SERVERS does not name an installed directory; {NEEDS}");
+    };
+    dir
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/real_servers")
+        .join(name)
+}
+
+const EVIL: &str =
+    r#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"evil","arguments":{}}}"#;
+
+/// Frames that hide [`EVIL`] behind raw CRs, each with the id thoth must answer (if any).
+fn smuggling_frames() -> Vec<(String, Option<u64>)> {
+    let hidden = format!("\r{EVIL}\r");
+    vec![
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"safe","arguments":{{"pad":{hidden}}}}}}}"#
+            ),
+            Some(1),
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":1,"progress":1,"pad":{hidden}}}}}"#
+            ),
+            None,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":20,"method":"ping","params":{{"_meta":{{"pad":{hidden}}}}}}}"#
+            ),
+            Some(20),
+        ),
+        (
+            format!(r#"{{"jsonrpc":"2.0","id":21,"result":{{"pad":{hidden}}}}}"#),
+            None,
+        ),
+        (
+            format!(r#"[{{"jsonrpc":"2.0","id":23,"method":"ping"}},{hidden}]"#),
+            None,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":99,"reason":{hidden}}}}}"#
+            ),
+            None,
+        ),
+    ]
+}
+
+fn call(id: u64, tool: &str, args: &Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": tool, "arguments": args } }).to_string()
+}
+
+/// The answer with `id`, skipping anything else the server sends.
+fn answer(p: &Proxy, id: u64) -> Value {
+    loop {
+        let line = p
+            .try_recv(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no answer for id {id}; stderr:\n{}", p.stderr()));
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        if v["id"] == id {
+            return v;
+        }
+        let is_batch_answer = v
+            .as_array()
+            .is_some_and(|a| a.iter().any(|m| m["id"] == id));
+        if is_batch_answer {
+            return v;
+        }
+    }
+}
+
+fn run_against(name: &str, server: Command) {
+    let s = Scratch::new(name);
+    let markers = s.path("markers");
+    std::fs::create_dir_all(&markers).unwrap();
+    let policy = s.write(
+        "only-safe.cedar",
+        "@id(\"only-safe\")\npermit (principal, action, resource) when { resource.name == \"safe\" };\n",
+    );
+    let mut cmd = s.thoth();
+    cmd.args(["run", "--agent-id", "real"])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--")
+        .arg(server.get_program())
+        .args(server.get_args())
+        .env("THOTH_TEST_MARKER_DIR", &markers)
+        .env(
+            "THOTH_TEST_NODE_MODULES",
+            installed().join("node/node_modules"),
+        );
+    let mut p = Proxy::start(cmd);
+    p.send(r#"{"jsonrpc":"2.0","id":100,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"thoth-test","version":"1"}}}"#);
+    assert!(answer(&p, 100)["result"].is_object());
+    p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+
+    // The policy is in force: evil, asked for plainly, is blocked by thoth.
+    p.send(EVIL);
+    assert_eq!(answer(&p, 11)["error"]["code"], -32001);
+    for (frame, id) in smuggling_frames() {
+        p.send(&frame);
+        if let Some(id) = id {
+            let got = answer(&p, id);
+            assert!(
+                got.get("error").is_none() || got["error"]["code"] != -32700,
+                "{got}"
+            );
+        }
+    }
+    // Legitimate frames: CRLF-terminated, and raw U+2028 in argument text (what
+    // JSON.stringify emits) — answered, with the value the client sent.
+    let crlf = json!({ "s": "crlf" });
+    p.send_bytes(format!("{}\r\n", call(30, "safe", &crlf)).as_bytes());
+    let text = json!({ "s": "line\u{2028}separated\u{2029}and\u{85}next" });
+    p.send(&call(31, "safe", &text));
+    for (id, args) in [(30, crlf), (31, text)] {
+        let got = answer(&p, id);
+        let echoed = got["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        let echoed: Value = serde_json::from_str(echoed).unwrap_or_else(|e| panic!("{e}: {got}"));
+        assert_eq!(echoed, args, "{got}");
+    }
+    // The smuggled safe call reached the server whole: its argument holds the evil
+    // frame as a value.
+    p.send(&call(32, "safe", &json!({})));
+    answer(&p, 32);
+    p.close_stdin();
+    p.wait(Duration::from_secs(20));
+    let ran: Vec<_> = std::fs::read_dir(&markers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        ran.is_empty(),
+        "the denied tool ran: {ran:?}; stderr:\n{}",
+        p.stderr()
+    );
+}
+
+#[test]
+#[ignore = "needs the official SDKs (see the module doc)"]
+fn python_sdk_server_never_runs_a_smuggled_call() {
+    let mut server = Command::new(installed().join("venv/bin/python"));
+    server.arg(script("python_sdk_server.py"));
+    run_against("real-python", server);
+}
+
+#[test]
+#[ignore = "needs the official SDKs (see the module doc)"]
+fn typescript_sdk_server_never_runs_a_smuggled_call() {
+    let mut server = Command::new("node");
+    server.arg(script("ts_sdk_server.mjs"));
+    run_against("real-ts", server);
+}
+
+#[test]
+#[ignore = "needs Node (see the module doc)"]
+fn node_readline_server_never_runs_a_smuggled_call() {
+    let mut server = Command::new("node");
+    server.arg(script("readline_server.mjs"));
+    run_against("real-readline", server);
+}
+
+/// The same frames sent to the Python server without thoth run the denied tool: the
+/// test above can fail.
+#[test]
+#[ignore = "needs the official SDKs (see the module doc)"]
+fn without_thoth_the_python_sdk_server_runs_the_smuggled_call() {
+    let s = Scratch::new("real-server-direct");
+    let markers = s.path("markers");
+    std::fs::create_dir_all(&markers).unwrap();
+    let mut cmd = Command::new(installed().join("venv/bin/python"));
+    cmd.arg(script("python_sdk_server.py"))
+        .env("THOTH_TEST_MARKER_DIR", &markers);
+    let mut p = Proxy::start(cmd);
+    p.send(r#"{"jsonrpc":"2.0","id":100,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"thoth-test","version":"1"}}}"#);
+    answer(&p, 100);
+    p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    p.send(&smuggling_frames()[0].0);
+    answer(&p, 11);
+    p.close_stdin();
+    p.wait(Duration::from_secs(20));
+    assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 1);
+}
