@@ -5,11 +5,13 @@
 //! but JSON-RPC messages: a banner, a log line or half a value there breaks the
 //! client's reader or, worse, is read as something else. The server's output is not
 //! held to the strict rules of [`crate::json`]: JavaScript servers cut strings inside
-//! surrogate pairs and write lone `\u` surrogates, and bytes that are not UTF-8 are for
-//! the client's decoder to replace. What is checked is the grammar (one JSON value,
-//! exact numbers and literals, escapes of the right form, no raw control characters
-//! in strings, nesting at most [`crate::MAX_DEPTH`]) and the shape: an object with a
-//! `jsonrpc` member, or a non-empty array of such objects.
+//! surrogate pairs and write lone `\u` surrogates, which pass (the client's parser
+//! judges them). What is checked is the grammar (one JSON value, exact numbers and
+//! literals, escapes of the right form, no raw control characters in strings,
+//! well-formed UTF-8, nesting at most [`crate::MAX_DEPTH`]) and the shape: an object
+//! with a `jsonrpc` member, or a non-empty array of such objects. Bytes that are not
+//! UTF-8 fail: a client that decodes with replacement and one that refuses the line
+//! would read different messages.
 //!
 //! [`LaxLine`] takes the line in pieces and remembers where it stopped, so a line too
 //! long to hold is checked as it streams and cut off at the first piece that breaks
@@ -52,6 +54,9 @@ enum State {
     Escape { key: bool },
     /// Inside a `\u` escape, with `left` hex digits to go.
     Hex { key: bool, left: u8 },
+    /// Inside a multi-byte UTF-8 sequence: `left` continuation bytes to go, the next
+    /// one within `lo..=hi`.
+    Utf8 { key: bool, left: u8, lo: u8, hi: u8 },
     /// Inside a number.
     Number(Num),
     /// Inside `true`, `false` or `null`: `word` and how many bytes matched.
@@ -203,6 +208,24 @@ impl LaxLine {
                         State::Str { key }
                     };
                 }
+                State::Utf8 { key, left, lo, hi } => {
+                    if !(lo..=hi).contains(&b) {
+                        return Err(err(ErrorKind::InvalidUtf8));
+                    }
+                    if key {
+                        self.key_byte(b);
+                    }
+                    self.state = if left > 1 {
+                        State::Utf8 {
+                            key,
+                            left: left - 1,
+                            lo: 0x80,
+                            hi: 0xBF,
+                        }
+                    } else {
+                        State::Str { key }
+                    };
+                }
                 State::Number(num) => {
                     match next_number(num, b) {
                         Ok(Some(next)) => self.state = State::Number(next),
@@ -300,17 +323,37 @@ impl LaxLine {
             }
             b'\\' => self.state = State::Escape { key },
             0x00..=0x1F => return Err(ErrorKind::ControlInString),
-            _ if key => {
-                if let Some(slot) = self.key.get_mut(usize::from(self.key_len)) {
-                    *slot = b;
-                    self.key_len += 1;
-                } else {
-                    self.key_len = u8::MAX;
+            0x80..=0xFF => {
+                // Unicode Table 3-7: the lead byte fixes the length and the range of
+                // the second byte.
+                let (left, lo, hi) = match b {
+                    0xC2..=0xDF => (1, 0x80, 0xBF),
+                    0xE0 => (2, 0xA0, 0xBF),
+                    0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
+                    0xED => (2, 0x80, 0x9F),
+                    0xF0 => (3, 0x90, 0xBF),
+                    0xF1..=0xF3 => (3, 0x80, 0xBF),
+                    0xF4 => (3, 0x80, 0x8F),
+                    _ => return Err(ErrorKind::InvalidUtf8),
+                };
+                if key {
+                    self.key_byte(b);
                 }
+                self.state = State::Utf8 { key, left, lo, hi };
             }
+            _ if key => self.key_byte(b),
             _ => {}
         }
         Ok(())
+    }
+
+    fn key_byte(&mut self, b: u8) {
+        if let Some(slot) = self.key.get_mut(usize::from(self.key_len)) {
+            *slot = b;
+            self.key_len += 1;
+        } else {
+            self.key_len = u8::MAX;
+        }
     }
 
     fn start_value(&mut self, b: u8, at: usize) -> Result<(), ErrorKind> {
@@ -408,7 +451,8 @@ fn next_number(num: Num, b: u8) -> Result<Option<Num>, ErrorKind> {
 }
 
 /// The index of the first byte at or after `i` that ends a run of plain string bytes
-/// (a quote, a backslash or a control character), 16 bytes at a time.
+/// (a quote, a backslash, a control character or a non-ASCII byte), 16 bytes at a
+/// time.
 #[inline]
 fn skip_plain(piece: &[u8], mut i: usize) -> usize {
     use wide::u8x16;
@@ -420,14 +464,14 @@ fn skip_plain(piece: &[u8], mut i: usize) -> usize {
         let special = v.simd_eq(u8x16::splat(b'"'))
             | v.simd_eq(u8x16::splat(b'\\'))
             | v.min(u8x16::splat(0x1F)).simd_eq(v);
-        let mask = special.to_bitmask();
+        let mask = special.to_bitmask() | v.to_bitmask();
         if mask != 0 {
             return i + mask.trailing_zeros() as usize;
         }
         i += 16;
     }
     while let Some(&b) = piece.get(i) {
-        if matches!(b, b'"' | b'\\' | 0x00..=0x1F) {
+        if matches!(b, b'"' | b'\\' | 0x00..=0x1F | 0x80..=0xFF) {
             break;
         }
         i += 1;
@@ -448,7 +492,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
             br#" { "result" : [1, -0.5e+3, true, false, null, "\ud800"], "jsonrpc":"2.0" } "#,
             br#"[{"jsonrpc":"2.0","method":"m"},{"jsonrpc":"2.0","id":"a","result":0}]"#,
-            b"{\"jsonrpc\":\"2.0\",\r\"result\":\"\xFF\xFE bytes for the client's decoder\"}\r",
+            "{\"jsonrpc\":\"2.0\",\r\"r\u{e9}sult\":\"caf\u{e9} \u{2026} \u{1F600}\"}\r".as_bytes(),
             br#"{"jsonrpc":"2.0","result":{"nested":{"jsonrpc":1}}}"#,
         ];
         for line in ok {
@@ -476,6 +520,22 @@ mod tests {
             (br#"[{"jsonrpc":"2.0"},{}]"#, ErrorKind::MissingVersion),
             (b"\"text\"", ErrorKind::NotAnObject),
             (br#"{"jsonrpc":"2.0","id":01}"#, ErrorKind::InvalidNumber),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"met\xFFod\":1}",
+                ErrorKind::InvalidUtf8,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"x\":\"\xC0\xAF\"}",
+                ErrorKind::InvalidUtf8,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"x\":\"\xED\xA0\x80\"}",
+                ErrorKind::InvalidUtf8,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"x\":\"\xE2\x82\"}",
+                ErrorKind::InvalidUtf8,
+            ),
             (br#"{"jsonrpc":"2.0","id":1.}"#, ErrorKind::InvalidNumber),
             (br#"{"jsonrpc":"2.0","id":tru}"#, ErrorKind::InvalidLiteral),
             (br#"{"jsonrpc":"2.0","id":NaN}"#, ErrorKind::UnexpectedByte),
@@ -582,6 +642,21 @@ mod tests {
                 from = cut;
             }
             proptest::prop_assert_eq!(lax.finish(), whole);
+        }
+
+        /// Without `\u` escapes (whose lone surrogates pass here), the grammar is
+        /// serde_json's, byte for byte.
+        #[test]
+        fn bytes_are_judged_as_serde_json_judges_them(
+            value in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..48),
+        ) {
+            let mut line = std::vec::Vec::from(&br#"{"jsonrpc":"2.0","result":"#[..]);
+            line.extend_from_slice(&value);
+            line.push(b'}');
+            let theirs = serde_json::from_slice::<serde_json::Value>(&line).is_ok();
+            if !line.windows(2).any(|w| w == b"\\u") {
+                proptest::prop_assert_eq!(check_line(&line).is_ok(), theirs, "{:?}", line);
+            }
         }
 
         /// On valid UTF-8 without lone surrogates, the grammar is serde_json's.

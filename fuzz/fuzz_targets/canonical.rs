@@ -2,8 +2,11 @@
 //! policy that allows only the tool `safe`: every class of line reader must parse the
 //! same messages from what reached the server, and the only tools/call any of them
 //! sees is an allowed request. The same bytes as a server's output go through the
-//! relay: every reader must parse the same messages from what reached the client, and
-//! each is a JSON-RPC message (an object with `jsonrpc`, or a batch of them).
+//! relay: every line reader must parse the same messages from what reached the client,
+//! and each is a JSON-RPC message (an object with `jsonrpc`, or a batch of them). A
+//! stream decoder reads a prefix of them: when a long line is cut off after part of it
+//! was relayed, a decoder that ignores lines cannot get past the half value (nothing
+//! can un-send it), while line readers drop that line and read on.
 #![no_main]
 
 use std::path::PathBuf;
@@ -36,10 +39,16 @@ fn is_message(value: &Value) -> bool {
     }
 }
 
-fn same_for_every_reader(bytes: &[u8]) -> Vec<Value> {
+fn same_for_every_reader(bytes: &[u8], cut_lines: bool) -> Vec<Value> {
     let seen = Reader::Newline.messages(bytes);
     for reader in Reader::ALL {
-        assert_eq!(reader.messages(bytes), seen, "{reader:?} reads {:?}", String::from_utf8_lossy(bytes));
+        let theirs = reader.messages(bytes);
+        let agrees = if cut_lines && reader == Reader::ValueStream {
+            seen.starts_with(&theirs)
+        } else {
+            theirs == seen
+        };
+        assert!(agrees, "{reader:?} reads {theirs:?} from {:?}", String::from_utf8_lossy(bytes));
     }
     seen
 }
@@ -52,14 +61,14 @@ fuzz_target!(|data: &[u8]| {
 
     let (to_server, _) = thoth::proxy::run_bytes(only_safe(), stream, chunk, false)
         .expect("the pumps run");
-    for call in tool_calls(&same_for_every_reader(&to_server)) {
+    for call in tool_calls(&same_for_every_reader(&to_server, false)) {
         assert_eq!(call["params"]["name"], "safe", "{call}");
         assert!(call.get("id").is_some(), "{call}");
     }
 
     let scan_limit = if control & 0x40 == 0 { 1 << 20 } else { 16 };
     let to_client = thoth::proxy::server::relay_bytes(stream, chunk, scan_limit);
-    for message in same_for_every_reader(&to_client) {
+    for message in same_for_every_reader(&to_client, true) {
         assert!(is_message(&message), "{message}");
     }
 });
