@@ -6,21 +6,23 @@
 # 2. places the managed settings file (DESIGN §6), root-owned and 0644, whose keys win
 #    over every flag, variable and profile setting;
 # 3. for every user with a home directory: places the API key, wraps each MCP client
-#    config and registers the endpoint, all as that user (so files keep their owner).
+#    config, registers the endpoint and prints `thoth health`, all as that user (so
+#    files keep their owner).
 #
 # Usage: install.sh THOTH_BINARY TENANT_ID [ENFORCEMENT_MODE]
 # Environment: THOTH_ENROLLMENT_SOURCE (jamf|intune|manual), THOTH_API_KEY_FILE_SOURCE
 # (a file holding the tenant's proxy API key, copied to each user's ~/.thoth, 0600).
-# For tests: THOTH_BIN replaces /usr/local/bin/thoth, THOTH_MANAGED_SETTINGS_FILE the
-# managed file, THOTH_TEST_HOMES_DIR the directory of homes (/Users, /home) — the last
-# two are also what a debug build of thoth reads — and THOTH_INSTALL_USER_TIMEOUT the
-# 300 seconds after which a user's step is stopped.
+# For tests (tests/mdm/planted_links.sh): THOTH_BIN replaces /usr/local/bin/thoth,
+# THOTH_MANAGED_SETTINGS_FILE the managed file's path, THOTH_TEST_HOMES_DIR the
+# directory of homes (/Users, /home) and THOTH_INSTALL_USER_TIMEOUT the 300 seconds
+# after which a user's step is stopped.
 #
 # Everything in a home belongs to its user, who may have made any path there a link
-# to a root file or directory, or a FIFO. So root never touches a path inside a home:
-# every step there runs as the user (runuser on Linux, sudo on macOS, else su), with a
-# clean environment, no terminal of root's and a time limit. Exit 1 when a user's key
-# could not be placed; wrap-config and register failures are reported and skipped.
+# to a root file or directory, or a FIFO. So root never touches a path inside a home,
+# nor runs thoth (which reads them): every step there runs as the user (runuser on
+# Linux, sudo on macOS, else su), with a clean environment, no terminal of root's and a
+# time limit. Exit 1 when a user's key could not be placed; wrap-config and register
+# failures are reported and skipped.
 set -eu
 
 BINARY="${1:?usage: install.sh THOTH_BINARY TENANT_ID [MODE]}"
@@ -51,23 +53,25 @@ fi
 
 # Whether only root can have put $1 there: a file, no link, and it and every directory
 # above it are root's and writable by no one else (a root group is fine, and so is a
-# sticky shared directory such as /tmp). Root runs thoth only then.
+# sticky shared directory such as /tmp). If not, whoever can write there decides what
+# every user runs, and jamf-extension-attribute.sh (same test) will not run it as root.
 root_only() {
   [ -f "$1" ] && [ ! -L "$1" ] || return 1
   [ -n "$(find "$1" -prune -user 0 \( -group 0 -o ! -perm -020 \) ! -perm -002 -print 2>/dev/null)" ] || return 1
-  dir="$(cd -P -- "$(dirname -- "$1")" && pwd -P)" || return 1
+  dir="$(cd -P "$(dirname "$1")" && pwd -P)" || return 1
   while :; do
     [ -n "$(find "$dir" -prune -user 0 \( -group 0 -o ! -perm -020 -o -perm -1000 \) \
       \( ! -perm -002 -o -perm -1000 \) -print 2>/dev/null)" ] || return 1
     [ "$dir" != / ] || return 0
-    dir="$(dirname -- "$dir")"
+    dir="$(dirname "$dir")"
   done
 }
 
 install -m 0755 "$BINARY" "$THOTH"
 if ! root_only "$THOTH"; then
-  echo "install.sh: $THOTH or a directory above it is writable by a user other than root;" \
-    "it will not be run as root (move it to a root-only directory)" >&2
+  echo "install.sh: $THOTH or a directory above it is writable by a user other than root:" \
+    "every user runs what that user puts there, and jamf-extension-attribute.sh will not" \
+    "run it (install to a directory only root can write)" >&2
 fi
 
 case "$(uname -s)" in
@@ -76,7 +80,7 @@ case "$(uname -s)" in
 esac
 MANAGED_FILE="${THOTH_MANAGED_SETTINGS_FILE:-$MANAGED_FILE}"
 HOMES="${THOTH_TEST_HOMES_DIR:-$HOMES}"
-MANAGED_DIR="$(dirname -- "$MANAGED_FILE")"
+MANAGED_DIR="$(dirname "$MANAGED_FILE")"
 mkdir -p "$MANAGED_DIR"
 chmod 0755 "$MANAGED_DIR"
 # Written to a temporary file and renamed: a proxy starting meanwhile never reads half.
@@ -94,16 +98,23 @@ chown root:0 "$MANAGED_FILE.tmp"
 chmod 0644 "$MANAGED_FILE.tmp"
 mv "$MANAGED_FILE.tmp" "$MANAGED_FILE"
 
-# How root becomes a user: runuser (Linux, in a new session so the user's processes
-# cannot push keystrokes into root's terminal), sudo (macOS), else su.
+# How root becomes a user: runuser (Linux), sudo (macOS), else su.
 if command -v runuser >/dev/null 2>&1; then
   SWITCH=runuser
-  SETSID=""
-  if command -v setsid >/dev/null 2>&1 && setsid -w true 2>/dev/null; then SETSID="setsid -w"; fi
 elif command -v sudo >/dev/null 2>&1; then
   SWITCH=sudo
 else
   SWITCH=su
+fi
+# detach COMMAND...: exec COMMAND in a session of its own (setsid on Linux, perl on
+# macOS), so that the user's processes have no terminal of root's to push keystrokes
+# into, and the step is one process group that its time limit can stop.
+if command -v setsid >/dev/null 2>&1 && setsid -w true 2>/dev/null; then
+  detach() { exec setsid -w "$@"; }
+elif [ -x /usr/bin/perl ]; then
+  detach() { exec /usr/bin/perl -MPOSIX -e 'POSIX::setsid(); exec { $ARGV[0] } @ARGV; exit 127' -- "$@"; }
+else
+  detach() { exec "$@"; }
 fi
 # Run as the user (HOME is theirs, from the account database): a clean environment, as
 # `su -` gave, but without a login shell, so none of the user's startup files run.
@@ -111,7 +122,7 @@ AS_USER='u=$1; p=$2; shift 2
 [ -n "${HOME:-}" ] || exit 1
 cd "$HOME" 2>/dev/null || cd /
 exec env -i HOME="$HOME" USER="$u" LOGNAME="$u" SHELL=/bin/sh PATH="$p" "$@"'
-USER_PATH="$(dirname -- "$THOTH"):/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+USER_PATH="$(dirname "$THOTH"):/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
 # user_step INPUT USER COMMAND...: COMMAND as USER with INPUT (opened by root) as its
 # stdin, stopped after STEP_LIMIT seconds (a FIFO in the home must not stall the install).
@@ -119,25 +130,29 @@ user_step() {
   input=$1; u=$2; shift 2
   set -- /bin/sh -c "$AS_USER" sh "$u" "$USER_PATH" "$@"
   case "$SWITCH" in
-    runuser) $SETSID runuser -u "$u" -- "$@" < "$input" & ;;
-    sudo)    sudo -n -H -u "$u" -- "$@" < "$input" & ;;
-    *)       su -s /bin/sh "$u" -c 'exec "$0" "$@"' "$@" < "$input" & ;;
+    runuser) detach runuser -u "$u" -- "$@" < "$input" & ;;
+    sudo)    detach sudo -n -H -u "$u" -- "$@" < "$input" & ;;
+    *)       detach su -s /bin/sh -c 'exec "$0" "$@"' -- "$u" "$@" < "$input" & ;;
   esac
   step=$!
   (
-    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
-    sleep "$STEP_LIMIT" & nap=$!
+    # Quiet (the shell reports the naps it kills), but for the one message on fd 3.
+    exec 3>&2 2>/dev/null
+    trap 'kill "$nap"; wait "$nap"; exit 0' TERM
+    sleep "$STEP_LIMIT" 3>&- & nap=$!
     wait "$nap"
-    echo "install.sh: stopping $* for $u after $STEP_LIMIT s" >&2
-    # The step leads its own process group when setsid started it.
-    kill -s TERM -- "-$step" 2>/dev/null || kill -s TERM "$step" 2>/dev/null
-    sleep 5
-    kill -s KILL -- "-$step" 2>/dev/null || kill -s KILL "$step" 2>/dev/null
-  ) < /dev/null > /dev/null 2>&1 &
+    echo "install.sh: a step for $u ran over $STEP_LIMIT s; stopping it" >&3
+    # A detached step leads its own process group.
+    kill -s TERM -- "-$step" || kill -s TERM "$step"
+    sleep 5 3>&- & nap=$!
+    wait "$nap"
+    kill -s KILL -- "-$step" || kill -s KILL "$step"
+  ) < /dev/null > /dev/null &
   watchdog=$!
   status=0
   wait "$step" || status=$?
   kill "$watchdog" 2>/dev/null || true
+  wait "$watchdog" 2>/dev/null || true
   return "$status"
 }
 
@@ -171,11 +186,8 @@ for home in "$HOMES"/*; do
     echo "install.sh: wrap-config failed for $user (see above)" >&2
   user_step /dev/null "$user" THOTH_ENROLLMENT_SOURCE="$ENROLLMENT" "$THOTH" register || \
     echo "install.sh: registration failed for $user (thoth run retries on its own)" >&2
+  # The user's verdict, read as the user (`health --all-users` would read it as root).
+  echo "install.sh: $user:"
+  user_step /dev/null "$user" "$THOTH" health || true
 done
-
-if root_only "$THOTH"; then
-  "$THOTH" health --all-users < /dev/null || true
-else
-  echo "install.sh: not running $THOTH health as root (see above)" >&2
-fi
 exit "$failed"

@@ -11,12 +11,15 @@
 # traps still gets its ~/.thoth (the user's, 0700) and API key (the user's, 0600).
 #
 # Linux only; run as root: `sudo bash tests/mdm/planted_links.sh`. MDM_DIR replaces the
-# scripts' directory (default examples/mdm). Ends with `mdm: N passed, M failed`, and
-# exits non-zero when M > 0.
+# scripts' directory (default examples/mdm), MDM_SH the shell running them (default sh),
+# and MDM_PATH their PATH (to try install.sh's fallbacks: without /usr/sbin there is no
+# runuser). Ends with `mdm: N passed, M failed`, and exits non-zero when M > 0.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 MDM_DIR=${MDM_DIR:-$here/../../examples/mdm}
+MDM_SH=${MDM_SH:-sh}
+MDM_PATH=${MDM_PATH:-$PATH}
 if [ "$(id -u)" -ne 0 ]; then
   echo "planted_links.sh: run as root (it creates and removes users)" >&2
   exit 2
@@ -71,16 +74,20 @@ check() { # check DESCRIPTION COMMAND...
 mkdir -m 0755 "$T/src" "$T/bin" "$T/victim" "$T/log" "$T/etc"
 mkdir -m 0700 "$T/secret"
 LOG="$T/log/stub.log"
+SIDLOG="$T/log/sid.log"
 : >"$LOG"
-chmod 0666 "$LOG"
+: >"$SIDLOG"
+chmod 0666 "$LOG" "$SIDLOG"
 cat >"$T/src/thoth" <<STUB
 #!/bin/sh
 # Stub thoth: records who ran it and how.
 printf 'uid=%s home=%s enroll=%s argv=%s\n' "\$(id -u)" "\${HOME:-}" \\
   "\${THOTH_ENROLLMENT_SOURCE:-}" "\$*" >>"$LOG"
+echo "uid=\$(id -u) sid=\$(ps -o sid= -p \$\$ | tr -d ' ')" >>"$SIDLOG"
 case "\$1" in
-  # Like the real one, wrap-config reads the user's client files (a FIFO blocks it).
-  wrap-config) if [ -e "\$HOME/.claude.json" ]; then cat "\$HOME/.claude.json" >/dev/null; fi ;;
+  # Like the real one (one process), wrap-config reads the user's client files (a FIFO
+  # blocks it).
+  wrap-config) if [ -e "\$HOME/.claude.json" ]; then exec cat "\$HOME/.claude.json" >/dev/null; fi ;;
   health) case " \$* " in *" --jamf "*) echo "<result>stub</result>" ;; *) echo "thoth health: pass" ;; esac ;;
 esac
 exit 0
@@ -114,11 +121,8 @@ no_root_files() {
   [ -z "$found" ] || { printf '        root-owned: %s\n' $found; return 1; }
 }
 log_has() { grep -Eq -- "$1" "$LOG"; }
-# Root ran the stub only for `health --all-users`.
-root_only_health() {
-  log_has '^uid=0 .*argv=health --all-users' &&
-    ! grep -E '^uid=0 ' "$LOG" | grep -Ev 'argv=health --all-users( |$)' | grep -q .
-}
+# install.sh never runs thoth as root: thoth reads the homes.
+root_never_ran() { ! log_has '^uid=0 '; }
 not_hung() { [ "$1" -ne 124 ] && [ "$1" -ne 137 ]; }
 is_key() { # is_key PATH USER: the key's bytes, in a regular file of the user's, 0600
   [ -f "$1" ] && [ ! -L "$1" ] && cmp -s "$1" "$KEY" &&
@@ -132,17 +136,25 @@ run() {
   local script=$1 pid p
   shift
   : >"$LOG"
+  : >"$SIDLOG"
   set +e
-  (cd / && exec setsid -w timeout -k 5 20 env "$@" sh "$MDM_DIR/$script" "${args[@]}") \
+  (cd / && exec setsid -w timeout -k 5 20 env PATH="$MDM_PATH" "$@" "$MDM_SH" "$MDM_DIR/$script" "${args[@]}") \
     >"$T/out" 2>&1 </dev/null &
   pid=$!
+  run_sid=$pid
   SIDS+=("$pid")
   wait "$pid"
   rc=$?
   set -e
   echo "  $script exit $rc"
   sed 's/^/  | /' "$T/out"
-  for p in $(ps -o pid= -s "$pid" 2>/dev/null) $(ps -o pid= -u "$u" 2>/dev/null); do
+  if [ -s "$T/out" ] && [ -n "$(tail -c 1 "$T/out")" ]; then echo; fi
+  # Zombies are not counted: reaping orphans is init's job (not every container's PID 1 does it).
+  left=$( (ps -o pid=,stat= -s "$pid"; ps -o pid=,stat= -u "$u") 2>/dev/null | awk '$2 !~ /^Z/ {print $1}') || true
+  if [ -n "$left" ]; then
+    ps -o pid=,user=,args= -p "$(echo $left | tr ' ' ,)" | sed 's/^/  left: /' || true
+  fi
+  for p in $left; do
     kill -KILL "$p" 2>/dev/null || true
   done
 }
@@ -182,7 +194,10 @@ check "wrap-config ran as the user, in their HOME" \
   log_has "^uid=$(uid_of "$u") home=$h enroll=[^ ]* argv=wrap-config --all --tenant-id acme$"
 check "register ran as the user, enrollment jamf" \
   log_has "^uid=$(uid_of "$u") home=$h enroll=jamf argv=register$"
-check "root ran thoth only for health --all-users" root_only_health
+check "health ran as the user" log_has "^uid=$(uid_of "$u") home=$h enroll= argv=health$"
+check "root never ran thoth" root_never_ran
+check "the user's steps ran in a session of their own (no terminal of root's)" \
+  eval 'grep -q . "$SIDLOG" && ! grep -q "sid=$run_sid\$" "$SIDLOG"'
 check "managed.json is root's, 0644, with the tenant" \
   eval 'same "$(meta "$T/etc/managed.json")" "0:0:644:regular file" && grep -q "\"tenant_id\": \"acme\"" "$T/etc/managed.json"'
 check "the stub landed at THOTH_BIN, root's, 0755" bin_unchanged
@@ -199,7 +214,7 @@ check "the directory and thoth keep root's owner and mode, nothing added" bin_un
 check "no root-owned file in the home" no_root_files "$h"
 check "wrap-config and register still ran as the user" eval \
   'log_has "^uid=$(uid_of "$u") .*argv=wrap-config" && log_has "^uid=$(uid_of "$u") .*argv=register$"'
-check "root ran thoth only for health --all-users" root_only_health
+check "root never ran thoth" root_never_ran
 
 # --- ~/.thoth/proxy_api_key.json -> a root file --------------------------------------
 echo "install.sh, ~/.thoth/proxy_api_key.json -> a root file"
@@ -226,12 +241,15 @@ as "$u" mkdir -m 0700 "$h/.thoth"
 as "$u" mkfifo "$h/.thoth/proxy_api_key.json"
 run_install fifo
 check "finishes in time (a stuck user step is stopped)" not_hung "$rc"
+check "nothing is left running, root's or the user's" same "$left" ""
 check "register still ran as the user after wrap-config got stuck" \
   log_has "^uid=$(uid_of "$u") home=$h enroll=jamf argv=register$"
 check "the key replaced the FIFO, the user's, 0600" is_key "$h/.thoth/proxy_api_key.json" "$u"
 check "no root-owned file in the home" no_root_files "$h"
 
 # --- Jamf extension attribute ---------------------------------------------------------
+# The script itself opens nothing in the homes; `thoth health --all-users` reads them as
+# root (the stub does not: how the binary reads them is not this test's subject).
 echo "jamf-extension-attribute.sh, ~/.thoth -> the directory holding thoth"
 u="tmdm${tag}e"
 mkuser "$u" jamf
@@ -257,7 +275,7 @@ run_jamf userbin "$T/userbin/thoth"
 check "the extension attribute does not run it as root" eval '! log_has "^uid=0 "'
 check "it reports one <result> line" eval 'grep -Eq "^<result>[^<]*</result>$" "$T/out" && [ "$(wc -l <"$T/out")" -eq 1 ]'
 run_install userbin "$T/userbin/thoth"
-check "install.sh does not run it as root either" eval '! log_has "^uid=0 "'
+check "install.sh does not run it as root either" root_never_ran
 
 echo "mdm: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
