@@ -125,6 +125,8 @@ pub(crate) struct Lexer<'a> {
     pub(crate) bytes: &'a [u8],
     pub(crate) pos: usize,
     max_depth: u8,
+    /// Lone `\u` surrogate escapes pass (the server side's lax check, [`crate::lax`]).
+    lone_surrogates: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -133,6 +135,15 @@ impl<'a> Lexer<'a> {
             bytes,
             pos: 0,
             max_depth: max_depth.clamp(1, MAX_DEPTH),
+            lone_surrogates: false,
+        }
+    }
+
+    /// A lexer that lets lone `\u` surrogate escapes pass, at the deepest nesting.
+    pub(crate) fn lax(bytes: &'a [u8]) -> Self {
+        Self {
+            lone_surrogates: true,
+            ..Self::new(bytes, MAX_DEPTH)
         }
     }
 
@@ -141,6 +152,7 @@ impl<'a> Lexer<'a> {
             bytes: self.bytes,
             pos,
             max_depth: self.max_depth,
+            lone_surrogates: self.lone_surrogates,
         }
     }
 
@@ -307,7 +319,8 @@ impl<'a> Lexer<'a> {
                 }
                 b'\\' => {
                     escaped = true;
-                    i = escape_end(bytes, i).map_err(|kind| Error::at(kind, i))?;
+                    i = escape_end(bytes, i, self.lone_surrogates)
+                        .map_err(|kind| Error::at(kind, i))?;
                 }
                 0x00..=0x1F => return Err(Error::at(ErrorKind::ControlInString, i)),
                 0x80..=0xFF => {
@@ -484,11 +497,15 @@ fn digits_end(bytes: &[u8], mut i: usize) -> usize {
 
 /// Checks the escape at `i` (a backslash) and returns the index after it.
 #[inline]
-fn escape_end(bytes: &[u8], i: usize) -> Result<usize, ErrorKind> {
+fn escape_end(bytes: &[u8], i: usize, lone_surrogates: bool) -> Result<usize, ErrorKind> {
     match bytes.get(i + 1) {
         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 2),
         Some(b'u') => {
             let cp = hex4(bytes.get(i + 2..i + 6)).ok_or(ErrorKind::InvalidEscape)?;
+            if lone_surrogates {
+                // Any four hex digits; a pair is two such escapes.
+                return Ok(i + 6);
+            }
             match cp {
                 0xD800..=0xDBFF => {
                     if bytes.get(i + 6..i + 8) != Some(b"\\u") {
