@@ -7,6 +7,10 @@
 //!   then the pumps in process (`pumps_in_process`: [`thoth::proxy::run_pipes`], the
 //!   server's stdin pipe looped to its stdout) beside threads copying through the same
 //!   three pipes (`plain_copy_in_process`);
+//! - `realistic_stream`: ~20 MB of what an MCP session carries (results of 20 to 8000
+//!   words with escapes, pings and their answers, progress notifications, tools/call
+//!   with `_meta.progressToken`; 10 % of frames over 4 KB) through `thoth run -- cat`,
+//!   beside the plain copy proxy and `cat` alone;
 //! - `tools_call_stream`: 10 MB of allowed tools/call frames through `thoth run -- cat`
 //!   (every frame decided by the local engine), beside `cat` alone;
 //! - `round_trip`: one tools/call written and its echo read back, through
@@ -191,7 +195,92 @@ fn frames(target: usize, make: impl Fn(usize) -> String) -> &'static [u8] {
     Box::leak(out.into_boxed_slice())
 }
 
+const WORDS: &[&str] = &[
+    "the",
+    "patient",
+    "record",
+    "shows",
+    "a",
+    "value",
+    "of",
+    "\\\"quoted\\\"",
+    "text",
+    "line\\n",
+    "with",
+    "caf\u{e9}",
+    "tab\\t",
+    "data",
+    "and",
+    "results",
+    "for",
+    "query",
+    "file",
+    "path",
+];
+
+/// `n` words of tool-result text, as a JSON string body (escapes included).
+fn words(n: usize, seed: usize) -> String {
+    (0..n)
+        .map(|k| WORDS[(seed + k * 7) % WORDS.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One frame of a realistic session: 10 % large results (700–8000 words, over 4 KB),
+/// 30 % small results (20–520 words), 20 % tools/call with a progress token, 10 %
+/// pings, 10 % ping answers, 20 % progress notifications.
+fn realistic(i: usize) -> String {
+    match i % 10 {
+        0 => format!(
+            r#"{{"jsonrpc":"2.0","id":"r{i}","result":{{"content":[{{"type":"text","text":"{}"}}],"isError":false}}}}"#,
+            words(700 + (i * 7919) % 7300, i)
+        ),
+        1..=3 => format!(
+            r#"{{"jsonrpc":"2.0","id":"r{i}","result":{{"content":[{{"type":"text","text":"{}"}}],"isError":false}}}}"#,
+            words(20 + (i * 31) % 500, i)
+        ),
+        4 | 5 => format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"read_file","arguments":{{"path":"/srv/data/file-{i}.txt","limit":4000}},"_meta":{{"progressToken":"p{i}"}}}}}}"#
+        ),
+        6 => format!(r#"{{"jsonrpc":"2.0","id":"ping-{i}","method":"ping"}}"#),
+        7 => format!(r#"{{"jsonrpc":"2.0","id":"ping-{i}","result":{{}}}}"#),
+        _ => format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":"p{i}","progress":{i},"total":100000,"message":"reading part {i}"}}}}"#
+        ),
+    }
+}
+
 fn streams(c: &mut Criterion) {
+    let session = frames(20_000_000, realistic);
+    let count = session.iter().filter(|&&b| b == b'\n').count();
+    let large = session
+        .split(|&b| b == b'\n')
+        .filter(|f| f.len() > 4096)
+        .count();
+    eprintln!(
+        "realistic_stream: {count} frames ({large} over 4 KB) of {} bytes",
+        session.len()
+    );
+    let mut group = c.benchmark_group("realistic_stream");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(15))
+        .throughput(Throughput::Bytes(session.len() as u64));
+    group.bench_function("thoth_run_cat", |b| {
+        b.iter_custom(|n| (0..n).map(|_| stream_through(thoth_cat(), session)).sum())
+    });
+    group.bench_function("cat_alone", |b| {
+        b.iter_custom(|n| {
+            (0..n)
+                .map(|_| stream_through(Command::new("cat"), session))
+                .sum()
+        })
+    });
+    group.bench_function("plain_copy_proxy_cat", |b| {
+        b.iter_custom(|n| (0..n).map(|_| copy_proxy_through(session)).sum())
+    });
+    group.finish();
+
     let notifications = frames(100_000_000, |i| {
         format!(
             r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":"tok-{i}","progress":{i},"total":1000000,"message":"working on the next part of the job"}}}}"#
