@@ -3,7 +3,9 @@
 //! The splice replaces exactly the bytes of the arguments span, or inserts the member
 //! right after `params`' opening brace when it is absent; every other byte of the frame
 //! is kept. The result is re-scanned and must still be a tools/call of the same tool
-//! with the new arguments, else the caller blocks.
+//! with the new arguments, and those arguments must pass the checks a client's do
+//! (no duplicate keys, no two keys equal under case folding, at any depth), else the
+//! caller blocks.
 
 use thoth_core::{Message, Span};
 
@@ -21,6 +23,12 @@ pub fn splice_arguments(
     let fail = |why: &str| Err(ModifyError(why.into()));
     if arguments.first() != Some(&b'{') {
         return fail("modified arguments are not an object");
+    }
+    if let Err(e) = crate::enforce::arguments::parse(arguments) {
+        return Err(ModifyError(format!(
+            "modified arguments are ambiguous: {}",
+            e.0
+        )));
     }
     let Ok(Message::Request(call)) = thoth_core::scan(frame) else {
         return fail("frame is not a request");
@@ -96,6 +104,16 @@ mod tests {
             splice_arguments(f, br#"{"a":1}, "name":"other"}"#, 1 << 20).is_err(),
             "an injection is caught by the re-scan"
         );
+        // What a client may not send, the enforcer may not either.
+        for ambiguous in [
+            &br#"{"a":1,"A":2}"#[..],
+            "{\"K\":1,\"\u{212a}\":2}".as_bytes(),
+            br#"{"x":{"b":1,"B":2}}"#,
+            br#"{"a":1,"a":2}"#,
+        ] {
+            let refused = splice_arguments(f, ambiguous, 1 << 20).unwrap_err();
+            assert!(refused.0.contains("ambiguous"), "{refused:?}");
+        }
     }
 
     proptest! {
