@@ -53,7 +53,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
                     json!({ "ok": false, "error": not_found.to_string(), "tried": not_found.tried })
                 );
             }
-            tracing::error!("{not_found}");
+            tracing::error!("{}", crate::logging::escaped(&not_found.to_string()));
             return ExitCode::from(EXIT_NOT_FOUND);
         }
     };
@@ -82,7 +82,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
                 println!("\nFAILED: {}", failure.why);
                 println!("server stderr (last {STDERR_TAIL} lines):");
                 for line in &failure.stderr_tail {
-                    println!("  {line}");
+                    println!("  {}", crate::logging::escaped(line));
                 }
             }
             return ExitCode::from(1);
@@ -127,16 +127,25 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         print_resolution(&resolution);
         println!("\nengine:      {}", engine_text(&settings));
         println!("mode:        {}", settings.mode.as_str());
+        // The server's and the enforcer's texts, escaped: neither can forge a line.
         println!(
             "server:      {} {}",
-            server_info["name"].as_str().unwrap_or("?"),
-            server_info["version"].as_str().unwrap_or("")
+            crate::logging::escaped(server_info["name"].as_str().unwrap_or("?")),
+            crate::logging::escaped(server_info["version"].as_str().unwrap_or(""))
         );
         println!("\n{} tool(s):", rows.len());
-        let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
+        let names: Vec<String> = rows
+            .iter()
+            .map(|(n, _)| crate::logging::escaped(n).to_string())
+            .collect();
+        let width = names.iter().map(String::len).max().unwrap_or(4).max(4);
         println!("  {:<width$}  {:<8}  REASON", "TOOL", "DECISION");
-        for (name, d) in &rows {
-            println!("  {name:<width$}  {:<8}  {}", d.verdict.as_str(), d.reason);
+        for (name, (_, d)) in names.iter().zip(&rows) {
+            println!(
+                "  {name:<width$}  {:<8}  {}",
+                d.verdict.as_str(),
+                crate::logging::escaped(&d.reason)
+            );
         }
     }
     ExitCode::SUCCESS

@@ -1,4 +1,4 @@
-//! The GovAPI agent (DESIGN §4): endpoint registration, heartbeats and the tool
+//! The GovAPI agent (docs/architecture.md §4): endpoint registration, heartbeats and the tool
 //! inventory seen in `tools/list` responses.
 //!
 //! It runs on a thread of its own with its own runtime, so nothing it does — a lock
@@ -130,7 +130,7 @@ impl Handle {
         let client = match http_client(&settings.tls) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("GovAPI disabled: {e}");
+                tracing::warn!("GovAPI disabled: {}", crate::logging::escaped(&e));
                 return None;
             }
         };
@@ -176,13 +176,13 @@ impl Handle {
     }
 }
 
+/// The GovAPI client: no redirects (a 3xx is a failure, the tokens never reach another
+/// origin); answers are judged by their status, their bodies never read.
 fn http_client(tls: &crate::net::TlsSettings) -> Result<reqwest::Client, String> {
     let tls = tls.client_config().map_err(|e| e.to_string())?;
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+    crate::net::client_builder(tls)
         .connect_timeout(Duration::from_secs(2))
         .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("thoth/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the GovAPI HTTP client: {e}"))
 }
@@ -317,7 +317,7 @@ impl GovApi {
     }
 }
 
-/// The endpoint record (DESIGN §4) as far as this endpoint knows it.
+/// The endpoint record (docs/architecture.md §4) as far as this endpoint knows it.
 fn endpoint_record(id: &Identity, enrollment: &str) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("endpoint_id".into(), json!(id.endpoint_id));
@@ -592,11 +592,15 @@ impl Agent {
             Err(e) => {
                 if !self.failing {
                     tracing::warn!(
-                        "GovAPI {what} failed ({e}): retrying with backoff; the proxy is not affected"
+                        "GovAPI {what} failed ({}): retrying with backoff; the proxy is not affected",
+                        crate::logging::escaped(&e)
                     );
                     self.failing = true;
                 } else {
-                    tracing::debug!("GovAPI {what} failed again: {e}");
+                    tracing::debug!(
+                        "GovAPI {what} failed again: {}",
+                        crate::logging::escaped(&e)
+                    );
                 }
                 false
             }

@@ -310,7 +310,7 @@ pub fn run(args: &HealthArgs) -> ExitCode {
             return ExitCode::from(1);
         }
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", crate::logging::escaped(&e.to_string()));
             return ExitCode::from(1);
         }
     };
@@ -457,8 +457,8 @@ fn probe(settings: Option<&RunSettings>) -> Probe {
         return Probe::default();
     };
     let client = s.tls.client_config().ok().and_then(|tls| {
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+        // A redirect is an answer (reachable), never followed.
+        crate::net::client_builder(tls)
             .timeout(PROBE_TIMEOUT)
             .connect_timeout(PROBE_TIMEOUT)
             .build()

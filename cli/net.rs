@@ -1,5 +1,13 @@
-//! TLS for thoth's HTTP clients (enforcer, telemetry, GovAPI): one rustls configuration
-//! built with the `ring` provider (one crypto provider in the binary, DESIGN §1).
+//! thoth's HTTP clients (enforcer, holds, explanations, telemetry, GovAPI, approve/deny,
+//! the health probe): one client builder, one bounded body reader, and one rustls
+//! configuration built with the `ring` provider (one crypto provider in the binary,
+//! docs/architecture.md §1).
+//!
+//! No client follows a redirect: a 3xx is an answer like any other, so a key, a request
+//! body or a decision can never travel to (or come from) another origin. Every body is
+//! read in chunks up to a documented limit ([`ENFORCE_BODY_LIMIT`],
+//! [`SMALL_BODY_LIMIT`]), never buffered whole, and one deadline bounds the whole
+//! exchange, body included ([`exchange`]).
 //!
 //! Roots come from the OS trust store (where enterprise TLS-inspection roots live) plus
 //! `THOTH_TLS_CA_BUNDLE` (PEM). `THOTH_TLS_PINNED_CERT_SHA256` adds a check after the
@@ -9,6 +17,7 @@
 //! prod and loudly warned about elsewhere.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -16,6 +25,146 @@ use rustls::{DigitallySignedStruct, Error as TlsError, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use crate::settings::{EnvVars, Environment, SettingsError};
+
+/// Bytes of an enforce answer read at most (a MODIFY carries arguments).
+pub const ENFORCE_BODY_LIMIT: usize = 1024 * 1024;
+/// Bytes of a hold poll, explanation or approve/deny answer read at most.
+pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
+/// Bytes of one text from the enforcer copied into a client reply at most (reason,
+/// explanation fields, approval URL…), ellipsis included.
+pub const TEXT_LIMIT: usize = 2048;
+
+/// The builder of every HTTP client thoth makes: thoth's TLS configuration, no
+/// redirects ever followed, thoth's user agent. Callers add their timeouts.
+pub fn client_builder(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("thoth/", env!("CARGO_PKG_VERSION")))
+}
+
+/// An answer read within its limits.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// Empty for a redirect (its body is not read).
+    pub body: Vec<u8>,
+    /// A redirect's `Location`, bounded, for the log (never followed).
+    pub location: Option<String>,
+}
+
+impl Answer {
+    pub fn is_redirect(&self) -> bool {
+        (300..400).contains(&self.status)
+    }
+}
+
+/// Why an exchange gave no [`Answer`].
+#[derive(Debug)]
+pub enum Failure {
+    /// The deadline passed (connecting, sending or reading the body).
+    Timeout,
+    /// No connection (refused, DNS, TLS handshake).
+    Connect(String),
+    /// The request failed before an answer.
+    Request(String),
+    /// The body ended early or could not be read.
+    CutOff { status: u16 },
+    /// The body is longer than the limit (nothing more of it is read).
+    TooLarge { status: u16, limit: usize },
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Read(reqwest::Error),
+}
+
+/// Reads `response`'s body in chunks, failing as soon as it would exceed `limit` bytes
+/// (at once when its `content-length` says so): never more than `limit` is held.
+pub async fn read_capped(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let announced = response.content_length();
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(announced.map_or(0, |n| n as usize).min(limit));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if chunk.len() > limit - body.len() {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Sends `request` and reads its body (at most `limit` bytes), all within `deadline`:
+/// a slow body ends at the deadline, not after it. A redirect is returned as it is,
+/// its body unread, and never followed.
+pub async fn exchange(
+    request: reqwest::RequestBuilder,
+    deadline: Duration,
+    limit: usize,
+) -> Result<Answer, Failure> {
+    let exchange = async {
+        let mut response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                Failure::Timeout
+            } else if e.is_connect() {
+                Failure::Connect(error_text(&e))
+            } else {
+                Failure::Request(error_text(&e))
+            }
+        })?;
+        let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|v| bounded(&String::from_utf8_lossy(v.as_bytes()), 256));
+            return Ok(Answer {
+                status,
+                body: Vec::new(),
+                location,
+            });
+        }
+        match read_capped(&mut response, limit).await {
+            Ok(body) => Ok(Answer {
+                status,
+                body,
+                location: None,
+            }),
+            Err(BodyError::TooLarge) => Err(Failure::TooLarge { status, limit }),
+            Err(BodyError::Read(e)) if e.is_timeout() => Err(Failure::Timeout),
+            Err(BodyError::Read(_)) => Err(Failure::CutOff { status }),
+        }
+    };
+    tokio::time::timeout(deadline, exchange)
+        .await
+        .unwrap_or(Err(Failure::Timeout))
+}
+
+/// A reqwest error's text without its URL (not secret, but it makes messages long).
+pub fn error_text(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "");
+    }
+    text
+}
+
+/// `text` cut to at most `limit` bytes on a character boundary, with an ellipsis when
+/// it was cut.
+pub fn bounded(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let end = text.floor_char_boundary(limit.saturating_sub('…'.len_utf8()));
+    format!("{}…", &text[..end])
+}
 
 /// The TLS settings that matter to a client.
 #[derive(Debug, Clone, Default)]
@@ -258,6 +407,147 @@ pub fn is_loopback_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A one-answer-per-connection HTTP server on 127.0.0.1: `answer` writes the raw
+    /// response after the request head was read. Counts the connections it accepted.
+    fn serve(
+        answer: impl Fn(&mut TcpStream) + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let answer = Arc::new(answer);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = answer.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                        line.clear();
+                    }
+                    answer(&mut stream);
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    fn get(url: &str, deadline: Duration, limit: usize) -> (Result<Answer, Failure>, Duration) {
+        let tls = TlsSettings::default().client_config().unwrap();
+        let client = client_builder(tls).build().unwrap();
+        let rt = crate::runtime::current_thread().unwrap();
+        let started = std::time::Instant::now();
+        let result = rt.block_on(exchange(client.get(url), deadline, limit));
+        (result, started.elapsed())
+    }
+
+    #[test]
+    fn bodies_are_read_up_to_their_limit_only() {
+        // Announced too long: refused before reading.
+        let (url, _) = serve(|s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3145728\r\n\r\n");
+            let _ = s.write_all(&vec![b' '; 3 << 20]);
+        });
+        let (got, _) = get(&url, Duration::from_secs(5), 1024);
+        assert!(
+            matches!(
+                got,
+                Err(Failure::TooLarge {
+                    status: 200,
+                    limit: 1024
+                })
+            ),
+            "{got:?}"
+        );
+        // Not announced (chunked, endless): refused once past the limit.
+        let (url, _) = serve(|s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+            let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+            while s.write_all(chunk.as_bytes()).is_ok() {}
+        });
+        let (got, _) = get(&url, Duration::from_secs(5), 64 * 1024);
+        assert!(matches!(got, Err(Failure::TooLarge { .. })), "{got:?}");
+        // Exactly the limit: read whole.
+        let (url, _) = serve(|s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+            for _ in 0..4 {
+                let _ = s.write_all(format!("100\r\n{}\r\n", "x".repeat(256)).as_bytes());
+            }
+            let _ = s.write_all(b"0\r\n\r\n");
+        });
+        let (got, _) = get(&url, Duration::from_secs(5), 1024);
+        let answer = got.unwrap();
+        assert_eq!((answer.status, answer.body.len()), (200, 1024));
+        assert!(answer.body.iter().all(|&b| b == b'x'));
+    }
+
+    #[test]
+    fn the_deadline_covers_the_body() {
+        // One byte every 50 ms, for ever: the exchange ends at its deadline.
+        let (url, _) = serve(|s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n");
+            while s.write_all(b" ").is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let (got, took) = get(&url, Duration::from_millis(300), 1 << 20);
+        assert!(matches!(got, Err(Failure::Timeout)), "{got:?}");
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_millis(800),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn redirects_are_answers_never_followed() {
+        let (target, reached) = serve(|s| {
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n{\"decision\":\"ALLOW\"}",
+            );
+        });
+        for status in [301, 302, 303, 307, 308] {
+            let location = format!("{target}/v1/enforce");
+            let (url, _) = serve(move |s| {
+                let _ = s.write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+            });
+            let (got, _) = get(&url, Duration::from_secs(5), 1024);
+            let answer = got.unwrap();
+            assert_eq!(answer.status, status);
+            assert!(answer.is_redirect() && answer.body.is_empty());
+            assert_eq!(
+                answer.location.as_deref(),
+                Some(format!("{target}/v1/enforce").as_str())
+            );
+        }
+        assert_eq!(
+            reached.load(Ordering::SeqCst),
+            0,
+            "the target was never asked"
+        );
+    }
+
+    #[test]
+    fn texts_are_bounded_on_a_character_boundary() {
+        assert_eq!(bounded("short", 10), "short");
+        assert_eq!(bounded("exactly10!", 10), "exactly10!");
+        let cut = bounded(&"é".repeat(100), 11);
+        assert_eq!(cut, format!("{}…", "é".repeat(4)));
+        assert!(cut.len() <= 11);
+        let cut = bounded(&"a".repeat(1 << 20), TEXT_LIMIT);
+        assert!(cut.len() <= TEXT_LIMIT && cut.ends_with('…'));
+    }
 
     #[test]
     fn the_pin_cache_is_keyed_by_host_and_certificate() {

@@ -20,7 +20,7 @@ pub fn run(args: &RegisterArgs) -> ExitCode {
     let settings = match settings {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", crate::logging::escaped(&e));
             return ExitCode::from(crate::run_cmd::EXIT_CONFIG);
         }
     };
@@ -34,7 +34,7 @@ pub fn run(args: &RegisterArgs) -> ExitCode {
     let api = match GovApi::new(gov) {
         Ok(a) => a,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", crate::logging::escaped(&e));
             return ExitCode::from(1);
         }
     };
@@ -54,7 +54,10 @@ pub fn run(args: &RegisterArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!("registration with {url} failed: {e}");
+            tracing::error!(
+                "registration with {url} failed: {}",
+                crate::logging::escaped(&e)
+            );
             ExitCode::from(1)
         }
     }

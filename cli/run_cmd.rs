@@ -39,7 +39,10 @@ pub fn load_settings(
     )?;
     announce(&settings);
     for name in &env.unknown {
-        tracing::warn!("{name} is not a thoth variable (ignored): check its spelling");
+        tracing::warn!(
+            "{} is not a thoth variable (ignored): check its spelling",
+            crate::logging::escaped(name)
+        );
     }
     if flags.api_key.is_some() {
         tracing::warn!(
@@ -112,7 +115,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let resolved = match spawn::resolve_command(program) {
         Ok(r) => r,
         Err(not_found) => {
-            tracing::error!("{not_found}");
+            tracing::error!("{}", crate::logging::escaped(&not_found.to_string()));
             return ExitCode::from(EXIT_NOT_FOUND);
         }
     };
@@ -130,8 +133,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
     proxy::run(settings, engine, session, &resolved, rest, audit)
 }
 
-/// One stderr line and the configuration exit code.
+/// One stderr line (escaped: it may quote a file or the environment) and the
+/// configuration exit code.
 pub fn config_error(e: &SettingsError) -> ExitCode {
-    tracing::error!("{e}");
+    tracing::error!("{}", crate::logging::escaped(&e.to_string()));
     ExitCode::from(EXIT_CONFIG)
 }

@@ -23,7 +23,7 @@ pub fn run(args: &ScanArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            tracing::error!("thoth scan: {message}");
+            tracing::error!("thoth scan: {}", crate::logging::escaped(&message));
             ExitCode::from(2)
         }
     }

@@ -1,5 +1,5 @@
 //! `thoth enforcer serve`: the local Cedar engine behind the enforcer wire protocol
-//! (DESIGN §4), so a team can self-host decisions and every test talks to a real
+//! (docs/architecture.md §4), so a team can self-host decisions and every test talks to a real
 //! server.
 //!
 //! Endpoints: `POST /v1/enforce`, `GET /v1/enforce/hold/{token}`, `POST /v1/explain`,
@@ -449,8 +449,11 @@ async fn enforce(
     axum::Json(answer).into_response()
 }
 
+/// A hold as polls see it. Once resolved it never changes, and at its expiry it ends:
+/// an approval admits the call only until then, so an expired hold answers BLOCK
+/// whether or not it was approved.
 fn hold_json(state: &ServerState, token: &str, hold: &Hold) -> Value {
-    let expired = hold.resolution.is_none() && Instant::now() >= hold.expires;
+    let expired = Instant::now() >= hold.expires;
     let resolution = if expired {
         Some(Verdict::Block)
     } else {
@@ -590,17 +593,25 @@ fn resolve(
         )
             .into_response();
     };
-    if hold.resolution.is_none() && Instant::now() >= hold.expires {
+    if Instant::now() >= hold.expires {
         return (
             StatusCode::CONFLICT,
             axum::Json(json!({ "error": { "type": "expired", "message": "the hold expired" } })),
         )
             .into_response();
     }
+    if let Some(resolved) = hold.resolution {
+        let message = format!("the hold was already resolved: {}", resolved.as_str());
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({ "error": { "type": "already_resolved", "message": message } })),
+        )
+            .into_response();
+    }
     hold.resolution = Some(verdict);
     tracing::info!(
         "hold {token} for {} resolved: {}",
-        hold.tool,
+        crate::logging::escaped(&hold.tool),
         verdict.as_str()
     );
     axum::Json(hold_json(&state, &token, hold)).into_response()
@@ -694,29 +705,55 @@ pub fn resolve_command(args: &ResolveArgs, allow: bool) -> ExitCode {
         let runtime =
             crate::runtime::current_thread().map_err(|e| SettingsError::new(e.to_string()))?;
         runtime.block_on(async {
-            let client = reqwest::Client::builder()
-                .tls_backend_preconfigured(tls)
-                .timeout(Duration::from_secs(10))
+            // No redirects: the approver key goes to this enforcer only.
+            let client = crate::net::client_builder(tls)
+                .timeout(RESOLVE_TIMEOUT)
                 .build()
                 .map_err(|e| SettingsError::new(e.to_string()))?;
-            let response = client
+            let request = client
                 .post(format!(
                     "{}/v1/holds/{}/{action}",
                     url.trim_end_matches('/'),
                     args.token
                 ))
-                .bearer_auth(key.expose())
-                .send()
+                .bearer_auth(key.expose());
+            let answer = crate::net::exchange(request, RESOLVE_TIMEOUT, crate::net::SMALL_BODY_LIMIT)
                 .await
-                .map_err(|e| SettingsError::new(format!("cannot reach the enforcer: {e}")))?;
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            if status.is_success() {
+                .map_err(|f| {
+                    SettingsError::new(match f {
+                        crate::net::Failure::Timeout => {
+                            "cannot reach the enforcer: timed out".to_string()
+                        }
+                        crate::net::Failure::Connect(e) | crate::net::Failure::Request(e) => {
+                            format!("cannot reach the enforcer: {e}")
+                        }
+                        crate::net::Failure::CutOff { status } => {
+                            format!("the enforcer's answer ({status}) was cut off")
+                        }
+                        crate::net::Failure::TooLarge { status, limit } => {
+                            format!("the enforcer's answer ({status}) is over {limit} bytes")
+                        }
+                    })
+                })?;
+            let status = answer.status;
+            if answer.is_redirect() {
+                return Err(SettingsError::new(format!(
+                    "the enforcer answered a redirect ({status}) to {}: thoth never follows redirects; use the enforcer's own URL",
+                    answer.location.as_deref().unwrap_or("(no location)")
+                )));
+            }
+            let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+            if (200..300).contains(&status) {
                 Ok(body)
             } else {
                 Err(SettingsError::new(format!(
-                    "the enforcer refused ({status}): {}",
-                    body["error"]["message"].as_str().unwrap_or("no detail")
+                    "the enforcer refused ({}): {}",
+                    reqwest::StatusCode::from_u16(status)
+                        .map_or_else(|_| status.to_string(), |s| s.to_string()),
+                    crate::net::bounded(
+                        body["error"]["message"].as_str().unwrap_or("no detail"),
+                        crate::net::TEXT_LIMIT
+                    )
                 )))
             }
         })
@@ -727,11 +764,15 @@ pub fn resolve_command(args: &ResolveArgs, allow: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!("{e}");
+            // It may carry the enforcer's message.
+            tracing::error!("{}", crate::logging::escaped(&e.to_string()));
             ExitCode::from(1)
         }
     }
 }
+
+/// Deadline of one approve/deny request, body included.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Used by tests to find the approver key file.
 pub fn approver_key_path(profile: &Path) -> PathBuf {

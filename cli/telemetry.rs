@@ -1,5 +1,5 @@
 //! Telemetry: TOOL_CALL_PRE / TOOL_CALL_POST / TOOL_CALL_BLOCK events to
-//! `POST {api}/v1/events/batch` (DESIGN §4), where `{api}` is `THOTH_API_URL` or the
+//! `POST {api}/v1/events/batch` (docs/architecture.md §4), where `{api}` is `THOTH_API_URL` or the
 //! enforcer URL.
 //!
 //! Events are a minimal projection of a call — ids, tenant, agent, session, user, tool
@@ -7,7 +7,9 @@
 //! the data path: the proxy drops them into a bounded queue (1000) and a background
 //! task sends batches of at most 10, with up to 3 attempts on network errors, 408, 429
 //! and 5xx. Events that do not fit are counted and reported on stderr. At shutdown the
-//! queue is flushed for at most 2 s.
+//! queue is flushed for at most 2 s. The client (`crate::net::client_builder`) follows
+//! no redirect: a 3xx is an undelivered batch, so the key and the ingest token reach
+//! the configured origin only; answers are judged by their status, their bodies unread.
 
 use std::cell::Cell;
 use std::time::Duration;

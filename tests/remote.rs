@@ -3,10 +3,14 @@
 
 mod util;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use util::{Canned, Enforcer, HIPAA, Proxy, READ_ONLY, Scratch, TestServer, fixture};
+use util::{Canned, Enforcer, HIPAA, Proxy, READ_ONLY, Scratch, Seen, TestServer, fixture};
 
 const KEY: &str = "proxy-key-7f3a";
 
@@ -131,6 +135,85 @@ fn holds_are_approved_by_the_approver_key_never_the_proxy_key() {
         (status["resolved"].clone(), status["resolution"].clone()),
         (json!(true), json!("ALLOW"))
     );
+    // Once resolved, a hold never changes: a later deny or approve is refused (409).
+    for action in ["deny", "approve"] {
+        let (code, _, err) = post(action, "approver-9c1");
+        assert_eq!(code, Some(1), "{action}: {err}");
+        assert!(err.contains("already resolved: ALLOW"), "{action}: {err}");
+    }
+}
+
+/// `GET url+path` with the proxy key; the JSON body.
+fn http_get(url: &str, path: &str, key: &str) -> Value {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nx-api-key: {key}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+/// A denied hold stays denied (a later approve is 409), and an expired hold, approved or
+/// not, answers BLOCK to polls.
+#[test]
+fn a_resolved_or_expired_hold_never_changes() {
+    let s = Scratch::new("remote-hold-final");
+    let enforcer = Enforcer::start_with(&s, HIPAA, KEY, "approver-9c1", &["--hold-seconds", "2"]);
+    let mut p = remote_proxy(
+        &s,
+        &enforcer.url,
+        &[
+            ("THOTH_STEP_UP_HOLD_SECONDS", "1"),
+            ("THOTH_STEP_UP_POLL_MS", "100"),
+        ],
+    );
+    let mut tokens = Vec::new();
+    for id in [1, 2] {
+        p.send(&call(id, "patient_lookup", json!({ "mrn": id })));
+        let v = p.recv_json();
+        assert_eq!(v["error"]["code"], -32002, "{v}");
+        tokens.push(
+            v["error"]["data"]["hold_token"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let act = |action: &str, token: &str| {
+        let out = s
+            .thoth()
+            .args([action, token, "--enforcer-url", &enforcer.url])
+            .env("THOTH_APPROVER_KEY", "approver-9c1")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(act("deny", &tokens[0]).0, Some(0));
+    let (code, err) = act("approve", &tokens[0]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("already resolved: BLOCK"), "{err}");
+    assert_eq!(act("approve", &tokens[1]).0, Some(0));
+    std::thread::sleep(Duration::from_millis(2100));
+    let (code, err) = act("deny", &tokens[1]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("expired"), "{err}");
+    let poll = http_get(
+        &enforcer.url,
+        &format!("/v1/enforce/hold/{}", tokens[1]),
+        KEY,
+    );
+    assert_eq!(poll["resolution"], "BLOCK", "{poll}");
 }
 
 /// The fault cases of the failure policy: each gives the documented decision within
@@ -333,7 +416,7 @@ fn modify_forwards_the_enforcers_arguments_only() {
             "\n",
         )
     );
-    // What the enforcer was sent: DESIGN §4's body, the key in x-api-key only.
+    // What the enforcer was sent: docs/architecture.md §4's body, the key in x-api-key only.
     let first = &server
         .requests()
         .into_iter()
@@ -601,4 +684,453 @@ fn aws_backed_certificates_need_an_arn_and_send_it_for_attestation() {
         .find(|r| r.path == "/v1/enforce")
         .unwrap();
     assert_eq!(enforce.json()["metadata"]["aws_certificate_arn"], arn);
+}
+
+/// A 127.0.0.1 HTTP server whose answers are written raw by `respond` (redirects, slow
+/// or oversized bodies); it records every request, one per connection.
+fn raw_server(
+    respond: impl Fn(&Seen, &mut TcpStream) + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let respond = Arc::new(respond);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (log, respond) = (log.clone(), respond.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or_default().to_string();
+                let path = parts.next().unwrap_or_default().to_string();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim_end().split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let request = Seen {
+                    method,
+                    path,
+                    headers,
+                    body,
+                    at: Instant::now(),
+                };
+                log.lock().unwrap().push(request.clone());
+                respond(&request, &mut stream);
+            });
+        }
+    });
+    (url, seen)
+}
+
+fn respond_json(stream: &mut TcpStream, status: u16, body: &Value) {
+    let body = body.to_string();
+    let _ = stream.write_all(
+        format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
+
+fn respond_redirect(stream: &mut TcpStream, status: u16, location: &str) {
+    let _ = stream.write_all(
+        format!("HTTP/1.1 {status} X\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+}
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The issue's item 6: an enforcer (or a path in front of it) that redirects to another
+/// origin. Before: the 302/307/308 was followed, the other origin got the `x-api-key`
+/// (with 307/308 also the tool arguments) and its ALLOW was obeyed; hold polls took its
+/// `resolved: ALLOW`; telemetry sent it the key and the ingest token. Now no client
+/// follows a redirect: the call gets the failure decision, the redirect is logged once,
+/// and the other origin never sees a request.
+#[test]
+fn redirects_to_another_origin_are_never_followed() {
+    let s = Scratch::new("remote-redirect");
+    // The other origin: it would allow everything and resolve every hold as ALLOW.
+    let (evil, evil_seen) = raw_server(|seen, stream| {
+        let body = if seen.path.starts_with("/v1/enforce/hold/") {
+            json!({ "resolved": true, "resolution": "ALLOW" })
+        } else {
+            json!({ "decision": "ALLOW" })
+        };
+        respond_json(stream, 200, &body);
+    });
+    for status in [302u16, 307, 308] {
+        let target = evil.clone();
+        let (url, seen) = raw_server(move |request, stream| {
+            respond_redirect(stream, status, &format!("{target}{}", request.path));
+        });
+        // The failure decision applies: block (the default), or step_up when asked.
+        let (failure, code) = if status == 302 {
+            ("block", -32001)
+        } else {
+            ("step_up", -32002)
+        };
+        let mut p = remote_proxy(
+            &s,
+            &url,
+            &[
+                ("THOTH_EVENT_INGEST_TOKEN", "ingest-tok"),
+                ("THOTH_ENFORCER_FAILURE_DECISION", failure),
+            ],
+        );
+        for id in 1..=2 {
+            p.send(&call(
+                id,
+                "read_file",
+                json!({ "secret_argument": "hunter2" }),
+            ));
+            let v = p.recv_json();
+            assert_eq!(
+                v["error"]["code"], code,
+                "{status}: the failure decision: {v}"
+            );
+            let data = &v["error"]["data"];
+            assert_eq!(data["fallback"], true, "{v}");
+            assert_eq!(data["http_status"], status, "{v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("the enforcer answered a redirect ({status})")),
+                "{v}"
+            );
+        }
+        p.close_stdin();
+        p.wait(Duration::from_secs(6));
+        let stderr = p.stderr();
+        assert_eq!(
+            stderr.matches("thoth never follows redirects").count(),
+            1,
+            "logged once, not per call: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("to {evil}/v1/enforce")),
+            "{stderr}"
+        );
+        let asked: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect();
+        assert!(
+            asked.iter().filter(|p| *p == "/v1/enforce").count() == 2
+                && asked.iter().any(|p| p == "/v1/events/batch"),
+            "the enforcer and telemetry were asked: {asked:?}"
+        );
+    }
+
+    // A hold whose polls (and explanation) are redirected to the other origin.
+    let target = evil.clone();
+    let (url, seen) = raw_server(move |request, stream| match request.path.as_str() {
+        "/v1/enforce" => respond_json(
+            stream,
+            200,
+            &json!({ "decision": "STEP_UP", "reason": "needs a human", "hold_token": "h1", "approval_url": "https://approve.example/h1" }),
+        ),
+        path => respond_redirect(stream, 307, &format!("{target}{path}")),
+    });
+    let mut p = remote_proxy(
+        &s,
+        &url,
+        &[
+            ("THOTH_STEP_UP_HOLD_SECONDS", "1"),
+            ("THOTH_STEP_UP_POLL_MS", "100"),
+        ],
+    );
+    p.send(&call(
+        3,
+        "read_file",
+        json!({ "secret_argument": "hunter2" }),
+    ));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32002, "still held, not approved: {v}");
+    assert!(v["error"]["data"].get("explanation").is_none(), "{v}");
+    p.close_stdin();
+    p.wait(Duration::from_secs(6));
+    let polls = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/v1/enforce/hold/h1")
+        .count();
+    assert!(polls >= 2, "the hold was polled ({polls} polls)");
+
+    let evil_seen = evil_seen.lock().unwrap();
+    assert!(
+        evil_seen.is_empty(),
+        "the other origin was asked: {:?}",
+        evil_seen
+            .iter()
+            .map(|r| (&r.method, &r.path, r.header("x-api-key")))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(s.read("received.log"), "", "no call reached the server");
+}
+
+/// Item 7: unbounded answers. Before: a 300 MB enforce answer was buffered whole (623
+/// MB RSS) and its ALLOW obeyed, and a 50 MB explanation was copied into the reply's
+/// `message`, `reason` and `explanation`. Now an answer over 1 MiB is an enforcer
+/// failure, read no further than the limit, and each text copied into a reply is cut
+/// to 2 KiB.
+#[test]
+fn oversized_answers_are_enforcer_failures_and_texts_are_bounded() {
+    let s = Scratch::new("remote-oversized");
+    let pad = "x".repeat(3 << 20);
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let long_next = "n".repeat(20_000);
+    let (url, _) = raw_server(move |request, stream| {
+        let tool = request.json()["tool_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match (request.path.as_str(), tool.as_str()) {
+            // 3 MiB announced by content-length: valid JSON that says ALLOW.
+            ("/v1/enforce", "announced") => {
+                respond_json(stream, 200, &json!({ "decision": "ALLOW", "pad": pad }))
+            }
+            // 64 MiB chunked (no length), then a valid ALLOW.
+            ("/v1/enforce", "chunked") => {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+                );
+                let head = b"{\"decision\":\"ALLOW\",\"pad\":\"";
+                let _ = stream.write_all(format!("{:x}\r\n", head.len()).as_bytes());
+                let _ = stream.write_all(head);
+                let _ = stream.write_all(b"\r\n");
+                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                for _ in 0..1024 {
+                    if stream.write_all(chunk.as_bytes()).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(0x10000, Ordering::SeqCst);
+                }
+                let _ = stream.write_all(b"2\r\n\"}\r\n0\r\n\r\n");
+            }
+            ("/v1/enforce", _) => respond_json(
+                stream,
+                200,
+                &json!({ "decision": "BLOCK", "reason": "r".repeat(100_000) }),
+            ),
+            ("/v1/explain", "huge_explanation") => respond_json(
+                stream,
+                200,
+                &json!({ "what_happened": "h".repeat(5 << 20), "what_to_do_next": "ask" }),
+            ),
+            ("/v1/explain", _) => respond_json(
+                stream,
+                200,
+                &json!({ "what_happened": "h".repeat(20_000), "why_it_was_blocked": "w", "what_to_do_next": long_next }),
+            ),
+            _ => respond_json(stream, 202, &json!({})),
+        }
+    });
+    let mut p = remote_proxy(&s, &url, &[]);
+    let pid = p.child.id();
+    for (id, tool) in [(1, "announced"), (2, "chunked")] {
+        p.send(&call(id, tool, json!({})));
+        let v = p.recv_json();
+        assert_eq!(v["error"]["code"], -32001, "{tool}: {v}");
+        assert_eq!(v["error"]["data"]["fallback"], true, "{tool}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("the enforcer's answer is over the 1 MiB limit"),
+            "{tool}: {v}"
+        );
+    }
+    let sent = written.load(Ordering::SeqCst);
+    assert!(
+        sent < 16 << 20,
+        "{sent} bytes of the 64 MiB answer were taken"
+    );
+    let rss = peak_rss_kib(pid);
+    eprintln!("peak RSS {rss} KiB after a 3 MiB and a 64 MiB answer ({sent} bytes sent)");
+    assert!(rss < 48 * 1024, "peak RSS {rss} KiB");
+
+    // A long reason and a 40 kB explanation: every text in the reply is bounded.
+    p.send(&call(3, "long_texts", json!({})));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.len() <= 2048 + 64 && message.ends_with('…'),
+        "{} bytes",
+        message.len()
+    );
+    let data = &v["error"]["data"];
+    assert!(data["reason"].as_str().unwrap().len() <= 2048);
+    for key in ["what_happened", "what_to_do_next"] {
+        let text = data["explanation"][key].as_str().unwrap();
+        assert!(
+            text.len() <= 2048 && text.ends_with('…'),
+            "{key}: {} bytes",
+            text.len()
+        );
+    }
+    assert_eq!(data["explanation"]["why_it_was_blocked"], "w");
+    // A 5 MiB explanation is not read: the denial stands without one.
+    p.send(&call(4, "huge_explanation", json!({})));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert!(v["error"]["data"].get("explanation").is_none(), "{v}");
+    assert!(
+        v.to_string().len() < 16 * 1024,
+        "{} bytes",
+        v.to_string().len()
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(6));
+    assert_eq!(s.read("received.log"), "", "no oversized ALLOW was obeyed");
+}
+
+/// Item 7: a body fed one byte every 100 ms. Before: the read timeout restarted with
+/// every byte and the call ended at read timeout + connect timeout (7 s by default,
+/// 3 s here), and the ALLOW it spelled out was obeyed. Now the read timeout is a deadline
+/// for the whole request, body included.
+#[test]
+fn a_slow_body_ends_at_the_deadline() {
+    let s = Scratch::new("remote-slow");
+    let (url, _) = raw_server(|request, stream| {
+        if request.path != "/v1/enforce" {
+            return respond_json(stream, 202, &json!({}));
+        }
+        let body = format!("{{\"decision\":\"ALLOW\",\"pad\":\"{}\"}}", " ".repeat(40));
+        let _ = stream.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        for byte in body.bytes() {
+            if stream.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut p = remote_proxy(&s, &url, &[("THOTH_ENFORCER_TIMEOUT_MS", "1000")]);
+    let started = Instant::now();
+    p.send(&call(1, "read_file", json!({})));
+    let v = p.recv_json();
+    let took = started.elapsed();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{v}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1600),
+        "ended after {took:?}, the deadline is 1 s"
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(6));
+    assert_eq!(s.read("received.log"), "");
+}
+
+/// Item 8: CR/LF from the enforcer in an approval URL and a billing message. Before:
+/// they reached stderr raw, and `ERROR forged …` appeared as a log line of its own.
+/// Now every control character in a logged value is escaped.
+#[test]
+fn enforcer_texts_cannot_forge_log_lines() {
+    let s = Scratch::new("remote-forge");
+    let (url, _) = raw_server(|request, stream| {
+        let tool = request.json()["tool_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match (request.path.as_str(), tool.as_str()) {
+            ("/v1/enforce", "held") => respond_json(
+                stream,
+                200,
+                &json!({ "decision": "STEP_UP", "hold_token": "h1",
+                         "approval_url": "https://approve.example/h1\r\nERROR forged: approvals are off\u{1b}[2K" }),
+            ),
+            ("/v1/enforce", _) => respond_json(
+                stream,
+                402,
+                &json!({ "error": { "type": "billing_error", "message": "plan expired\nERROR forged: billing ok" } }),
+            ),
+            ("/v1/enforce/hold/h1", _) => respond_json(stream, 200, &json!({ "resolved": false })),
+            _ => respond_json(stream, 404, &json!({})),
+        }
+    });
+    let mut p = remote_proxy(
+        &s,
+        &url,
+        &[
+            ("THOTH_STEP_UP_HOLD_SECONDS", "1"),
+            ("THOTH_STEP_UP_POLL_MS", "200"),
+        ],
+    );
+    p.send(&call(1, "held", json!({})));
+    assert_eq!(p.recv_json()["error"]["code"], -32002);
+    p.send(&call(2, "billed", json!({})));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001);
+    // The client's reply keeps the enforcer's text (JSON-escaped).
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("plan expired\nERROR forged")
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(6));
+    let stderr = p.stderr();
+    assert!(
+        stderr.contains(r"a tool call waits for approval: https://approve.example/h1\r\nERROR forged: approvals are off\u{1b}[2K"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains(r"the enforcer refused for billing: plan expired\nERROR forged: billing ok"),
+        "{stderr}"
+    );
+    for line in stderr.lines() {
+        assert!(
+            !line.starts_with("ERROR forged") && !line.contains('\r') && !line.contains('\u{1b}'),
+            "a forged line: {line:?}\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.matches("forged").count(), 2, "{stderr}");
 }

@@ -1,13 +1,17 @@
-//! The Thoth enforcer over HTTP(S) (DESIGN §4): `POST /v1/enforce` and the failure
+//! The Thoth enforcer over HTTP(S) (docs/architecture.md §4): `POST /v1/enforce` and the failure
 //! policy around it.
 //!
 //! One client per process (connection reuse, HTTP/2 when offered). What the enforcer
 //! answers is mapped to a [`Decision`]: every alias and camelCase spelling of a field
 //! is accepted, and anything unrecognised blocks. When the enforcer cannot answer
-//! (network error, timeout, 429, 5xx, a body that is not JSON) the failure decision
-//! applies (`THOTH_ENFORCER_FAILURE_DECISION`, block by default); 401/403 and other 4xx
-//! always block, with a hint. The reply's `data` says which path decided
-//! (`fallback`, `http_status`). The API key travels only in the `x-api-key` header.
+//! (network error, timeout, 429, 5xx, a redirect, a body that is not JSON or over
+//! [`ENFORCE_BODY_LIMIT`]) the failure decision applies
+//! (`THOTH_ENFORCER_FAILURE_DECISION`, block by default); 401/403 and other 4xx always
+//! block, with a hint. The reply's `data` says which path decided (`fallback`,
+//! `http_status`). The API key travels only in the `x-api-key` header, and only to the
+//! configured origin: redirects are never followed. Each call, body included, ends
+//! within the read timeout; each text copied from an answer into a reply is bounded
+//! ([`TEXT_LIMIT`]); values logged are escaped.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -16,14 +20,21 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{Decision, DecisionInput, Verdict};
+use crate::logging::escaped;
+use crate::net::{ENFORCE_BODY_LIMIT, Failure, SMALL_BODY_LIMIT, TEXT_LIMIT, bounded, exchange};
 use crate::settings::{Environment, FailureDecision, Secret, SettingsError};
 
 /// Connection timeout to the enforcer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on the best-effort explanation call.
 pub const EXPLAIN_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default read timeout of one enforce call.
+/// Default read timeout of one enforce call: a total deadline, body included.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Distinct reasons known before new billing messages are no longer logged.
+const LOGGED_REASONS: usize = 64;
+/// Matched rule ids copied from an answer at most, and bytes of each.
+const RULE_IDS: usize = 64;
+const RULE_ID_LIMIT: usize = 256;
 
 /// The remote decision point.
 pub struct RemoteEnforcer {
@@ -33,6 +44,8 @@ pub struct RemoteEnforcer {
     base: String,
     api_key: Secret,
     failure: FailureDecision,
+    /// The deadline of one enforce call or hold poll, body included.
+    read_timeout: Duration,
     /// Reasons already logged (billing and auth problems are logged once each).
     logged: Mutex<HashSet<String>>,
 }
@@ -71,16 +84,16 @@ impl RemoteEnforcer {
         read_timeout: Duration,
         tls: rustls::ClientConfig,
     ) -> Result<Self, SettingsError> {
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+        // Never a redirect (crate::net::client_builder): the key and the tool arguments
+        // go to this origin only, and only its answer decides.
+        let client = crate::net::client_builder(tls)
             .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(read_timeout)
-            .timeout(read_timeout + CONNECT_TIMEOUT)
+            // A total deadline, body included (each call is also bounded by `exchange`).
+            .timeout(read_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             // A decision request is never replayed behind thoth's back: failures go
             // through the failure policy instead.
             .retry(reqwest::retry::never())
-            .user_agent(concat!("thoth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
                 SettingsError::new(format!("cannot build the enforcer HTTP client: {e}"))
@@ -91,6 +104,7 @@ impl RemoteEnforcer {
             base: base.trim_end_matches('/').to_string(),
             api_key,
             failure,
+            read_timeout,
             logged: Mutex::new(HashSet::new()),
         })
     }
@@ -101,7 +115,7 @@ impl RemoteEnforcer {
         self
     }
 
-    /// The request body of DESIGN §4.
+    /// The request body of docs/architecture.md §4.
     pub fn body(input: &DecisionInput<'_>, trace_id: &str, attestation_id: &str) -> Value {
         let mut body = json!({
             "agent_id": input.agent_id,
@@ -150,40 +164,32 @@ impl RemoteEnforcer {
         attestation_id: &str,
     ) -> Decision {
         let url = format!("{}/v1/enforce", self.base);
-        let sent = self
+        let request = self
             .client
             .post(&url)
             .header("x-api-key", self.api_key.expose())
-            .json(&self.enforce_body(input, trace_id, attestation_id))
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                let why = if e.is_timeout() {
-                    "the enforcer timed out"
-                } else if e.is_connect() {
-                    "the enforcer is unreachable"
-                } else {
-                    "the enforcer request failed"
-                };
-                self.log_once(why, &format!("{why}: {}", without_url(&e)));
-                return self.fallback(why, None);
-            }
+            .json(&self.enforce_body(input, trace_id, attestation_id));
+        let answer = match exchange(request, self.read_timeout, ENFORCE_BODY_LIMIT).await {
+            Ok(answer) => answer,
+            Err(failure) => return self.failed(failure),
         };
-        let status = response.status().as_u16();
-        let text = match response.text().await {
-            Ok(t) => t,
-            Err(e) => {
-                let why = if e.is_timeout() {
-                    "the enforcer timed out"
-                } else {
-                    "the enforcer's answer was cut off"
-                };
-                return self.fallback(why, Some(status));
-            }
-        };
-        let body: Option<Value> = serde_json::from_str(&text).ok();
+        let status = answer.status;
+        if answer.is_redirect() {
+            // Never followed: the key and the arguments stay with this origin, and
+            // another origin's answer never decides. Logged once, not per call.
+            self.log_once(
+                "redirect",
+                &format!(
+                    "the enforcer answered a redirect ({status}) to {}: thoth never follows redirects, so the failure decision applies; fix THOTH_ENFORCER_URL",
+                    answer.location.as_deref().unwrap_or("(no location)")
+                ),
+            );
+            return self.fallback(
+                &format!("the enforcer answered a redirect ({status})"),
+                Some(status),
+            );
+        }
+        let body: Option<Value> = serde_json::from_slice(&answer.body).ok();
         match status {
             200..=299 => match body {
                 Some(body) => {
@@ -196,7 +202,8 @@ impl RemoteEnforcer {
                         if let Some(next) =
                             explanation.get("what_to_do_next").and_then(Value::as_str)
                         {
-                            decision.reason = format!("{} ({next})", decision.reason);
+                            decision.reason =
+                                bounded(&format!("{} ({next})", decision.reason), TEXT_LIMIT);
                         }
                         decision.extra.insert("explanation".into(), explanation);
                     }
@@ -209,11 +216,12 @@ impl RemoteEnforcer {
             402 if body.as_ref().and_then(|b| b["error"]["type"].as_str())
                 == Some("billing_error") =>
             {
-                let message = body
-                    .as_ref()
-                    .and_then(|b| b["error"]["message"].as_str())
-                    .unwrap_or("billing problem")
-                    .to_string();
+                let message = bounded(
+                    body.as_ref()
+                        .and_then(|b| b["error"]["message"].as_str())
+                        .unwrap_or("billing problem"),
+                    TEXT_LIMIT,
+                );
                 self.log_once(
                     &format!("billing:{message}"),
                     &format!("the enforcer refused for billing: {message}"),
@@ -248,7 +256,8 @@ impl RemoteEnforcer {
     }
 
     /// Best effort: `POST /v1/explain` with the enforce body and the decision, bounded
-    /// to 1 s. `None` on any problem (the denial stands without an explanation).
+    /// to 1 s, body included, and to [`SMALL_BODY_LIMIT`] bytes; each text is cut to
+    /// [`TEXT_LIMIT`]. `None` on any problem (the denial stands without an explanation).
     pub async fn explain(&self, mut body: Value, decision: &Decision) -> Option<Value> {
         if let Some(map) = body.as_object_mut() {
             map.insert("decision".into(), json!(decision.verdict.as_str()));
@@ -260,23 +269,23 @@ impl RemoteEnforcer {
             );
             map.insert("matched_rule_ids".into(), json!(decision.matched_rule_ids));
         }
-        let response = self
+        let request = self
             .client
             .post(format!("{}/v1/explain", self.base))
             .header("x-api-key", self.api_key.expose())
             .timeout(EXPLAIN_TIMEOUT)
-            .json(&body)
-            .send()
+            .json(&body);
+        let answer = exchange(request, EXPLAIN_TIMEOUT, SMALL_BODY_LIMIT)
             .await
             .ok()?;
-        if !response.status().is_success() {
+        if !(200..300).contains(&answer.status) {
             return None;
         }
-        let answer: Value = response.json().await.ok()?;
+        let answer: Value = serde_json::from_slice(&answer.body).ok()?;
         let mut explanation = serde_json::Map::new();
         for key in ["what_happened", "why_it_was_blocked", "what_to_do_next"] {
             if let Some(text) = field(&answer, key).and_then(Value::as_str) {
-                explanation.insert(key.into(), json!(text));
+                explanation.insert(key.into(), json!(bounded(text, TEXT_LIMIT)));
             }
         }
         (!explanation.is_empty()).then_some(Value::Object(explanation))
@@ -292,19 +301,73 @@ impl RemoteEnforcer {
         {
             return Ok(Some(Verdict::Block));
         }
-        let response = self
+        let request = self
             .client
             .get(format!("{}/v1/enforce/hold/{token}", self.base))
-            .bearer_auth(self.api_key.expose())
-            .send()
+            .bearer_auth(self.api_key.expose());
+        let answer = exchange(request, self.read_timeout, SMALL_BODY_LIMIT)
             .await
-            .map_err(|e| without_url(&e))?;
-        let status = response.status();
-        if !status.is_success() {
+            .map_err(|f| match f {
+                Failure::Timeout => "timed out".to_string(),
+                Failure::Connect(e) | Failure::Request(e) => e,
+                Failure::CutOff { .. } => "the answer was cut off".to_string(),
+                Failure::TooLarge { limit, .. } => format!("the answer is over {limit} bytes"),
+            })?;
+        let status = answer.status;
+        if answer.is_redirect() {
+            // Another origin never resolves a hold.
+            return Err(format!(
+                "hold poll answered a redirect ({status}), not followed"
+            ));
+        }
+        if !(200..300).contains(&status) {
             return Err(format!("hold poll answered {status}"));
         }
-        let body: Value = response.json().await.map_err(|e| without_url(&e))?;
+        let body: Value =
+            serde_json::from_slice(&answer.body).map_err(|_| "hold poll: not JSON".to_string())?;
         Ok(hold_state(&body))
+    }
+
+    /// The failure decision for an exchange that gave no answer (logged once per kind).
+    fn failed(&self, failure: Failure) -> Decision {
+        match failure {
+            Failure::Timeout => {
+                let why = "the enforcer timed out";
+                self.log_once(
+                    why,
+                    &format!(
+                        "{why}: no complete answer within {} ms",
+                        self.read_timeout.as_millis()
+                    ),
+                );
+                self.fallback(why, None)
+            }
+            Failure::Connect(e) => {
+                let why = "the enforcer is unreachable";
+                self.log_once(why, &format!("{why}: {e}"));
+                self.fallback(why, None)
+            }
+            Failure::Request(e) => {
+                let why = "the enforcer request failed";
+                self.log_once(why, &format!("{why}: {e}"));
+                self.fallback(why, None)
+            }
+            Failure::CutOff { status } => {
+                self.fallback("the enforcer's answer was cut off", Some(status))
+            }
+            Failure::TooLarge { status, limit } => {
+                let why = format!(
+                    "the enforcer's answer is over the {} limit",
+                    if limit >= 1 << 20 {
+                        format!("{} MiB", limit >> 20)
+                    } else {
+                        format!("{} KiB", limit >> 10)
+                    }
+                );
+                self.log_once("too large", &format!("{why} (HTTP {status}): not read"));
+                self.fallback(&why, Some(status))
+            }
+        }
     }
 
     fn fallback(&self, why: &str, status: Option<u16>) -> Decision {
@@ -325,14 +388,21 @@ impl RemoteEnforcer {
         d
     }
 
+    /// Logs `message` the first time `key` is seen, escaped: it may carry the
+    /// enforcer's text. Billing keys (which hold the enforcer's message) stop being
+    /// logged once [`LOGGED_REASONS`] keys are known, so an enforcer varying its message
+    /// can neither flood the log nor grow the set.
     fn log_once(&self, key: &str, message: &str) {
-        if self
+        let first = self
             .logged
             .lock()
-            .map(|mut seen| seen.insert(key.to_string()))
-            .unwrap_or(true)
-        {
-            tracing::warn!("{message}");
+            .map(|mut seen| {
+                (seen.len() < LOGGED_REASONS || !key.starts_with("billing:"))
+                    && seen.insert(key.to_string())
+            })
+            .unwrap_or(true);
+        if first {
+            tracing::warn!("{}", escaped(message));
         }
     }
 }
@@ -357,15 +427,6 @@ pub fn hold_state(body: &Value) -> Option<Verdict> {
         Some(Some(Verdict::Allow)) => Some(Verdict::Allow),
         Some(_) => Some(Verdict::Block),
     }
-}
-
-/// reqwest errors name the URL; the URL is not secret, but keep messages short.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "");
-    }
-    text
 }
 
 fn with_status(mut d: Decision, status: u16) -> Decision {
@@ -410,11 +471,11 @@ pub fn verdict(word: &str) -> Option<Verdict> {
 
 /// Maps an enforcer answer to a decision (unknown or missing decision ⇒ BLOCK).
 pub fn parse_decision(body: &Value) -> Decision {
+    // Every text is bounded: it is copied into the client's reply and the logs.
     let text = |name: &str| {
-        field(body, name).and_then(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .or_else(|| Some(v.to_string()))
+        field(body, name).map(|v| match v.as_str() {
+            Some(s) => bounded(s, TEXT_LIMIT),
+            None => bounded(&v.to_string(), TEXT_LIMIT),
         })
     };
     let word = field(body, "decision")
@@ -425,7 +486,10 @@ pub fn parse_decision(body: &Value) -> Decision {
         None => (Verdict::Block, Some(word.unwrap_or("(none)").to_string())),
     };
     let reason = match (&unknown, text("reason")) {
-        (Some(word), _) => format!("the enforcer answered an unknown decision {word:?}; blocked"),
+        (Some(word), _) => format!(
+            "the enforcer answered an unknown decision {:?}; blocked",
+            bounded(word, 64)
+        ),
         (None, Some(reason)) => reason,
         (None, None) => format!("enforcer decision {}", verdict.as_str()),
     };
@@ -439,7 +503,8 @@ pub fn parse_decision(body: &Value) -> Decision {
         .and_then(Value::as_array)
         .map(|ids| {
             ids.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
+                .filter_map(|v| v.as_str().map(|id| bounded(id, RULE_ID_LIMIT)))
+                .take(RULE_IDS)
                 .collect()
         })
         .unwrap_or_default();
@@ -463,7 +528,7 @@ pub fn parse_decision(body: &Value) -> Decision {
         "defer_timeout_seconds",
     ] {
         if let Some(v) = field(body, name) {
-            d.extra.insert(name.into(), v.clone());
+            d.extra.insert(name.into(), bounded_value(v));
         }
     }
     for name in [
@@ -472,10 +537,38 @@ pub fn parse_decision(body: &Value) -> Decision {
         "policy_references",
     ] {
         if let Some(v @ Value::Array(_)) = field(body, name) {
-            d.extra.insert(name.into(), v.clone());
+            d.extra.insert(name.into(), bounded_value(v));
         }
     }
     d
+}
+
+/// A value from an answer as it may be copied into a reply: at most about
+/// [`TEXT_LIMIT`] bytes of JSON. A long string is cut with an ellipsis, a long array
+/// keeps its first elements (then `"…"`), anything else long becomes its cut JSON text.
+fn bounded_value(v: &Value) -> Value {
+    let text = v.to_string();
+    if text.len() <= TEXT_LIMIT {
+        return v.clone();
+    }
+    match v {
+        Value::String(s) => json!(bounded(s, TEXT_LIMIT)),
+        Value::Array(items) => {
+            let mut kept = Vec::new();
+            let mut size = 2;
+            for item in items {
+                let item = bounded_value(item);
+                size += item.to_string().len() + 1;
+                if size > TEXT_LIMIT {
+                    break;
+                }
+                kept.push(item);
+            }
+            kept.push(json!("…"));
+            Value::Array(kept)
+        }
+        _ => json!(bounded(&text, TEXT_LIMIT)),
+    }
 }
 
 /// Extra `data` members, kept in insertion order.
@@ -526,6 +619,43 @@ mod tests {
                 .reason
                 .contains("unknown decision")
         );
+    }
+
+    #[test]
+    fn texts_copied_from_an_answer_are_bounded() {
+        let huge = "r".repeat(100_000);
+        let id = "i".repeat(300);
+        let d = parse_decision(&json!({
+            "decision": "STEP_UP", "reason": huge, "approval_url": huge, "hold_token": huge,
+            "violation_id": huge, "matched_rule_ids": vec![id.as_str(); 1000],
+            "modification_reason": huge, "risk_score": 0.5,
+            "regulatory_regimes": vec!["HIPAA"; 100_000], "pack_id": { "deep": huge },
+        }));
+        assert!(d.reason.len() <= TEXT_LIMIT && d.reason.ends_with('…'));
+        for text in [&d.approval_url, &d.hold_token, &d.violation_id] {
+            assert!(text.as_ref().unwrap().len() <= TEXT_LIMIT);
+        }
+        assert_eq!(d.matched_rule_ids.len(), RULE_IDS);
+        assert!(
+            d.matched_rule_ids
+                .iter()
+                .all(|id| id.len() <= RULE_ID_LIMIT)
+        );
+        for (key, value) in &d.extra {
+            assert!(value.to_string().len() <= TEXT_LIMIT + 16, "{key}");
+        }
+        assert_eq!(d.extra["risk_score"], json!(0.5));
+        let regimes = d.extra["regulatory_regimes"].as_array().unwrap();
+        assert_eq!(
+            (regimes[0].clone(), regimes.last().cloned()),
+            (json!("HIPAA"), Some(json!("…")))
+        );
+        // Short values are untouched.
+        let d = parse_decision(
+            &json!({ "decision": "BLOCK", "reason": "no writes", "regulatory_regimes": ["HIPAA"] }),
+        );
+        assert_eq!(d.reason, "no writes");
+        assert_eq!(d.extra["regulatory_regimes"], json!(["HIPAA"]));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Step-up holds (DESIGN §3 "Decisions"): a STEP_UP with a hold token keeps the call
+//! Step-up holds (docs/architecture.md §3 "Decisions"): a STEP_UP with a hold token keeps the call
 //! while the enforcer's hold is polled.
 //!
 //! The call is held for at most `THOTH_STEP_UP_HOLD_SECONDS` (45: clients time out
@@ -23,6 +23,7 @@ use super::client::Ctx;
 use super::decide::Engine;
 use crate::enforce::remote::RemoteEnforcer;
 use crate::enforce::{Decision, Verdict};
+use crate::logging::escaped;
 
 /// Longest background wait for a hold, whatever the enforcer says (clamped).
 const MAX_HOLD_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -120,7 +121,11 @@ pub async fn hold(
         match remote.poll_hold(&token).await {
             Ok(Some(verdict)) => return Held::Resolved(verdict),
             Ok(None) => {}
-            Err(e) => tracing::debug!("hold {token}: poll failed ({e}); retrying"),
+            Err(e) => tracing::debug!(
+                "hold {}: poll failed ({}); retrying",
+                escaped(&token),
+                escaped(&e)
+            ),
         }
         step += 1;
         progress(ctx, progress_token, step, decision).await;
@@ -138,7 +143,8 @@ pub async fn hold(
             match remote.poll_hold(&token).await {
                 Ok(Some(Verdict::Allow)) => {
                     tracing::info!(
-                        "hold {token} approved: the next identical call is admitted until the hold expires"
+                        "hold {} approved: the next identical call is admitted until the hold expires",
+                        escaped(&token)
                     );
                     background_ctx.approvals.borrow_mut().grant(key, ends);
                     return;
@@ -169,12 +175,13 @@ fn hold_lifetime(decision: &Decision) -> Duration {
         .clamp(Duration::from_secs(1), MAX_HOLD_LIFETIME)
 }
 
-/// The approval URL goes to stderr once per hold.
+/// The approval URL goes to stderr once per hold, escaped (it comes from the enforcer:
+/// a CR/LF in it must not forge a log line).
 fn announce(ctx: &Ctx, decision: &Decision) {
     if let Some(url) = &decision.approval_url {
         let first = ctx.announced.borrow_mut().insert(url.clone());
         if first {
-            tracing::warn!("a tool call waits for approval: {url}");
+            tracing::warn!("a tool call waits for approval: {}", escaped(url));
         }
     }
 }

@@ -121,7 +121,8 @@ pub fn run(args: &WrapConfigArgs) -> ExitCode {
                     wrap_file(&path, client, &spec, &store, args, &backups, interference)
                 };
                 failed |= report.error.is_some();
-                tracing::info!("{}", report.summary());
+                // Server names and errors come from the client's file.
+                tracing::info!("{}", crate::logging::escaped(&report.summary()));
                 reports.push(report);
             }
             if args.json {
@@ -134,7 +135,7 @@ pub fn run(args: &WrapConfigArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", crate::logging::escaped(&e.to_string()));
             ExitCode::from(crate::run_cmd::EXIT_CONFIG)
         }
     }
@@ -521,7 +522,10 @@ fn restore_file(
                 match store.read_backup(name, sha) {
                     Ok(b) => Some(b),
                     Err(e) => {
-                        tracing::warn!("{e}: unwrapping in place instead");
+                        tracing::warn!(
+                            "{}: unwrapping in place instead",
+                            crate::logging::escaped(&e.to_string())
+                        );
                         None
                     }
                 }
@@ -570,7 +574,10 @@ fn restore_file(
         }))
     };
     let record_not_saved = |e: String, _: &mut FileReport| {
-        tracing::warn!("restored, but the record could not be cleared: {e}");
+        tracing::warn!(
+            "restored, but the record could not be cleared: {}",
+            crate::logging::escaped(&e)
+        );
     };
     rewrite(
         path,
