@@ -10,6 +10,7 @@ pub mod clock;
 pub mod doctor;
 pub mod enforce;
 pub mod govapi;
+pub mod harden;
 pub mod health;
 pub mod logging;
 pub mod net;
@@ -35,6 +36,7 @@ use clap::Parser;
 
 /// Runs thoth with `argv` and returns the process exit code.
 pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
+    harden::process();
     let cli = match args::Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
@@ -87,7 +89,10 @@ fn audit_cmd(args: &args::AuditArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(broken) => {
-            tracing::error!("audit chain broken: {broken}");
+            tracing::error!(
+                "audit chain broken: {}",
+                logging::escaped(&broken.to_string())
+            );
             ExitCode::from(1)
         }
     }

@@ -913,6 +913,15 @@ fn frames_reach_the_server_as_their_canonical_line() {
     assert_eq!(lines[0], smuggled.replace('\r', " "), "CR became a space");
     assert!(lines[2].contains(r"line\u2028separated\u2029and\u0085next"));
     assert!(p.stderr().contains("forwarded as its canonical line"));
+    // Each substitution is counted in the session's audit log.
+    let audit = audit_text(&s);
+    let event: Value = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "relay_changes")
+        .unwrap_or_else(|| panic!("no relay_changes event: {audit}"));
+    assert_eq!(event["client_carriage_returns"], 4, "{event}");
+    assert_eq!(event["client_line_separators"], 3, "{event}");
 }
 
 /// Only JSON-RPC messages reach the client: log lines that look like JSON, a value
@@ -967,4 +976,87 @@ fn only_json_rpc_messages_reach_the_client() {
         stderr.contains("printed 5 line(s) on stdout that are not JSON-RPC messages"),
         "{stderr}"
     );
+}
+
+/// A server that stops reading its stdin (as the TypeScript SDK does after a line over
+/// its 10 MiB read buffer) is noticed: thoth warns instead of stalling in silence.
+#[test]
+fn a_server_that_stops_reading_is_reported() {
+    let s = Scratch::new("stall");
+    let mut cmd = s.thoth();
+    cmd.args([
+        "run",
+        "--agent-id",
+        "fixture",
+        "--policy",
+        READ_ONLY,
+        "--",
+        "sleep",
+        "30",
+    ])
+    .env("THOTH_SERVER_STALL_WARN_MS", "200");
+    let mut p = Proxy::start(cmd);
+    let note = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"data":"{}"}}}}"#,
+        "x".repeat(60_000)
+    );
+    let feeder = {
+        let frames = format!("{note}\n").repeat(64);
+        p.take_stdin().map(|mut stdin| {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(frames.as_bytes());
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p.stderr().contains("has not read its stdin") {
+        assert!(Instant::now() < deadline, "no warning: {}", p.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = p.child.kill();
+    drop(feeder);
+}
+
+/// The server cannot read thoth's secrets through `/proc`: thoth is non-dumpable (its
+/// `/proc` files belong to root) and the secrets left its environment at start. As root
+/// (CI) the check runs thoth as `nobody`: root may read any process's files.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_cannot_read_thoths_secrets_from_proc() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new("proc-secrets");
+    std::fs::set_permissions(s.path(""), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let seen = s.path("seen.txt");
+    let script = format!(
+        "{{ cat /proc/$PPID/environ; head -c 4096 /proc/$PPID/mem; echo; echo \"own:$THOTH_API_KEY$THOTH_APPROVER_KEY\"; }} > {} 2>&1; cat",
+        seen.display()
+    );
+    let mut cmd = s.thoth();
+    cmd.args([
+        "run",
+        "--agent-id",
+        "fixture",
+        "--policy",
+        READ_ONLY,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .env("THOTH_API_KEY", "sekrit-api-key-123")
+    .env("THOTH_APPROVER_KEY", "sekrit-approver-456");
+    if nix::unistd::Uid::effective().is_root() {
+        cmd.uid(65534).gid(65534);
+    }
+    let mut p = Proxy::start(cmd);
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(p.recv_json()["id"], 1, "{}", p.stderr());
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(!seen.contains("sekrit"), "the server read: {seen}");
+    assert!(seen.contains("own:\n"), "{seen}");
+    assert!(seen.contains("Permission denied"), "{seen}");
 }

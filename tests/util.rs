@@ -183,6 +183,11 @@ impl Proxy {
         self.lines.recv_timeout(wait).ok()
     }
 
+    /// The stdin of thoth, to write from another thread.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin.take();
     }

@@ -1,4 +1,4 @@
-//! JSON → Cedar values for the decision context (DESIGN §5).
+//! JSON → Cedar values for the decision context (docs/architecture.md §5).
 //!
 //! Strings and booleans map directly; a number whose exact value is an integer within
 //! i64 becomes a Long (so `1.0` and `2e3` are Longs); another number becomes a

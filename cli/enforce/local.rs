@@ -1,4 +1,4 @@
-//! The embedded decision point: a Cedar policy evaluated in process (DESIGN §5).
+//! The embedded decision point: a Cedar policy evaluated in process (docs/architecture.md §5).
 //!
 //! Request: principal `Thoth::Agent::"<agent>"` (tenant, user, environment), action
 //! `Thoth::Action::"tools/call"`, resource `Thoth::Tool::"<name>"` (attribute `name`),

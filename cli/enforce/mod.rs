@@ -121,5 +121,5 @@ impl SessionHistory {
     }
 }
 
-/// Arguments larger than this are not mapped into Cedar (DESIGN §3).
+/// Arguments larger than this are not mapped into Cedar (docs/architecture.md §3).
 pub const MAX_POLICY_ARGUMENTS: usize = 1024 * 1024;

@@ -10,7 +10,7 @@
 //! - [`client`]: client stdin → scan → forward / decide / answer;
 //! - [`server`]: server stdout → client stdout, with thoth's replies between lines;
 //! - the server writer: frames → server stdin, closed when the client is done;
-//! - lifetime: client EOF, signals and the server's death, per DESIGN §3.
+//! - lifetime: client EOF, signals and the server's death, per docs/architecture.md §3.
 //!
 //! [`start_pumps`] wires the pumps to any streams: `thoth run` to its stdio and the
 //! child's pipes, [`run_pipes`] to four pipes with no child (the pass-through bench and
@@ -258,8 +258,9 @@ fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
         return None;
     };
     let client = match ctx.settings.tls.client_config().and_then(|tls| {
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+        // No redirects (crate::net::client_builder): the key and ingest token go to
+        // the configured origin only.
+        crate::net::client_builder(tls)
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(5))
             .build()
@@ -319,6 +320,7 @@ async fn write_server(
     mut stdin: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Vec<u8>>,
     spare: Rc<RefCell<Vec<Vec<u8>>>>,
+    stall_warn: Duration,
 ) {
     // No buffered writer: what the client pump read is written from its own buffer.
     // Small writes queued together are joined into one; a large one is never copied.
@@ -338,13 +340,40 @@ async fn write_server(
             }
         }
         for bytes in std::iter::once(bytes).chain(large) {
-            if stdin.write_all(&bytes).await.is_err() {
+            if write_watched(&mut stdin, &bytes, stall_warn).await.is_err() {
                 return;
             }
             recycle(&spare, bytes);
         }
     }
     let _ = stdin.shutdown().await;
+}
+
+/// Writes `bytes` to the server's stdin, warning once per write when the server has
+/// read none of it for `stall_warn`: a server that stopped reading (the TypeScript
+/// SDK closes its transport for good after a line over its 10 MiB read buffer) would
+/// otherwise stall the session without a word. The timer runs only while a write is
+/// pending.
+async fn write_watched(
+    stdin: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+    stall_warn: Duration,
+) -> std::io::Result<()> {
+    let write = stdin.write_all(bytes);
+    tokio::pin!(write);
+    match tokio::time::timeout(stall_warn, &mut write).await {
+        Ok(written) => written,
+        Err(_) => {
+            tracing::warn!(
+                "the MCP server has not read its stdin for {} ms ({} bytes waiting); it may \
+                 have stopped reading (the TypeScript SDK does after a line over 10 MiB: \
+                 lower --max-frame-bytes)",
+                stall_warn.as_millis(),
+                bytes.len()
+            );
+            write.await
+        }
+    }
 }
 
 /// Writes queued together are joined up to this many bytes.
@@ -394,7 +423,12 @@ pub fn start_pumps(
         to_server,
         to_client,
     } = queues;
-    let writer = tokio::task::spawn_local(write_server(server_in, to_server, ctx.spare.clone()));
+    let writer = tokio::task::spawn_local(write_server(
+        server_in,
+        to_server,
+        ctx.spare.clone(),
+        ctx.settings.server_stall_warn,
+    ));
     let inventory = ctx.gov.borrow().as_ref().and_then(|g| g.inventory_sender());
     let book = ctx.state.borrow().book.clone();
     let relay = relay_thread(book, inventory, server_out, to_client, client_out);

@@ -53,7 +53,7 @@ pub fn rejected(frame: &[u8], e: &thoth_core::Error) -> Vec<u8> {
     )
 }
 
-/// What the client is told about a decision (every known field, DESIGN §3).
+/// What the client is told about a decision (every known field, docs/architecture.md §3).
 pub fn decision_data(
     decision: &Decision,
     tool: &str,

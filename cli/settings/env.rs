@@ -62,6 +62,7 @@ pub const KNOWN: &[&str] = &[
     "THOTH_STEP_UP_POLL_MS",
     "THOTH_TELEMETRY",
     "THOTH_CHILD_KILL_DELAY_MS",
+    "THOTH_SERVER_STALL_WARN_MS",
 ];
 
 /// Variables whose values are secrets: never logged, never passed to the server.
@@ -109,6 +110,7 @@ pub struct EnvVars {
     pub approver_key: Option<Secret>,
     pub child_term_delay: Option<Duration>,
     pub child_kill_delay: Option<Duration>,
+    pub server_stall_warn: Option<Duration>,
     pub enforcer_timeout: Option<Duration>,
     pub step_up_poll: Option<Duration>,
     pub telemetry: Option<bool>,
@@ -440,6 +442,7 @@ impl EnvVars {
             approver_key: r.secret("THOTH_APPROVER_KEY")?,
             child_term_delay: r.millis("THOTH_CHILD_TERM_DELAY_MS", 10, 60_000)?,
             child_kill_delay: r.millis("THOTH_CHILD_KILL_DELAY_MS", 10, 60_000)?,
+            server_stall_warn: r.millis("THOTH_SERVER_STALL_WARN_MS", 10, 600_000)?,
             enforcer_timeout: r.millis("THOTH_ENFORCER_TIMEOUT_MS", 100, 60_000)?,
             step_up_poll: r.millis("THOTH_STEP_UP_POLL_MS", 50, 10_000)?,
             telemetry: r.choice("THOTH_TELEMETRY", &[("on", true), ("off", false)])?,
@@ -454,7 +457,16 @@ impl EnvVars {
     /// Reads the process environment.
     pub fn from_process() -> Result<Self, SettingsError> {
         let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
-        Self::read(&|name| std::env::var_os(name), names)
+        Self::read(
+            &|name| {
+                if SECRETS.contains(&name) {
+                    crate::harden::secret(name)
+                } else {
+                    std::env::var_os(name)
+                }
+            },
+            names,
+        )
     }
 }
 

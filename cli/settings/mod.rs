@@ -1,6 +1,6 @@
 //! Settings: flags, `THOTH_*` variables, the machine-wide managed file and the user's
 //! `~/.thoth` profile, merged once at startup with the precedence
-//! managed > flag > environment > profile > derived default (DESIGN §6).
+//! managed > flag > environment > profile > derived default (docs/architecture.md §6).
 //!
 //! Everything is validated here so the rest of thoth works with typed, in-range values.
 //! A managed setting also refuses any flag or variable that would weaken it.

@@ -38,6 +38,8 @@ pub struct RunSettings {
     pub step_up_hold: Duration,
     pub child_term_delay: Duration,
     pub child_kill_delay: Duration,
+    /// How long the server may read nothing of a pending write before thoth warns.
+    pub server_stall_warn: Duration,
     pub profile: Profile,
     /// What an unreachable enforcer means (already adjusted for the environment).
     pub failure_decision: FailureDecision,
@@ -300,6 +302,7 @@ impl RunSettings {
                 .unwrap_or(Duration::from_secs(45)),
             child_term_delay: env.child_term_delay.unwrap_or(Duration::from_secs(1)),
             child_kill_delay: env.child_kill_delay.unwrap_or(Duration::from_secs(1)),
+            server_stall_warn: env.server_stall_warn.unwrap_or(Duration::from_secs(10)),
             profile,
             failure_decision,
             enforcer_timeout: env

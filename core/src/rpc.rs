@@ -3,7 +3,7 @@
 //!
 //! [`scan`] validates the whole frame (see [`crate::json`]) in the same pass that walks
 //! the envelope, `params` and `params._meta`; nothing is parsed twice on the happy path.
-//! The rules (DESIGN §2):
+//! The rules (docs/architecture.md §2):
 //!
 //! - member names are compared after unescaping (`"\u006dethod"` is `method`);
 //! - a protected member (`jsonrpc`, `id`, `method`, `params`, `result`, `error`; in

@@ -3,7 +3,7 @@
 #
 # 1. installs the binary at a stable path (/usr/local/bin/thoth: wrapped client
 #    configs point there, so upgrades replace the file and nothing else);
-# 2. places the managed settings file (DESIGN §6), root-owned and 0644, whose keys win
+# 2. places the managed settings file (docs/architecture.md §6), root-owned and 0644, whose keys win
 #    over every flag, variable and profile setting;
 # 3. for every user with a home directory: places the API key, wraps each MCP client
 #    config, registers the endpoint and prints `thoth health`, all as that user (so
