@@ -271,6 +271,16 @@ fn enforcer_faults_give_the_documented_decision() {
             "invalid JSON",
         ),
         (
+            "duplicated decision",
+            Some(Canned {
+                status: 200,
+                body: r#"{"decision":"BLOCK","decision":"ALLOW"}"#.into(),
+                delay: Duration::ZERO,
+            }),
+            -32001,
+            "appears twice",
+        ),
+        (
             "unknown",
             Some(Canned::json(200, json!({ "decision": "MAYBE" }))),
             -32001,
@@ -321,7 +331,10 @@ fn enforcer_faults_give_the_documented_decision() {
         let fallback = v["error"]["data"]["fallback"] == json!(true);
         assert_eq!(
             fallback,
-            matches!(name, "refused" | "timeout" | "500" | "429" | "invalid"),
+            matches!(
+                name,
+                "refused" | "timeout" | "500" | "429" | "invalid" | "duplicated decision"
+            ),
             "{name}: {v}"
         );
         eprintln!(

@@ -189,10 +189,11 @@ impl RemoteEnforcer {
                 Some(status),
             );
         }
-        let body: Option<Value> = serde_json::from_slice(&answer.body).ok();
+        let parsed = answer_json(&answer.body);
+        let body = parsed.as_ref().ok();
         match status {
-            200..=299 => match body {
-                Some(body) => {
+            200..=299 => match parsed {
+                Ok(body) => {
                     let mut decision = with_status(parse_decision(&body), status);
                     if matches!(decision.verdict, Verdict::Block | Verdict::StepUp)
                         && let Some(explanation) = self
@@ -209,7 +210,11 @@ impl RemoteEnforcer {
                     }
                     decision
                 }
-                None => self.fallback("the enforcer answered with invalid JSON", Some(status)),
+                Err(e) if e.contains("appears twice") => self.fallback(
+                    &format!("the enforcer answered ambiguous JSON: {}", bounded(&e, 200)),
+                    Some(status),
+                ),
+                Err(_) => self.fallback("the enforcer answered with invalid JSON", Some(status)),
             },
             429 => self.fallback("the enforcer is rate limiting (429)", Some(status)),
             500..=599 => self.fallback(&format!("the enforcer failed ({status})"), Some(status)),
@@ -323,8 +328,10 @@ impl RemoteEnforcer {
         if !(200..300).contains(&status) {
             return Err(format!("hold poll answered {status}"));
         }
-        let body: Value =
-            serde_json::from_slice(&answer.body).map_err(|_| "hold poll: not JSON".to_string())?;
+        let body = answer_json(&answer.body).map_err(|e| format!("hold poll: {e}"))?;
+        if body.get("resolved").is_some_and(|r| !r.is_boolean()) {
+            return Err("hold poll: `resolved` is not a boolean".into());
+        }
         Ok(hold_state(&body))
     }
 
@@ -405,6 +412,37 @@ impl RemoteEnforcer {
             tracing::warn!("{}", escaped(message));
         }
     }
+}
+
+/// An answer of the enforcer as JSON, refused when a member of the top-level object
+/// appears twice: `{"decision":"BLOCK","decision":"ALLOW"}` would otherwise mean
+/// whatever the last (or, for another reader, the first) says.
+pub fn answer_json(body: &[u8]) -> Result<Value, String> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    struct Unique;
+    impl<'de> Visitor<'de> for Unique {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut members = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value: Value = map.next_value()?;
+                if members.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the member {key:?} appears twice"
+                    )));
+                }
+                members.insert(key, value);
+            }
+            Ok(Value::Object(members))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = de.deserialize_map(Unique).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 /// A hold poll answer: `{resolved, resolution}` or a decision-shaped body.
@@ -577,6 +615,20 @@ pub type Extra = Map<String, Value>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duplicated_member_is_no_decision() {
+        for body in [
+            &br#"{"decision":"BLOCK","decision":"ALLOW"}"#[..],
+            br#"{"resolved":true,"resolution":"BLOCK","resolution":"ALLOW"}"#,
+        ] {
+            assert!(answer_json(body).unwrap_err().contains("appears twice"));
+        }
+        assert!(answer_json(br#"{"decision":"ALLOW"} {}"#).is_err());
+        assert!(answer_json(b"[1]").is_err());
+        let nested = answer_json(br#"{"decision":"ALLOW","extra":{"a":1}}"#).unwrap();
+        assert_eq!(parse_decision(&nested).verdict, Verdict::Allow);
+    }
 
     #[test]
     fn aliases_camel_case_and_unknown_decisions() {
