@@ -121,6 +121,8 @@ async fn serve_tls(listener: tokio::net::TcpListener, app: Router, config: rustl
 
 struct Hold {
     tool: String,
+    /// The call's arguments as the approver sees them (pretty JSON, bounded).
+    arguments: String,
     agent: String,
     reason: String,
     expires: Instant,
@@ -428,6 +430,7 @@ async fn enforce(
                 token.clone(),
                 Hold {
                     tool: tool.clone(),
+                    arguments: shown_arguments(&args),
                     agent: agent.clone(),
                     reason: decision.reason.clone(),
                     expires: Instant::now() + state.hold_for,
@@ -496,6 +499,39 @@ fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// Bytes of a held call's arguments shown on the approval page at most.
+const SHOWN_ARGUMENTS: usize = 16 * 1024;
+
+/// The arguments an approver is asked about: pretty JSON, cut (on a character
+/// boundary) past [`SHOWN_ARGUMENTS`] with the full size said.
+fn shown_arguments(args: &Value) -> String {
+    let text = serde_json::to_string_pretty(args).unwrap_or_default();
+    if text.len() <= SHOWN_ARGUMENTS {
+        return text;
+    }
+    let mut cut = SHOWN_ARGUMENTS;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}\n… ({} bytes in all)", &text[..cut], text.len())
+}
+
+/// Headers of every page a browser shows: no script, no framing, no caching (the
+/// page holds a call's arguments), no referrer (its URL holds the token).
+fn page_headers() -> [(header::HeaderName, &'static str); 5] {
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ]
 }
 
 async fn approval_page(
@@ -509,15 +545,17 @@ async fn approval_page(
     let Some(hold) = holds.get(&token) else {
         return (
             StatusCode::NOT_FOUND,
+            page_headers(),
             Html("<h1>No such hold</h1>".to_string()),
         )
             .into_response();
     };
     let status = hold_json(&state, &token, hold);
     let token = html_escape(&token);
-    Html(format!(
+    let page = Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>thoth hold</title></head><body>\
          <h1>Approve a tool call?</h1><dl><dt>Agent</dt><dd>{}</dd><dt>Tool</dt><dd>{}</dd><dt>Reason</dt><dd>{}</dd>\
+         <dt>Arguments</dt><dd><pre>{}</pre></dd>\
          <dt>Expires</dt><dd>{}</dd><dt>Status</dt><dd>{}</dd></dl>\
          <form method=\"post\" action=\"/v1/holds/{token}/approve\"><label>Approver key <input type=\"password\" name=\"approver_key\"></label> <button>Approve</button></form>\
          <form method=\"post\" action=\"/v1/holds/{token}/deny\"><label>Approver key <input type=\"password\" name=\"approver_key\"></label> <button>Deny</button></form>\
@@ -525,10 +563,11 @@ async fn approval_page(
         html_escape(&hold.agent),
         html_escape(&hold.tool),
         html_escape(&hold.reason),
+        html_escape(&hold.arguments),
         html_escape(&hold.expires_at),
         status["resolution"].as_str().unwrap_or("pending"),
-    ))
-    .into_response()
+    ));
+    (page_headers(), page).into_response()
 }
 
 async fn approve(
@@ -556,10 +595,14 @@ fn resolve(
     body: Bytes,
     verdict: Verdict,
 ) -> Response {
-    let form_key = std::str::from_utf8(&body)
-        .ok()
-        .and_then(|b| b.split('&').find_map(|kv| kv.strip_prefix("approver_key=")))
-        .map(|v| v.replace('+', " "));
+    // The form's field, decoded as browsers encode it; two of them are no answer.
+    let mut form_keys = form_urlencoded::parse(&body)
+        .filter(|(name, _)| name == "approver_key")
+        .map(|(_, value)| value.into_owned());
+    let form_key = match (form_keys.next(), form_keys.next()) {
+        (Some(key), None) => Some(key),
+        _ => None,
+    };
     let given = bearer(&headers)
         .map(str::to_string)
         .or_else(|| {

@@ -143,20 +143,85 @@ fn holds_are_approved_by_the_approver_key_never_the_proxy_key() {
     }
 }
 
-/// `GET url+path` with the proxy key; the JSON body.
-fn http_get(url: &str, path: &str, key: &str) -> Value {
+/// One HTTP/1.1 exchange with the server at `url`: `head` is the request line and
+/// headers (without Host), then `body`; returns the whole answer as text.
+fn http(url: &str, head: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let host = url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nx-api-key: {key}\r\nConnection: close\r\n\r\n"
+        "{head}\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// `GET url+path` with the proxy key; the JSON body.
+fn http_get(url: &str, path: &str, key: &str) -> Value {
+    let answer = http(url, &format!("GET {path} HTTP/1.1\r\nx-api-key: {key}"), "");
     let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+/// The approval page shows the held call's arguments, escaped, under headers that keep
+/// it out of frames, caches and referrers; its form's key is decoded as browsers
+/// encode it.
+#[test]
+fn the_approval_page_shows_the_arguments_safely() {
+    let s = Scratch::new("approval-page");
+    let approver = "appr+ver/9c1&x=y %";
+    let enforcer = Enforcer::start(&s, HIPAA, KEY, approver);
+    let mut p = remote_proxy(
+        &s,
+        &enforcer.url,
+        &[
+            ("THOTH_STEP_UP_HOLD_SECONDS", "1"),
+            ("THOTH_STEP_UP_POLL_MS", "100"),
+        ],
+    );
+    p.send(&call(
+        1,
+        "patient_lookup",
+        json!({ "mrn": "<script>alert(1)</script>", "note": "'\"&" }),
+    ));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32002, "{v}");
+    let token = v["error"]["data"]["hold_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let page = http(&enforcer.url, &format!("GET /approve/{token} HTTP/1.1"), "");
+    let (head, body) = page.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    for header in [
+        "content-security-policy: default-src 'none'",
+        "x-frame-options: deny",
+        "cache-control: no-store",
+        "referrer-policy: no-referrer",
+    ] {
+        assert!(head.contains(header), "{header}: {head}");
+    }
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{body}"
+    );
+    assert!(!body.contains("<script>"), "{body}");
+    let form = format!("approver_key={}", "appr%2Bver%2F9c1%26x%3Dy+%25");
+    let answer = http(
+        &enforcer.url,
+        &format!(
+            "POST /v1/holds/{token}/approve HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded"
+        ),
+        &form,
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""resolution":"ALLOW""#), "{answer}");
 }
 
 /// A denied hold stays denied (a later approve is 409), and an expired hold, approved or
