@@ -159,6 +159,7 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
         None => None,
     };
     let approver_key = approver_key(&env)?;
+    warn_if_agents_can_approve();
     if api_key
         .as_ref()
         .is_some_and(|k| k.expose() == approver_key.expose())
@@ -266,6 +267,46 @@ pub fn approver_key(env: &EnvVars) -> Result<Secret, SettingsError> {
     create_if_missing(&path, fresh.as_bytes(), 0o600)
         .map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?;
     read_api_key(&path)?.ok_or_else(|| SettingsError::new(format!("{} is empty", path.display())))
+}
+
+/// Warns when the user running the service also looks like one that runs MCP clients
+/// (a client config in its home, or a login shell): the approver key is then readable by
+/// that user's agents, and any agent with a shell can approve its own held call with
+/// `thoth approve <token>` (the token is in the -32002 data the model reads).
+fn warn_if_agents_can_approve() {
+    let Some(home) = dirs::home_dir() else {
+        return;
+    };
+    let places = crate::wrap::clients::Places::current(home.clone());
+    let no_listing = |_: &Path| Vec::new();
+    let config = crate::wrap::clients::ALL
+        .iter()
+        .flat_map(|c| c.user_files(&places, &no_listing))
+        .find(|f| std::fs::symlink_metadata(f).is_ok());
+    let shell = login_shell();
+    let why = match (&config, &shell) {
+        (Some(config), _) => format!("{} exists", config.display()),
+        (None, Some(shell)) => format!("this user has the login shell {shell}"),
+        (None, None) => return,
+    };
+    tracing::warn!(
+        "enforcer serve runs as a user that may also run MCP clients ({why}): its agents can \
+         read the approver key and approve their own held calls. Run it as a service user of \
+         its own (see examples/enforcer/thoth-enforcer.service)"
+    );
+}
+
+/// The current user's login shell, unless it is one that refuses logins.
+fn login_shell() -> Option<String> {
+    #[cfg(unix)]
+    {
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::current()).ok()??;
+        let shell = user.shell.to_string_lossy().into_owned();
+        let refuses = shell.is_empty() || shell.ends_with("nologin") || shell.ends_with("/false");
+        (!refuses).then_some(shell)
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Constant-time comparison of secrets.

@@ -167,6 +167,21 @@ fn http_get(url: &str, path: &str, key: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
 }
 
+/// `enforcer serve` warns when its user may also run MCP clients (here: a client
+/// config in its home), since that user's agents could approve their own holds.
+#[test]
+fn serve_warns_when_its_user_runs_mcp_clients() {
+    let s = Scratch::new("serve-self-approval");
+    s.write(".claude.json", "{}");
+    let enforcer = Enforcer::start(&s, HIPAA, KEY, "approver-9c1");
+    assert!(
+        enforcer.startup.contains("approve their own held calls")
+            && enforcer.startup.contains(".claude.json"),
+        "{}",
+        enforcer.startup
+    );
+}
+
 /// The approval page shows the held call's arguments, escaped, under headers that keep
 /// it out of frames, caches and referrers; its form's key is decoded as browsers
 /// encode it.

@@ -358,6 +358,8 @@ impl TestServer {
 pub struct Enforcer {
     pub child: Child,
     pub url: String,
+    /// Its stderr up to the line with its address.
+    pub startup: String,
 }
 
 impl Enforcer {
@@ -398,15 +400,26 @@ impl Enforcer {
             .spawn()
             .unwrap();
         let mut reader = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
+        let mut first = String::new();
+        let url = loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("no address in {first:?}");
+            }
+            first.push_str(&line);
+            if let Some(url) = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+            {
+                break url.to_string();
+            }
+        };
         std::thread::spawn(move || for _ in reader.lines() {});
-        Self { child, url }
+        Self {
+            child,
+            url,
+            startup: first,
+        }
     }
 }
 
