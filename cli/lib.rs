@@ -21,6 +21,7 @@ pub mod register;
 pub mod run_cmd;
 pub mod runtime;
 pub mod scan;
+pub mod serve_limits;
 pub mod server;
 pub mod settings;
 pub mod spawn;

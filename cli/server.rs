@@ -37,6 +37,8 @@ use crate::settings::{EnvVars, Environment, Mode, Secret, SettingsError};
 const MAX_HOLDS: usize = 10_000;
 /// Sessions whose progressive-mode memory is kept at most.
 const MAX_SESSIONS: usize = 10_000;
+/// Bytes of an id or intent in an enforce call at most.
+const MAX_ID_TEXT: usize = 1024;
 
 /// `thoth enforcer serve` flags.
 #[derive(Debug, clap::Args)]
@@ -66,6 +68,19 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Connections served at once at most (more wait in the listen backlog).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_connections: u64,
+    /// Requests a second per API key at most, with bursts of twice that (more get 429).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_requests_per_second: u32,
+    /// How long a TLS handshake, a request's headers and then its body may each take,
+    /// in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub request_timeout_ms: u64,
+    /// Open holds per agent at most; past that a STEP_UP comes without a hold.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_holds_per_agent: u64,
 }
 
 /// The rustls server configuration for --tls-cert/--tls-key (ring provider).
@@ -93,32 +108,6 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, SettingsE
     Ok(config)
 }
 
-/// Serves `app` over TLS until shutdown.
-async fn serve_tls(listener: tokio::net::TcpListener, app: Router, config: rustls::ServerConfig) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let stop = shutdown();
-    tokio::pin!(stop);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut stop => return,
-        };
-        let Ok((tcp, _)) = accepted else { continue };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
-        });
-    }
-}
-
 struct Hold {
     tool: String,
     /// The call's arguments as the approver sees them (pretty JSON, bounded).
@@ -139,6 +128,7 @@ struct ServerState {
     events: Option<Mutex<std::fs::File>>,
     public_url: String,
     hold_for: Duration,
+    max_holds_per_agent: usize,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -207,6 +197,17 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
                 .clone()
                 .unwrap_or_else(|| format!("{scheme}://{local}")),
             hold_for: Duration::from_secs(args.hold_seconds),
+            max_holds_per_agent: usize::try_from(args.max_holds_per_agent).unwrap_or(64),
+        });
+        let admission = Arc::new(crate::serve_limits::Admission {
+            authorized: {
+                let state = state.clone();
+                Box::new(move |headers| {
+                    proxy_authorized(&state, headers).then(|| presented_key(headers))
+                })
+            },
+            rate: crate::serve_limits::RateLimiter::new(args.max_requests_per_second),
+            deadline: Duration::from_millis(args.request_timeout_ms),
         });
         let app = Router::new()
             .route("/v1/enforce", post(enforce))
@@ -217,21 +218,23 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
             .route("/v1/holds/{token}/approve", post(approve))
             .route("/v1/holds/{token}/deny", post(deny))
             .route("/healthz", get(|| async { "ok" }))
-            .with_state(state);
+            .with_state(state)
+            .layer(axum::middleware::from_fn_with_state(
+                admission,
+                crate::serve_limits::admit,
+            ));
         tracing::info!(
             "thoth enforcer listening on {scheme}://{local} (policy {})",
             args.policy.display()
         );
-        match tls {
-            Some(config) => {
-                serve_tls(listener, app, config).await;
-                Ok(())
-            }
-            None => axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown())
-                .await
-                .map_err(|e| SettingsError::new(format!("server failed: {e}"))),
-        }
+        let acceptor = tls.map(|config| tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        let max_connections = usize::try_from(args.max_connections).unwrap_or(256);
+        let limits = crate::serve_limits::Limits {
+            max_connections,
+            deadline: Duration::from_millis(args.request_timeout_ms),
+        };
+        crate::serve_limits::accept_loop(listener, app, acceptor, limits, shutdown()).await;
+        Ok(())
     })
 }
 
@@ -355,6 +358,16 @@ fn authorized_json(
     serde_json::from_slice::<Value>(body).map_err(|_| Box::new(bad_request("body is not JSON")))
 }
 
+/// The key a request presents (empty when none), to count its rate.
+fn presented_key(headers: &HeaderMap) -> String {
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| bearer(headers))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Proxies authenticate with `x-api-key` (enforce) or `Authorization: Bearer` (holds).
 fn proxy_authorized(state: &ServerState, headers: &HeaderMap) -> bool {
     let Some(expected) = &state.api_key else {
@@ -390,6 +403,9 @@ async fn enforce(
     if tool.is_empty() {
         return bad_request("tool_name is required");
     }
+    if tool.len() > thoth_core::rpc::MAX_TOOL_NAME {
+        return bad_request("tool_name is longer than 256 bytes");
+    }
     let mode = parse_mode(&text("enforcement_mode")).unwrap_or(Mode::Block);
     let environment = match text("environment").as_str() {
         "dev" => Environment::Dev,
@@ -419,6 +435,29 @@ async fn enforce(
         text("user_id"),
         text("session_intent"),
     );
+    // What is kept per session and per hold stays small.
+    for (name, value) in [
+        ("session_id", &session_id),
+        ("agent_id", &agent),
+        ("tenant_id", &tenant),
+        ("user_id", &user),
+        ("session_intent", &intent),
+    ] {
+        if value.len() > MAX_ID_TEXT {
+            return bad_request(&format!("{name} is longer than {MAX_ID_TEXT} bytes"));
+        }
+    }
+    let args_len = serde_json::to_string(&args).map_or(usize::MAX, |t| t.len());
+    if args_len > crate::enforce::MAX_POLICY_ARGUMENTS {
+        let refused = crate::proxy::decide::too_large(args_len);
+        return axum::Json(json!({
+            "decision": refused.verdict.as_str(),
+            "reason": refused.reason,
+            "decision_reason_code": refused.decision_reason_code,
+            "violation_id": uuid::Uuid::new_v4().to_string(),
+        }))
+        .into_response();
+    }
     let input = DecisionInput {
         agent_id: &agent,
         tenant_id: &tenant,
@@ -466,7 +505,17 @@ async fn enforce(
             let now = Instant::now();
             holds.retain(|_, h| h.expires > now);
         }
-        if holds.len() < MAX_HOLDS {
+        let now = Instant::now();
+        let open_for_agent = holds
+            .values()
+            .filter(|h| h.agent == agent && h.resolution.is_none() && h.expires > now)
+            .count();
+        if open_for_agent >= state.max_holds_per_agent {
+            tracing::warn!(
+                "agent {} has {open_for_agent} open holds (the quota): this STEP_UP gets no hold",
+                crate::logging::escaped(&agent)
+            );
+        } else if holds.len() < MAX_HOLDS {
             holds.insert(
                 token.clone(),
                 Hold {

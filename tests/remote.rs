@@ -244,7 +244,7 @@ fn the_approval_page_shows_the_arguments_safely() {
 #[test]
 fn a_resolved_or_expired_hold_never_changes() {
     let s = Scratch::new("remote-hold-final");
-    let enforcer = Enforcer::start_with(&s, HIPAA, KEY, "approver-9c1", &["--hold-seconds", "2"]);
+    let enforcer = Enforcer::start_with(&s, HIPAA, KEY, "approver-9c1", &["--hold-seconds", "4"]);
     let mut p = remote_proxy(
         &s,
         &enforcer.url,
@@ -279,12 +279,14 @@ fn a_resolved_or_expired_hold_never_changes() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    assert_eq!(act("deny", &tokens[0]).0, Some(0));
+    let (code, err) = act("deny", &tokens[0]);
+    assert_eq!(code, Some(0), "{err}");
     let (code, err) = act("approve", &tokens[0]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("already resolved: BLOCK"), "{err}");
     assert_eq!(act("approve", &tokens[1]).0, Some(0));
-    std::thread::sleep(Duration::from_millis(2100));
+    // The second hold was made about 1 s in and lives 4 s.
+    std::thread::sleep(Duration::from_millis(3200));
     let (code, err) = act("deny", &tokens[1]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("expired"), "{err}");
@@ -1226,4 +1228,153 @@ fn enforcer_texts_cannot_forge_log_lines() {
         );
     }
     assert_eq!(stderr.matches("forged").count(), 2, "{stderr}");
+}
+
+/// `thoth enforcer serve` sets its limits before it trusts a peer: a wrong key is refused
+/// on the headers (the body is never read), slow headers are cut at the deadline, one
+/// agent cannot fill the hold table, tool names are bounded, and each key has a rate.
+#[test]
+fn enforcer_serve_limits_come_before_trust() {
+    use std::io::{Read, Write};
+    let s = Scratch::new("serve-limits");
+    let enforcer = Enforcer::start_with(
+        &s,
+        HIPAA,
+        KEY,
+        "approver-9c1",
+        &[
+            "--request-timeout-ms",
+            "500",
+            "--max-requests-per-second",
+            "5",
+            "--max-holds-per-agent",
+            "2",
+        ],
+    );
+    let host = enforcer.url.trim_start_matches("http://").to_string();
+    let rss_kib = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    let pid = enforcer.child.id();
+    let before = rss_kib(pid);
+    // 150 unauthenticated connections announcing 2 MB bodies and sending 1 MB each.
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut refused = 0;
+    let mut conns = Vec::new();
+    for _ in 0..150 {
+        let mut c = std::net::TcpStream::connect(&host).unwrap();
+        c.set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let _ = write!(
+            c,
+            "POST /v1/enforce HTTP/1.1\r\nHost: x\r\nx-api-key: wrong\r\nContent-Length: 2000000\r\n\r\n"
+        );
+        for _ in 0..16 {
+            if c.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        conns.push(c);
+    }
+    for mut c in conns {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = [0u8; 12];
+        if c.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 401") {
+            refused += 1;
+        }
+    }
+    let after = rss_kib(pid);
+    eprintln!("150 unauthenticated 1 MB bodies: RSS {before} -> {after} KiB, {refused} refused");
+    assert_eq!(refused, 150);
+    assert!(after < before + 64 * 1024, "RSS {before} -> {after} KiB");
+
+    // Headers that never finish are cut at the deadline.
+    let mut slow: Vec<_> = (0..20)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&host).unwrap();
+            c.write_all(b"POST /v1/enforce HTTP/1.1\r\nHo").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    for c in &mut slow {
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "slow headers held {:?}",
+        started.elapsed()
+    );
+
+    // One agent gets at most two open holds; a STEP_UP past that comes without one.
+    let enforce = |tool: &str| {
+        let body = json!({ "agent_id": "a1", "tenant_id": "t", "user_id": "u", "tool_name": tool, "tool_args": { "mrn": "1" }, "session_id": "s1", "enforcement_mode": "block", "environment": "dev" }).to_string();
+        http(
+            &enforcer.url,
+            &format!(
+                "POST /v1/enforce HTTP/1.1\r\nx-api-key: {KEY}\r\nContent-Type: application/json"
+            ),
+            &body,
+        )
+    };
+    let holds: Vec<bool> = (0..3)
+        .map(|_| {
+            let answer = enforce("patient_lookup");
+            assert!(answer.contains("STEP_UP"), "{answer}");
+            answer.contains("hold_token")
+        })
+        .collect();
+    assert_eq!(holds, [true, true, false]);
+    // Tool names are bounded as in local mode.
+    assert!(enforce(&"x".repeat(300)).starts_with("HTTP/1.1 400"));
+    // Five a second per key, bursts of ten: thirty at once cannot all pass.
+    let statuses: Vec<String> = (0..30)
+        .map(|_| enforce("read_file")[..12].to_string())
+        .collect();
+    assert!(statuses.iter().any(|s| s == "HTTP/1.1 429"), "{statuses:?}");
+    assert!(statuses.iter().any(|s| s == "HTTP/1.1 200"), "{statuses:?}");
+}
+
+/// The connection cap: slow peers holding every slot are cut at the deadline, and the
+/// next client is served.
+#[test]
+fn enforcer_serve_caps_connections() {
+    use std::io::{Read, Write};
+    let s = Scratch::new("serve-cap");
+    let enforcer = Enforcer::start_with(
+        &s,
+        HIPAA,
+        KEY,
+        "approver-9c1",
+        &["--max-connections", "4", "--request-timeout-ms", "500"],
+    );
+    let host = enforcer.url.trim_start_matches("http://").to_string();
+    let _slow: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&host).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    let answer = http(&enforcer.url, "GET /healthz HTTP/1.1", "");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut c = std::net::TcpStream::connect(&host).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
 }
