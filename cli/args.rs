@@ -106,6 +106,10 @@ pub struct HealthArgs {
     /// Report on every user's profile; the worst status wins.
     #[arg(long)]
     pub all_users: bool,
+    /// Internal: assess the profile in this home and print it as JSON (what root runs
+    /// as each user for --user and --all-users).
+    #[arg(long, hide = true, conflicts_with_all = ["user", "all_users", "json", "jamf"])]
+    pub one_home: Option<std::path::PathBuf>,
 }
 
 /// `thoth register`.

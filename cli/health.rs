@@ -303,6 +303,9 @@ fn combine(
 
 /// Runs `thoth health`.
 pub fn run(args: &HealthArgs) -> ExitCode {
+    if let Some(home) = &args.one_home {
+        return one_home(home, args.probe);
+    }
     let homes = match homes(args) {
         Ok(h) if !h.is_empty() => h,
         Ok(_) => {
@@ -317,13 +320,11 @@ pub fn run(args: &HealthArgs) -> ExitCode {
     let users: Vec<_> = homes
         .iter()
         .map(|(home, places)| {
-            let snapshot = Snapshot::gather(home, places);
-            let probe = if args.probe {
-                probe(snapshot.settings.as_ref().ok())
-            } else {
-                Probe::default()
+            // Root reads another user's profile only through a thoth running as them.
+            let (mut fields, checks) = match crate::as_owner::foreign_owner(&[home]) {
+                Some(owner) => as_user(&owner, home, args.probe),
+                None => assess_home(home, places, args.probe),
             };
-            let (mut fields, checks) = assess(&snapshot, &probe);
             fields.insert("Users".into(), json!(1));
             (fields, checks)
         })
@@ -361,6 +362,85 @@ pub fn run(args: &HealthArgs) -> ExitCode {
         }
     }
     code
+}
+
+fn assess_home(home: &Path, places: &Places, with_probe: bool) -> (Map<String, Value>, Checks) {
+    let snapshot = Snapshot::gather(home, places);
+    let probe = if with_probe {
+        probe(snapshot.settings.as_ref().ok())
+    } else {
+        Probe::default()
+    };
+    assess(&snapshot, &probe)
+}
+
+/// `--one-home`: one profile's fields and checks as one JSON line, for root.
+fn one_home(home: &Path, with_probe: bool) -> ExitCode {
+    let places = Places::for_home(Os::current(), home.to_path_buf());
+    let (fields, checks) = assess_home(home, &places, with_probe);
+    let checks: Vec<Value> = checks
+        .0
+        .iter()
+        .map(|(name, level, detail)| json!([name, level.as_str(), detail]))
+        .collect();
+    println!("{}", json!({ "fields": fields, "checks": checks }));
+    ExitCode::SUCCESS
+}
+
+/// One user's health, assessed by thoth running as that user (`--one-home`).
+fn as_user(
+    owner: &crate::as_owner::Owner,
+    home: &Path,
+    with_probe: bool,
+) -> (Map<String, Value>, Checks) {
+    let mut args: Vec<std::ffi::OsString> = vec!["health".into(), "--one-home".into(), home.into()];
+    if with_probe {
+        args.push("--probe".into());
+    }
+    let env = crate::settings::EnvVars::from_process().ok();
+    let limit = crate::as_owner::timeout(env.as_ref());
+    let failed = |why: String| {
+        let mut fields = Map::new();
+        fields.insert(
+            "User".into(),
+            json!(
+                home.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+        );
+        let mut checks = Checks::default();
+        checks.add("profile", Level::Fail, why);
+        (fields, checks)
+    };
+    let who = crate::logging::escaped(&owner.name).to_string();
+    match crate::as_owner::run_as(owner, home, &args, &[], true, limit) {
+        Ok(crate::as_owner::Outcome::Done { stdout, .. }) => {
+            let Ok(answer) = serde_json::from_slice::<Value>(&stdout) else {
+                return failed(format!("the check as {who} gave no answer"));
+            };
+            let fields = answer["fields"].as_object().cloned().unwrap_or_default();
+            let mut checks = Checks::default();
+            for check in answer["checks"].as_array().into_iter().flatten() {
+                let level = match check[1].as_str() {
+                    Some("pass") => Level::Pass,
+                    Some("warn") => Level::Warn,
+                    _ => Level::Fail,
+                };
+                checks.add(
+                    check[0].as_str().unwrap_or("check"),
+                    level,
+                    check[2].as_str().unwrap_or_default(),
+                );
+            }
+            (fields, checks)
+        }
+        Ok(crate::as_owner::Outcome::TimedOut) => failed(format!(
+            "the check as {who} did not end within {} ms (a FIFO, a held lock or a slow disk in that home?)",
+            limit.as_millis()
+        )),
+        Err(e) => failed(format!("cannot run the check as {who}: {e}")),
+    }
 }
 
 /// A field as a Jamf extension attribute shows it.

@@ -5,6 +5,7 @@
 //! `scan`, its JSON lines) ever reach stdout; diagnostics go to stderr via `tracing`.
 
 pub mod args;
+pub mod as_owner;
 pub mod audit;
 pub mod clock;
 pub mod doctor;

@@ -120,6 +120,12 @@ pub fn admin_settings(
 
 /// Runs `thoth status`.
 pub fn run(args: &StatusArgs) -> ExitCode {
+    // As root with another user's HOME, the user's profile is read as that user.
+    if let Some(home) = dirs::home_dir()
+        && let Some(owner) = crate::as_owner::foreign_owner(&[&home])
+    {
+        return crate::as_owner::rerun_as(&owner, &home, &[]);
+    }
     let Some(home) = dirs::home_dir() else {
         tracing::error!("cannot find the home directory (set HOME)");
         return ExitCode::from(1);

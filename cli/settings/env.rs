@@ -63,6 +63,7 @@ pub const KNOWN: &[&str] = &[
     "THOTH_TELEMETRY",
     "THOTH_CHILD_KILL_DELAY_MS",
     "THOTH_SERVER_STALL_WARN_MS",
+    "THOTH_USER_WORK_TIMEOUT_MS",
 ];
 
 /// Variables whose values are secrets: never logged, never passed to the server.
@@ -111,6 +112,7 @@ pub struct EnvVars {
     pub child_term_delay: Option<Duration>,
     pub child_kill_delay: Option<Duration>,
     pub server_stall_warn: Option<Duration>,
+    pub user_work_timeout: Option<Duration>,
     pub enforcer_timeout: Option<Duration>,
     pub step_up_poll: Option<Duration>,
     pub telemetry: Option<bool>,
@@ -443,6 +445,7 @@ impl EnvVars {
             child_term_delay: r.millis("THOTH_CHILD_TERM_DELAY_MS", 10, 60_000)?,
             child_kill_delay: r.millis("THOTH_CHILD_KILL_DELAY_MS", 10, 60_000)?,
             server_stall_warn: r.millis("THOTH_SERVER_STALL_WARN_MS", 10, 600_000)?,
+            user_work_timeout: r.millis("THOTH_USER_WORK_TIMEOUT_MS", 100, 600_000)?,
             enforcer_timeout: r.millis("THOTH_ENFORCER_TIMEOUT_MS", 100, 60_000)?,
             step_up_poll: r.millis("THOTH_STEP_UP_POLL_MS", 50, 10_000)?,
             telemetry: r.choice("THOTH_TELEMETRY", &[("on", true), ("off", false)])?,

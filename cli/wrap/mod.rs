@@ -104,6 +104,27 @@ impl FileReport {
 
 /// Runs `thoth wrap-config`.
 pub fn run(args: &WrapConfigArgs) -> ExitCode {
+    // As root over another user's files, the whole edit runs as that user.
+    let home = dirs::home_dir();
+    let mut touched: Vec<&Path> = Vec::new();
+    touched.extend(args.config.as_deref());
+    touched.extend(args.output.as_deref());
+    if args.all {
+        touched.extend(home.as_deref());
+    }
+    if let Some(owner) = crate::as_owner::foreign_owner(&touched) {
+        let home = if owner.home.is_dir() {
+            owner.home.clone()
+        } else {
+            home.unwrap_or_else(|| owner.home.clone())
+        };
+        let key: Vec<(&str, std::ffi::OsString)> = crate::harden::secret("THOTH_API_KEY")
+            .filter(|_| args.embed_api_key)
+            .map(|k| ("THOTH_API_KEY", k))
+            .into_iter()
+            .collect();
+        return crate::as_owner::rerun_as(&owner, &home, &key);
+    }
     match plan(args) {
         Ok(Plan {
             targets,
