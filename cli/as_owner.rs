@@ -32,9 +32,10 @@ pub struct Owner {
     pub home: PathBuf,
 }
 
-/// When thoth runs as root: the first of `paths` (looked at without following a link;
-/// a path that does not exist is judged by the nearest directory above it that does)
-/// that belongs to another user, and that user.
+/// When thoth runs as root: the owner of the first of `paths` that another user
+/// controls, and that user. A path is another user's when any of its components, from
+/// the top down, belongs to that user (each looked at without following a link): who
+/// owns a directory or a link on the way decides where the rest of the path leads.
 pub fn foreign_owner(paths: &[&Path]) -> Option<Owner> {
     #[cfg(unix)]
     {
@@ -43,15 +44,19 @@ pub fn foreign_owner(paths: &[&Path]) -> Option<Owner> {
             return None;
         }
         for path in paths {
-            let mut at = Some(*path);
-            while let Some(p) = at {
-                if let Ok(meta) = std::fs::symlink_metadata(p) {
-                    if meta.uid() != 0 {
-                        return owner_of(meta.uid(), meta.gid());
-                    }
+            let absolute = match std::path::absolute(path) {
+                Ok(p) => p,
+                Err(_) => continue,
+            };
+            let mut prefix = PathBuf::new();
+            for component in absolute.components() {
+                prefix.push(component);
+                let Ok(meta) = std::fs::symlink_metadata(&prefix) else {
                     break;
+                };
+                if meta.uid() != 0 {
+                    return owner_of(meta.uid(), meta.gid());
                 }
-                at = p.parent().filter(|d| !d.as_os_str().is_empty());
             }
         }
         None

@@ -481,6 +481,12 @@ fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, String> {
         }
         let home = user_home(name, &root, test_root.is_some())
             .ok_or_else(|| format!("--user {name}: no such user"))?;
+        if test_root.is_none() && name != "root" && owned_by_root(&home) {
+            return Err(format!(
+                "--user {name}: {} belongs to root, not to {name}; not assessed",
+                home.display()
+            ));
+        }
         return Ok(vec![(home.clone(), Places::for_home(os, home))]);
     }
     if args.all_users {
@@ -488,6 +494,9 @@ fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, String> {
             .map_err(|e| format!("{}: {e}", root.display()))?
             .filter_map(Result::ok)
             .map(|e| e.path())
+            // A root-owned folder there (macOS's world-writable /Users/Shared) is no
+            // one's home, and root would read what any user planted in it.
+            .filter(|p| test_root.is_some() || !owned_by_root(p))
             .filter(|p| p.is_dir() && is_user_home(p))
             .collect();
         homes.sort();
@@ -498,6 +507,20 @@ fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, String> {
     }
     let home = dirs::home_dir().ok_or("cannot find the home directory (set HOME)")?;
     Ok(vec![(home.clone(), Places::current(home))])
+}
+
+/// True when `dir` itself (not followed) belongs to root.
+fn owned_by_root(dir: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(dir).is_ok_and(|m| m.uid() == 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        false
+    }
 }
 
 /// Where users' homes are (debug builds' `THOTH_TEST_HOMES_DIR` replaces it in tests).

@@ -3,8 +3,10 @@
 //! for long.
 //!
 //! - [`accept_loop`]: at most `max_connections` connections at once (more wait in the
-//!   listen backlog); a TLS handshake and a request's headers each have a deadline
-//!   (`--request-timeout-ms`, 10 s).
+//!   listen backlog); the first byte of a connection, a TLS handshake and a request's
+//!   headers each have a deadline (`--request-timeout-ms`, 10 s). HTTP/1.1 only: an
+//!   HTTP/2 connection has no header deadline and can sit idle holding a slot, and the
+//!   proxies speak HTTP/1.1 anyway.
 //! - [`admit`] (middleware, before any handler or body extractor): the proxy key is
 //!   checked on the headers, then the presented key's request rate, and only then is the
 //!   body read — bounded per route and within a deadline. Approval posts carry their key
@@ -203,9 +205,18 @@ pub async fn accept_loop(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            // A peer that connects and sends nothing gives up its slot at the deadline
+            // (the header deadline only starts with the first byte).
+            if !matches!(
+                tokio::time::timeout(limits.deadline, tcp.readable()).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
             let service = hyper_util::service::TowerToHyperService::new(app);
             let mut builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .http1_only();
             builder
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())

@@ -104,7 +104,8 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, SettingsE
     .with_no_client_auth()
     .with_single_cert(certs, key_der)
     .map_err(|e| SettingsError::new(format!("{}: {e}", cert.display())))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only (see serve_limits: an idle HTTP/2 connection has no deadline).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

@@ -1060,3 +1060,34 @@ fn the_server_cannot_read_thoths_secrets_from_proc() {
     assert!(seen.contains("own:\n"), "{seen}");
     assert!(seen.contains("Permission denied"), "{seen}");
 }
+
+/// A frame within `--max-frame-bytes` whose canonical line is not (U+0085 grows from 2
+/// bytes to 6) is refused, so the limit still bounds what the server reads.
+#[test]
+fn the_frame_limit_bounds_the_canonical_line() {
+    let s = Scratch::new("canonical-limit");
+    let mut p = proxy(
+        &s,
+        &["--policy", READ_ONLY, "--max-frame-bytes", "2000"],
+        &[],
+    );
+    let text = "\u{85}".repeat(400);
+    p.send(&call(1, "read_file", json!({ "path": text })));
+    let v = p.recv_json();
+    assert_eq!(v["id"], 1, "{v}");
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "frame_too_large", "{v}");
+    p.send(&call(
+        2,
+        "read_file",
+        json!({ "path": "\u{85}".repeat(10) }),
+    ));
+    assert_eq!(p.recv_json()["id"], 2);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert_eq!(
+        received(&s).lines().count(),
+        1,
+        "only the small call reached the server"
+    );
+}

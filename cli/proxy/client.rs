@@ -174,15 +174,31 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
             match step {
                 FrameStep::Frame { frame, consumed } => {
                     let frame = Span::new(start + frame.start, start + frame.end);
+                    let rewrite = thoth_core::needs_rewrite(frame.of(&buf));
+                    if rewrite
+                        && thoth_core::canonical_len(frame.of(&buf)) > ctx.settings.max_frame_bytes
+                    {
+                        // Its canonical line would outgrow the limit the server is promised.
+                        ctx.reply(canonical_too_large(
+                            frame.of(&buf),
+                            ctx.settings.max_frame_bytes,
+                        ))
+                        .await;
+                        start += consumed;
+                        if n == 0 {
+                            break;
+                        }
+                        continue;
+                    }
                     match plan(&ctx, frame.of(&buf)) {
-                        Plan::Forward => kept = forward(&ctx, &mut buf, kept, frame).await,
+                        Plan::Forward => kept = forward(&ctx, &mut buf, kept, frame, rewrite).await,
                         Plan::Done => {}
                         Plan::Reply(answer) => ctx.reply(answer).await,
                         Plan::ToolCall { raw_id, call } => {
                             if tools_call(&ctx, frame.of(&buf), raw_id, call).await {
                                 // Observe mode: forwarded at once, after what came before.
                                 flush_kept(&ctx, &buf, &mut kept).await;
-                                kept = forward(&ctx, &mut buf, kept, frame).await;
+                                kept = forward(&ctx, &mut buf, kept, frame, rewrite).await;
                             }
                         }
                         Plan::Batch => {
@@ -223,8 +239,14 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
 /// Forwards `frame` as its canonical line: kept in the buffer (see [`keep`]) when it
 /// has nothing to rewrite, which is almost always; else, after what was kept before
 /// it, as a rewritten copy. Returns the new end of the kept bytes.
-async fn forward(ctx: &Ctx, buf: &mut Vec<u8>, mut kept: usize, frame: Span) -> usize {
-    if !thoth_core::needs_rewrite(frame.of(buf)) {
+async fn forward(
+    ctx: &Ctx,
+    buf: &mut Vec<u8>,
+    mut kept: usize,
+    frame: Span,
+    rewrite: bool,
+) -> usize {
+    if !rewrite {
         return keep(buf, kept, frame);
     }
     flush_kept(ctx, buf, &mut kept).await;
@@ -277,6 +299,26 @@ async fn flush_kept(ctx: &Ctx, buf: &[u8], kept: &mut usize) {
         *kept = 0;
         ctx.send_server(bytes).await;
     }
+}
+
+/// The answer to a frame whose canonical line would be over `max` bytes (its id when it
+/// is a request).
+fn canonical_too_large(frame: &[u8], max: usize) -> Vec<u8> {
+    let id = match thoth_core::scan(frame) {
+        Ok(Message::Request(call)) => call.id().map(|id| id.raw.to_vec()),
+        _ => None,
+    };
+    reply::error(
+        id.as_deref(),
+        -32600,
+        "Invalid Request",
+        Some(&json!({
+            "reason": "frame_too_large",
+            "detail": "its canonical line (raw U+2028, U+2029, U+0085 written as \\u escapes) is over the limit",
+            "frame_bytes": thoth_core::canonical_len(frame),
+            "max_frame_bytes": max,
+        })),
+    )
 }
 
 fn oversized(dropped: u64, max: usize) -> Vec<u8> {
@@ -404,7 +446,10 @@ fn cancel_pending(ctx: &Ctx, frame: &[u8], call: &Call<'_>) -> bool {
             if let Some(abort) = abort {
                 abort.abort();
             }
-            tracing::info!("cancelled call {key} before its decision; not forwarded");
+            tracing::info!(
+                "cancelled call {} before its decision; not forwarded",
+                crate::logging::escaped(&key)
+            );
             true
         }
         None => false,

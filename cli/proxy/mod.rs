@@ -743,6 +743,32 @@ mod tests {
         texts
     }
 
+    /// thoth's own replies are frames thoth writes: canonical lines too, even when the
+    /// id or the tool name they copy from the client holds a raw U+2028, U+2029 or U+0085.
+    #[test]
+    fn replies_to_the_client_are_canonical_lines() {
+        let frames = [
+            "{\"jsonrpc\":\"2.0\",\"id\":\"a\u{2028}b\",\"method\":\"tools/call\",\"params\":{\"name\":\"evil\"}}",
+            "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"ev\u{2029}il\"}}",
+            "{\"jsonrpc\":\"2.0\",\"id\":\"c\u{85}d\",\"method\":\"tools/call\",\"params\":{\"name\":\"safe\",\"arguments\":{\"a\":1,\"a\":2}}}",
+        ];
+        let input = frames.map(|f| format!("{f}\n")).concat();
+        let (_, to_client) = run_bytes(&only_safe(), input.as_bytes(), 4096, false).unwrap();
+        let text = String::from_utf8(to_client).unwrap();
+        assert_eq!(text.lines().count(), frames.len(), "{text:?}");
+        assert!(
+            !text.contains(['\r', '\u{2028}', '\u{2029}', '\u{85}']),
+            "{text:?}"
+        );
+        for reader in crate::readers::Reader::ALL {
+            assert_eq!(
+                reader.messages(text.as_bytes()).len(),
+                frames.len(),
+                "{reader:?}"
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -765,7 +791,12 @@ mod tests {
                     expected.extend(value);
                 }
             }
-            let (to_server, _) = run_bytes(&only_safe(), &input, chunk, false).unwrap();
+            let (to_server, replies) = run_bytes(&only_safe(), &input, chunk, false).unwrap();
+            // thoth's own answers to the client read alike for every reader too.
+            let answers = crate::readers::Reader::Newline.messages(&replies);
+            for reader in crate::readers::Reader::ALL {
+                prop_assert_eq!(&reader.messages(&replies), &answers, "{:?}", reader);
+            }
             let seen = crate::readers::Reader::Newline.messages(&to_server);
             for reader in crate::readers::Reader::ALL {
                 let theirs = reader.messages(&to_server);

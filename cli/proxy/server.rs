@@ -133,7 +133,8 @@ impl Relay {
                     .diverted
                     .push(shown(&held, held.len(), "partial last line"));
             }
-            Line::Streaming => self.cut(out, found, "the server exited mid-line"),
+            // A whole value that only lacks its `\n` ends as any line does.
+            Line::Streaming => self.end_line(out, found),
             Line::Diverted => found.diverted.push(shown(&self.held, self.line_len, "")),
             Line::Cut => {}
         }
@@ -263,7 +264,11 @@ impl Relay {
             "thoth cut off a server line that is not a JSON-RPC message",
             Some(&json!({ "reason": "server_line_invalid", "detail": why })),
         );
-        out.extend_from_slice(&answer);
+        found
+            .rewrites
+            .add(thoth_core::write_canonical(&answer, |piece| {
+                out.extend_from_slice(piece)
+            }));
         out.push(b'\n');
         found
             .cut
@@ -285,6 +290,10 @@ impl Relay {
                     let rewrites = self.rewriter.finish(|piece| out.extend_from_slice(piece));
                     found.rewrites.add(rewrites);
                     out.push(b'\n');
+                    // Too long to scan, but its id was read: the request is answered.
+                    if let Some(id) = self.streamed_id.take() {
+                        found.answered.push(id_key(&id));
+                    }
                 }
                 Err(e) => self.cut(out, found, e.kind.as_str()),
             },
@@ -345,6 +354,12 @@ pub fn relay_bytes(output: &[u8], chunk: usize, scan_limit: usize) -> Vec<u8> {
     out
 }
 
+/// Appends one of thoth's own frames as its canonical line (it carries client bytes).
+fn canonical_reply(frame: &[u8], out: &mut Vec<u8>, found: &mut Found) {
+    let rewrites = thoth_core::write_canonical(frame, |piece| out.extend_from_slice(piece));
+    found.rewrites.add(rewrites);
+}
+
 fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: &mut Found) {
     let mut wanted = false;
     let mut note = |m: &Message<'_>| {
@@ -403,11 +418,13 @@ pub async fn pump(
             reply = replies.recv(), if replies_open && !relay.mid_line() => {
                 match reply {
                     Some(frame) => {
-                        out.extend_from_slice(&frame);
+                        // thoth's own frames carry client bytes (ids, progress tokens,
+                        // tool names): they are canonical lines too.
+                        canonical_reply(&frame, &mut out, &mut found);
                         // Drain what is already queued into the same write.
                         while out.len() < 64 * 1024 {
                             match replies.try_recv() {
-                                Ok(more) => out.extend_from_slice(&more),
+                                Ok(more) => canonical_reply(&more, &mut out, &mut found),
                                 Err(_) => break,
                             }
                         }
@@ -573,11 +590,33 @@ mod tests {
             assert_eq!(error["id"], "q7");
             assert_eq!(error["error"]["code"], -32603);
             assert_eq!(found.cut.len(), 1);
-            assert_eq!(found.answered, [r#""q7""#]);
+            assert_eq!(found.answered.first().map(String::as_str), Some(r#""q7""#));
             if tail.ends_with(b"\n") {
                 assert_eq!(lines[2].as_bytes(), OK, "the next line is relayed");
             }
         }
+    }
+
+    /// The error thoth writes after a cut is a frame thoth writes: its canonical line too,
+    /// even when the id it copies from the server holds a raw U+2028.
+    #[test]
+    fn the_answer_to_a_cut_line_is_a_canonical_line() {
+        let mut r = Relay::new(8);
+        let (mut out, mut found) = (Vec::new(), Found::default());
+        r.feed(
+            "{\"jsonrpc\":\"2.0\",\"id\":\"a\u{2028}b\",\"result\":\"0123456789".as_bytes(),
+            &mut out,
+            &mut found,
+        );
+        r.feed(b"\x01\"}\n", &mut out, &mut found);
+        assert_eq!(found.cut.len(), 1);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains(['\r', '\u{2028}', '\u{2029}', '\u{85}']),
+            "{text:?}"
+        );
+        let error: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(error["id"], "a\u{2028}b");
     }
 
     #[test]

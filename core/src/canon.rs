@@ -89,6 +89,15 @@ pub fn needs_rewrite(frame: &[u8]) -> bool {
     false
 }
 
+/// The length of `frame`'s canonical form: larger than the frame when it holds
+/// separators (U+0085 grows from 2 bytes to 6, U+2028 and U+2029 from 3 to 6), so a
+/// caller that bounds what it writes bounds this, not the frame.
+pub fn canonical_len(frame: &[u8]) -> usize {
+    let mut len = 0usize;
+    write_canonical(frame, |piece| len = len.saturating_add(piece.len()));
+    len
+}
+
 /// Writes the canonical form of `frame` (a frame that passed validation, without its
 /// terminator) through `emit`, in order, and returns what was substituted. The pieces
 /// concatenated are the frame with each substitution of the module doc applied.
@@ -276,6 +285,7 @@ mod tests {
             assert_eq!(out, *want, "{frame:?}");
             assert_eq!(got, *rewrites, "{frame:?}");
             assert_eq!(needs_rewrite(frame), !rewrites.is_empty(), "{frame:?}");
+            assert_eq!(canonical_len(frame), want.len(), "{frame:?}");
         }
     }
 

@@ -38,7 +38,7 @@ pub mod reply;
 pub mod rpc;
 mod text;
 
-pub use canon::{LineRewriter, Rewrites, needs_rewrite, write_canonical};
+pub use canon::{LineRewriter, Rewrites, canonical_len, needs_rewrite, write_canonical};
 pub use error::{Error, ErrorKind};
 pub use frame::{FrameStep, Frames, LineFramer};
 pub use json::{DEFAULT_MAX_DEPTH, MAX_DEPTH, validate, validate_with_depth};

@@ -59,11 +59,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let chunk = usize::from(control & 0x3F) + 1;
 
-    let (to_server, _) = thoth::proxy::run_bytes(only_safe(), stream, chunk, false)
+    let (to_server, replies) = thoth::proxy::run_bytes(only_safe(), stream, chunk, false)
         .expect("the pumps run");
     for call in tool_calls(&same_for_every_reader(&to_server, false)) {
         assert_eq!(call["params"]["name"], "safe", "{call}");
         assert!(call.get("id").is_some(), "{call}");
+    }
+    // thoth's own answers carry client bytes (ids, names): canonical lines too.
+    for message in same_for_every_reader(&replies, false) {
+        assert!(is_message(&message), "{message}");
     }
 
     let scan_limit = if control & 0x40 == 0 { 1 << 20 } else { 16 };

@@ -65,5 +65,30 @@ out="$(HOME="$home" timeout 30 "$thoth" status 2>&1 || true)"
 check "status with the user's HOME creates no root-owned file there" '[[ -z "$(root_files_in_home)" ]]'
 check "status with the user's HOME does not print the root-only file" '[[ $out != *SECRET-KEY-123* ]]'
 
+# 5. (security review) wrap-config as root through a user's link to a root-owned
+#    *directory*: foreign_owner lstat()s only the last component, so
+#    ~/.cursor -> $work/rootdir makes ~/.cursor/mcp.json look root's, and root edits it.
+rootdir="$work/rootdir"
+mkdir -p "$rootdir"
+printf '{"mcpServers":{"s":{"command":"echo","args":["ROOT-DIR-FILE"]}}}\n' > "$rootdir/mcp.json"
+rootbefore="$(sha256sum "$rootdir/mcp.json")"
+as_user rm -rf "$home/.cursor"
+as_user ln -s "$rootdir" "$home/.cursor"
+timeout 30 "$thoth" wrap-config --client cursor "$home/.cursor/mcp.json" >/dev/null 2>&1 || true
+check "wrap-config does not edit a root-owned file through the user's directory link" '[[ "$(sha256sum "$rootdir/mcp.json")" == "$rootbefore" ]]'
+
+# 6. A root-owned, world-writable folder under /home (as macOS's /Users/Shared) is no
+#    one's home: --all-users must not read what a user planted in it, as root.
+shared="/home/tshared$$"
+mkdir -m 1777 "$shared"
+trap 'cleanup; rm -rf "$shared"; rm -f "/etc/thoth-shared-$$"' EXIT
+as_user mkdir -p "$shared/.thoth"
+as_user mkfifo "$shared/.thoth/state.json"
+as_user ln -s "/etc/thoth-shared-$$" "$shared/.thoth/state.lock"
+started=$SECONDS
+HOME=/root timeout 60 "$thoth" health --all-users --json >/dev/null 2>&1 || true
+check "health --all-users skips a root-owned shared folder (no hang)" '(( SECONDS - started < 30 ))'
+check "health --all-users creates nothing through its lock link" '[[ ! -e /etc/thoth-shared-$$ ]]'
+
 echo "root-admin: $pass passed, $fail failed"
 (( fail == 0 ))
