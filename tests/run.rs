@@ -21,6 +21,14 @@ fn proxy(s: &Scratch, flags: &[&str], envs: &[(&str, &str)]) -> Proxy {
     Proxy::start(cmd)
 }
 
+/// `thoth run` under the read-only policy in front of `server` (a command line).
+fn run_in_front_of(s: &Scratch, server: &[&str]) -> std::process::Command {
+    let mut cmd = s.thoth();
+    cmd.args(["run", "--agent-id", "fixture", "--policy", READ_ONLY, "--"])
+        .args(server);
+    cmd
+}
+
 fn call(id: u32, tool: &str, args: Value) -> String {
     json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": tool, "arguments": args } }).to_string()
 }
@@ -937,18 +945,7 @@ fn only_json_rpc_messages_reach_the_client() {
         "head -n 1;",
         "printf '{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":'"
     );
-    let mut cmd = s.thoth();
-    cmd.args([
-        "run",
-        "--agent-id",
-        "fixture",
-        "--policy",
-        READ_ONLY,
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let cmd = run_in_front_of(&s, &["sh", "-c", script]);
     let mut p = Proxy::start(cmd);
     assert_eq!(p.recv(), r#"{"jsonrpc":"2.0","method":"ok", "params":{}}"#);
     // `head` echoes the ping back: a request is a message too.
@@ -983,18 +980,8 @@ fn only_json_rpc_messages_reach_the_client() {
 #[test]
 fn a_server_that_stops_reading_is_reported() {
     let s = Scratch::new("stall");
-    let mut cmd = s.thoth();
-    cmd.args([
-        "run",
-        "--agent-id",
-        "fixture",
-        "--policy",
-        READ_ONLY,
-        "--",
-        "sleep",
-        "30",
-    ])
-    .env("THOTH_SERVER_STALL_WARN_MS", "200");
+    let mut cmd = run_in_front_of(&s, &["sleep", "30"]);
+    cmd.env("THOTH_SERVER_STALL_WARN_MS", "200");
     let mut p = Proxy::start(cmd);
     let note = format!(
         r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"data":"{}"}}}}"#,
@@ -1033,20 +1020,9 @@ fn the_server_cannot_read_thoths_secrets_from_proc() {
         "{{ cat /proc/$PPID/environ; head -c 4096 /proc/$PPID/mem; echo; echo \"own:$THOTH_API_KEY$THOTH_APPROVER_KEY\"; }} > {} 2>&1; cat",
         seen.display()
     );
-    let mut cmd = s.thoth();
-    cmd.args([
-        "run",
-        "--agent-id",
-        "fixture",
-        "--policy",
-        READ_ONLY,
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ])
-    .env("THOTH_API_KEY", "sekrit-api-key-123")
-    .env("THOTH_APPROVER_KEY", "sekrit-approver-456");
+    let mut cmd = run_in_front_of(&s, &["sh", "-c", &script]);
+    cmd.env("THOTH_API_KEY", "sekrit-api-key-123")
+        .env("THOTH_APPROVER_KEY", "sekrit-approver-456");
     if nix::unistd::Uid::effective().is_root() {
         cmd.uid(65534).gid(65534);
     }
