@@ -1346,8 +1346,9 @@ fn enforcer_serve_limits_come_before_trust() {
     assert!(statuses.iter().any(|s| s == "HTTP/1.1 200"), "{statuses:?}");
 }
 
-/// The connection cap: slow peers holding every slot are cut at the deadline, and the
-/// next client is served.
+/// The connection cap: peers holding every slot (partial headers, nothing at all, one
+/// byte, an HTTP/2 preface — HTTP/2 would have no header deadline) are cut at the
+/// deadline, and the next client is served.
 #[test]
 fn enforcer_serve_caps_connections() {
     use std::io::{Read, Write};
@@ -1360,62 +1361,34 @@ fn enforcer_serve_caps_connections() {
         &["--max-connections", "4", "--request-timeout-ms", "500"],
     );
     let host = enforcer.url.trim_start_matches("http://").to_string();
-    let _slow: Vec<_> = (0..4)
-        .map(|_| {
+    let openings: [&[u8]; 4] = [
+        b"GET /healthz HTTP/1.1\r\nHo",
+        b"",
+        b"P",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+    ];
+    let _slow: Vec<_> = openings
+        .iter()
+        .map(|opening| {
             let mut c = std::net::TcpStream::connect(&host).unwrap();
-            c.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+            c.write_all(opening).unwrap();
             c
         })
         .collect();
     let started = Instant::now();
-    let answer = http(&enforcer.url, "GET /healthz HTTP/1.1", "");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut c = std::net::TcpStream::connect(&host).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    let got = c.read_exact(&mut head);
+    assert!(
+        got.is_ok() && &head == b"HTTP/1.1 200",
+        "idle peers hold every slot: {got:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "{:?}",
         started.elapsed()
-    );
-    let mut c = std::net::TcpStream::connect(&host).unwrap();
-    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut head = [0u8; 12];
-    c.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200");
-}
-
-/// Security review (fresh eyes): connections that send nothing, fewer bytes than the
-/// HTTP/2 preface, or an HTTP/2 preface and then nothing, must not hold the connection
-/// slots past the request deadline. hyper_util's auto builder waits for 24 bytes to pick
-/// HTTP/1 or HTTP/2 without any timer, and HTTP/2 connections have no idle deadline.
-#[test]
-fn enforcer_serve_drops_silent_and_http2_connections() {
-    use std::io::Write;
-    let s = Scratch::new("serve-silent");
-    let enforcer = Enforcer::start_with(
-        &s,
-        HIPAA,
-        KEY,
-        "approver-9c1",
-        &["--max-connections", "3", "--request-timeout-ms", "500"],
-    );
-    let host = enforcer.url.trim_start_matches("http://").to_string();
-    let mut silent = std::net::TcpStream::connect(&host).unwrap();
-    let mut one_byte = std::net::TcpStream::connect(&host).unwrap();
-    one_byte.write_all(b"P").unwrap();
-    let mut h2 = std::net::TcpStream::connect(&host).unwrap();
-    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .unwrap();
-    let _ = &mut silent;
-    std::thread::sleep(Duration::from_secs(3));
-    let mut c = std::net::TcpStream::connect(&host).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut head = [0u8; 12];
-    use std::io::Read;
-    let got = c.read_exact(&mut head);
-    assert!(
-        got.is_ok() && &head == b"HTTP/1.1 200",
-        "three idle connections (silent, 1 byte, HTTP/2 preface) hold every slot: {got:?}"
     );
 }
