@@ -1024,7 +1024,31 @@ fn the_server_cannot_read_thoths_secrets_from_proc() {
     cmd.env("THOTH_API_KEY", "sekrit-api-key-123")
         .env("THOTH_APPROVER_KEY", "sekrit-approver-456");
     if nix::unistd::Uid::effective().is_root() {
-        cmd.uid(65534).gid(65534);
+        // `nobody` may not reach the build tree: it runs a copy of thoth and the policy.
+        let binary = s.path("thoth");
+        std::fs::copy(env!("CARGO_BIN_EXE_thoth"), &binary).unwrap();
+        std::fs::copy(READ_ONLY, s.path("read-only.cedar")).unwrap();
+        std::fs::set_permissions(
+            s.path("read-only.cedar"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let mut copy = std::process::Command::new(&binary);
+        for arg in cmd.get_args() {
+            copy.arg(if arg == READ_ONLY {
+                s.path("read-only.cedar").into_os_string()
+            } else {
+                arg.to_owned()
+            });
+        }
+        for (name, value) in cmd.get_envs() {
+            match value {
+                Some(value) => copy.env(name, value),
+                None => copy.env_remove(name),
+            };
+        }
+        copy.uid(65534).gid(65534).current_dir("/");
+        cmd = copy;
     }
     let mut p = Proxy::start(cmd);
     p.send(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);

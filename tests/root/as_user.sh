@@ -12,6 +12,9 @@ thoth="$(realpath "${1:-target/debug/thoth}")"
 user="tasu$$"
 work="$(mktemp -d /tmp/thoth-as-user.XXXXXX)"
 chmod 0755 "$work"
+# The user may not reach the build tree: root and the user run a copy (root-owned, 0755).
+install -m 0755 "$thoth" "$work/thoth"
+thoth="$work/thoth"
 home="$work/home/$user"
 mkdir -p "$work/home"
 pass=0 fail=0
