@@ -76,13 +76,17 @@ pub fn spawn(resolved: &Resolved, args: &[OsString], stderr: Stdio) -> std::io::
     #[cfg(target_os = "linux")]
     {
         // SAFETY: the closure runs in the forked child before exec and only calls
-        // prctl(2) and getppid(2), both async-signal-safe; it allocates nothing.
+        // prctl(2) and getppid(2), both async-signal-safe. It allocates nothing, on its
+        // error paths too: an errno becomes an `io::Error` of the `Os` kind, which holds
+        // just the number (a boxed message could deadlock on an allocator lock another
+        // thread of thoth held at the fork).
         unsafe {
             cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)?;
                 // thoth may have died between fork and prctl: then nobody would kill us.
                 if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
-                    return Err(std::io::Error::other("parent exited before exec"));
+                    return Err(std::io::Error::from(nix::errno::Errno::ESRCH));
                 }
                 Ok(())
             });
