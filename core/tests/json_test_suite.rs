@@ -1,4 +1,4 @@
-//! JSONTestSuite (`shared/testdata/JSONTestSuite/test_parsing`): every `y_` file is
+//! JSONTestSuite (vendored in `core/tests/data/JSONTestSuite`): every `y_` file is
 //! accepted, every `n_` file rejected, and each `i_` file gets the decision below.
 //!
 //! `i_` decisions: the ten `i_number_*` files are grammatical numbers and accepted
@@ -12,11 +12,11 @@ use std::path::PathBuf;
 
 fn suite() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/JSONTestSuite/test_parsing");
+        .join("tests/data/JSONTestSuite/test_parsing");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| {
             panic!(
-                "{}: {e} (the suite lives in ../shared beside the repo)",
+                "{}: {e} (the vendored suite is missing)",
                 dir.display()
             )
         })
