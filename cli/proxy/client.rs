@@ -195,7 +195,7 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                         Plan::Done => {}
                         Plan::Reply(answer) => ctx.reply(answer).await,
                         Plan::ToolCall { raw_id, call } => {
-                            if tools_call(&ctx, frame.of(&buf), raw_id, call).await {
+                            if tools_call(&ctx, frame.of(&buf), rewrite, raw_id, call).await {
                                 // Observe mode: forwarded at once, after what came before.
                                 flush_kept(&ctx, &buf, &mut kept).await;
                                 kept = forward(&ctx, &mut buf, kept, frame, rewrite).await;
@@ -204,7 +204,7 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                         Plan::Batch => {
                             // What was read before it goes first.
                             flush_kept(&ctx, &buf, &mut kept).await;
-                            batch(&ctx, frame.of(&buf)).await;
+                            batch(&ctx, frame.of(&buf), rewrite).await;
                         }
                     }
                     start += consumed;
@@ -250,20 +250,17 @@ async fn forward(
         return keep(buf, kept, frame);
     }
     flush_kept(ctx, buf, &mut kept).await;
-    let mut line = canonical(ctx, frame.of(buf).to_vec());
+    let mut line = canonical(ctx, frame.of(buf));
     line.push(b'\n');
     ctx.send_server(line).await;
     kept
 }
 
-/// The canonical line of a validated frame (`thoth_core::canon`): `bytes` itself when
-/// nothing needs rewriting, else a copy with the substitutions, which are counted.
-pub(super) fn canonical(ctx: &Ctx, bytes: Vec<u8>) -> Vec<u8> {
-    if !thoth_core::needs_rewrite(&bytes) {
-        return bytes;
-    }
+/// The canonical line of a validated client frame that the pump found to need one
+/// (`thoth_core::canon`), with its substitutions counted.
+fn canonical(ctx: &Ctx, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 32);
-    let rewrites = thoth_core::write_canonical(&bytes, |piece| out.extend_from_slice(piece));
+    let rewrites = thoth_core::write_canonical(bytes, |piece| out.extend_from_slice(piece));
     let shared = ctx.state.borrow().book.clone();
     let mut book = super::state::book(&shared);
     if book.client_rewrites.is_empty() {
@@ -393,7 +390,9 @@ fn plan(ctx: &Ctx, frame: &[u8]) -> Plan {
 
 /// Decides a batch element by element: allowed elements go to the server as one batch,
 /// the answers to the client as one array.
-async fn batch(ctx: &Rc<Ctx>, frame: &[u8]) {
+/// `rewrite`: the frame needs its canonical line (MODIFYed elements come out of the
+/// splice as canonical lines already).
+async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
     let mut planned = plan_batch(frame);
     for p in planned.iter_mut() {
         if let Planned::Decide {
@@ -411,7 +410,12 @@ async fn batch(ctx: &Rc<Ctx>, frame: &[u8]) {
     }
     let (to_server, to_client) = assemble(planned);
     if let Some(batch) = to_server {
-        ctx.send_server(canonical(ctx, batch)).await;
+        let batch = if rewrite {
+            canonical(ctx, &batch)
+        } else {
+            batch
+        };
+        ctx.send_server(batch).await;
     }
     if let Some(errors) = to_client {
         ctx.reply(errors).await;
@@ -484,6 +488,7 @@ fn invalid_arguments(id: &[u8], why: &str) -> Vec<u8> {
 async fn tools_call(
     ctx: &Rc<Ctx>,
     frame: &[u8],
+    rewrite: bool,
     raw_id: Vec<u8>,
     call: Result<Box<ToolCall>, thoth_core::Error>,
 ) -> bool {
@@ -533,6 +538,13 @@ async fn tools_call(
     let task_ctx = ctx.clone();
     let task_key = key.clone();
     let progress = tc.progress_token.map(|span| span.of(&frame).to_vec());
+    // What goes out is the canonical line (taken after the spans above were read); a
+    // MODIFY splices canonical arguments into it.
+    let frame = if rewrite {
+        canonical(ctx, &frame)
+    } else {
+        frame
+    };
     ctx.emit("TOOL_CALL_PRE", tc.name.as_str(), None);
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
@@ -560,9 +572,8 @@ async fn tools_call(
         }
         if ctx.settings.mode != Mode::Observe {
             match outcome_bytes(&ctx, frame, &raw_id, tc.name.as_str(), &decided) {
-                Outcome::Forward(bytes) => {
+                Outcome::Forward(mut bytes) => {
                     ctx.state.borrow_mut().forwarded(task_key.clone(), &raw_id);
-                    let mut bytes = canonical(&ctx, bytes);
                     bytes.push(b'\n');
                     ctx.send_server(bytes).await;
                     ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));

@@ -5,7 +5,8 @@
 //! is kept. The result is re-scanned and must still be a tools/call of the same tool
 //! with the new arguments, and those arguments must pass the checks a client's do
 //! (no duplicate keys, no two keys equal under case folding, at any depth), else the
-//! caller blocks.
+//! caller blocks. The arguments are spliced in as their canonical line
+//! (`thoth_core::canon`), like everything thoth writes.
 
 use thoth_core::{Message, Span};
 
@@ -30,6 +31,11 @@ pub fn splice_arguments(
             e.0
         )));
     }
+    // The enforcer's arguments may hold raw U+2028 and the like (serde_json writes them
+    // raw): they go in as their canonical form, so `max_len` bounds what is written.
+    let mut canonical = Vec::with_capacity(arguments.len());
+    thoth_core::write_canonical(arguments, |piece| canonical.extend_from_slice(piece));
+    let arguments = canonical.as_slice();
     let Ok(Message::Request(call)) = thoth_core::scan(frame) else {
         return fail("frame is not a request");
     };
@@ -104,6 +110,9 @@ mod tests {
             splice_arguments(f, br#"{"a":1}, "name":"other"}"#, 1 << 20).is_err(),
             "an injection is caught by the re-scan"
         );
+        // Raw separators in the enforcer's arguments go in escaped.
+        let out = splice_arguments(f, "{\"t\":\"a\u{2028}b\"}".as_bytes(), 1 << 20).unwrap();
+        assert!(out.windows(6).any(|w| w == br"\u2028") && !thoth_core::needs_rewrite(&out));
         // What a client may not send, the enforcer may not either.
         for ambiguous in [
             &br#"{"a":1,"A":2}"#[..],

@@ -11,15 +11,10 @@
 use std::path::PathBuf;
 
 fn suite() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/JSONTestSuite/test_parsing");
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/JSONTestSuite/test_parsing");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the vendored suite is missing)",
-                dir.display()
-            )
-        })
+        .unwrap_or_else(|e| panic!("{}: {e} (the vendored suite is missing)", dir.display()))
         .map(|entry| {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
