@@ -144,22 +144,60 @@ pub fn run_as(
             bytes
         })
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(Outcome::TimedOut);
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let Some(status) = wait_until(&mut child, Instant::now() + timeout)? else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok(Outcome::TimedOut);
     };
     let stdout = reader
         .map(|r| r.join().unwrap_or_default())
         .unwrap_or_default();
     Ok(Outcome::Done { status, stdout })
+}
+
+/// The child's exit status, or `None` when it is still running at `deadline`.
+///
+/// On Linux a helper thread waits for the exit without reaping the child (`waitid`
+/// with `WNOWAIT`), so the process stays this thread's to kill: its pid cannot be
+/// reused before `child` reaps it, and nothing polls. Elsewhere (or if `waitid`
+/// fails), a 10 ms poll.
+fn wait_until(
+    child: &mut std::process::Child,
+    deadline: Instant,
+) -> std::io::Result<Option<ExitStatus>> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::wait::{Id, WaitPidFlag, waitid};
+        if let Ok(raw) = i32::try_from(child.id()) {
+            let pid = nix::unistd::Pid::from_raw(raw);
+            let (exited_tx, exited) = std::sync::mpsc::sync_channel::<bool>(1);
+            std::thread::spawn(move || {
+                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+                let waited = loop {
+                    match waitid(Id::Pid(pid), flags) {
+                        Err(nix::errno::Errno::EINTR) => {}
+                        other => break other.is_ok(),
+                    }
+                };
+                let _ = exited_tx.send(waited);
+            });
+            let left = deadline.saturating_duration_since(Instant::now());
+            match exited.recv_timeout(left) {
+                Ok(true) => return child.wait().map(Some),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return child.try_wait(),
+                Ok(false) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+        }
+    }
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The deadline of a user's part: `THOTH_USER_WORK_TIMEOUT_MS` when set and valid.

@@ -27,21 +27,14 @@ use sha2::{Digest, Sha256};
 
 /// Records queued for the writer thread at most.
 pub const QUEUE: usize = 1024;
-/// How often the writer thread looks at the queue. It parks rather than waiting on
-/// the channel, so queuing a record never wakes a thread on the proxy's hot path; only
-/// [`AuditLog::finish`] unparks it, so exiting never waits for a tick.
-const POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long [`AuditLog::finish`] waits for queued records to reach the disk.
+const FINISH: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The next record, polling every [`POLL`]; `None` once every sender is gone and the
-/// queue is empty.
+/// The next record, sleeping until one is queued (no timer: an idle session wakes no
+/// thread); `None` once every sender is gone and the queue is empty. A sender wakes
+/// the writer only when it sleeps, so a burst costs one wake-up, not one per record.
 fn next_record(rx: &std::sync::mpsc::Receiver<Entry>) -> Option<Entry> {
-    loop {
-        match rx.try_recv() {
-            Ok(record) => return Some(record),
-            Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::park_timeout(POLL),
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
-        }
-    }
+    rx.recv().ok()
 }
 
 /// What the writer thread is sent.
@@ -65,10 +58,16 @@ pub struct Record {
     pub would_be: Option<String>,
 }
 
+/// The writer thread, and the channel on which it says it has finished.
+struct Writer {
+    thread: std::thread::JoinHandle<()>,
+    finished: std::sync::mpsc::Receiver<()>,
+}
+
 /// Sends records to the writer thread.
 pub struct AuditLog {
     tx: std::sync::Mutex<Option<SyncSender<Entry>>>,
-    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    writer: std::sync::Mutex<Option<Writer>>,
     dropped: Arc<AtomicU64>,
     pub path: PathBuf,
 }
@@ -88,9 +87,12 @@ impl AuditLog {
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
         let session = session_id.to_string();
-        let writer = std::thread::Builder::new()
+        let (finished_tx, finished) = sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
             .name("thoth-audit".into())
             .spawn(move || {
+                // Dropped on every way out: `finish` stops waiting.
+                let _finished = finished_tx;
                 // The file is created with the first record: a session without tool
                 // calls leaves no empty file behind.
                 let Some(first) = next_record(&rx) else {
@@ -138,7 +140,7 @@ impl AuditLog {
             })?;
         Ok(Self {
             tx: std::sync::Mutex::new(Some(tx)),
-            writer: std::sync::Mutex::new(Some(writer)),
+            writer: std::sync::Mutex::new(Some(Writer { thread, finished })),
             dropped,
             path,
         })
@@ -149,15 +151,12 @@ impl AuditLog {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(handle) = handle {
-            handle.thread().unpark();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            while !handle.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_micros(100));
-            }
-            if handle.is_finished() {
-                let _ = handle.join();
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(Writer { thread, finished }) = writer {
+            // The sender is dropped when the thread ends, which wakes this at once.
+            let _ = finished.recv_timeout(FINISH);
+            if thread.is_finished() {
+                let _ = thread.join();
             }
         }
     }

@@ -373,7 +373,7 @@ fn plan(ctx: &Ctx, frame: &[u8]) -> Plan {
         Message::Request(call) => {
             let raw = call.id().map_or(&b"null"[..], |id| id.raw);
             let key = id_key(raw);
-            if ctx.state.borrow().pending.contains_key(&key) {
+            if ctx.state.borrow().is_pending(&key) {
                 return Plan::Reply(reused_id(raw));
             }
             let mut state = ctx.state.borrow_mut();
@@ -444,7 +444,7 @@ fn cancel_pending(ctx: &Ctx, frame: &[u8], call: &Call<'_>) -> bool {
         return false;
     };
     let key = request_id.to_string();
-    let removed = ctx.state.borrow_mut().pending.remove(&key);
+    let removed = ctx.state.borrow_mut().remove_pending(&key);
     match removed {
         Some(Pending { abort, .. }) => {
             if let Some(abort) = abort {
@@ -495,10 +495,7 @@ async fn tools_call(
     let key = id_key(&raw_id);
     let (reused, busy) = {
         let state = ctx.state.borrow();
-        (
-            state.pending.contains_key(&key),
-            state.deciding() >= MAX_PENDING,
-        )
+        (state.is_pending(&key), state.deciding() >= MAX_PENDING)
     };
     if reused {
         ctx.reply(reused_id(&raw_id)).await;
@@ -567,9 +564,7 @@ async fn tools_call(
             let decided = decide_and_record(&ctx, tc.name.as_str(), args.as_ref(), args_len).await;
             resolve_hold(&ctx, decided, progress.as_deref(), &call_key).await
         };
-        if let Some(p) = ctx.state.borrow_mut().pending.get_mut(&task_key) {
-            p.deciding = false;
-        }
+        ctx.state.borrow_mut().decided(&task_key);
         if ctx.settings.mode != Mode::Observe {
             match outcome_bytes(&ctx, frame, &raw_id, tc.name.as_str(), &decided) {
                 Outcome::Forward(mut bytes) => {
@@ -587,9 +582,9 @@ async fn tools_call(
             ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
         }
         // Pending until the bytes are queued, so client EOF cannot lose the call.
-        ctx.state.borrow_mut().pending.remove(&task_key);
+        ctx.state.borrow_mut().remove_pending(&task_key);
     });
-    ctx.state.borrow_mut().pending.insert(
+    ctx.state.borrow_mut().insert_pending(
         key,
         Pending {
             raw_id: pending_id,

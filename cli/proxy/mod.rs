@@ -151,8 +151,14 @@ async fn serve(
             // Finish pending decisions (bounded), then close the server's stdin.
             let deadline =
                 tokio::time::Instant::now() + ctx.settings.step_up_hold + Duration::from_secs(5);
-            while !ctx.state.borrow().pending.is_empty() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+            let settled = ctx.state.borrow().settled();
+            while !ctx.state.borrow().is_settled() {
+                if tokio::time::timeout_at(deadline, settled.notified())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
             ctx.to_server.borrow_mut().take();
             tokio::select! {
@@ -289,12 +295,18 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
     // what is left once its stdout has ended (bounded: a grandchild may hold it open).
     let book = ctx.state.borrow().book.clone();
     let deadline = tokio::time::Instant::now() + ORPHAN_WAIT;
-    while !state::book(&book).server_eof && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    let eof = state::book(&book).server_eof_signal.clone();
+    while !state::book(&book).server_eof {
+        if tokio::time::timeout_at(deadline, eof.notified())
+            .await
+            .is_err()
+        {
+            break;
+        }
     }
     let (pending, in_flight) = {
         let mut state = ctx.state.borrow_mut();
-        let pending: Vec<_> = state.pending.drain().map(|(_, p)| p).collect();
+        let pending = state.drain_pending();
         let in_flight: Vec<_> = state::book(&state.book)
             .in_flight
             .drain()

@@ -402,7 +402,9 @@ pub async fn pump(
                     Ok(0) | Err(_) => {
                         server_open = false;
                         relay.finish(&mut out, &mut found);
-                        book(&shared).server_eof = true;
+                        let mut state = book(&shared);
+                        state.server_eof = true;
+                        state.server_eof_signal.notify_one();
                     }
                     Ok(n) => {
                         let state = book(&shared);

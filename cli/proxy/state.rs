@@ -53,6 +53,8 @@ pub struct RelayBook {
     pub server_rewrites: thoth_core::Rewrites,
     /// The server's stdout has ended: every response it wrote has been relayed.
     pub server_eof: bool,
+    /// Notified when `server_eof` is set (waiters need no timer).
+    pub server_eof_signal: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// The shared book.
@@ -68,12 +70,57 @@ pub fn book(shared: &SharedBook) -> std::sync::MutexGuard<'_, RelayBook> {
 #[derive(Default)]
 pub struct ProxyState {
     /// Calls not yet forwarded or answered (cancellable), by id.
-    pub pending: HashMap<String, Pending>,
+    pending: HashMap<String, Pending>,
+    /// Notified when the last pending call leaves `pending` (waiters need no timer).
+    settled: std::rc::Rc<tokio::sync::Notify>,
     /// Shared with the server → client relay.
     pub book: SharedBook,
 }
 
 impl ProxyState {
+    /// Whether a call with this [`id_key`] is pending.
+    pub fn is_pending(&self, key: &str) -> bool {
+        self.pending.contains_key(key)
+    }
+
+    /// Whether no call is pending.
+    pub fn is_settled(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Notified when the last pending call is gone.
+    pub fn settled(&self) -> std::rc::Rc<tokio::sync::Notify> {
+        self.settled.clone()
+    }
+
+    /// Remembers a call waiting for its decision.
+    pub fn insert_pending(&mut self, key: String, pending: Pending) {
+        self.pending.insert(key, pending);
+    }
+
+    /// The call's decision is made (it no longer counts toward the busy bound).
+    pub fn decided(&mut self, key: &str) {
+        if let Some(p) = self.pending.get_mut(key) {
+            p.deciding = false;
+        }
+    }
+
+    /// Forgets a pending call (forwarded, answered or cancelled).
+    pub fn remove_pending(&mut self, key: &str) -> Option<Pending> {
+        let removed = self.pending.remove(key);
+        if removed.is_some() && self.pending.is_empty() {
+            self.settled.notify_one();
+        }
+        removed
+    }
+
+    /// Every pending call, forgotten.
+    pub fn drain_pending(&mut self) -> Vec<Pending> {
+        let drained = self.pending.drain().map(|(_, p)| p).collect();
+        self.settled.notify_one();
+        drained
+    }
+
     /// Calls still waiting for their decision.
     pub fn deciding(&self) -> usize {
         self.pending.values().filter(|p| p.deciding).count()
