@@ -1,10 +1,8 @@
 //! `thoth doctor` against the fixture server: resolution report, initialize,
 //! tools/list through the proxy, and each tool's decision; failure with the stderr tail.
 
-mod util;
-
+use crate::util::{READ_ONLY, Scratch, assert_ok, fixture};
 use serde_json::Value;
-use util::{READ_ONLY, Scratch, fixture};
 
 #[test]
 fn reports_every_tool_with_its_decision() {
@@ -15,11 +13,7 @@ fn reports_every_tool_with_its_decision() {
         .arg(fixture())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
     assert_eq!(

@@ -1,13 +1,11 @@
 //! Fleet commands end to end: the GovAPI agent of `thoth run` against a real HTTP
 //! server on 127.0.0.1, `thoth register`, `thoth status` and `thoth health`.
 
-mod util;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::util::{Canned, Proxy, READ_ONLY, Scratch, TestServer, assert_ok, fixture};
 use serde_json::{Value, json};
-use util::{Canned, Proxy, READ_ONLY, Scratch, TestServer, fixture};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/clients");
 
@@ -39,7 +37,7 @@ fn request(id: u32, method: &str, params: Value) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
 }
 
-fn by_path<'a>(seen: &'a [util::Seen], suffix: &str) -> Vec<&'a util::Seen> {
+fn by_path<'a>(seen: &'a [crate::util::Seen], suffix: &str) -> Vec<&'a crate::util::Seen> {
     seen.iter().filter(|r| r.path.ends_with(suffix)).collect()
 }
 
@@ -225,11 +223,7 @@ fn register_command_sends_and_records() {
         .env("THOTH_ENROLLMENT_SOURCE", "intune")
         .output()
         .expect("register");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let seen = server.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/v1/endpoints/register");
@@ -335,7 +329,7 @@ fn health_json_shape_and_exit_codes() {
         .args(["wrap-config", "--all"])
         .output()
         .expect("wrap");
-    assert!(out.status.success());
+    assert_ok(&out);
     let (code, out, _) = health(&s, &["--json"]);
     assert_eq!(code, Some(0), "{out}");
     let v: Value = serde_json::from_str(&out).expect("json");
@@ -423,7 +417,7 @@ fn health_reads_other_users_and_reports_the_worst() {
         .args(["wrap-config", "--all"])
         .output()
         .expect("wrap");
-    assert!(out.status.success());
+    assert_ok(&out);
     let run = |args: &[&str]| {
         s.thoth()
             .env("THOTH_TEST_HOMES_DIR", &homes)
@@ -464,7 +458,7 @@ fn status_never_shows_the_key() {
         .env("THOTH_TENANT_ID", "acme")
         .output()
         .expect("status");
-    assert!(out.status.success());
+    assert_ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     for key in [
         "thoth:",

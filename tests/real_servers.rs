@@ -6,19 +6,17 @@
 //!
 //! The SDKs are installed by `tests/real_servers/install.sh DIR` (pinned versions);
 //! these tests are ignored by a plain `cargo test` and run by `.ci/run` as
-//! `THOTH_REAL_SERVERS=DIR cargo test --test real_servers -- --ignored`. Without
+//! `THOTH_REAL_SERVERS=DIR cargo test --test tests real_servers:: -- --ignored`. Without
 //! `THOTH_REAL_SERVERS` they fail: they never pass because a server is missing.
-
-mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::util::{Proxy, Scratch};
 use serde_json::{Value, json};
-use util::{Proxy, Scratch};
 
-const NEEDS: &str = "needs the official SDKs: tests/real_servers/install.sh DIR, then THOTH_REAL_SERVERS=DIR cargo test --test real_servers -- --ignored";
+const NEEDS: &str = "needs the official SDKs: tests/real_servers/install.sh DIR, then THOTH_REAL_SERVERS=DIR cargo test --test tests real_servers:: -- --ignored";
 
 fn installed() -> PathBuf {
     let dir = std::env::var_os("THOTH_REAL_SERVERS").map(PathBuf::from);

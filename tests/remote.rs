@@ -1,16 +1,16 @@
 //! The remote enforcer path end to end: `thoth run` against a real `thoth enforcer
 //! serve`, and against a fault-injecting HTTP server on 127.0.0.1.
 
-mod util;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::util::{
+    Canned, Enforcer, HIPAA, Proxy, READ_ONLY, Scratch, Seen, TestServer, assert_ok, fixture,
+};
 use serde_json::{Value, json};
-use util::{Canned, Enforcer, HIPAA, Proxy, READ_ONLY, Scratch, Seen, TestServer, fixture};
 
 const KEY: &str = "proxy-key-7f3a";
 
@@ -546,11 +546,7 @@ fn approve(s: &Scratch, enforcer: &Enforcer, token: &str, action: &str) {
         .env("THOTH_APPROVER_KEY", "approver-9c1")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 }
 
 /// The hold token of the call held on the enforcer: the approval URL's last segment.
@@ -806,7 +802,7 @@ fn raw_server(
             let Ok(mut stream) = stream else { return };
             let (log, respond) = (log.clone(), respond.clone());
             std::thread::spawn(move || {
-                let Some(request) = util::read_request(&stream) else {
+                let Some(request) = crate::util::read_request(&stream) else {
                     return;
                 };
                 log.lock().unwrap().push(request.clone());

@@ -1,12 +1,10 @@
 //! `thoth run` end to end: the real binary, the fixture MCP server as a real child
 //! process, and assertions on what reached the server byte for byte.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
+use crate::util::{HIPAA, Proxy, READ_ONLY, Scratch, alive, fixture};
 use serde_json::{Value, json};
-use util::{HIPAA, Proxy, READ_ONLY, Scratch, alive, fixture};
 
 fn proxy(s: &Scratch, flags: &[&str], envs: &[(&str, &str)]) -> Proxy {
     let mut cmd = s.thoth();
@@ -1090,4 +1088,54 @@ fn the_frame_limit_bounds_the_canonical_line() {
         1,
         "only the small call reached the server"
     );
+}
+
+/// Voluntary context switches of each thread of `pid`, by thread id.
+#[cfg(target_os = "linux")]
+fn voluntary_switches(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut switches = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap();
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let count = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        switches.insert(
+            format!("{} ({name})", task.file_name().to_string_lossy()),
+            count,
+        );
+    }
+    switches
+}
+
+/// An idle `thoth run` (telemetry, GovAPI and every exporter off) wakes none of its
+/// threads: over 10 s with nothing to relay, no thread of the thoth process is switched
+/// in. A timer anywhere (a poll, a parked thread with a timeout) shows up here.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_proxy_wakes_no_thread() {
+    let s = Scratch::new("idle");
+    let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#);
+    assert!(p.recv().contains(r#""id":1"#));
+    // A decided call, so the audit writer has worked and gone back to sleep.
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"a"}}}"#);
+    assert!(p.recv().contains(r#""id":2"#));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = p.child.id();
+    let before = voluntary_switches(pid);
+    std::thread::sleep(Duration::from_secs(10));
+    let after = voluntary_switches(pid);
+    assert!(before.len() >= 2, "the proxy's threads: {before:?}");
+    assert_eq!(after, before, "threads woke while idle (tid (name) → switches)");
+    p.close_stdin();
+    assert!(p.wait(Duration::from_secs(10)).success(), "{}", p.stderr());
 }

@@ -1,9 +1,7 @@
 //! `thoth scan` end to end: the exact line format, oversize resync, `--whole`, and
 //! exit codes.
 
-mod util;
-
-use util::{lines, run_with_input, thoth};
+use crate::util::{assert_ok, lines, run_with_input, thoth};
 
 fn scan(args: &[&str], input: &[u8]) -> std::process::Output {
     let mut cmd = thoth();
@@ -25,7 +23,7 @@ fn one_line_per_frame_in_the_documented_shape() {
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
     );
     let out = scan(&[], input.as_bytes());
-    assert!(out.status.success(), "{out:?}");
+    assert_ok(&out);
     assert_eq!(
         lines(&out),
         [
@@ -47,7 +45,7 @@ fn oversized_frames_are_reported_once_and_the_stream_resyncs() {
     input.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
     input.extend_from_slice(&[b'y'; 3000]);
     let out = scan(&["--max-frame-bytes", "1024"], &input);
-    assert!(out.status.success());
+    assert_ok(&out);
     assert_eq!(
         lines(&out),
         [
@@ -97,7 +95,7 @@ fn reads_a_file_and_fails_with_2_on_io_errors() {
 #[test]
 fn version() {
     let out = thoth().arg("--version").output().unwrap();
-    assert!(out.status.success());
+    assert_ok(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("thoth {}", env!("CARGO_PKG_VERSION"))

@@ -2,13 +2,11 @@
 //! private CA trusted, a correct pin passes, a wrong pin blocks (and names both
 //! fingerprints), and an untrusted certificate blocks.
 
-mod util;
-
 use std::time::Duration;
 
+use crate::util::{Enforcer, Proxy, READ_ONLY, Scratch, fixture};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use util::{Enforcer, Proxy, READ_ONLY, Scratch, fixture};
 
 const KEY: &str = "proxy-key-tls";
 

@@ -1,8 +1,20 @@
 //! Helpers shared by the integration tests: they run the real `thoth` binary.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+
+/// Asserts that a finished command succeeded; otherwise fails with its exit status,
+/// stderr and stdout (all a failing CI log needs).
+#[track_caller]
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}\n--- stderr\n{}\n--- stdout\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
 
 /// The thoth binary built for these tests.
 pub fn thoth() -> Command {

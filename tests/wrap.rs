@@ -1,12 +1,10 @@
 //! `thoth wrap-config` end to end: the real binary over the client corpus in
 //! `tests/data/clients/`, with HOME and PATH in a scratch directory.
 
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use util::Scratch;
+use crate::util::{Scratch, assert_ok};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/clients");
 
@@ -87,7 +85,7 @@ fn summary_counts_each_kind() {
     let out = run(wrap_cmd(&s)
         .args(["--client", "claude-code", "--json"])
         .arg(&path));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     assert!(
         stderr(&out).contains("wrapped 2, already wrapped 1, remote 2, skipped 0"),
         "{}",
@@ -114,12 +112,12 @@ fn wrap_twice_is_wrap_once_and_restore_is_byte_exact() {
         let out = run(wrap_cmd(&s)
             .args(["--client", client, "--tenant-id", "acme"])
             .arg(&path));
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert_ok(&out);
         let once = read(&path);
         let out = run(wrap_cmd(&s)
             .args(["--client", client, "--tenant-id", "acme"])
             .arg(&path));
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert_ok(&out);
         assert_eq!(read(&path), once, "{client}: wrap twice = wrap once");
         // Re-wrapping with other flags changes the flags, never nests.
         let out = run(wrap_cmd(&s)
@@ -132,7 +130,7 @@ fn wrap_twice_is_wrap_once_and_restore_is_byte_exact() {
                 "triage",
             ])
             .arg(&path));
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert_ok(&out);
         let rewrapped = String::from_utf8(read(&path)).expect("utf-8");
         assert!(rewrapped.contains("\"beta\""));
         assert_eq!(
@@ -143,7 +141,7 @@ fn wrap_twice_is_wrap_once_and_restore_is_byte_exact() {
         let out = run(wrap_cmd(&s)
             .args(["--client", client, "--restore"])
             .arg(&path));
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert_ok(&out);
         assert!(stderr(&out).contains("byte-exact"), "{}", stderr(&out));
         assert_eq!(read(&path), original, "{client}: restore is byte-identical");
     }
@@ -160,7 +158,7 @@ fn a_client_edit_between_wrap_and_restore_survives() {
     let out = run(wrap_cmd(&s)
         .args(["--client", "claude-code", "--tenant-id", "acme"])
         .arg(&path));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     // Claude Code rewrites its file: a counter changes and a server is added.
     let wrapped = String::from_utf8(read(&path)).expect("utf-8");
     let edited = wrapped
@@ -174,7 +172,7 @@ fn a_client_edit_between_wrap_and_restore_survives() {
     let out = run(wrap_cmd(&s)
         .args(["--client", "claude-code", "--restore"])
         .arg(&path));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     assert!(
         stderr(&out).contains("unwrapped in place"),
         "{}",
@@ -207,7 +205,7 @@ fn concurrent_modification_is_detected() {
         .env("THOTH_TEST_WRAP_INTERFERE", "1")
         .args(["--client", "cursor"])
         .arg(&path));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     assert!(stderr(&out).contains("changed while thoth was wrapping it"));
     let wrapped = read(&path);
     assert!(wrapped.ends_with(b"}\n "), "the client's write is kept");
@@ -242,7 +240,7 @@ fn symlink_mode_and_backup() {
     let original = read(&real);
     // Detected as Cursor from the path.
     let out = run(wrap_cmd(&s).arg(&link));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     assert!(
         std::fs::symlink_metadata(&link)
             .expect("meta")
@@ -300,7 +298,7 @@ fn invalid_and_empty_files_are_untouched() {
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
     let path = copy_in(&s, "empty.json");
     let out = run(wrap_cmd(&s).args(["--client", "cursor"]).arg(&path));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     assert!(stderr(&out).contains("empty file"));
     assert_eq!(read(&path), b"");
     assert!(!s.path(".thoth/backups").exists() || walk(&s.path(".thoth/backups")).is_empty());
@@ -314,7 +312,7 @@ fn dry_run_prints_a_diff_and_writes_nothing() {
     let out = run(wrap_cmd(&s)
         .args(["--client", "windsurf", "--dry-run"])
         .arg(&path));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     let diff = String::from_utf8_lossy(&out.stdout);
     assert!(
         diff.contains("--- ") && diff.contains("+++ ") && diff.contains("@@"),
@@ -334,7 +332,7 @@ fn embedded_key_goes_to_env_only() {
         .env("THOTH_API_KEY", "tk_live_embedded")
         .args(["--client", "cursor", "--embed-api-key"])
         .arg(&path));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     assert!(stderr(&out).contains("written in clear"));
     assert!(
         stderr(&out).contains("chmod 600"),
@@ -372,14 +370,14 @@ fn all_discovers_user_files_and_restores_them() {
         std::fs::copy(Path::new(CORPUS).join(from), to).expect("copy");
     }
     let out = run(wrap_cmd(&s).args(["--all", "--tenant-id", "acme"]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     let err = stderr(&out);
     assert!(
         err.contains("[cursor]: wrapped 3") && err.contains("[gemini]: wrapped 1"),
         "{err}"
     );
     let out = run(wrap_cmd(&s).args(["--all", "--restore"]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     assert_eq!(read(&cursor), read(&Path::new(CORPUS).join("cursor.json")));
     assert_eq!(read(&gemini), read(&Path::new(CORPUS).join("gemini.jsonc")));
 }
@@ -406,7 +404,7 @@ fn output_writes_elsewhere_and_leaves_the_config() {
         .args(["--client", "gemini", "--output"])
         .arg(&out_file)
         .arg(&path));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     assert_eq!(read(&path), original);
     let wrapped = String::from_utf8(read(&out_file)).expect("utf-8");
     assert!(wrapped.contains("// MCP servers Gemini CLI starts"));
@@ -417,7 +415,7 @@ fn output_writes_elsewhere_and_leaves_the_config() {
         .args(["--client", "gemini", "--output"])
         .arg(&out_file)
         .arg(&path));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ok(&out);
     let backups: Vec<PathBuf> = walk(&s.path(".thoth/backups"));
     assert!(
         backups.iter().any(|b| read(b) == b"{\"before\": true}"),

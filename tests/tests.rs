@@ -1,0 +1,14 @@
+//! The integration tests: one binary (as ripgrep has them), one module per command
+//! or concern. Each runs the real `thoth` binary against real child processes and real
+//! local HTTP servers; `util` holds what they share.
+
+mod util;
+
+mod doctor;
+mod fleet;
+mod real_servers;
+mod remote;
+mod run;
+mod scan;
+mod tls;
+mod wrap;
