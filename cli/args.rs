@@ -33,9 +33,9 @@ pub enum Command {
     /// The local Cedar engine as an enforcer service.
     Enforcer(EnforcerArgs),
     /// Approve a step-up hold on an enforcer served by `thoth enforcer serve`.
-    Approve(crate::server::ResolveArgs),
+    Approve(crate::enforcer_service::ResolveArgs),
     /// Deny a step-up hold.
-    Deny(crate::server::ResolveArgs),
+    Deny(crate::enforcer_service::ResolveArgs),
     /// Classify JSON-RPC frames (one JSON line per frame on stdout).
     Scan(ScanArgs),
     /// Put every stdio server of an MCP client's config under `thoth run` (or --restore).
@@ -189,7 +189,7 @@ pub struct EnforcerArgs {
 #[derive(Debug, Subcommand)]
 pub enum EnforcerCommand {
     /// Serve a Cedar policy over the enforcer wire protocol.
-    Serve(crate::server::ServeArgs),
+    Serve(crate::enforcer_service::ServeArgs),
 }
 
 /// `thoth audit`.

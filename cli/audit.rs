@@ -80,7 +80,7 @@ impl AuditLog {
 
     fn start_with_queue(dir: &Path, session_id: &str, queue: usize) -> std::io::Result<Self> {
         let folder = dir.join(crate::clock::today_utc());
-        crate::private::create_dirs(&folder)?;
+        crate::private_files::create_dirs(&folder)?;
         let path = folder.join(format!("{session_id}.jsonl"));
         let file_path = path.clone();
         let (tx, rx) = sync_channel::<Entry>(queue);

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::args::{DoctorArgs, RunFlags};
+use crate::child;
 use crate::enforce::Decision;
 use crate::proxy::decide::{Engine, Session, decide, input};
 use crate::run_cmd::{EXIT_NOT_FOUND, config_error, load_engine, load_settings};
 use crate::settings::RunSettings;
-use crate::spawn;
 
 /// Lines of the server's stderr shown on failure.
 const STDERR_TAIL: usize = 20;
@@ -44,7 +44,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         Ok(e) => e,
         Err(e) => return config_error(&e),
     };
-    let resolved = match spawn::resolve_command(program) {
+    let resolved = match child::resolve_command(program) {
         Ok(r) => r,
         Err(not_found) => {
             if args.json {
@@ -57,7 +57,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             return ExitCode::from(EXIT_NOT_FOUND);
         }
     };
-    let child_path = spawn::child_env(&resolved)
+    let child_path = child::child_env(&resolved)
         .into_iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.to_string_lossy().into_owned())

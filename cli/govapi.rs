@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::{now_rfc3339, today_utc};
 use crate::settings::{Environment, RunSettings, Secret};
-use crate::state::{Registration, StateFile};
+use crate::state_file::{Registration, StateFile};
 
 /// Tools per inventory post at most.
 pub const INVENTORY_CHUNK: usize = 100;

@@ -7,26 +7,25 @@
 pub mod args;
 pub mod as_owner;
 pub mod audit;
+pub mod child;
 pub mod clock;
 pub mod doctor;
 pub mod enforce;
+pub mod enforcer_service;
 pub mod govapi;
 pub mod harden;
 pub mod health;
 pub mod logging;
 pub mod net;
-pub mod private;
+pub mod private_files;
 pub mod proxy;
 pub mod readers;
 pub mod register;
 pub mod run_cmd;
 pub mod runtime;
 pub mod scan;
-pub mod serve_limits;
-pub mod server;
 pub mod settings;
-pub mod spawn;
-pub mod state;
+pub mod state_file;
 pub mod status;
 pub mod telemetry;
 pub mod wrap;
@@ -59,9 +58,9 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
         args::Command::Audit(audit_args) => audit_cmd(&audit_args),
         args::Command::Enforcer(args::EnforcerArgs {
             command: args::EnforcerCommand::Serve(serve),
-        }) => server::run(&serve),
-        args::Command::Approve(resolve) => server::resolve_command(&resolve, true),
-        args::Command::Deny(resolve) => server::resolve_command(&resolve, false),
+        }) => enforcer_service::run(&serve),
+        args::Command::Approve(resolve) => enforcer_service::resolve_command(&resolve, true),
+        args::Command::Deny(resolve) => enforcer_service::resolve_command(&resolve, false),
         args::Command::WrapConfig(wrap_args) => wrap::run(&wrap_args),
         args::Command::Status(status_args) => status::run(&status_args),
         args::Command::Health(health_args) => health::run(&health_args),
@@ -110,20 +109,20 @@ fn remember_verification(verified: &Result<(usize, usize), audit::Broken>) {
         return;
     };
     let record = match verified {
-        Ok((files, records)) => state::AuditVerification {
+        Ok((files, records)) => state_file::AuditVerification {
             at: clock::now_rfc3339(),
             ok: true,
             files: *files,
             records: *records,
             error: None,
         },
-        Err(broken) => state::AuditVerification {
+        Err(broken) => state_file::AuditVerification {
             at: clock::now_rfc3339(),
             ok: false,
             error: Some(broken.to_string()),
             ..Default::default()
         },
     };
-    let _ =
-        state::StateFile::in_profile(&profile.dir).update(|s| s.audit_verification = Some(record));
+    let _ = state_file::StateFile::in_profile(&profile.dir)
+        .update(|s| s.audit_verification = Some(record));
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use crate::args::RegisterArgs;
 use crate::govapi::{GovApi, Identity};
 use crate::settings::profile::Profile;
-use crate::state::StateFile;
+use crate::state_file::StateFile;
 
 /// Runs `thoth register`.
 pub fn run(args: &RegisterArgs) -> ExitCode {

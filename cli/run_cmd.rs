@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::args::RunArgs;
 use crate::audit::AuditLog;
+use crate::child;
 use crate::enforce::local::LocalEngine;
 use crate::enforce::remote::RemoteEnforcer;
 use crate::proxy::{
@@ -12,7 +13,6 @@ use crate::proxy::{
 };
 use crate::settings::profile::Profile;
 use crate::settings::{EngineChoice, EnvVars, Managed, RunSettings, SettingsError, managed};
-use crate::spawn;
 
 /// Exit code for a configuration error (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -112,7 +112,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let Some((program, rest)) = args.command.split_first() else {
         return config_error(&SettingsError::new("no server command after --"));
     };
-    let resolved = match spawn::resolve_command(program) {
+    let resolved = match child::resolve_command(program) {
         Ok(r) => r,
         Err(not_found) => {
             tracing::error!("{}", crate::logging::escaped(&not_found.to_string()));

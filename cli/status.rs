@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::args::{RunFlags, StatusArgs};
 use crate::settings::profile::Profile;
 use crate::settings::{EngineChoice, EnvVars, Managed, RunSettings, managed};
-use crate::state::{State, StateFile, age_minutes};
+use crate::state_file::{State, StateFile, age_minutes};
 use crate::wrap::clients::Places;
 use crate::wrap::{Detected, detect_all};
 

@@ -1135,7 +1135,10 @@ fn an_idle_proxy_wakes_no_thread() {
     std::thread::sleep(Duration::from_secs(10));
     let after = voluntary_switches(pid);
     assert!(before.len() >= 2, "the proxy's threads: {before:?}");
-    assert_eq!(after, before, "threads woke while idle (tid (name) → switches)");
+    assert_eq!(
+        after, before,
+        "threads woke while idle (tid (name) → switches)"
+    );
     p.close_stdin();
     assert!(p.wait(Duration::from_secs(10)).success(), "{}", p.stderr());
 }

@@ -19,8 +19,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::client::Ctx;
 use super::decide::Engine;
+use super::from_client::Ctx;
 use crate::enforce::remote::RemoteEnforcer;
 use crate::enforce::{Decision, Verdict};
 use crate::logging::escaped;

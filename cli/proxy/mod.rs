@@ -4,11 +4,11 @@
 //! stdin; the relay thread copies the server's stdout (and thoth's replies) to the
 //! client. Each direction of a round trip stays on one thread (no hand-off on the
 //! path), and relaying no longer waits behind scanning, so both cores work on a stream.
-//! They share only [`state::RelayBook`] (requests in flight, watched tools/list ids)
+//! They share only [`calls::RelayBook`] (requests in flight, watched tools/list ids)
 //! behind an uncontended mutex, and the reply channel. The pieces:
 //!
-//! - [`client`]: client stdin → scan → forward / decide / answer;
-//! - [`server`]: server stdout → client stdout, with thoth's replies between lines;
+//! - [`from_client`]: client stdin → scan → forward / decide / answer;
+//! - [`from_server`]: server stdout → client stdout, with thoth's replies between lines;
 //! - the server writer: frames → server stdin, closed when the client is done;
 //! - lifetime: client EOF, signals and the server's death, per docs/architecture.md §3.
 //!
@@ -16,13 +16,13 @@
 //! child's pipes, [`run_pipes`] to four pipes with no child (the pass-through bench and
 //! the pumps' property test).
 
-pub mod client;
+pub mod answers;
+pub mod calls;
 pub mod decide;
+pub mod from_client;
+pub mod from_server;
 pub mod hold;
 pub mod modify;
-pub mod reply;
-pub mod server;
-pub mod state;
 mod stdio;
 
 use std::cell::RefCell;
@@ -36,10 +36,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::audit::AuditLog;
+use crate::child::{self, locate::Resolved};
 use crate::settings::RunSettings;
-use crate::spawn::{self, resolve::Resolved};
-use client::{Ctx, Queues};
 use decide::{Engine, Session};
+use from_client::{Ctx, Queues};
 
 /// How long a dead server's stdout may take to end before pending calls are answered.
 const ORPHAN_WAIT: Duration = Duration::from_millis(500);
@@ -82,7 +82,7 @@ async fn serve(
     args: &[OsString],
     audit: AuditLog,
 ) -> ExitCode {
-    let mut server = match spawn::spawn(resolved, args, Stdio::inherit()) {
+    let mut server = match child::spawn(resolved, args, Stdio::inherit()) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot start {}: {e}", resolved.path);
@@ -100,7 +100,7 @@ async fn serve(
         Ok(fd) => fd,
         Err(e) => {
             tracing::error!("the server's stdout cannot be relayed: {e}");
-            spawn::terminate(&mut server);
+            child::terminate(&mut server);
             return ExitCode::from(70);
         }
     };
@@ -110,7 +110,7 @@ async fn serve(
     if let Some(gov) = ctx.settings.govapi.clone() {
         let identity =
             crate::govapi::Identity::from_settings(&ctx.settings, &ctx.session.borrow().id);
-        let state = crate::state::StateFile::in_profile(&ctx.settings.profile.dir);
+        let state = crate::state_file::StateFile::in_profile(&ctx.settings.profile.dir);
         *ctx.gov.borrow_mut() = crate::govapi::Handle::start(gov, identity, state);
     }
     let telemetry_task = start_telemetry(&ctx);
@@ -144,7 +144,7 @@ async fn serve(
         Stop::ServerExited(status) => {
             client_pump.abort();
             answer_orphans(&ctx, "the MCP server exited").await;
-            spawn::terminate(&mut server);
+            child::terminate(&mut server);
             status
         }
         Stop::ClientDone => {
@@ -162,17 +162,17 @@ async fn serve(
             }
             ctx.to_server.borrow_mut().take();
             tokio::select! {
-                status = spawn::stop(&mut server, term_delay, kill_delay) => status,
+                status = child::stop(&mut server, term_delay, kill_delay) => status,
                 name = signals.recv() => {
                     tracing::info!("{name} received while the server was stopping");
-                    spawn::stop(&mut server, Duration::ZERO, kill_delay).await
+                    child::stop(&mut server, Duration::ZERO, kill_delay).await
                 }
             }
         }
         Stop::Signal(name) => {
             tracing::info!("{name} received: stopping the MCP server");
             client_pump.abort();
-            spawn::stop(&mut server, Duration::ZERO, kill_delay).await
+            child::stop(&mut server, Duration::ZERO, kill_delay).await
         }
     };
     ctx.to_server.borrow_mut().take();
@@ -206,7 +206,7 @@ async fn serve(
         );
     }
     match status {
-        Ok(status) => ExitCode::from(spawn::exit_code(status)),
+        Ok(status) => ExitCode::from(child::exit_code(status)),
         Err(e) => {
             tracing::error!("waiting for the MCP server failed: {e}");
             ExitCode::from(70)
@@ -218,7 +218,7 @@ async fn serve(
 /// `relay_changes` audit event, when anything.
 fn report_relay_changes(ctx: &Ctx) {
     let shared = ctx.state.borrow().book.clone();
-    let book = state::book(&shared);
+    let book = calls::book(&shared);
     if book.diverted_lines > 0 {
         tracing::warn!(
             "the server printed {} line(s) on stdout that are not JSON-RPC messages; they went to stderr",
@@ -295,8 +295,8 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
     // what is left once its stdout has ended (bounded: a grandchild may hold it open).
     let book = ctx.state.borrow().book.clone();
     let deadline = tokio::time::Instant::now() + ORPHAN_WAIT;
-    let eof = state::book(&book).server_eof_signal.clone();
-    while !state::book(&book).server_eof {
+    let eof = calls::book(&book).server_eof_signal.clone();
+    while !calls::book(&book).server_eof {
         if tokio::time::timeout_at(deadline, eof.notified())
             .await
             .is_err()
@@ -307,7 +307,7 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
     let (pending, in_flight) = {
         let mut state = ctx.state.borrow_mut();
         let pending = state.drain_pending();
-        let in_flight: Vec<_> = state::book(&state.book)
+        let in_flight: Vec<_> = calls::book(&state.book)
             .in_flight
             .drain()
             .map(|(_, raw)| raw)
@@ -321,8 +321,13 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
         }
     }
     for raw in pending.iter().map(|p| &p.raw_id).chain(in_flight.iter()) {
-        ctx.reply(reply::error(Some(raw), reply::INTERNAL, why, Some(&data)))
-            .await;
+        ctx.reply(answers::error(
+            Some(raw),
+            answers::INTERNAL,
+            why,
+            Some(&data),
+        ))
+        .await;
     }
 }
 
@@ -444,7 +449,7 @@ pub fn start_pumps(
     let inventory = ctx.gov.borrow().as_ref().and_then(|g| g.inventory_sender());
     let book = ctx.state.borrow().book.clone();
     let relay = relay_thread(book, inventory, server_out, to_client, client_out);
-    let client = tokio::task::spawn_local(client::pump(ctx.clone(), client_in));
+    let client = tokio::task::spawn_local(from_client::pump(ctx.clone(), client_in));
     Pumps {
         client,
         writer,
@@ -558,7 +563,7 @@ pub fn run_bytes(
 /// server's output never waits behind scanning the client's, and the two directions
 /// use both cores. The returned receiver resolves when the relay has ended.
 fn relay_thread(
-    book: state::SharedBook,
+    book: calls::SharedBook,
     inventory: Option<crate::govapi::InventorySender>,
     server_out: ServerOutput,
     replies: mpsc::Receiver<Vec<u8>>,
@@ -570,7 +575,8 @@ fn relay_thread(
         let relay = move || async move {
             match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(server_out) {
                 Ok(from_server) => {
-                    let _ = server::pump(book, inventory, from_server, replies, client_out()).await;
+                    let _ = from_server::pump(book, inventory, from_server, replies, client_out())
+                        .await;
                 }
                 Err(e) => tracing::error!("the server's stdout cannot be relayed: {e}"),
             }
@@ -585,7 +591,7 @@ fn relay_thread(
     #[cfg(not(unix))]
     {
         tokio::task::spawn_local(async move {
-            let _ = server::pump(book, inventory, server_out, replies, client_out()).await;
+            let _ = from_server::pump(book, inventory, server_out, replies, client_out()).await;
             let _ = done_tx.send(());
         });
     }

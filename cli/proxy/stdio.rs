@@ -42,7 +42,7 @@ pub fn stdout() -> Box<dyn AsyncWrite + Unpin> {
 #[cfg(unix)]
 fn widen(fd: &std::os::fd::OwnedFd) -> bool {
     #[cfg(target_os = "linux")]
-    crate::spawn::widen_pipe(fd);
+    crate::child::widen_pipe(fd);
     let _ = fd;
     true
 }

@@ -87,7 +87,7 @@ impl Store {
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
         let path = self.dir.join("record.json");
         let tmp = self.dir.join("record.json.tmp");
-        crate::private::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        crate::private_files::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
         fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -108,7 +108,7 @@ impl Store {
         let hash = sha256_hex(bytes);
         let name = format!("{stamp}-{}.bak", hash.get(..16).unwrap_or(&hash));
         let path = self.dir.join(&name);
-        crate::private::write(&path, bytes)
+        crate::private_files::write(&path, bytes)
             .map_err(|e| format!("backup {}: {e}", path.display()))?;
         Ok(name)
     }
@@ -127,7 +127,8 @@ impl Store {
     }
 
     fn ensure_dir(&self) -> Result<(), String> {
-        crate::private::create_dirs(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))
+        crate::private_files::create_dirs(&self.dir)
+            .map_err(|e| format!("{}: {e}", self.dir.display()))
     }
 }
 
@@ -165,7 +166,7 @@ pub fn replace(
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.thoth-{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = crate::private::file_options()
+        let mut file = crate::private_files::file_options()
             .write(true)
             .create_new(true)
             .open(&tmp)

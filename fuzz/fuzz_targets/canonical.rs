@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let scan_limit = if control & 0x40 == 0 { 1 << 20 } else { 16 };
-    let to_client = thoth::proxy::server::relay_bytes(stream, chunk, scan_limit);
+    let to_client = thoth::proxy::from_server::relay_bytes(stream, chunk, scan_limit);
     for message in same_for_every_reader(&to_client, true) {
         assert!(is_message(&message), "{message}");
     }

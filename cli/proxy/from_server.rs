@@ -21,8 +21,8 @@ use thoth_core::{LaxLine, LineRewriter, Message};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::reply;
-use super::state::{SharedBook, book, id_key};
+use super::answers;
+use super::calls::{SharedBook, book, id_key};
 
 /// Lines up to this size are held whole and scanned.
 pub const SCAN_LIMIT: usize = 4 * 1024 * 1024;
@@ -258,9 +258,9 @@ impl Relay {
         if let Some(id) = &id {
             found.answered.push(id_key(id));
         }
-        let answer = reply::error(
+        let answer = answers::error(
             id.as_deref(),
-            reply::INTERNAL,
+            answers::INTERNAL,
             "thoth cut off a server line that is not a JSON-RPC message",
             Some(&json!({ "reason": "server_line_invalid", "detail": why })),
         );

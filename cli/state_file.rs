@@ -93,9 +93,9 @@ impl StateFile {
 
     fn open_lock(&self) -> std::io::Result<fs::File> {
         if let Some(dir) = self.lock.parent() {
-            crate::private::create_dirs(dir)?;
+            crate::private_files::create_dirs(dir)?;
         }
-        crate::private::file_options()
+        crate::private_files::file_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -150,7 +150,7 @@ impl StateFile {
     fn write_unlocked(&self, state: &State) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");
-        crate::private::write(&tmp, &bytes)?;
+        crate::private_files::write(&tmp, &bytes)?;
         fs::rename(&tmp, &self.path)
     }
 }

@@ -11,7 +11,7 @@
 //! handle closes, however thoth ends; stopping kills the server process directly (there
 //! is no SIGTERM). This module never touches stdout.
 
-pub mod resolve;
+pub mod locate;
 
 use std::ffi::OsString;
 use std::process::{ExitStatus, Stdio};
@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use crate::settings::env::SECRETS;
-use resolve::{FsProbe, NotFound, Platform, ResolveEnv, Resolved};
+use locate::{FsProbe, NotFound, Platform, ResolveEnv, Resolved};
 
 /// Variables never passed to the server: thoth's secrets.
 pub fn is_secret(name: &str) -> bool {
@@ -30,7 +30,7 @@ pub fn is_secret(name: &str) -> bool {
 /// Resolves the server command with the process environment and the real file system.
 pub fn resolve_command(program: &OsString) -> Result<Resolved, NotFound> {
     let name = program.to_string_lossy();
-    resolve::resolve(
+    locate::resolve(
         Platform::current(),
         &name,
         &ResolveEnv::from_process(),
@@ -48,7 +48,7 @@ pub fn child_env(resolved: &Resolved) -> Vec<(OsString, OsString)> {
     let path = std::env::var("PATH").ok();
     env.push((
         "PATH".into(),
-        resolve::path_with(Platform::current(), path.as_deref(), &resolved.dir).into(),
+        locate::path_with(Platform::current(), path.as_deref(), &resolved.dir).into(),
     ));
     env
 }

@@ -23,11 +23,11 @@ use thoth_core::{Call, FrameStep, LineFramer, Message, Span, ToolCall};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use super::answers;
+use super::calls::{MAX_PENDING, Pending, ProxyState, id_key};
 use super::decide::{Decided, Engine, Session, decide, input, observe, too_large};
 use super::hold::{self, Held};
 use super::modify::splice_arguments;
-use super::reply;
-use super::state::{MAX_PENDING, Pending, ProxyState, id_key};
 use crate::audit::{AuditLog, Record};
 use crate::enforce::{Decision, MAX_POLICY_ARGUMENTS, Verdict, arguments};
 use crate::settings::{Mode, RunSettings};
@@ -262,7 +262,7 @@ fn canonical(ctx: &Ctx, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 32);
     let rewrites = thoth_core::write_canonical(bytes, |piece| out.extend_from_slice(piece));
     let shared = ctx.state.borrow().book.clone();
-    let mut book = super::state::book(&shared);
+    let mut book = super::calls::book(&shared);
     if book.client_rewrites.is_empty() {
         tracing::warn!(
             "a client frame held raw CR, U+2028, U+2029 or U+0085: forwarded as its canonical \
@@ -305,7 +305,7 @@ fn canonical_too_large(frame: &[u8], max: usize) -> Vec<u8> {
         Ok(Message::Request(call)) => call.id().map(|id| id.raw.to_vec()),
         _ => None,
     };
-    reply::error(
+    answers::error(
         id.as_deref(),
         -32600,
         "Invalid Request",
@@ -319,7 +319,7 @@ fn canonical_too_large(frame: &[u8], max: usize) -> Vec<u8> {
 }
 
 fn oversized(dropped: u64, max: usize) -> Vec<u8> {
-    reply::error(
+    answers::error(
         None,
         -32600,
         "Invalid Request",
@@ -350,7 +350,7 @@ enum Plan {
 fn plan(ctx: &Ctx, frame: &[u8]) -> Plan {
     let message = match thoth_core::scan(frame) {
         Ok(m) => m,
-        Err(e) => return Plan::Reply(reply::rejected(frame, &e)),
+        Err(e) => return Plan::Reply(answers::rejected(frame, &e)),
     };
     match message {
         Message::Request(call) if call.is_tool_call() => Plan::ToolCall {
@@ -423,7 +423,7 @@ async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
 }
 
 fn reused_id(raw: &[u8]) -> Vec<u8> {
-    reply::error(
+    answers::error(
         Some(raw),
         -32600,
         "Invalid Request",
@@ -475,7 +475,7 @@ fn parse_arguments(frame: &[u8], tc: &ToolCall) -> Result<(Option<Value>, usize)
 }
 
 fn invalid_arguments(id: &[u8], why: &str) -> Vec<u8> {
-    reply::error(
+    answers::error(
         Some(id),
         -32602,
         "Invalid params",
@@ -502,9 +502,9 @@ async fn tools_call(
         return false;
     }
     if busy {
-        let busy = reply::error(
+        let busy = answers::error(
             Some(&raw_id),
-            reply::INTERNAL,
+            answers::INTERNAL,
             "busy: too many calls pending a decision",
             None,
         );
@@ -514,7 +514,7 @@ async fn tools_call(
     let tc = match call {
         Ok(tc) => tc,
         Err(e) => {
-            ctx.reply(reply::rejected(frame, &e)).await;
+            ctx.reply(answers::rejected(frame, &e)).await;
             return false;
         }
     };
@@ -757,8 +757,8 @@ fn outcome_bytes(
     // Only answers need the session id and a fresh attestation id.
     let session_id = ctx.session.borrow().id.clone();
     let attestation = uuid::Uuid::new_v4().to_string();
-    let data = reply::decision_data(decision, tool, &session_id, &attestation);
-    Outcome::Answer(reply::denied(
+    let data = answers::decision_data(decision, tool, &session_id, &attestation);
+    Outcome::Answer(answers::denied(
         raw_id,
         decision,
         &data,
@@ -818,7 +818,7 @@ pub fn plan_batch(frame: &[u8]) -> Vec<Planned> {
     batch
         .elements()
         .map(|element| match element {
-            Err(e) => Planned::Answer(reply::rejected(frame, &e)),
+            Err(e) => Planned::Answer(answers::rejected(frame, &e)),
             Ok(Message::Request(call)) if call.is_tool_call() => match thoth_core::tool_call(&call)
             {
                 Ok(tc) => Planned::Decide {
@@ -826,7 +826,7 @@ pub fn plan_batch(frame: &[u8]) -> Vec<Planned> {
                     raw_id: call.id().map_or(&b"null"[..], |id| id.raw).to_vec(),
                     call: Box::new(tc),
                 },
-                Err(e) => Planned::Answer(reply::rejected(frame, &e)),
+                Err(e) => Planned::Answer(answers::rejected(frame, &e)),
             },
             Ok(Message::Notification(call)) if call.is_tool_call() => {
                 tracing::warn!("dropped a tools/call notification inside a batch");
@@ -923,7 +923,7 @@ mod tests {
                 if tc.name.starts_with("allow") {
                     Ok(Some(element.to_vec()))
                 } else {
-                    Err(reply::error(Some(raw), -32001, "Blocked by Thoth policy: test", None))
+                    Err(answers::error(Some(raw), -32001, "Blocked by Thoth policy: test", None))
                 }
             });
             let want_forward: Vec<&String> = elements.iter().zip(&kinds).filter(|(_, k)| *k % 4 == 0 || *k % 4 == 2).map(|(e, _)| e).collect();

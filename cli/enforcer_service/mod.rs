@@ -11,6 +11,8 @@
 //! start) and never accepts the proxy API key: an agent that can run a shell must not
 //! approve its own hold.
 
+pub mod limits;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,7 +106,7 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, SettingsE
     .with_no_client_auth()
     .with_single_cert(certs, key_der)
     .map_err(|e| SettingsError::new(format!("{}: {e}", cert.display())))?;
-    // HTTP/1.1 only (see serve_limits: an idle HTTP/2 connection has no deadline).
+    // HTTP/1.1 only (see `limits`: an idle HTTP/2 connection has no deadline).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -200,14 +202,14 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
             hold_for: Duration::from_secs(args.hold_seconds),
             max_holds_per_agent: usize::try_from(args.max_holds_per_agent).unwrap_or(64),
         });
-        let admission = Arc::new(crate::serve_limits::Admission {
+        let admission = Arc::new(crate::enforcer_service::limits::Admission {
             authorized: {
                 let state = state.clone();
                 Box::new(move |headers| {
                     proxy_authorized(&state, headers).then(|| presented_key(headers))
                 })
             },
-            rate: crate::serve_limits::RateLimiter::new(args.max_requests_per_second),
+            rate: crate::enforcer_service::limits::RateLimiter::new(args.max_requests_per_second),
             deadline: Duration::from_millis(args.request_timeout_ms),
         });
         let app = Router::new()
@@ -222,7 +224,7 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
             .with_state(state)
             .layer(axum::middleware::from_fn_with_state(
                 admission,
-                crate::serve_limits::admit,
+                crate::enforcer_service::limits::admit,
             ));
         tracing::info!(
             "thoth enforcer listening on {scheme}://{local} (policy {})",
@@ -230,11 +232,12 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
         );
         let acceptor = tls.map(|config| tokio_rustls::TlsAcceptor::from(Arc::new(config)));
         let max_connections = usize::try_from(args.max_connections).unwrap_or(256);
-        let limits = crate::serve_limits::Limits {
+        let limits = crate::enforcer_service::limits::Limits {
             max_connections,
             deadline: Duration::from_millis(args.request_timeout_ms),
         };
-        crate::serve_limits::accept_loop(listener, app, acceptor, limits, shutdown()).await;
+        crate::enforcer_service::limits::accept_loop(listener, app, acceptor, limits, shutdown())
+            .await;
         Ok(())
     })
 }
