@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
+use thoth::domain::Mode;
 use thoth::enforce::local::LocalEngine;
 use thoth::proxy::decide::{Engine, Session, decide};
+use thoth::settings::RunSettings;
 use thoth::settings::profile::Profile;
-use thoth::settings::{Mode, RunSettings};
 
 fn policy(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

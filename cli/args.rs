@@ -2,10 +2,10 @@
 //! are validated where they are turned into settings.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::settings::Mode;
-use crate::settings::env::parse_mode;
+use crate::domain::Mode;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -33,9 +33,9 @@ pub enum Command {
     /// The local Cedar engine as an enforcer service.
     Enforcer(EnforcerArgs),
     /// Approve a step-up hold on an enforcer served by `thoth enforcer serve`.
-    Approve(crate::enforcer_service::ResolveArgs),
+    Approve(ResolveArgs),
     /// Deny a step-up hold.
-    Deny(crate::enforcer_service::ResolveArgs),
+    Deny(ResolveArgs),
     /// Classify JSON-RPC frames (one JSON line per frame on stdout).
     Scan(ScanArgs),
     /// Put every stdio server of an MCP client's config under `thoth run` (or --restore).
@@ -189,7 +189,60 @@ pub struct EnforcerArgs {
 #[derive(Debug, Subcommand)]
 pub enum EnforcerCommand {
     /// Serve a Cedar policy over the enforcer wire protocol.
-    Serve(crate::enforcer_service::ServeArgs),
+    Serve(ServeArgs),
+}
+
+/// `thoth enforcer serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The Cedar policy to serve.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is logged).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// File holding the API key clients must send (raw or {"api_key": …}); without it
+    /// any client is served.
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// JSONL file that telemetry batches are appended to.
+    #[arg(long)]
+    pub events_file: Option<PathBuf>,
+    /// How long a hold waits for approval, in seconds.
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub hold_seconds: u64,
+    /// Base URL used in approval links (default http(s)://<listen address>).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Connections served at once at most (more wait in the listen backlog).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_connections: u64,
+    /// Requests a second per API key at most, with bursts of twice that (more get 429).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_requests_per_second: u32,
+    /// How long a TLS handshake, a request's headers and then its body may each take,
+    /// in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub request_timeout_ms: u64,
+    /// Open holds per agent at most; past that a STEP_UP comes without a hold.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_holds_per_agent: u64,
+}
+
+/// `thoth approve TOKEN` / `thoth deny TOKEN`.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The hold token (the last segment of the approval URL).
+    pub token: String,
+    /// The enforcer (default THOTH_ENFORCER_URL).
+    #[arg(long)]
+    pub enforcer_url: Option<String>,
 }
 
 /// `thoth audit`.
@@ -211,7 +264,7 @@ pub enum AuditCommand {
 }
 
 fn mode_arg(s: &str) -> Result<Mode, String> {
-    parse_mode(s)
+    Mode::parse(s)
         .ok_or_else(|| format!("`{s}` is not a mode: use observe, step_up, block or progressive"))
 }
 

@@ -90,7 +90,7 @@ fn owner_of(uid: u32, gid: u32) -> Option<Owner> {
 
 /// What the user's part gave back.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum UserWork {
     /// It ended within the deadline: its status and what it printed on stdout.
     Done { status: ExitStatus, stdout: Vec<u8> },
     /// It was still running at the deadline and was killed.
@@ -108,7 +108,7 @@ pub fn run_as(
     pass_secrets: &[(&str, OsString)],
     capture: bool,
     timeout: Duration,
-) -> std::io::Result<Outcome> {
+) -> std::io::Result<UserWork> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.args(args)
@@ -123,7 +123,7 @@ pub fn run_as(
         })
         .stderr(Stdio::inherit())
         .current_dir("/");
-    for name in crate::settings::env::SECRETS {
+    for name in crate::harden::SECRETS {
         cmd.env_remove(name);
     }
     for (name, value) in pass_secrets {
@@ -147,12 +147,12 @@ pub fn run_as(
     let Some(status) = wait_until(&mut child, Instant::now() + timeout)? else {
         let _ = child.kill();
         let _ = child.wait();
-        return Ok(Outcome::TimedOut);
+        return Ok(UserWork::TimedOut);
     };
     let stdout = reader
         .map(|r| r.join().unwrap_or_default())
         .unwrap_or_default();
-    Ok(Outcome::Done { status, stdout })
+    Ok(UserWork::Done { status, stdout })
 }
 
 /// The child's exit status, or `None` when it is still running at `deadline`.
@@ -222,26 +222,26 @@ pub fn rerun_as(
         owner.uid
     );
     match run_as(owner, home, &args, pass_secrets, false, limit) {
-        Ok(Outcome::Done { status, .. }) => std::process::ExitCode::from(
+        Ok(UserWork::Done { status, .. }) => std::process::ExitCode::from(
             status
                 .code()
                 .and_then(|c| u8::try_from(c).ok())
                 .unwrap_or(1),
         ),
-        Ok(Outcome::TimedOut) => {
+        Ok(UserWork::TimedOut) => {
             tracing::error!(
                 "the work as {} did not end within {} ms (a FIFO, a held lock or a slow disk in that home?); stopped",
                 crate::logging::escaped(&owner.name),
                 limit.as_millis()
             );
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(crate::exit::FAILURE)
         }
         Err(e) => {
             tracing::error!(
                 "cannot run as {}: {e}",
                 crate::logging::escaped(&owner.name)
             );
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(crate::exit::FAILURE)
         }
     }
 }

@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 use crate::args::{DoctorArgs, RunFlags};
 use crate::child;
 use crate::enforce::Decision;
+use crate::exit::config_error;
 use crate::proxy::decide::{Engine, Session, decide, input};
-use crate::run_cmd::{EXIT_NOT_FOUND, config_error, load_engine, load_settings};
+use crate::run_cmd::{load_engine, load_settings};
 use crate::settings::RunSettings;
 
 /// Lines of the server's stderr shown on failure.
@@ -54,7 +55,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
                 );
             }
             tracing::error!("{}", crate::logging::escaped(&not_found.to_string()));
-            return ExitCode::from(EXIT_NOT_FOUND);
+            return ExitCode::from(crate::exit::NOT_FOUND);
         }
     };
     let child_path = child::child_env(&resolved)
@@ -85,7 +86,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
                     println!("  {}", crate::logging::escaped(line));
                 }
             }
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILURE);
         }
     };
     let rows: Vec<(String, Decision)> = tools

@@ -17,7 +17,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::clock::{now_rfc3339, today_utc};
-use crate::settings::{Environment, RunSettings, Secret};
+use crate::domain::Environment;
+use crate::settings::{GovApiSettings, RunSettings};
 use crate::state_file::{Registration, StateFile};
 
 /// Tools per inventory post at most.
@@ -32,18 +33,6 @@ const PENDING_TOOLS: usize = 1000;
 pub const FLUSH: Duration = Duration::from_secs(2);
 /// Timeout of one GovAPI request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where and how to reach the GovAPI.
-#[derive(Debug, Clone)]
-pub struct GovApiSettings {
-    pub url: String,
-    pub bearer: Option<Secret>,
-    pub api_key: Option<Secret>,
-    pub heartbeat_interval: Duration,
-    pub enrollment: String,
-    /// Verification and CA bundle as for the enforcer; no pins (another host).
-    pub tls: crate::net::TlsSettings,
-}
 
 /// What this endpoint tells the GovAPI about itself.
 #[derive(Debug, Clone)]

@@ -18,7 +18,14 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::OnceLock;
 
-use crate::settings::env::SECRETS;
+/// Variables whose values are secrets: never logged, never passed to the server.
+pub const SECRETS: &[&str] = &[
+    "THOTH_API_KEY",
+    "THOTH_GOVAPI_BEARER_TOKEN",
+    "THOTH_GOVAPI_API_KEY",
+    "THOTH_EVENT_INGEST_TOKEN",
+    "THOTH_APPROVER_KEY",
+];
 
 static TAKEN: OnceLock<HashMap<&'static str, OsString>> = OnceLock::new();
 

@@ -310,11 +310,11 @@ pub fn run(args: &HealthArgs) -> ExitCode {
         Ok(h) if !h.is_empty() => h,
         Ok(_) => {
             tracing::error!("no user profile found");
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILURE);
         }
         Err(e) => {
             tracing::error!("{}", crate::logging::escaped(&e.to_string()));
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILURE);
         }
     };
     let users: Vec<_> = homes
@@ -333,7 +333,7 @@ pub fn run(args: &HealthArgs) -> ExitCode {
     let (mut fields, worst, checks) = combine(users);
     fields.insert("Users".into(), json!(count));
     let code = if worst == Level::Fail {
-        ExitCode::from(1)
+        ExitCode::from(crate::exit::FAILURE)
     } else {
         ExitCode::SUCCESS
     };
@@ -343,7 +343,7 @@ pub fn run(args: &HealthArgs) -> ExitCode {
                 "--jamf {field}: not a field; use one of {}",
                 fields.keys().cloned().collect::<Vec<_>>().join(", ")
             );
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILURE);
         };
         println!("<result>{}</result>", jamf_value(value));
         return code;
@@ -415,7 +415,7 @@ fn as_user(
     };
     let who = crate::logging::escaped(&owner.name).to_string();
     match crate::as_owner::run_as(owner, home, &args, &[], true, limit) {
-        Ok(crate::as_owner::Outcome::Done { stdout, .. }) => {
+        Ok(crate::as_owner::UserWork::Done { stdout, .. }) => {
             let Ok(answer) = serde_json::from_slice::<Value>(&stdout) else {
                 return failed(format!("the check as {who} gave no answer"));
             };
@@ -435,7 +435,7 @@ fn as_user(
             }
             (fields, checks)
         }
-        Ok(crate::as_owner::Outcome::TimedOut) => failed(format!(
+        Ok(crate::as_owner::UserWork::TimedOut) => failed(format!(
             "the check as {who} did not end within {} ms (a FIFO, a held lock or a slow disk in that home?)",
             limit.as_millis()
         )),

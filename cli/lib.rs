@@ -10,8 +10,10 @@ pub mod audit;
 pub mod child;
 pub mod clock;
 pub mod doctor;
+pub mod domain;
 pub mod enforce;
 pub mod enforcer_service;
+pub mod exit;
 pub mod govapi;
 pub mod harden;
 pub mod health;
@@ -44,7 +46,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
             // clap prints help and version to stdout and usage errors to stderr.
             let _ = e.print();
             return if e.use_stderr() {
-                ExitCode::from(2)
+                ExitCode::from(crate::exit::USAGE)
             } else {
                 ExitCode::SUCCESS
             };
@@ -59,8 +61,8 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
         args::Command::Enforcer(args::EnforcerArgs {
             command: args::EnforcerCommand::Serve(serve),
         }) => enforcer_service::run(&serve),
-        args::Command::Approve(resolve) => enforcer_service::resolve_command(&resolve, true),
-        args::Command::Deny(resolve) => enforcer_service::resolve_command(&resolve, false),
+        args::Command::Approve(resolve) => enforcer_service::approve_or_deny(&resolve, true),
+        args::Command::Deny(resolve) => enforcer_service::approve_or_deny(&resolve, false),
         args::Command::WrapConfig(wrap_args) => wrap::run(&wrap_args),
         args::Command::Status(status_args) => status::run(&status_args),
         args::Command::Health(health_args) => health::run(&health_args),
@@ -74,7 +76,7 @@ fn audit_cmd(args: &args::AuditArgs) -> ExitCode {
         Some(p) => p.clone(),
         None => match settings::profile::Profile::locate() {
             Ok(profile) => profile.audit_dir(),
-            Err(e) => return run_cmd::config_error(&e),
+            Err(e) => return crate::exit::config_error(&e),
         },
     };
     let verified = audit::verify_path(&path);
@@ -94,7 +96,7 @@ fn audit_cmd(args: &args::AuditArgs) -> ExitCode {
                 "audit chain broken: {}",
                 logging::escaped(&broken.to_string())
             );
-            ExitCode::from(1)
+            ExitCode::from(crate::exit::FAILURE)
         }
     }
 }

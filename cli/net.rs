@@ -24,7 +24,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, Error as TlsError, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-use crate::settings::{EnvVars, Environment, SettingsError};
+use crate::domain::Environment;
+use crate::settings::{EnvVars, SettingsError};
 
 /// Bytes of an enforce answer read at most (a MODIFY carries arguments).
 pub const ENFORCE_BODY_LIMIT: usize = 1024 * 1024;

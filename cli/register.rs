@@ -14,28 +14,28 @@ use crate::state_file::StateFile;
 pub fn run(args: &RegisterArgs) -> ExitCode {
     let profile = match Profile::locate().and_then(|p| p.bootstrap().map(|()| p)) {
         Ok(p) => p,
-        Err(e) => return crate::run_cmd::config_error(&e),
+        Err(e) => return crate::exit::config_error(&e),
     };
     let (settings, _) = crate::status::admin_settings(&args.flags, profile.clone());
     let settings = match settings {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{}", crate::logging::escaped(&e));
-            return ExitCode::from(crate::run_cmd::EXIT_CONFIG);
+            return ExitCode::from(crate::exit::CONFIG);
         }
     };
     let Some(gov) = settings.govapi.clone() else {
         tracing::error!(
             "no GovAPI configured: set THOTH_GOVAPI_URL, or configure the remote enforcer (tenant and API key) so its GovAPI URL can be derived"
         );
-        return ExitCode::from(crate::run_cmd::EXIT_CONFIG);
+        return ExitCode::from(crate::exit::CONFIG);
     };
     let url = gov.url.clone();
     let api = match GovApi::new(gov) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("{}", crate::logging::escaped(&e));
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILURE);
         }
     };
     let mut identity = Identity::from_settings(&settings, "");
@@ -45,7 +45,7 @@ pub fn run(args: &RegisterArgs) -> ExitCode {
     let state = StateFile::in_profile(&profile.dir);
     let Ok(rt) = crate::runtime::current_thread() else {
         tracing::error!("cannot start the runtime");
-        return ExitCode::from(70);
+        return ExitCode::from(crate::exit::SOFTWARE);
     };
     let result = rt.block_on(api.register_recorded(&identity, &state, true));
     match result {
@@ -58,7 +58,7 @@ pub fn run(args: &RegisterArgs) -> ExitCode {
                 "registration with {url} failed: {}",
                 crate::logging::escaped(&e)
             );
-            ExitCode::from(1)
+            ExitCode::from(crate::exit::FAILURE)
         }
     }
 }

@@ -7,17 +7,13 @@ use crate::audit::AuditLog;
 use crate::child;
 use crate::enforce::local::LocalEngine;
 use crate::enforce::remote::RemoteEnforcer;
+use crate::exit::config_error;
 use crate::proxy::{
     self,
     decide::{Engine, Session},
 };
 use crate::settings::profile::Profile;
 use crate::settings::{EngineChoice, EnvVars, Managed, RunSettings, SettingsError, managed};
-
-/// Exit code for a configuration error (sysexits' EX_CONFIG).
-pub const EXIT_CONFIG: u8 = 78;
-/// Exit code when the server command cannot be found.
-pub const EXIT_NOT_FOUND: u8 = 127;
 
 /// Settings from every source, with the profile bootstrapped.
 pub fn load_settings(
@@ -116,7 +112,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(not_found) => {
             tracing::error!("{}", crate::logging::escaped(&not_found.to_string()));
-            return ExitCode::from(EXIT_NOT_FOUND);
+            return ExitCode::from(crate::exit::NOT_FOUND);
         }
     };
     let session = Session::new();
@@ -127,15 +123,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 "cannot open the audit log under {}: {e}",
                 settings.profile.audit_dir().display()
             );
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(crate::exit::CONFIG);
         }
     };
     proxy::run(settings, engine, session, &resolved, rest, audit)
-}
-
-/// One stderr line (escaped: it may quote a file or the environment) and the
-/// configuration exit code.
-pub fn config_error(e: &SettingsError) -> ExitCode {
-    tracing::error!("{}", crate::logging::escaped(&e.to_string()));
-    ExitCode::from(EXIT_CONFIG)
 }

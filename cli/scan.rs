@@ -24,7 +24,7 @@ pub fn run(args: &ScanArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("thoth scan: {}", crate::logging::escaped(&message));
-            ExitCode::from(2)
+            ExitCode::from(crate::exit::USAGE)
         }
     }
 }

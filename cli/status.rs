@@ -128,7 +128,7 @@ pub fn run(args: &StatusArgs) -> ExitCode {
     }
     let Some(home) = dirs::home_dir() else {
         tracing::error!("cannot find the home directory (set HOME)");
-        return ExitCode::from(1);
+        return ExitCode::from(crate::exit::FAILURE);
     };
     let snapshot = Snapshot::gather(&home, &Places::current(home.clone()));
     if args.json {
@@ -139,7 +139,7 @@ pub fn run(args: &StatusArgs) -> ExitCode {
     if snapshot.settings.is_ok() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(crate::exit::FAILURE)
     }
 }
 

@@ -752,6 +752,21 @@ fn managed_settings_override_and_refuse_weaker_flags() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("enforcement mode block"), "{err}");
+    // The refusal names the managed value as the file spells it.
+    let floor = s.write(
+        "floor.json",
+        r#"{"failure_decision":"step_up","require_non_root":false}"#,
+    );
+    let (code, err) = run_once(
+        &s,
+        &["run", "--agent-id", "a", "--", "true"],
+        &[
+            ("THOTH_MANAGED_SETTINGS_FILE", floor.to_str().unwrap()),
+            ("THOTH_ENFORCER_FAILURE_DECISION", "allow"),
+        ],
+    );
+    assert_eq!(code, Some(78));
+    assert!(err.contains("failure_decision = step_up,"), "{err}");
     let remote = s.write("remote.json", r#"{"require_remote_enforcer":true}"#);
     let (code, err) = run_once(
         &s,

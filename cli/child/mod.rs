@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::settings::env::SECRETS;
+use crate::harden::SECRETS;
 use locate::{FsProbe, NotFound, Platform, ResolveEnv, Resolved};
 
 /// Variables never passed to the server: thoth's secrets.

@@ -2,7 +2,7 @@
 //!
 //! Request: principal `Thoth::Agent::"<agent>"` (tenant, user, environment), action
 //! `Thoth::Action::"tools/call"`, resource `Thoth::Tool::"<name>"` (attribute `name`),
-//! and a context where every field is always present. Outcome: no permit is a *soft*
+//! and a context where every field is always present. PolicyOutcome: no permit is a *soft*
 //! denial; a forbid annotated `@decision("step_up")` asks for step-up; any other forbid
 //! is a *hard* denial and wins. Any evaluation error blocks (Cedar skips an erroring
 //! policy, which would fail open). The proxy applies the enforcement mode to soft
@@ -24,7 +24,7 @@ use crate::settings::SettingsError;
 
 /// What the policy says, before the enforcement mode is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum PolicyOutcome {
     /// A permit applies and no forbid does.
     Allow {
         reason: String,
@@ -64,7 +64,7 @@ struct Notes {
 }
 
 /// agent, tenant, user, environment, tool, session intent, mode.
-type OutcomeKey = ([String; 5], String, crate::settings::Mode);
+type OutcomeKey = ([String; 5], String, crate::domain::Mode);
 
 /// Outcomes cached at most (the cache is cleared when full).
 const OUTCOME_CACHE: usize = 4096;
@@ -79,7 +79,7 @@ pub struct LocalEngine {
     /// Outcomes by (principal, tool, intent, mode), kept only when no policy reads a
     /// context field that changes from call to call (arguments, session history): the
     /// outcome is then a function of the key, since Cedar evaluation is deterministic.
-    outcomes: Option<std::sync::Mutex<HashMap<OutcomeKey, Outcome>>>,
+    outcomes: Option<std::sync::Mutex<HashMap<OutcomeKey, PolicyOutcome>>>,
     subjects: std::sync::Mutex<HashMap<[String; 5], std::sync::Arc<Subjects>>>,
     path: PathBuf,
     policies: PolicySet,
@@ -181,7 +181,7 @@ impl LocalEngine {
     }
 
     /// Evaluates one call.
-    pub fn evaluate(&self, input: &DecisionInput<'_>) -> Outcome {
+    pub fn evaluate(&self, input: &DecisionInput<'_>) -> PolicyOutcome {
         let key = self.outcomes.as_ref().map(|_| {
             (
                 [
@@ -203,7 +203,7 @@ impl LocalEngine {
         }
         let outcome = match self.authorize(input) {
             Ok(outcome) => outcome,
-            Err(reason) => Outcome::HardDeny {
+            Err(reason) => PolicyOutcome::HardDeny {
                 reason: format!("policy evaluation failed: {reason}"),
                 rule_ids: Vec::new(),
             },
@@ -307,7 +307,7 @@ impl LocalEngine {
         }
     }
 
-    fn authorize(&self, input: &DecisionInput<'_>) -> Result<Outcome, String> {
+    fn authorize(&self, input: &DecisionInput<'_>) -> Result<PolicyOutcome, String> {
         let subjects = self.subjects(input)?;
         let arguments = match input.arguments {
             Some(value @ serde_json::Value::Object(_)) if self.reads_arguments => to_cedar(value),
@@ -365,7 +365,7 @@ impl LocalEngine {
         let rule_ids = |ps: &[&Notes]| ps.iter().map(|p| p.rule_id.clone()).collect::<Vec<_>>();
         if response.decision() == CedarDecision::Allow {
             let reason = reasons(&determining);
-            return Ok(Outcome::Allow {
+            return Ok(PolicyOutcome::Allow {
                 reason: if reason.is_empty() {
                     "allowed by policy".into()
                 } else {
@@ -376,7 +376,7 @@ impl LocalEngine {
         }
         let forbids: Vec<&Notes> = determining.into_iter().filter(|p| p.forbid).collect();
         if forbids.is_empty() {
-            return Ok(Outcome::SoftDeny {
+            return Ok(PolicyOutcome::SoftDeny {
                 reason: format!("no policy permits tool {:?}", input.tool_name),
             });
         }
@@ -389,9 +389,9 @@ impl LocalEngine {
         }
         let rule_ids = rule_ids(chosen);
         Ok(if hard.is_empty() {
-            Outcome::StepUp { reason, rule_ids }
+            PolicyOutcome::StepUp { reason, rule_ids }
         } else {
-            Outcome::HardDeny { reason, rule_ids }
+            PolicyOutcome::HardDeny { reason, rule_ids }
         })
     }
 }
@@ -411,8 +411,8 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Environment, Mode};
     use crate::enforce::SessionHistory;
-    use crate::settings::{Environment, Mode};
     use serde_json::json;
 
     fn engine(name: &str, policy: &str) -> LocalEngine {
@@ -443,8 +443,8 @@ mod tests {
         }
     }
 
-    fn allowed(o: &Outcome) -> bool {
-        matches!(o, Outcome::Allow { .. })
+    fn allowed(o: &PolicyOutcome) -> bool {
+        matches!(o, PolicyOutcome::Allow { .. })
     }
 
     #[test]

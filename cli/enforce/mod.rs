@@ -11,7 +11,7 @@ pub mod remote;
 
 use serde_json::Value;
 
-use crate::settings::{Environment, Mode};
+use crate::domain::{Environment, Mode};
 
 /// The outcome of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,16 +20,15 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{Decision, DecisionInput, Verdict};
+use crate::domain::FailureDecision;
 use crate::logging::escaped;
 use crate::net::{ENFORCE_BODY_LIMIT, Failure, SMALL_BODY_LIMIT, TEXT_LIMIT, bounded, exchange};
-use crate::settings::{Environment, FailureDecision, Secret, SettingsError};
+use crate::settings::{Secret, SettingsError};
 
 /// Connection timeout to the enforcer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on the best-effort explanation call.
 pub const EXPLAIN_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default read timeout of one enforce call: a total deadline, body included.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Distinct reasons known before new billing messages are no longer logged.
 const LOGGED_REASONS: usize = 64;
 /// Matched rule ids copied from an answer at most, and bytes of each.
@@ -48,31 +47,6 @@ pub struct RemoteEnforcer {
     read_timeout: Duration,
     /// Reasons already logged (billing and auth problems are logged once each).
     logged: Mutex<HashSet<String>>,
-}
-
-/// The failure decision in force: `allow` is ignored in staging/prod without the
-/// override, with a warning either way.
-pub fn effective_failure(
-    asked: Option<FailureDecision>,
-    environment: Environment,
-    allow_override: bool,
-) -> FailureDecision {
-    match asked.unwrap_or(FailureDecision::Block) {
-        FailureDecision::Allow if environment != Environment::Dev && !allow_override => {
-            tracing::warn!(
-                "THOTH_ENFORCER_FAILURE_DECISION=allow is ignored in {}: calls block when the enforcer is unreachable (set THOTH_ENFORCER_ALLOW_FALLBACK_OVERRIDE=true to accept the risk)",
-                environment.as_str()
-            );
-            FailureDecision::Block
-        }
-        FailureDecision::Allow => {
-            tracing::warn!(
-                "THOTH_ENFORCER_FAILURE_DECISION=allow: calls are ALLOWED without a policy decision whenever the enforcer is unreachable"
-            );
-            FailureDecision::Allow
-        }
-        other => other,
-    }
 }
 
 impl RemoteEnforcer {
@@ -708,29 +682,5 @@ mod tests {
         );
         assert_eq!(d.reason, "no writes");
         assert_eq!(d.extra["regulatory_regimes"], json!(["HIPAA"]));
-    }
-
-    #[test]
-    fn allow_fallback_is_refused_outside_dev() {
-        assert_eq!(
-            effective_failure(Some(FailureDecision::Allow), Environment::Prod, false),
-            FailureDecision::Block
-        );
-        assert_eq!(
-            effective_failure(Some(FailureDecision::Allow), Environment::Staging, true),
-            FailureDecision::Allow
-        );
-        assert_eq!(
-            effective_failure(Some(FailureDecision::Allow), Environment::Dev, false),
-            FailureDecision::Allow
-        );
-        assert_eq!(
-            effective_failure(None, Environment::Dev, false),
-            FailureDecision::Block
-        );
-        assert_eq!(
-            effective_failure(Some(FailureDecision::StepUp), Environment::Prod, false),
-            FailureDecision::StepUp
-        );
     }
 }

@@ -14,7 +14,6 @@
 pub mod limits;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -28,12 +27,13 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use crate::args::{ResolveArgs, ServeArgs};
+use crate::domain::{Environment, Mode};
 use crate::enforce::local::LocalEngine;
 use crate::enforce::{DecisionInput, SessionHistory, Verdict};
 use crate::proxy::decide::apply_mode;
-use crate::settings::env::parse_mode;
 use crate::settings::profile::{Profile, create_if_missing, read_api_key};
-use crate::settings::{EnvVars, Environment, Mode, Secret, SettingsError};
+use crate::settings::{EnvVars, Secret, SettingsError};
 
 /// Holds kept at most; the oldest expired ones go first.
 const MAX_HOLDS: usize = 10_000;
@@ -41,49 +41,6 @@ const MAX_HOLDS: usize = 10_000;
 const MAX_SESSIONS: usize = 10_000;
 /// Bytes of an id or intent in an enforce call at most.
 const MAX_ID_TEXT: usize = 1024;
-
-/// `thoth enforcer serve` flags.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// The Cedar policy to serve.
-    #[arg(long)]
-    pub policy: PathBuf,
-    /// Address to listen on (port 0 picks a free port; the address is logged).
-    #[arg(long, default_value = "127.0.0.1:8787")]
-    pub listen: SocketAddr,
-    /// File holding the API key clients must send (raw or {"api_key": …}); without it
-    /// any client is served.
-    #[arg(long)]
-    pub api_key_file: Option<PathBuf>,
-    /// JSONL file that telemetry batches are appended to.
-    #[arg(long)]
-    pub events_file: Option<PathBuf>,
-    /// How long a hold waits for approval, in seconds.
-    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub hold_seconds: u64,
-    /// Base URL used in approval links (default http(s)://<listen address>).
-    #[arg(long)]
-    pub public_url: Option<String>,
-    /// PEM certificate chain: serve HTTPS (with --tls-key).
-    #[arg(long, requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Connections served at once at most (more wait in the listen backlog).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
-    pub max_connections: u64,
-    /// Requests a second per API key at most, with bursts of twice that (more get 429).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_requests_per_second: u32,
-    /// How long a TLS handshake, a request's headers and then its body may each take,
-    /// in milliseconds.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
-    pub request_timeout_ms: u64,
-    /// Open holds per agent at most; past that a STEP_UP comes without a hold.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub max_holds_per_agent: u64,
-}
 
 /// The rustls server configuration for --tls-cert/--tls-key (ring provider).
 fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, SettingsError> {
@@ -138,7 +95,7 @@ struct ServerState {
 pub fn run(args: &ServeArgs) -> ExitCode {
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::run_cmd::config_error(&e),
+        Err(e) => crate::exit::config_error(&e),
     }
 }
 
@@ -410,12 +367,9 @@ async fn enforce(
     if tool.len() > thoth_core::rpc::MAX_TOOL_NAME {
         return bad_request("tool_name is longer than 256 bytes");
     }
-    let mode = parse_mode(&text("enforcement_mode")).unwrap_or(Mode::Block);
-    let environment = match text("environment").as_str() {
-        "dev" => Environment::Dev,
-        "staging" => Environment::Staging,
-        _ => Environment::Prod,
-    };
+    // Unknown names get the strongest value.
+    let mode = Mode::parse(&text("enforcement_mode")).unwrap_or(Mode::Block);
+    let environment = Environment::parse(&text("environment")).unwrap_or(Environment::Prod);
     let mut history = SessionHistory::default();
     for call in body
         .get("session_tool_calls")
@@ -810,18 +764,8 @@ async fn events_batch(
         .into_response()
 }
 
-/// `thoth approve TOKEN` / `thoth deny TOKEN`.
-#[derive(Debug, clap::Args)]
-pub struct ResolveArgs {
-    /// The hold token (the last segment of the approval URL).
-    pub token: String,
-    /// The enforcer (default THOTH_ENFORCER_URL).
-    #[arg(long)]
-    pub enforcer_url: Option<String>,
-}
-
 /// Approves (`allow`) or denies a hold.
-pub fn resolve_command(args: &ResolveArgs, allow: bool) -> ExitCode {
+pub fn approve_or_deny(args: &ResolveArgs, allow: bool) -> ExitCode {
     let result = (|| -> Result<Value, SettingsError> {
         let env = EnvVars::from_process()?;
         let url = args
@@ -903,7 +847,7 @@ pub fn resolve_command(args: &ResolveArgs, allow: bool) -> ExitCode {
         Err(e) => {
             // It may carry the enforcer's message.
             tracing::error!("{}", crate::logging::escaped(&e.to_string()));
-            ExitCode::from(1)
+            ExitCode::from(crate::exit::FAILURE)
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::domain::DenyStyle;
 use crate::enforce::{Decision, Verdict};
-use crate::settings::DenyStyle;
 
 /// JSON-RPC codes thoth answers with. -32001 and -32002 are stable public API.
 pub const BLOCKED: i32 = -32001;

@@ -10,10 +10,11 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::enforce::local::{LocalEngine, Outcome};
+use crate::domain::Mode;
+use crate::enforce::local::{LocalEngine, PolicyOutcome};
 use crate::enforce::remote::RemoteEnforcer;
 use crate::enforce::{Decision, DecisionInput, MAX_POLICY_ARGUMENTS, SessionHistory, Verdict};
-use crate::settings::{Mode, RunSettings};
+use crate::settings::RunSettings;
 
 /// The session: one per `thoth run`.
 #[derive(Debug)]
@@ -139,7 +140,7 @@ pub fn observe(mode: Mode, decision: Decision) -> Decided {
 /// Applies the enforcement mode to a policy outcome; `soft_denied` remembers the tools
 /// that already had a soft denial in this session (progressive mode).
 pub fn apply_mode(
-    outcome: Outcome,
+    outcome: PolicyOutcome,
     mode: Mode,
     tool: &str,
     soft_denied: &mut HashSet<String>,
@@ -149,18 +150,18 @@ pub fn apply_mode(
         d
     };
     match outcome {
-        Outcome::Allow { reason, rule_ids } => {
+        PolicyOutcome::Allow { reason, rule_ids } => {
             with_rules(Decision::new(Verdict::Allow, reason), rule_ids)
         }
-        Outcome::HardDeny { reason, rule_ids } => with_rules(
+        PolicyOutcome::HardDeny { reason, rule_ids } => with_rules(
             Decision::new(Verdict::Block, reason).with_code("POLICY_FORBID"),
             rule_ids,
         ),
-        Outcome::StepUp { reason, rule_ids } => with_rules(
+        PolicyOutcome::StepUp { reason, rule_ids } => with_rules(
             Decision::new(Verdict::StepUp, reason).with_code("POLICY_STEP_UP"),
             rule_ids,
         ),
-        Outcome::SoftDeny { reason } => {
+        PolicyOutcome::SoftDeny { reason } => {
             let verdict = match mode {
                 Mode::Block | Mode::Observe => Verdict::Block,
                 Mode::StepUp => Verdict::StepUp,

@@ -29,8 +29,9 @@ use super::decide::{Decided, Engine, Session, decide, input, observe, too_large}
 use super::hold::{self, Held};
 use super::modify::splice_arguments;
 use crate::audit::{AuditLog, Record};
+use crate::domain::Mode;
 use crate::enforce::{Decision, MAX_POLICY_ARGUMENTS, Verdict, arguments};
-use crate::settings::{Mode, RunSettings};
+use crate::settings::RunSettings;
 use crate::telemetry::{Telemetry, event};
 
 /// Undecided calls at which the client pump lets decisions run first.
@@ -140,7 +141,7 @@ impl Ctx {
         }
     }
 
-    pub async fn reply(&self, mut frame: Vec<u8>) {
+    pub async fn answer_client(&self, mut frame: Vec<u8>) {
         frame.push(b'\n');
         let tx = self.to_client.borrow().clone();
         if let Some(tx) = tx {
@@ -179,7 +180,7 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                         && thoth_core::canonical_len(frame.of(&buf)) > ctx.settings.max_frame_bytes
                     {
                         // Its canonical line would outgrow the limit the server is promised.
-                        ctx.reply(canonical_too_large(
+                        ctx.answer_client(canonical_too_large(
                             frame.of(&buf),
                             ctx.settings.max_frame_bytes,
                         ))
@@ -190,18 +191,20 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                         }
                         continue;
                     }
-                    match plan(&ctx, frame.of(&buf)) {
-                        Plan::Forward => kept = forward(&ctx, &mut buf, kept, frame, rewrite).await,
-                        Plan::Done => {}
-                        Plan::Reply(answer) => ctx.reply(answer).await,
-                        Plan::ToolCall { raw_id, call } => {
+                    match route(&ctx, frame.of(&buf)) {
+                        Route::Forward => {
+                            kept = forward(&ctx, &mut buf, kept, frame, rewrite).await
+                        }
+                        Route::Done => {}
+                        Route::Reply(answer) => ctx.answer_client(answer).await,
+                        Route::ToolCall { raw_id, call } => {
                             if tools_call(&ctx, frame.of(&buf), rewrite, raw_id, call).await {
                                 // Observe mode: forwarded at once, after what came before.
                                 flush_kept(&ctx, &buf, &mut kept).await;
                                 kept = forward(&ctx, &mut buf, kept, frame, rewrite).await;
                             }
                         }
-                        Plan::Batch => {
+                        Route::Batch => {
                             // What was read before it goes first.
                             flush_kept(&ctx, &buf, &mut kept).await;
                             batch(&ctx, frame.of(&buf), rewrite).await;
@@ -210,7 +213,7 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                     start += consumed;
                 }
                 FrameStep::Oversized { dropped, consumed } => {
-                    ctx.reply(oversized(dropped, ctx.settings.max_frame_bytes))
+                    ctx.answer_client(oversized(dropped, ctx.settings.max_frame_bytes))
                         .await;
                     start += consumed;
                 }
@@ -331,7 +334,7 @@ fn oversized(dropped: u64, max: usize) -> Vec<u8> {
 
 /// What the pump does with a frame, found without waiting: the frames forwarded as
 /// they are never enter the async machinery (nor have their scan copied into it).
-enum Plan {
+enum Route {
     /// Forward its bytes unchanged.
     Forward,
     /// Nothing to do (dropped, or a cancellation resolved here).
@@ -347,13 +350,13 @@ enum Plan {
     Batch,
 }
 
-fn plan(ctx: &Ctx, frame: &[u8]) -> Plan {
+fn route(ctx: &Ctx, frame: &[u8]) -> Route {
     let message = match thoth_core::scan(frame) {
         Ok(m) => m,
-        Err(e) => return Plan::Reply(answers::rejected(frame, &e)),
+        Err(e) => return Route::Reply(answers::rejected(frame, &e)),
     };
     match message {
-        Message::Request(call) if call.is_tool_call() => Plan::ToolCall {
+        Message::Request(call) if call.is_tool_call() => Route::ToolCall {
             raw_id: call.id().map_or(&b"null"[..], |id| id.raw).to_vec(),
             call: thoth_core::tool_call(&call).map(Box::new),
         },
@@ -361,30 +364,30 @@ fn plan(ctx: &Ctx, frame: &[u8]) -> Plan {
             tracing::warn!(
                 "dropped a tools/call notification (no id: a denial could not be answered)"
             );
-            Plan::Done
+            Route::Done
         }
         Message::Notification(call) if call.method().eq_str("notifications/cancelled") => {
             if cancel_pending(ctx, frame, &call) {
-                Plan::Done
+                Route::Done
             } else {
-                Plan::Forward
+                Route::Forward
             }
         }
         Message::Request(call) => {
             let raw = call.id().map_or(&b"null"[..], |id| id.raw);
             let key = id_key(raw);
             if ctx.state.borrow().is_pending(&key) {
-                return Plan::Reply(reused_id(raw));
+                return Route::Reply(reused_id(raw));
             }
             let mut state = ctx.state.borrow_mut();
             if call.method().eq_str("tools/list") && ctx.gov.borrow().is_some() {
                 state.watch_tools_list(&key);
             }
             state.forwarded(key, raw);
-            Plan::Forward
+            Route::Forward
         }
-        Message::Batch(_) => Plan::Batch,
-        Message::Notification(_) | Message::Response(_) => Plan::Forward,
+        Message::Batch(_) => Route::Batch,
+        Message::Notification(_) | Message::Response(_) => Route::Forward,
     }
 }
 
@@ -418,7 +421,7 @@ async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
         ctx.send_server(batch).await;
     }
     if let Some(errors) = to_client {
-        ctx.reply(errors).await;
+        ctx.answer_client(errors).await;
     }
 }
 
@@ -498,7 +501,7 @@ async fn tools_call(
         (state.is_pending(&key), state.deciding() >= MAX_PENDING)
     };
     if reused {
-        ctx.reply(reused_id(&raw_id)).await;
+        ctx.answer_client(reused_id(&raw_id)).await;
         return false;
     }
     if busy {
@@ -508,20 +511,20 @@ async fn tools_call(
             "busy: too many calls pending a decision",
             None,
         );
-        ctx.reply(busy).await;
+        ctx.answer_client(busy).await;
         return false;
     }
     let tc = match call {
         Ok(tc) => tc,
         Err(e) => {
-            ctx.reply(answers::rejected(frame, &e)).await;
+            ctx.answer_client(answers::rejected(frame, &e)).await;
             return false;
         }
     };
     let (args, args_len) = match parse_arguments(frame, &tc) {
         Ok(parsed) => parsed,
         Err(why) => {
-            ctx.reply(invalid_arguments(&raw_id, &why)).await;
+            ctx.answer_client(invalid_arguments(&raw_id, &why)).await;
             return false;
         }
     };
@@ -567,14 +570,14 @@ async fn tools_call(
         ctx.state.borrow_mut().decided(&task_key);
         if ctx.settings.mode != Mode::Observe {
             match outcome_bytes(&ctx, frame, &raw_id, tc.name.as_str(), &decided) {
-                Outcome::Forward(mut bytes) => {
+                Delivery::Forward(mut bytes) => {
                     ctx.state.borrow_mut().forwarded(task_key.clone(), &raw_id);
                     bytes.push(b'\n');
                     ctx.send_server(bytes).await;
                     ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
                 }
-                Outcome::Answer(bytes) => {
-                    ctx.reply(bytes).await;
+                Delivery::Answer(bytes) => {
+                    ctx.answer_client(bytes).await;
                     ctx.emit("TOOL_CALL_BLOCK", tc.name.as_str(), Some(&decided.decision));
                 }
             }
@@ -602,7 +605,7 @@ async fn tools_call(
     observe
 }
 
-enum Outcome {
+enum Delivery {
     Forward(Vec<u8>),
     Answer(Vec<u8>),
 }
@@ -729,12 +732,12 @@ fn outcome_bytes(
     raw_id: &[u8],
     tool: &str,
     decided: &Decided,
-) -> Outcome {
+) -> Delivery {
     let d = &decided.decision;
     let refused;
     let decision = match d.verdict {
         // An allowed call goes out as the very bytes it came in as, without a copy.
-        Verdict::Allow => return Outcome::Forward(frame),
+        Verdict::Allow => return Delivery::Forward(frame),
         Verdict::Modify => {
             let args = d
                 .modified_arguments
@@ -742,7 +745,7 @@ fn outcome_bytes(
                 .map(Value::to_string)
                 .unwrap_or_default();
             match splice_arguments(&frame, args.as_bytes(), ctx.settings.max_frame_bytes) {
-                Ok(bytes) => return Outcome::Forward(bytes),
+                Ok(bytes) => return Delivery::Forward(bytes),
                 Err(e) => {
                     refused = crate::enforce::Decision::new(
                         Verdict::Block,
@@ -758,7 +761,7 @@ fn outcome_bytes(
     let session_id = ctx.session.borrow().id.clone();
     let attestation = uuid::Uuid::new_v4().to_string();
     let data = answers::decision_data(decision, tool, &session_id, &attestation);
-    Outcome::Answer(answers::denied(
+    Delivery::Answer(answers::denied(
         raw_id,
         decision,
         &data,
@@ -782,12 +785,12 @@ async fn decide_element(
         return Ok(Some(element.to_vec()));
     }
     match outcome_bytes(ctx, element.to_vec(), raw_id, tc.name.as_str(), &decided) {
-        Outcome::Forward(bytes) => {
+        Delivery::Forward(bytes) => {
             ctx.state.borrow_mut().forwarded(id_key(raw_id), raw_id);
             ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
             Ok(Some(bytes))
         }
-        Outcome::Answer(bytes) => {
+        Delivery::Answer(bytes) => {
             ctx.emit("TOOL_CALL_BLOCK", tc.name.as_str(), Some(&decided.decision));
             Err(bytes)
         }

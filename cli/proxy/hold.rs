@@ -201,7 +201,7 @@ async fn progress(ctx: &Ctx, token: Option<&[u8]>, step: u64, decision: &Decisio
         )
         .as_bytes(),
     );
-    ctx.reply(frame).await;
+    ctx.answer_client(frame).await;
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub fn run(
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
-            return ExitCode::from(70);
+            return ExitCode::from(crate::exit::SOFTWARE);
         }
     };
     let local = tokio::task::LocalSet::new();
@@ -86,14 +86,14 @@ async fn serve(
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot start {}: {e}", resolved.path);
-            return ExitCode::from(127);
+            return ExitCode::from(crate::exit::NOT_FOUND);
         }
     };
     let (Some(server_stdin), Some(server_stdout)) =
         (server.child.stdin.take(), server.child.stdout.take())
     else {
         tracing::error!("the server's stdio pipes are missing");
-        return ExitCode::from(70);
+        return ExitCode::from(crate::exit::SOFTWARE);
     };
     #[cfg(unix)]
     let server_stdout = match server_stdout.into_owned_fd() {
@@ -101,7 +101,7 @@ async fn serve(
         Err(e) => {
             tracing::error!("the server's stdout cannot be relayed: {e}");
             child::terminate(&mut server);
-            return ExitCode::from(70);
+            return ExitCode::from(crate::exit::SOFTWARE);
         }
     };
     let term_delay = settings.child_term_delay;
@@ -209,7 +209,7 @@ async fn serve(
         Ok(status) => ExitCode::from(child::exit_code(status)),
         Err(e) => {
             tracing::error!("waiting for the MCP server failed: {e}");
-            ExitCode::from(70)
+            ExitCode::from(crate::exit::SOFTWARE)
         }
     }
 }
@@ -321,7 +321,7 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
         }
     }
     for raw in pending.iter().map(|p| &p.raw_id).chain(in_flight.iter()) {
-        ctx.reply(answers::error(
+        ctx.answer_client(answers::error(
             Some(raw),
             answers::INTERNAL,
             why,

@@ -9,7 +9,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{DenyStyle, Environment, FailureDecision, Mode, Secret, SettingsError};
+use super::{Secret, SettingsError};
+use crate::domain::{DenyStyle, Environment, FailureDecision};
 
 /// Variables a debug build honours for tests only.
 #[cfg(debug_assertions)]
@@ -64,15 +65,6 @@ pub const KNOWN: &[&str] = &[
     "THOTH_CHILD_KILL_DELAY_MS",
     "THOTH_SERVER_STALL_WARN_MS",
     "THOTH_USER_WORK_TIMEOUT_MS",
-];
-
-/// Variables whose values are secrets: never logged, never passed to the server.
-pub const SECRETS: &[&str] = &[
-    "THOTH_API_KEY",
-    "THOTH_GOVAPI_BEARER_TOKEN",
-    "THOTH_GOVAPI_API_KEY",
-    "THOTH_EVENT_INGEST_TOKEN",
-    "THOTH_APPROVER_KEY",
 ];
 
 /// The validated environment.
@@ -393,14 +385,8 @@ impl EnvVars {
             api_key: r.secret("THOTH_API_KEY")?,
             api_key_file: r.path("THOTH_API_KEY_FILE")?,
             enforcer_url: r.url("THOTH_ENFORCER_URL")?,
-            failure_decision: r.choice(
-                "THOTH_ENFORCER_FAILURE_DECISION",
-                &[
-                    ("block", FailureDecision::Block),
-                    ("step_up", FailureDecision::StepUp),
-                    ("allow", FailureDecision::Allow),
-                ],
-            )?,
+            failure_decision: r
+                .choice("THOTH_ENFORCER_FAILURE_DECISION", FailureDecision::TABLE)?,
             allow_fallback_override: r.flag("THOTH_ENFORCER_ALLOW_FALLBACK_OVERRIDE")?,
             user_id: r.text("THOTH_USER_ID")?,
             govapi_url,
@@ -409,14 +395,7 @@ impl EnvVars {
             govapi_api_key: r.secret("THOTH_GOVAPI_API_KEY")?,
             endpoint_id: r.text("THOTH_ENDPOINT_ID")?,
             enrollment_source: enrollment_source.map(str::to_string),
-            environment: r.choice(
-                "THOTH_ENV",
-                &[
-                    ("dev", Environment::Dev),
-                    ("staging", Environment::Staging),
-                    ("prod", Environment::Prod),
-                ],
-            )?,
+            environment: r.choice("THOTH_ENV", Environment::TABLE)?,
             heartbeat_interval: r.seconds("THOTH_HEARTBEAT_INTERVAL_SECONDS", 1, 86_400)?,
             tls_verify: r.flag("THOTH_TLS_VERIFY")?,
             tls_ca_bundle: r.path("THOTH_TLS_CA_BUNDLE")?,
@@ -434,13 +413,7 @@ impl EnvVars {
             api_url: r.url("THOTH_API_URL")?,
             event_ingest_token: r.secret("THOTH_EVENT_INGEST_TOKEN")?,
             step_up_hold: r.seconds("THOTH_STEP_UP_HOLD_SECONDS", 1, 600)?,
-            deny_style: r.choice(
-                "THOTH_DENY_STYLE",
-                &[
-                    ("error", DenyStyle::Error),
-                    ("tool_result", DenyStyle::ToolResult),
-                ],
-            )?,
+            deny_style: r.choice("THOTH_DENY_STYLE", DenyStyle::TABLE)?,
             approver_key: r.secret("THOTH_APPROVER_KEY")?,
             child_term_delay: r.millis("THOTH_CHILD_TERM_DELAY_MS", 10, 60_000)?,
             child_kill_delay: r.millis("THOTH_CHILD_KILL_DELAY_MS", 10, 60_000)?,
@@ -462,7 +435,7 @@ impl EnvVars {
         let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
         Self::read(
             &|name| {
-                if SECRETS.contains(&name) {
+                if crate::harden::SECRETS.contains(&name) {
                     crate::harden::secret(name)
                 } else {
                     std::env::var_os(name)
@@ -471,17 +444,6 @@ impl EnvVars {
             names,
         )
     }
-}
-
-/// Mode names for flags and files.
-pub fn parse_mode(value: &str) -> Option<Mode> {
-    Some(match value {
-        "observe" => Mode::Observe,
-        "step_up" => Mode::StepUp,
-        "block" => Mode::Block,
-        "progressive" => Mode::Progressive,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::env::{check_tenant, check_url, parse_mode};
-use super::{DenyStyle, Environment, FailureDecision, Mode, SettingsError};
+use super::SettingsError;
+use super::env::{check_tenant, check_url};
+use crate::domain::{DenyStyle, Environment, FailureDecision, Mode};
 
 /// The managed file's path on this OS.
 pub fn default_path() -> PathBuf {
@@ -97,17 +98,19 @@ impl Managed {
                 path.display()
             ))
         };
-        let choice = |key: &str,
-                      value: &Option<String>,
-                      options: &[&str]|
-         -> Result<Option<String>, SettingsError> {
-            match value {
-                Some(v) if !options.contains(&v.as_str()) => {
-                    Err(bad(key, v, &format!("use one of {}", options.join(", "))))
+        // One string table per setting (crate::domain): a name is never spelled twice.
+        macro_rules! choice {
+            ($key:literal, $value:expr, $ty:ty) => {
+                match &$value {
+                    Some(v) => {
+                        Some(<$ty>::parse(v).ok_or_else(|| {
+                            bad($key, v, &format!("use one of {}", <$ty>::names()))
+                        })?)
+                    }
+                    None => None,
                 }
-                other => Ok(other.clone()),
-            }
-        };
+            };
+        }
         if let Some(t) = &file.tenant_id {
             check_tenant(t).map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?;
         }
@@ -128,47 +131,16 @@ impl Managed {
         Ok(Some(Self {
             path: path.to_path_buf(),
             tenant_id: file.tenant_id,
-            environment: choice(
-                "environment",
-                &file.environment,
-                &["dev", "staging", "prod"],
-            )?
-            .map(|e| match e.as_str() {
-                "dev" => Environment::Dev,
-                "staging" => Environment::Staging,
-                _ => Environment::Prod,
-            }),
-            enforcement_mode: choice(
-                "enforcement_mode",
-                &file.enforcement_mode,
-                &["observe", "step_up", "block", "progressive"],
-            )?
-            .and_then(|m| parse_mode(&m)),
+            environment: choice!("environment", file.environment, Environment),
+            enforcement_mode: choice!("enforcement_mode", file.enforcement_mode, Mode),
             enforcer_url: file.enforcer_url,
             require_remote_enforcer: file.require_remote_enforcer.unwrap_or(false),
             policy_file: file.policy_file,
-            failure_decision: choice(
-                "failure_decision",
-                &file.failure_decision,
-                &["block", "step_up", "allow"],
-            )?
-            .map(|d| match d.as_str() {
-                "allow" => FailureDecision::Allow,
-                "step_up" => FailureDecision::StepUp,
-                _ => FailureDecision::Block,
-            }),
+            failure_decision: choice!("failure_decision", file.failure_decision, FailureDecision),
             allow_fallback_override: file.allow_fallback_override,
             require_non_root: file.require_non_root,
             tls_verify: file.tls_verify,
-            deny_style: choice("deny_style", &file.deny_style, &["error", "tool_result"])?.map(
-                |d| {
-                    if d == "tool_result" {
-                        DenyStyle::ToolResult
-                    } else {
-                        DenyStyle::Error
-                    }
-                },
-            ),
+            deny_style: choice!("deny_style", file.deny_style, DenyStyle),
             api_key_file: file.api_key_file,
             govapi_url: file.govapi_url,
             api_url: file.api_url,

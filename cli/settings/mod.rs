@@ -14,7 +14,7 @@ use std::fmt;
 
 pub use env::EnvVars;
 pub use managed::Managed;
-pub use run::{EngineChoice, RunSettings};
+pub use run::{EngineChoice, GovApiSettings, RunSettings};
 
 /// A startup error: one line naming the setting and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,60 +51,4 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
-}
-
-/// `THOTH_ENV`, ordered from weakest to strongest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Environment {
-    Dev,
-    Staging,
-    Prod,
-}
-
-impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Dev => "dev",
-            Self::Staging => "staging",
-            Self::Prod => "prod",
-        }
-    }
-}
-
-/// Enforcement mode, ordered from weakest to strongest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Mode {
-    Observe,
-    StepUp,
-    Progressive,
-    Block,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Observe => "observe",
-            Self::StepUp => "step_up",
-            Self::Progressive => "progressive",
-            Self::Block => "block",
-        }
-    }
-}
-
-/// `THOTH_ENFORCER_FAILURE_DECISION`, ordered from weakest to strongest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FailureDecision {
-    Allow,
-    StepUp,
-    Block,
-}
-
-/// How a denied call is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DenyStyle {
-    /// A JSON-RPC error (-32001 / -32002).
-    #[default]
-    Error,
-    /// A normal result with `isError: true`, so the model reads the reason.
-    ToolResult,
 }

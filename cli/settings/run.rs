@@ -4,11 +4,25 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::profile::{Profile, read_api_key};
-use super::{
-    DenyStyle, EnvVars, Environment, FailureDecision, Managed, Mode, Secret, SettingsError,
-};
+use super::{EnvVars, Managed, Secret, SettingsError};
 use crate::args::{DEFAULT_MAX_FRAME_BYTES, RunFlags};
+use crate::domain::{DenyStyle, Environment, FailureDecision, Mode};
 use crate::net::{TlsSettings, is_loopback_url};
+
+/// Default deadline of one enforce call, body included (`THOTH_ENFORCER_TIMEOUT_MS`).
+pub const DEFAULT_ENFORCER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how to reach the GovAPI.
+#[derive(Debug, Clone)]
+pub struct GovApiSettings {
+    pub url: String,
+    pub bearer: Option<Secret>,
+    pub api_key: Option<Secret>,
+    pub heartbeat_interval: Duration,
+    pub enrollment: String,
+    /// Verification and CA bundle as for the enforcer; no pins (another host).
+    pub tls: crate::net::TlsSettings,
+}
 
 /// Which decision point is used, and why (the first stderr line says it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +67,7 @@ pub struct RunSettings {
     pub ingest_token: Option<Secret>,
     /// Registration, heartbeats and inventory; `None` in local mode unless
     /// `THOTH_GOVAPI_URL` (or managed `govapi_url`) is set.
-    pub govapi: Option<crate::govapi::GovApiSettings>,
+    pub govapi: Option<GovApiSettings>,
 }
 
 /// Default apex domain of the Thoth service.
@@ -240,7 +254,7 @@ impl RunSettings {
                 return Err(m.refuse(
                     "THOTH_ENFORCER_FAILURE_DECISION",
                     "failure_decision",
-                    &format!("{floor:?}").to_lowercase(),
+                    floor.as_str(),
                 ));
             }
             (Some(floor), None) => Some(floor),
@@ -251,7 +265,7 @@ impl RunSettings {
             .or(env.allow_fallback_override)
             .unwrap_or(false);
         let failure_decision = if matches!(engine, EngineChoice::Remote { .. }) {
-            crate::enforce::remote::effective_failure(failure_decision, environment, allow_override)
+            effective_failure(failure_decision, environment, allow_override)
         } else {
             failure_decision.unwrap_or(FailureDecision::Block)
         };
@@ -305,9 +319,7 @@ impl RunSettings {
             server_stall_warn: env.server_stall_warn.unwrap_or(Duration::from_secs(10)),
             profile,
             failure_decision,
-            enforcer_timeout: env
-                .enforcer_timeout
-                .unwrap_or(crate::enforce::remote::READ_TIMEOUT),
+            enforcer_timeout: env.enforcer_timeout.unwrap_or(DEFAULT_ENFORCER_TIMEOUT),
             step_up_poll: env.step_up_poll.unwrap_or(Duration::from_secs(2)),
             telemetry_url: if env.telemetry == Some(false) {
                 None
@@ -334,7 +346,7 @@ fn govapi_settings(
     environment: Environment,
     api_key: &Option<Secret>,
     tls: &TlsSettings,
-) -> Result<Option<crate::govapi::GovApiSettings>, SettingsError> {
+) -> Result<Option<GovApiSettings>, SettingsError> {
     let explicit = m.govapi_url.clone().or_else(|| env.govapi_url.clone());
     let url = match (explicit, engine, tenant) {
         (Some(url), _, _) => url,
@@ -361,7 +373,7 @@ fn govapi_settings(
     }
     let mut tls = tls.clone();
     tls.pins.clear();
-    Ok(Some(crate::govapi::GovApiSettings {
+    Ok(Some(GovApiSettings {
         url,
         bearer,
         api_key: key,
@@ -444,4 +456,58 @@ pub fn hostname() -> String {
         return name.to_string_lossy().into_owned();
     }
     std::env::var("COMPUTERNAME").unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// The failure decision in force: `allow` is ignored in staging/prod without the
+/// override, with a warning either way.
+pub fn effective_failure(
+    asked: Option<FailureDecision>,
+    environment: Environment,
+    allow_override: bool,
+) -> FailureDecision {
+    match asked.unwrap_or(FailureDecision::Block) {
+        FailureDecision::Allow if environment != Environment::Dev && !allow_override => {
+            tracing::warn!(
+                "THOTH_ENFORCER_FAILURE_DECISION=allow is ignored in {}: calls block when the enforcer is unreachable (set THOTH_ENFORCER_ALLOW_FALLBACK_OVERRIDE=true to accept the risk)",
+                environment.as_str()
+            );
+            FailureDecision::Block
+        }
+        FailureDecision::Allow => {
+            tracing::warn!(
+                "THOTH_ENFORCER_FAILURE_DECISION=allow: calls are ALLOWED without a policy decision whenever the enforcer is unreachable"
+            );
+            FailureDecision::Allow
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_fallback_is_refused_outside_dev() {
+        assert_eq!(
+            effective_failure(Some(FailureDecision::Allow), Environment::Prod, false),
+            FailureDecision::Block
+        );
+        assert_eq!(
+            effective_failure(Some(FailureDecision::Allow), Environment::Staging, true),
+            FailureDecision::Allow
+        );
+        assert_eq!(
+            effective_failure(Some(FailureDecision::Allow), Environment::Dev, false),
+            FailureDecision::Allow
+        );
+        assert_eq!(
+            effective_failure(None, Environment::Dev, false),
+            FailureDecision::Block
+        );
+        assert_eq!(
+            effective_failure(Some(FailureDecision::StepUp), Environment::Prod, false),
+            FailureDecision::StepUp
+        );
+    }
 }

@@ -79,7 +79,7 @@ pub enum EnvAdded {
 /// What happened to one entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum EntryOutcome {
     /// A stdio entry, now wrapped.
     Wrapped,
     /// Already wrapped; re-wrapped with the new flags around the original command.
@@ -98,7 +98,7 @@ pub struct EntryReport {
     /// Where the entry lives, e.g. `["mcpServers", "github"]`.
     pub path: Vec<String>,
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: EntryOutcome,
 }
 
 impl EntryReport {
@@ -141,8 +141,8 @@ pub fn wrap(
     let mut originals = BTreeMap::new();
     for entry in doc.entries(client)? {
         let outcome = match classify(entry.value) {
-            Class::Remote => Outcome::Remote,
-            Class::Skip(reason) => Outcome::Skipped { reason },
+            Class::Remote => EntryOutcome::Remote,
+            Class::Skip(reason) => EntryOutcome::Skipped { reason },
             Class::Stdio(cmd) => {
                 let (program, args) = match cmd.wrapped_original() {
                     Some(original) => original,
@@ -164,9 +164,9 @@ pub fn wrap(
                     originals.insert(key, known.clone());
                 }
                 if already {
-                    Outcome::AlreadyWrapped
+                    EntryOutcome::AlreadyWrapped
                 } else {
-                    Outcome::Wrapped
+                    EntryOutcome::Wrapped
                 }
             }
         };
@@ -241,7 +241,7 @@ pub fn unwrap(
         }
         entries.push(EntryReport {
             path: entry.path.clone(),
-            outcome: Outcome::Restored,
+            outcome: EntryOutcome::Restored,
         });
     }
     let text = doc.apply(edits)?;
@@ -779,7 +779,7 @@ mod tests {
             w.text,
             "{\n  \"mcpServers\": {\n    \"fs\": {\n      \"command\": \"/usr/local/bin/thoth\",\n      \"args\": [\"run\", \"--agent-id\", \"fs\", \"--tenant-id\", \"acme\", \"--\", \"npx\", \"-y\", \"@mcp/fs\", \"/tmp\"],\n      \"env\": {\"TOKEN\": \"s3cret\"}\n    }\n  },\n  \"other\": 1\n}\n"
         );
-        assert_eq!(w.entries[0].outcome, Outcome::Wrapped);
+        assert_eq!(w.entries[0].outcome, EntryOutcome::Wrapped);
         let original = w.originals.values().next().expect("recorded");
         assert_eq!(original.command, "\"npx\"");
         assert_eq!(
@@ -798,7 +798,7 @@ mod tests {
             twice
                 .entries
                 .iter()
-                .all(|e| e.outcome == Outcome::AlreadyWrapped)
+                .all(|e| e.outcome == EntryOutcome::AlreadyWrapped)
         );
         assert_eq!(twice.originals, once.originals);
     }
@@ -838,14 +838,14 @@ mod tests {
         assert_eq!(
             outcomes[..4],
             [
-                Outcome::Remote,
-                Outcome::Remote,
-                Outcome::Remote,
-                Outcome::Remote
+                EntryOutcome::Remote,
+                EntryOutcome::Remote,
+                EntryOutcome::Remote,
+                EntryOutcome::Remote
             ]
         );
-        assert!(matches!(outcomes[4], Outcome::Skipped { .. }));
-        assert!(matches!(outcomes[5], Outcome::Skipped { .. }));
+        assert!(matches!(outcomes[4], EntryOutcome::Skipped { .. }));
+        assert!(matches!(outcomes[5], EntryOutcome::Skipped { .. }));
     }
 
     #[test]
@@ -858,7 +858,7 @@ mod tests {
         assert!(w.text.contains("\"env\": {},\n      },"));
         assert_eq!(
             w.entries[1].outcome,
-            Outcome::Skipped {
+            EntryOutcome::Skipped {
                 reason: "no command (an extension or remote server)".into()
             }
         );
@@ -872,7 +872,7 @@ mod tests {
         let w = wrap_text(text, Client::ClaudeCode);
         let paths: Vec<_> = w.entries.iter().map(|e| e.path.join("/")).collect();
         assert_eq!(paths, ["mcpServers/g", "projects//src/a/mcpServers/db"]);
-        assert!(w.entries.iter().all(|e| e.outcome == Outcome::Wrapped));
+        assert!(w.entries.iter().all(|e| e.outcome == EntryOutcome::Wrapped));
     }
 
     #[test]
@@ -939,7 +939,7 @@ mod tests {
         let bad_env = r#"{"mcpServers": {"a": {"command": "x", "env": []}}}"#;
         let w = wrap(bad_env, Client::Cursor, &spec(), &BTreeMap::new()).expect("wraps");
         assert_eq!(w.text, bad_env);
-        assert!(matches!(w.entries[0].outcome, Outcome::Skipped { .. }));
+        assert!(matches!(w.entries[0].outcome, EntryOutcome::Skipped { .. }));
         let zed = r#"{"context_servers": {"a": {"command": {"path": "x", "path": "evil"}}}}"#;
         assert!(wrap(zed, Client::Zed, &spec(), &BTreeMap::new()).is_err());
         // Duplicates elsewhere do not matter to wrapping.

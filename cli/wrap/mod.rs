@@ -22,7 +22,7 @@ use crate::args::WrapConfigArgs;
 use crate::settings::profile::Profile;
 use crate::settings::{EnvVars, SettingsError};
 use clients::{Client, Places};
-use edit::{EntryReport, Outcome, WrapSpec};
+use edit::{EntryOutcome, EntryReport, WrapSpec};
 use store::{ReplaceError, Store};
 
 /// Attempts when the file keeps changing under us.
@@ -58,7 +58,7 @@ impl FileReport {
         }
     }
 
-    fn count(&self, pick: fn(&Outcome) -> bool) -> usize {
+    fn count(&self, pick: fn(&EntryOutcome) -> bool) -> usize {
         self.entries.iter().filter(|e| pick(&e.outcome)).count()
     }
 
@@ -71,7 +71,7 @@ impl FileReport {
             .entries
             .iter()
             .filter_map(|e| match &e.outcome {
-                Outcome::Skipped { reason } => Some(format!("{} ({reason})", e.name())),
+                EntryOutcome::Skipped { reason } => Some(format!("{} ({reason})", e.name())),
                 _ => None,
             })
             .collect();
@@ -79,12 +79,12 @@ impl FileReport {
             "{} [{}]: wrapped {}, already wrapped {}, remote {}, skipped {}",
             self.path.display(),
             self.client,
-            self.count(|o| matches!(o, Outcome::Wrapped)),
-            self.count(|o| matches!(o, Outcome::AlreadyWrapped)),
-            self.count(|o| matches!(o, Outcome::Remote)),
+            self.count(|o| matches!(o, EntryOutcome::Wrapped)),
+            self.count(|o| matches!(o, EntryOutcome::AlreadyWrapped)),
+            self.count(|o| matches!(o, EntryOutcome::Remote)),
             skipped.len(),
         );
-        let restored = self.count(|o| matches!(o, Outcome::Restored));
+        let restored = self.count(|o| matches!(o, EntryOutcome::Restored));
         if restored > 0 {
             line = format!(
                 "{}: restored {restored} entr{}",
@@ -126,7 +126,7 @@ pub fn run(args: &WrapConfigArgs) -> ExitCode {
         return crate::as_owner::rerun_as(&owner, &home, &key);
     }
     match plan(args) {
-        Ok(Plan {
+        Ok(WrapJob {
             targets,
             spec,
             backups,
@@ -150,20 +150,20 @@ pub fn run(args: &WrapConfigArgs) -> ExitCode {
                 println!("{}", serde_json::json!({ "files": reports, "ok": !failed }));
             }
             if failed {
-                ExitCode::from(1)
+                ExitCode::from(crate::exit::FAILURE)
             } else {
                 ExitCode::SUCCESS
             }
         }
         Err(e) => {
             tracing::error!("{}", crate::logging::escaped(&e.to_string()));
-            ExitCode::from(crate::run_cmd::EXIT_CONFIG)
+            ExitCode::from(crate::exit::CONFIG)
         }
     }
 }
 
 /// What to do, validated from the flags and the environment.
-struct Plan {
+struct WrapJob {
     targets: Vec<(PathBuf, Client)>,
     spec: WrapSpec,
     /// `~/.thoth/backups`.
@@ -173,7 +173,7 @@ struct Plan {
 }
 
 /// Files, the wrap spec and the backup folder, from the flags.
-fn plan(args: &WrapConfigArgs) -> Result<Plan, SettingsError> {
+fn plan(args: &WrapConfigArgs) -> Result<WrapJob, SettingsError> {
     let env = EnvVars::from_process()?;
     let profile = Profile::locate()?;
     let forced = match &args.client {
@@ -280,7 +280,7 @@ fn plan(args: &WrapConfigArgs) -> Result<Plan, SettingsError> {
     } else {
         None
     };
-    Ok(Plan {
+    Ok(WrapJob {
         targets,
         spec: WrapSpec {
             thoth: thoth_path().display().to_string(),
@@ -562,7 +562,7 @@ fn restore_file(
                     .filter_map(|k| serde_json::from_str::<Vec<String>>(k).ok())
                     .map(|path| EntryReport {
                         path,
-                        outcome: Outcome::Restored,
+                        outcome: EntryOutcome::Restored,
                     })
                     .collect();
                 original
