@@ -406,7 +406,6 @@ fn local_decision(c: &mut Criterion) {
                         Some(&args),
                         100,
                     )
-                    .decision
                     .verdict
                 },
                 BatchSize::SmallInput,

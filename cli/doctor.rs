@@ -97,7 +97,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             let empty = Value::Object(serde_json::Map::new());
             let decision = match &engine {
                 Engine::Local(local) => {
-                    decide(local, &settings, &mut session, name, Some(&empty), 2).decision
+                    decide(local, &settings, &mut session, name, Some(&empty), 2)
                 }
                 Engine::Remote(remote) => {
                     let history = session.history.clone();

@@ -87,9 +87,9 @@ pub fn load_engine(settings: &RunSettings) -> Result<Engine, SettingsError> {
                 tls,
             )
             .map(|remote| {
-                Engine::Remote(
+                Engine::Remote(std::sync::Arc::new(
                     remote.with_aws_certificate_arn(settings.tls.aws_certificate_arn.clone()),
-                )
+                ))
             })
         }
     }

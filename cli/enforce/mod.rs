@@ -6,6 +6,7 @@
 pub mod arguments;
 pub mod cedar_value;
 pub mod local;
+pub mod modes;
 pub mod reads;
 pub mod remote;
 

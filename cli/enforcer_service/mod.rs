@@ -30,8 +30,8 @@ use serde_json::{Value, json};
 use crate::args::{ResolveArgs, ServeArgs};
 use crate::domain::{Environment, Mode};
 use crate::enforce::local::LocalEngine;
+use crate::enforce::modes::{apply_mode, too_large};
 use crate::enforce::{DecisionInput, SessionHistory, Verdict};
-use crate::proxy::decide::apply_mode;
 use crate::settings::profile::{Profile, create_if_missing, read_api_key};
 use crate::settings::{EnvVars, Secret, SettingsError};
 
@@ -407,7 +407,7 @@ async fn enforce(
     }
     let args_len = serde_json::to_string(&args).map_or(usize::MAX, |t| t.len());
     if args_len > crate::enforce::MAX_POLICY_ARGUMENTS {
-        let refused = crate::proxy::decide::too_large(args_len);
+        let refused = too_large(args_len);
         return axum::Json(json!({
             "decision": refused.verdict.as_str(),
             "reason": refused.reason,

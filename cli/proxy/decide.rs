@@ -1,19 +1,23 @@
-//! From a policy outcome to a decision: the enforcement mode and the session.
+//! Where a tools/call is decided, and what then becomes of it.
 //!
-//! Modes change only soft denials (no permit): `block` keeps them BLOCK, `step_up`
-//! makes them STEP_UP, `progressive` makes the first soft denial of a tool in the
-//! session STEP_UP and later ones BLOCK. Hard forbids are BLOCK and step-up forbids
-//! STEP_UP in every mode. `observe` never blocks: the caller forwards at once and
-//! records what would have been decided. The remote enforcer applies modes itself.
+//! One path for every call, alone or in a batch: [`decide`] asks the local engine
+//! (with the enforcement mode, `crate::enforce::modes`), the remote enforcer is asked
+//! by the pump, [`crate::enforce::modes::observe`] then applies observe mode in one
+//! place, and [`action`] turns the decision into what the proxy does: forward the
+//! call (as it came, or MODIFYed) or answer the client. `action` is pure, so the
+//! batch path and the single-call path cannot drift apart.
 
 use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::domain::Mode;
-use crate::enforce::local::{LocalEngine, PolicyOutcome};
+use super::answers;
+use super::modify::splice_arguments;
+use crate::domain::DenyStyle;
+use crate::enforce::local::LocalEngine;
+use crate::enforce::modes::{Decided, apply_mode, too_large};
 use crate::enforce::remote::RemoteEnforcer;
-use crate::enforce::{Decision, DecisionInput, MAX_POLICY_ARGUMENTS, SessionHistory, Verdict};
+use crate::enforce::{Decision, DecisionInput, SessionHistory, Verdict};
 use crate::settings::RunSettings;
 
 /// The session: one per `thoth run`.
@@ -45,15 +49,8 @@ impl Default for Session {
 /// The decision point of this proxy.
 pub enum Engine {
     Local(Box<LocalEngine>),
-    Remote(RemoteEnforcer),
-}
-
-/// A decision with what observe mode would have done.
-pub struct Decided {
-    /// What the proxy does.
-    pub decision: Decision,
-    /// In observe mode, the decision that was not enforced.
-    pub would_be: Option<Decision>,
+    /// Shared with the holds it polls in the background.
+    Remote(std::sync::Arc<RemoteEnforcer>),
 }
 
 /// The input for one call of this proxy's session.
@@ -78,17 +75,9 @@ pub fn input<'a>(
     }
 }
 
-/// The BLOCK for arguments too large to evaluate.
-pub fn too_large(arguments_len: usize) -> Decision {
-    Decision::new(
-        Verdict::Block,
-        format!("arguments of {arguments_len} bytes exceed the {MAX_POLICY_ARGUMENTS}-byte limit for policy evaluation"),
-    )
-    .with_code("ARGUMENTS_TOO_LARGE")
-}
-
-/// Decides one call with the local engine and records it in the session. `arguments`
-/// is `None` when they exceeded [`MAX_POLICY_ARGUMENTS`].
+/// Decides one call with the local engine (the enforcement mode applied, observe mode
+/// not: the caller applies it to every engine alike) and records it in the session.
+/// `arguments` is `None` when they exceeded `MAX_POLICY_ARGUMENTS`.
 pub fn decide(
     engine: &LocalEngine,
     settings: &RunSettings,
@@ -96,7 +85,7 @@ pub fn decide(
     tool: &str,
     arguments: Option<&Value>,
     arguments_len: usize,
-) -> Decided {
+) -> Decision {
     let decision = if arguments.is_none() {
         too_large(arguments_len)
     } else {
@@ -110,70 +99,70 @@ pub fn decide(
         apply_mode(outcome, settings.mode, tool, &mut session.soft_denied)
     };
     session.history.record(tool);
-    observe(settings.mode, decision)
+    decision
 }
 
-/// In observe mode a denial is recorded as what would have happened, and the call is
-/// allowed.
-pub fn observe(mode: Mode, decision: Decision) -> Decided {
-    if mode == Mode::Observe && decision.verdict != Verdict::Allow {
-        let mut allow = Decision::new(
-            Verdict::Allow,
-            format!(
-                "observe mode (would be {}: {})",
-                decision.verdict.as_str(),
-                decision.reason
-            ),
-        );
-        allow.matched_rule_ids = decision.matched_rule_ids.clone();
-        return Decided {
-            decision: allow,
-            would_be: Some(decision),
-        };
-    }
-    Decided {
-        decision,
-        would_be: None,
-    }
+/// What the proxy does with a decided call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send these bytes to the server: the call as it came, or MODIFYed.
+    Forward(Vec<u8>),
+    /// Send this frame to the client; the server never sees the call.
+    Answer(Vec<u8>),
 }
 
-/// Applies the enforcement mode to a policy outcome; `soft_denied` remembers the tools
-/// that already had a soft denial in this session (progressive mode).
-pub fn apply_mode(
-    outcome: PolicyOutcome,
-    mode: Mode,
-    tool: &str,
-    soft_denied: &mut HashSet<String>,
-) -> Decision {
-    let with_rules = |mut d: Decision, ids: Vec<String>| {
-        d.matched_rule_ids = ids;
-        d
-    };
-    match outcome {
-        PolicyOutcome::Allow { reason, rule_ids } => {
-            with_rules(Decision::new(Verdict::Allow, reason), rule_ids)
-        }
-        PolicyOutcome::HardDeny { reason, rule_ids } => with_rules(
-            Decision::new(Verdict::Block, reason).with_code("POLICY_FORBID"),
-            rule_ids,
-        ),
-        PolicyOutcome::StepUp { reason, rule_ids } => with_rules(
-            Decision::new(Verdict::StepUp, reason).with_code("POLICY_STEP_UP"),
-            rule_ids,
-        ),
-        PolicyOutcome::SoftDeny { reason } => {
-            let verdict = match mode {
-                Mode::Block | Mode::Observe => Verdict::Block,
-                Mode::StepUp => Verdict::StepUp,
-                Mode::Progressive => {
-                    if soft_denied.insert(tool.to_string()) {
-                        Verdict::StepUp
-                    } else {
-                        Verdict::Block
-                    }
+/// One tools/call as the decision path sees it.
+pub struct CallFrame<'a> {
+    /// The call's canonical line (its bytes when nothing needed rewriting).
+    pub frame: Vec<u8>,
+    pub raw_id: &'a [u8],
+    pub tool: &'a str,
+}
+
+/// What an answer to the client needs besides the decision.
+#[derive(Clone, Copy)]
+pub struct Answering<'a> {
+    pub session_id: &'a str,
+    pub deny_style: DenyStyle,
+    /// A MODIFYed call is refused when it would outgrow this.
+    pub max_frame_bytes: usize,
+}
+
+/// The one rule from a decision to an action, for single calls and batch elements
+/// alike: ALLOW forwards the very bytes that came in (no copy), MODIFY forwards them
+/// with the enforcer's arguments spliced in (or is refused when that fails), and every
+/// other verdict answers the client.
+pub fn action(decided: &Decided, call: CallFrame<'_>, answering: Answering<'_>) -> Action {
+    let d = &decided.decision;
+    let refused;
+    let decision = match d.verdict {
+        Verdict::Allow => return Action::Forward(call.frame),
+        Verdict::Modify => {
+            let args = d
+                .modified_arguments
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_default();
+            match splice_arguments(&call.frame, args.as_bytes(), answering.max_frame_bytes) {
+                Ok(bytes) => return Action::Forward(bytes),
+                Err(e) => {
+                    refused = Decision::new(
+                        Verdict::Block,
+                        format!("MODIFY could not be applied: {}", e.0),
+                    );
+                    &refused
                 }
-            };
-            Decision::new(verdict, reason).with_code("NO_PERMIT")
+            }
         }
-    }
+        Verdict::Defer | Verdict::Block | Verdict::StepUp => d,
+    };
+    // Only answers need a fresh attestation id.
+    let attestation = uuid::Uuid::new_v4().to_string();
+    let data = answers::decision_data(decision, call.tool, answering.session_id, &attestation);
+    Action::Answer(answers::denied(
+        call.raw_id,
+        decision,
+        &data,
+        answering.deny_style,
+    ))
 }

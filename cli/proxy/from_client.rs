@@ -21,15 +21,15 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use thoth_core::{Call, FrameStep, LineFramer, Message, Span, ToolCall};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
 
 use super::answers;
 use super::calls::{MAX_PENDING, Pending, ProxyState, id_key};
-use super::decide::{Decided, Engine, Session, decide, input, observe, too_large};
-use super::hold::{self, Held};
-use super::modify::splice_arguments;
+use super::decide::{Action, Answering, CallFrame, Engine, Session, action, decide, input};
+use super::hold::{self, Held, Holds};
+use super::outbox::{Outbox, Queues};
 use crate::audit::{AuditLog, Record};
 use crate::domain::Mode;
+use crate::enforce::modes::{Decided, observe, too_large};
 use crate::enforce::{Decision, MAX_POLICY_ARGUMENTS, Verdict, arguments};
 use crate::settings::RunSettings;
 use crate::telemetry::{Telemetry, event};
@@ -40,40 +40,23 @@ const YIELD_AT_DECIDING: usize = 32;
 /// Bytes read from the client at a time (at least).
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Shared by the pumps and the decision tasks (all on one thread).
+/// What the client pump and its decision tasks share (all on one thread). The relay
+/// sees only the book in `calls`, the server writer only its queue, holds only
+/// [`Holds`].
 pub struct Ctx {
     pub settings: RunSettings,
     pub engine: Engine,
     pub session: RefCell<Session>,
-    pub state: RefCell<ProxyState>,
+    /// Calls pending a decision, and the book shared with the relay.
+    pub calls: RefCell<ProxyState>,
     pub audit: AuditLog,
-    /// Bytes for the server (whole frames, `\n`-terminated); `None` once closed.
-    pub to_server: RefCell<Option<mpsc::Sender<Vec<u8>>>>,
-    /// Frames for the client (`\n`-terminated); `None` once closed.
-    pub to_client: RefCell<Option<mpsc::Sender<Vec<u8>>>>,
-    /// Spent buffers of the server writer, reused for the next batch of frames.
-    pub spare: Rc<RefCell<Vec<Vec<u8>>>>,
-    /// Approved holds waiting for the retry of their call.
-    pub approvals: RefCell<hold::Approvals>,
-    /// Approval URLs already announced on stderr.
-    pub announced: RefCell<std::collections::HashSet<String>>,
+    pub out: Rc<Outbox>,
+    /// Step-up holds (remote engine only).
+    pub holds: Option<Rc<Holds>>,
     /// Telemetry events, when configured; taken at shutdown to flush them.
     pub telemetry: RefCell<Option<Telemetry>>,
     /// The GovAPI agent, when configured; taken at shutdown to flush it.
     pub gov: RefCell<Option<crate::govapi::Handle>>,
-}
-
-/// Frames queued for the server's stdin at most (a slow server slows the client).
-const TO_SERVER_QUEUE: usize = 8;
-/// Replies queued for the client at most.
-const TO_CLIENT_QUEUE: usize = 256;
-
-/// The receiving ends of a session's queues, for its pumps.
-pub struct Queues {
-    /// What the server writer writes.
-    pub to_server: mpsc::Receiver<Vec<u8>>,
-    /// What the relay writes to the client between the server's lines.
-    pub to_client: mpsc::Receiver<Vec<u8>>,
 }
 
 impl Ctx {
@@ -84,53 +67,29 @@ impl Ctx {
         session: Session,
         audit: AuditLog,
     ) -> (Rc<Self>, Queues) {
-        let (to_server_tx, to_server) = mpsc::channel(TO_SERVER_QUEUE);
-        let (to_client_tx, to_client) = mpsc::channel(TO_CLIENT_QUEUE);
+        let (out, queues) = Outbox::new();
+        let out = Rc::new(out);
+        let holds = match &engine {
+            Engine::Remote(remote) => Some(Rc::new(Holds::new(
+                settings.step_up_poll,
+                settings.step_up_hold,
+                remote.clone(),
+                out.clone(),
+            ))),
+            Engine::Local(_) => None,
+        };
         let ctx = Rc::new(Self {
             settings,
             engine,
             session: RefCell::new(session),
-            state: RefCell::new(ProxyState::default()),
+            calls: RefCell::new(ProxyState::default()),
             audit,
-            to_server: RefCell::new(Some(to_server_tx)),
-            to_client: RefCell::new(Some(to_client_tx)),
-            spare: Rc::new(RefCell::new(Vec::new())),
-            approvals: RefCell::new(hold::Approvals::default()),
-            announced: RefCell::new(std::collections::HashSet::new()),
+            out,
+            holds,
             telemetry: RefCell::new(None),
             gov: RefCell::new(None),
         });
-        (
-            ctx,
-            Queues {
-                to_server,
-                to_client,
-            },
-        )
-    }
-
-    /// A spent buffer of the server writer (or a new one) holding a copy of `bytes`.
-    fn spare_copy(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut buf = self.spare.borrow_mut().pop().unwrap_or_default();
-        buf.extend_from_slice(bytes);
-        buf
-    }
-
-    pub async fn send_server(&self, bytes: Vec<u8>) {
-        let tx = self.to_server.borrow().clone();
-        if let Some(tx) = tx {
-            let _ = tx.send(bytes).await;
-        }
-    }
-
-    /// Waits while the server's queue is full.
-    pub async fn server_backpressure(&self) {
-        let tx = self.to_server.borrow().clone();
-        if let Some(tx) = tx
-            && tx.capacity() == 0
-        {
-            let _ = tx.reserve().await;
-        }
+        (ctx, queues)
     }
 
     /// Queues a telemetry event (never waits).
@@ -141,12 +100,9 @@ impl Ctx {
         }
     }
 
-    pub async fn answer_client(&self, mut frame: Vec<u8>) {
-        frame.push(b'\n');
-        let tx = self.to_client.borrow().clone();
-        if let Some(tx) = tx {
-            let _ = tx.send(frame).await;
-        }
+    /// Queues one of thoth's own frames for the client.
+    pub async fn answer_client(&self, frame: Vec<u8>) {
+        self.out.answer_client(frame).await;
     }
 }
 
@@ -227,9 +183,9 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
             }
         }
         if kept > 0 {
-            let next = ctx.spare_copy(buf.get(start..).unwrap_or_default());
+            let next = ctx.out.spare_copy(buf.get(start..).unwrap_or_default());
             buf.truncate(kept);
-            ctx.send_server(std::mem::replace(&mut buf, next)).await;
+            ctx.out.send_server(std::mem::replace(&mut buf, next)).await;
         } else {
             buf.drain(..start.min(buf.len()));
         }
@@ -255,7 +211,7 @@ async fn forward(
     flush_kept(ctx, buf, &mut kept).await;
     let mut line = canonical(ctx, frame.of(buf));
     line.push(b'\n');
-    ctx.send_server(line).await;
+    ctx.out.send_server(line).await;
     kept
 }
 
@@ -264,7 +220,7 @@ async fn forward(
 fn canonical(ctx: &Ctx, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 32);
     let rewrites = thoth_core::write_canonical(bytes, |piece| out.extend_from_slice(piece));
-    let shared = ctx.state.borrow().book.clone();
+    let shared = ctx.calls.borrow().book.clone();
     let mut book = super::calls::book(&shared);
     if book.client_rewrites.is_empty() {
         tracing::warn!(
@@ -295,9 +251,9 @@ fn keep(buf: &mut Vec<u8>, kept: usize, frame: Span) -> usize {
 /// Sends the bytes kept so far now (a copy: the buffer is still being read).
 async fn flush_kept(ctx: &Ctx, buf: &[u8], kept: &mut usize) {
     if *kept > 0 {
-        let bytes = ctx.spare_copy(buf.get(..*kept).unwrap_or_default());
+        let bytes = ctx.out.spare_copy(buf.get(..*kept).unwrap_or_default());
         *kept = 0;
-        ctx.send_server(bytes).await;
+        ctx.out.send_server(bytes).await;
     }
 }
 
@@ -376,10 +332,10 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
         Message::Request(call) => {
             let raw = call.id().map_or(&b"null"[..], |id| id.raw);
             let key = id_key(raw);
-            if ctx.state.borrow().is_pending(&key) {
+            if ctx.calls.borrow().is_pending(&key) {
                 return Route::Reply(reused_id(raw));
             }
-            let mut state = ctx.state.borrow_mut();
+            let mut state = ctx.calls.borrow_mut();
             if call.method().eq_str("tools/list") && ctx.gov.borrow().is_some() {
                 state.watch_tools_list(&key);
             }
@@ -405,9 +361,8 @@ async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
         } = p
         {
             *p = match decide_element(ctx, frame, element, raw_id, call).await {
-                Ok(Some(bytes)) => Planned::Forward(bytes),
-                Ok(None) => Planned::Drop,
-                Err(answer) => Planned::Answer(answer),
+                Action::Forward(bytes) => Planned::Forward(bytes),
+                Action::Answer(answer) => Planned::Answer(answer),
             };
         }
     }
@@ -418,7 +373,7 @@ async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
         } else {
             batch
         };
-        ctx.send_server(batch).await;
+        ctx.out.send_server(batch).await;
     }
     if let Some(errors) = to_client {
         ctx.answer_client(errors).await;
@@ -447,7 +402,7 @@ fn cancel_pending(ctx: &Ctx, frame: &[u8], call: &Call<'_>) -> bool {
         return false;
     };
     let key = request_id.to_string();
-    let removed = ctx.state.borrow_mut().remove_pending(&key);
+    let removed = ctx.calls.borrow_mut().remove_pending(&key);
     match removed {
         Some(Pending { abort, .. }) => {
             if let Some(abort) = abort {
@@ -497,7 +452,7 @@ async fn tools_call(
 ) -> bool {
     let key = id_key(&raw_id);
     let (reused, busy) = {
-        let state = ctx.state.borrow();
+        let state = ctx.calls.borrow();
         (state.is_pending(&key), state.deciding() >= MAX_PENDING)
     };
     if reused {
@@ -530,10 +485,11 @@ async fn tools_call(
     };
     let frame = frame.to_vec();
     let pending_id = raw_id.clone();
-    // Observe mode forwards at once, after what the client sent before it.
-    let observe = ctx.settings.mode == Mode::Observe;
-    if observe {
-        ctx.state.borrow_mut().forwarded(key.clone(), &raw_id);
+    // Observe mode forwards at once, after what the client sent before it, and decides
+    // for the record only (the one place the pump itself looks at the mode).
+    let forwarded_at_once = ctx.settings.mode == Mode::Observe;
+    if forwarded_at_once {
+        ctx.calls.borrow_mut().forwarded(key.clone(), &raw_id);
     }
     let task_ctx = ctx.clone();
     let task_key = key.clone();
@@ -548,11 +504,14 @@ async fn tools_call(
     ctx.emit("TOOL_CALL_PRE", tc.name.as_str(), None);
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
+        let tool = tc.name.as_str();
         // The call's key (a hash of its canonical arguments) is computed only when an
         // approval could admit it or a hold could be approved: not on the common path.
-        let call_key = || hold::call_key(&ctx.settings.agent_id, tc.name.as_str(), args.as_ref());
-        let approved =
-            !ctx.approvals.borrow().is_empty() && ctx.approvals.borrow_mut().take(&call_key());
+        let call_key = || hold::call_key(&ctx.settings.agent_id, tool, args.as_ref());
+        let approved = ctx
+            .holds
+            .as_ref()
+            .is_some_and(|holds| holds.take_approval(call_key));
         let decided = if approved {
             let decided = Decided {
                 decision: Decision::new(
@@ -561,33 +520,33 @@ async fn tools_call(
                 ),
                 would_be: None,
             };
-            record(&ctx, tc.name.as_str(), &decided, Instant::now());
+            record(&ctx, tool, &decided, Instant::now());
             decided
         } else {
-            let decided = decide_and_record(&ctx, tc.name.as_str(), args.as_ref(), args_len).await;
+            let decided = decide_and_record(&ctx, tool, args.as_ref(), args_len).await;
             resolve_hold(&ctx, decided, progress.as_deref(), &call_key).await
         };
-        ctx.state.borrow_mut().decided(&task_key);
-        if ctx.settings.mode != Mode::Observe {
-            match outcome_bytes(&ctx, frame, &raw_id, tc.name.as_str(), &decided) {
-                Delivery::Forward(mut bytes) => {
-                    ctx.state.borrow_mut().forwarded(task_key.clone(), &raw_id);
-                    bytes.push(b'\n');
-                    ctx.send_server(bytes).await;
-                    ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
-                }
-                Delivery::Answer(bytes) => {
-                    ctx.answer_client(bytes).await;
-                    ctx.emit("TOOL_CALL_BLOCK", tc.name.as_str(), Some(&decided.decision));
-                }
-            }
+        ctx.calls.borrow_mut().decided(&task_key);
+        if forwarded_at_once {
+            ctx.emit("TOOL_CALL_POST", tool, Some(&decided.decision));
         } else {
-            ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
+            let call = CallFrame {
+                frame,
+                raw_id: &raw_id,
+                tool,
+            };
+            match settle(&ctx, &decided, call) {
+                Action::Forward(mut bytes) => {
+                    bytes.push(b'\n');
+                    ctx.out.send_server(bytes).await;
+                }
+                Action::Answer(bytes) => ctx.answer_client(bytes).await,
+            }
         }
         // Pending until the bytes are queued, so client EOF cannot lose the call.
-        ctx.state.borrow_mut().remove_pending(&task_key);
+        ctx.calls.borrow_mut().remove_pending(&task_key);
     });
-    ctx.state.borrow_mut().insert_pending(
+    ctx.calls.borrow_mut().insert_pending(
         key,
         Pending {
             raw_id: pending_id,
@@ -598,20 +557,15 @@ async fn tools_call(
     // When decisions pile up, let them run before the next frame, and read no further
     // while the server's queue is full: a client streaming calls is paced by its
     // decisions and its server instead of being told "busy" (slow decisions still are).
-    if ctx.state.borrow().deciding() >= YIELD_AT_DECIDING {
+    if ctx.calls.borrow().deciding() >= YIELD_AT_DECIDING {
         tokio::task::yield_now().await;
     }
-    ctx.server_backpressure().await;
-    observe
-}
-
-enum Delivery {
-    Forward(Vec<u8>),
-    Answer(Vec<u8>),
+    ctx.out.server_backpressure().await;
+    forwarded_at_once
 }
 
 /// Holds a STEP_UP with a hold token (remote engine) until it is resolved or the hold
-/// time is up; other decisions pass unchanged.
+/// time is up; other decisions (observe mode's ALLOWs among them) pass unchanged.
 async fn resolve_hold(
     ctx: &Rc<Ctx>,
     decided: Decided,
@@ -619,15 +573,14 @@ async fn resolve_hold(
     key: &dyn Fn() -> [u8; 32],
 ) -> Decided {
     let d = &decided.decision;
-    let Engine::Remote(remote) = &ctx.engine else {
+    let Some(holds) = &ctx.holds else {
         return decided;
     };
-    if ctx.settings.mode == Mode::Observe || d.verdict != Verdict::StepUp || d.hold_token.is_none()
-    {
+    if d.verdict != Verdict::StepUp || d.hold_token.is_none() {
         return decided;
     }
     let started = Instant::now();
-    let mut resolved = match hold::hold(ctx, remote, d, progress, key()).await {
+    let mut resolved = match hold::hold(holds, d, progress, key()).await {
         Held::TimedOut => return decided,
         Held::Resolved(Verdict::Allow) => {
             Decision::new(Verdict::Allow, "an approver approved the step-up hold")
@@ -647,7 +600,8 @@ async fn resolve_hold(
     decided
 }
 
-/// Decides one call (local or remote) and records it in the audit log.
+/// Decides one call (local or remote), applies observe mode, and records it in the
+/// audit log.
 async fn decide_and_record(
     ctx: &Ctx,
     tool: &str,
@@ -655,7 +609,7 @@ async fn decide_and_record(
     args_len: usize,
 ) -> Decided {
     let started = Instant::now();
-    let decided = match &ctx.engine {
+    let decision = match &ctx.engine {
         Engine::Local(local) => {
             let mut session = ctx.session.borrow_mut();
             decide(local, &ctx.settings, &mut session, tool, args, args_len)
@@ -668,7 +622,7 @@ async fn decide_and_record(
                 session.history.record(tool);
                 (session.id.clone(), before)
             };
-            let decision = match args {
+            match args {
                 None => too_large(args_len),
                 Some(_) => {
                     let attestation = uuid::Uuid::new_v4().to_string();
@@ -680,10 +634,10 @@ async fn decide_and_record(
                         )
                         .await
                 }
-            };
-            observe(ctx.settings.mode, decision)
+            }
         }
     };
+    let decided = observe(ctx.settings.mode, decision);
     record(ctx, tool, &decided, started);
     decided
 }
@@ -725,80 +679,53 @@ fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
     }
 }
 
-/// What to do with a decided call: forward (the original or MODIFYed bytes) or answer.
-fn outcome_bytes(
-    ctx: &Ctx,
-    frame: Vec<u8>,
-    raw_id: &[u8],
-    tool: &str,
-    decided: &Decided,
-) -> Delivery {
-    let d = &decided.decision;
-    let refused;
-    let decision = match d.verdict {
-        // An allowed call goes out as the very bytes it came in as, without a copy.
-        Verdict::Allow => return Delivery::Forward(frame),
-        Verdict::Modify => {
-            let args = d
-                .modified_arguments
-                .as_ref()
-                .map(Value::to_string)
-                .unwrap_or_default();
-            match splice_arguments(&frame, args.as_bytes(), ctx.settings.max_frame_bytes) {
-                Ok(bytes) => return Delivery::Forward(bytes),
-                Err(e) => {
-                    refused = crate::enforce::Decision::new(
-                        Verdict::Block,
-                        format!("MODIFY could not be applied: {}", e.0),
-                    );
-                    &refused
-                }
-            }
-        }
-        Verdict::Defer | Verdict::Block | Verdict::StepUp => d,
-    };
-    // Only answers need the session id and a fresh attestation id.
+/// The action for a decided call ([`action`]), with what follows from it: a forwarded
+/// request is remembered until the server answers it, and telemetry hears of both.
+fn settle(ctx: &Ctx, decided: &Decided, call: CallFrame<'_>) -> Action {
     let session_id = ctx.session.borrow().id.clone();
-    let attestation = uuid::Uuid::new_v4().to_string();
-    let data = answers::decision_data(decision, tool, &session_id, &attestation);
-    Delivery::Answer(answers::denied(
-        raw_id,
-        decision,
-        &data,
-        ctx.settings.deny_style,
-    ))
+    let answering = Answering {
+        session_id: &session_id,
+        deny_style: ctx.settings.deny_style,
+        max_frame_bytes: ctx.settings.max_frame_bytes,
+    };
+    let (raw_id, tool) = (call.raw_id, call.tool);
+    let action = action(decided, call, answering);
+    match &action {
+        Action::Forward(_) => {
+            ctx.calls.borrow_mut().forwarded(id_key(raw_id), raw_id);
+            ctx.emit("TOOL_CALL_POST", tool, Some(&decided.decision));
+        }
+        Action::Answer(_) => ctx.emit("TOOL_CALL_BLOCK", tool, Some(&decided.decision)),
+    }
+    action
 }
 
-/// A batch element's decision, made at once (no element is held).
+/// A batch element's decision, made at once (no element is held): the same path as a
+/// single call, with the element's bytes as the call.
 async fn decide_element(
     ctx: &Ctx,
     frame: &[u8],
     element: &[u8],
     raw_id: &[u8],
     tc: &ToolCall,
-) -> Result<Option<Vec<u8>>, Vec<u8>> {
-    let (args, len) = parse_arguments(frame, tc).map_err(|why| invalid_arguments(raw_id, &why))?;
-    ctx.emit("TOOL_CALL_PRE", tc.name.as_str(), None);
-    let decided = decide_and_record(ctx, tc.name.as_str(), args.as_ref(), len).await;
-    if ctx.settings.mode == Mode::Observe {
-        ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
-        return Ok(Some(element.to_vec()));
-    }
-    match outcome_bytes(ctx, element.to_vec(), raw_id, tc.name.as_str(), &decided) {
-        Delivery::Forward(bytes) => {
-            ctx.state.borrow_mut().forwarded(id_key(raw_id), raw_id);
-            ctx.emit("TOOL_CALL_POST", tc.name.as_str(), Some(&decided.decision));
-            Ok(Some(bytes))
-        }
-        Delivery::Answer(bytes) => {
-            ctx.emit("TOOL_CALL_BLOCK", tc.name.as_str(), Some(&decided.decision));
-            Err(bytes)
-        }
-    }
+) -> Action {
+    let (args, len) = match parse_arguments(frame, tc) {
+        Ok(parsed) => parsed,
+        Err(why) => return Action::Answer(invalid_arguments(raw_id, &why)),
+    };
+    let tool = tc.name.as_str();
+    ctx.emit("TOOL_CALL_PRE", tool, None);
+    let decided = decide_and_record(ctx, tool, args.as_ref(), len).await;
+    let call = CallFrame {
+        frame: element.to_vec(),
+        raw_id,
+        tool,
+    };
+    settle(ctx, &decided, call)
 }
 
 /// What happens to one batch element.
-pub enum Planned {
+enum Planned {
     /// Goes to the server as is.
     Forward(Vec<u8>),
     /// Answered by thoth.
@@ -814,7 +741,7 @@ pub enum Planned {
 }
 
 /// Classifies each element of a batch frame.
-pub fn plan_batch(frame: &[u8]) -> Vec<Planned> {
+fn plan_batch(frame: &[u8]) -> Vec<Planned> {
     let Ok(Message::Batch(batch)) = thoth_core::scan(frame) else {
         return Vec::new();
     };
@@ -846,7 +773,7 @@ pub fn plan_batch(frame: &[u8]) -> Vec<Planned> {
 
 /// The batch for the server (allowed elements, byte-identical, in order) and the one
 /// array of answers for the client.
-pub fn assemble(planned: Vec<Planned>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+fn assemble(planned: Vec<Planned>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     let mut forward: Vec<Vec<u8>> = Vec::new();
     let mut answers: Vec<Vec<u8>> = Vec::new();
     for p in planned {
@@ -871,41 +798,13 @@ pub fn assemble(planned: Vec<Planned>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     )
 }
 
-/// Decides one tools/call of a batch from its bytes, raw id and call: `Ok(Some(bytes))`
-/// forwards, `Err(reply)` answers, `Ok(None)` drops.
-pub type BatchDecider<'d> =
-    dyn FnMut(&[u8], &[u8], &ToolCall) -> Result<Option<Vec<u8>>, Vec<u8>> + 'd;
-
-/// [`plan_batch`], `decide` for each tools/call, then [`assemble`].
-pub fn split_batch(
-    frame: &[u8],
-    decide: &mut BatchDecider<'_>,
-) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let planned = plan_batch(frame)
-        .into_iter()
-        .map(|p| match p {
-            Planned::Decide {
-                element,
-                raw_id,
-                call,
-            } => match decide(&element, &raw_id, &call) {
-                Ok(Some(bytes)) => Planned::Forward(bytes),
-                Ok(None) => Planned::Drop,
-                Err(answer) => Planned::Answer(answer),
-            },
-            other => other,
-        })
-        .collect();
-    assemble(planned)
-}
-
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn element(i: usize, kind: u8) -> String {
-        match kind % 4 {
+        match kind % 5 {
             0 => format!(
                 r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"allow_{i}"}}}}"#
             ),
@@ -913,40 +812,55 @@ mod tests {
                 r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"deny_{i}"}}}}"#
             ),
             2 => format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#),
+            3 => format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"allow_{i}","arguments":{{"a":1,"a":2}}}}}}"#
+            ),
             _ => format!(r#"{{"jsonrpc":"2.0","id":{i},"Method":"x"}}"#),
         }
     }
 
+    /// A policy that allows the tools whose names start with `allow`.
+    fn allow_prefix() -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("thoth-allow-prefix-{}.cedar", std::process::id()));
+        std::fs::write(
+            &path,
+            "@id(\"allow-prefix\")\npermit (principal, action, resource) when { resource.name like \"allow*\" };\n",
+        )
+        .unwrap();
+        path
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Through the real pumps (the production batch path, decisions by the real
+        /// engine): a batch reaches the server as exactly its allowed elements, byte for
+        /// byte and in order, and the client gets one array with an answer for each of
+        /// the others.
         #[test]
-        fn batch_split_forwards_exactly_the_allowed_elements(kinds in prop::collection::vec(any::<u8>(), 1..12)) {
+        fn a_batch_forwards_exactly_the_allowed_elements(kinds in prop::collection::vec(any::<u8>(), 1..12)) {
             let elements: Vec<String> = kinds.iter().enumerate().map(|(i, k)| element(i, *k)).collect();
-            let frame = format!("[{}]", elements.join(" , "));
-            let (to_server, to_client) = split_batch(frame.as_bytes(), &mut |element, raw, tc| {
-                if tc.name.starts_with("allow") {
-                    Ok(Some(element.to_vec()))
-                } else {
-                    Err(answers::error(Some(raw), -32001, "Blocked by Thoth policy: test", None))
-                }
-            });
-            let want_forward: Vec<&String> = elements.iter().zip(&kinds).filter(|(_, k)| *k % 4 == 0 || *k % 4 == 2).map(|(e, _)| e).collect();
-            let want_answers = kinds.iter().filter(|k| *k % 4 == 1 || *k % 4 == 3).count();
-            match to_server {
-                Some(bytes) => {
-                    let want = format!("[{}]\n", want_forward.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
-                    prop_assert_eq!(String::from_utf8(bytes).unwrap(), want);
-                }
-                None => prop_assert!(want_forward.is_empty()),
+            let frame = format!("[{}]\n", elements.join(" , "));
+            let (to_server, to_client) =
+                crate::proxy::run_bytes(&allow_prefix(), frame.as_bytes(), 4096, false).unwrap();
+            let want_forward: Vec<&String> = elements.iter().zip(&kinds).filter(|(_, k)| *k % 5 == 0 || *k % 5 == 2).map(|(e, _)| e).collect();
+            let want_answers = kinds.iter().filter(|k| matches!(*k % 5, 1 | 3 | 4)).count();
+            if want_forward.is_empty() {
+                prop_assert!(to_server.is_empty(), "{}", String::from_utf8_lossy(&to_server));
+            } else {
+                let want = format!("[{}]\n", want_forward.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+                prop_assert_eq!(String::from_utf8(to_server).unwrap(), want);
             }
-            match to_client {
-                Some(bytes) => {
-                    let answers: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
-                    prop_assert_eq!(answers.len(), want_answers);
-                    for a in &answers {
-                        prop_assert!(a["error"]["code"] == -32001 || a["error"]["code"] == -32600);
-                    }
+            if want_answers == 0 {
+                prop_assert!(to_client.is_empty(), "{}", String::from_utf8_lossy(&to_client));
+            } else {
+                let answers: Vec<Value> = serde_json::from_slice(&to_client).unwrap();
+                prop_assert_eq!(answers.len(), want_answers);
+                for a in &answers {
+                    let code = &a["error"]["code"];
+                    prop_assert!(*code == -32001 || *code == -32600 || *code == -32602, "{}", a);
                 }
-                None => prop_assert_eq!(want_answers, 0),
             }
         }
     }

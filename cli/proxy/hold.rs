@@ -19,8 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::decide::Engine;
-use super::from_client::Ctx;
+use super::outbox::Outbox;
 use crate::enforce::remote::RemoteEnforcer;
 use crate::enforce::{Decision, Verdict};
 use crate::logging::escaped;
@@ -94,6 +93,43 @@ pub fn canonical(value: &Value) -> String {
     }
 }
 
+/// What holds need and keep: their timing, the approvals that wait for a retry, the
+/// approval URLs already announced, the enforcer to poll and the client to notify.
+pub struct Holds {
+    /// Time between polls (`THOTH_STEP_UP_POLL_MS`).
+    pub poll: Duration,
+    /// How long a call is held (`THOTH_STEP_UP_HOLD_SECONDS`).
+    pub hold: Duration,
+    pub remote: std::sync::Arc<RemoteEnforcer>,
+    pub out: Rc<Outbox>,
+    approvals: std::cell::RefCell<Approvals>,
+    announced: std::cell::RefCell<std::collections::HashSet<String>>,
+}
+
+impl Holds {
+    pub fn new(
+        poll: Duration,
+        hold: Duration,
+        remote: std::sync::Arc<RemoteEnforcer>,
+        out: Rc<Outbox>,
+    ) -> Self {
+        Self {
+            poll,
+            hold,
+            remote,
+            out,
+            approvals: Default::default(),
+            announced: Default::default(),
+        }
+    }
+
+    /// Consumes an approval for the call whose key `key` computes; the key is
+    /// computed only when some approval waits (not on the common path).
+    pub fn take_approval(&self, key: impl FnOnce() -> [u8; 32]) -> bool {
+        !self.approvals.borrow().is_empty() && self.approvals.borrow_mut().take(&key())
+    }
+}
+
 /// How a hold ended while the call was held.
 pub enum Held {
     Resolved(Verdict),
@@ -102,8 +138,7 @@ pub enum Held {
 
 /// Holds a call while its hold is polled.
 pub async fn hold(
-    ctx: &Rc<Ctx>,
-    remote: &RemoteEnforcer,
+    holds: &Rc<Holds>,
     decision: &Decision,
     progress_token: Option<&[u8]>,
     key: [u8; 32],
@@ -111,14 +146,14 @@ pub async fn hold(
     let Some(token) = decision.hold_token.clone() else {
         return Held::TimedOut;
     };
-    announce(ctx, decision);
-    let poll = ctx.settings.step_up_poll;
-    let deadline = Instant::now() + ctx.settings.step_up_hold;
+    announce(holds, decision);
+    let poll = holds.poll;
+    let deadline = Instant::now() + holds.hold;
     let mut step = 0u64;
-    progress(ctx, progress_token, step, decision).await;
+    progress(&holds.out, progress_token, step, decision).await;
     while Instant::now() + poll <= deadline {
         tokio::time::sleep(poll).await;
-        match remote.poll_hold(&token).await {
+        match holds.remote.poll_hold(&token).await {
             Ok(Some(verdict)) => return Held::Resolved(verdict),
             Ok(None) => {}
             Err(e) => tracing::debug!(
@@ -128,25 +163,22 @@ pub async fn hold(
             ),
         }
         step += 1;
-        progress(ctx, progress_token, step, decision).await;
+        progress(&holds.out, progress_token, step, decision).await;
     }
     // Not in time: keep polling in the background, and remember an approval.
     let lifetime = hold_lifetime(decision);
-    let background_ctx = ctx.clone();
+    let background = holds.clone();
     tokio::task::spawn_local(async move {
         let ends = Instant::now() + lifetime;
         while Instant::now() < ends {
             tokio::time::sleep(poll).await;
-            let Engine::Remote(remote) = &background_ctx.engine else {
-                return;
-            };
-            match remote.poll_hold(&token).await {
+            match background.remote.poll_hold(&token).await {
                 Ok(Some(Verdict::Allow)) => {
                     tracing::info!(
                         "hold {} approved: the next identical call is admitted until the hold expires",
                         escaped(&token)
                     );
-                    background_ctx.approvals.borrow_mut().grant(key, ends);
+                    background.approvals.borrow_mut().grant(key, ends);
                     return;
                 }
                 Ok(Some(_)) => return,
@@ -177,16 +209,16 @@ fn hold_lifetime(decision: &Decision) -> Duration {
 
 /// The approval URL goes to stderr once per hold, escaped (it comes from the enforcer:
 /// a CR/LF in it must not forge a log line).
-fn announce(ctx: &Ctx, decision: &Decision) {
+fn announce(holds: &Holds, decision: &Decision) {
     if let Some(url) = &decision.approval_url {
-        let first = ctx.announced.borrow_mut().insert(url.clone());
+        let first = holds.announced.borrow_mut().insert(url.clone());
         if first {
             tracing::warn!("a tool call waits for approval: {}", escaped(url));
         }
     }
 }
 
-async fn progress(ctx: &Ctx, token: Option<&[u8]>, step: u64, decision: &Decision) {
+async fn progress(out: &Outbox, token: Option<&[u8]>, step: u64, decision: &Decision) {
     let Some(token) = token else { return };
     let message = match &decision.approval_url {
         Some(url) => format!("waiting for approval: {url}"),
@@ -201,7 +233,7 @@ async fn progress(ctx: &Ctx, token: Option<&[u8]>, step: u64, decision: &Decisio
         )
         .as_bytes(),
     );
-    ctx.answer_client(frame).await;
+    out.answer_client(frame).await;
 }
 
 #[cfg(test)]

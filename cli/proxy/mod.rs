@@ -23,6 +23,7 @@ pub mod from_client;
 pub mod from_server;
 pub mod hold;
 pub mod modify;
+pub mod outbox;
 mod stdio;
 
 use std::cell::RefCell;
@@ -39,7 +40,8 @@ use crate::audit::AuditLog;
 use crate::child::{self, locate::Resolved};
 use crate::settings::RunSettings;
 use decide::{Engine, Session};
-use from_client::{Ctx, Queues};
+use from_client::Ctx;
+use outbox::Queues;
 
 /// How long a dead server's stdout may take to end before pending calls are answered.
 const ORPHAN_WAIT: Duration = Duration::from_millis(500);
@@ -151,8 +153,8 @@ async fn serve(
             // Finish pending decisions (bounded), then close the server's stdin.
             let deadline =
                 tokio::time::Instant::now() + ctx.settings.step_up_hold + Duration::from_secs(5);
-            let settled = ctx.state.borrow().settled();
-            while !ctx.state.borrow().is_settled() {
+            let settled = ctx.calls.borrow().settled();
+            while !ctx.calls.borrow().is_settled() {
                 if tokio::time::timeout_at(deadline, settled.notified())
                     .await
                     .is_err()
@@ -160,7 +162,7 @@ async fn serve(
                     break;
                 }
             }
-            ctx.to_server.borrow_mut().take();
+            ctx.out.close_server();
             tokio::select! {
                 status = child::stop(&mut server, term_delay, kill_delay) => status,
                 name = signals.recv() => {
@@ -175,8 +177,7 @@ async fn serve(
             child::stop(&mut server, Duration::ZERO, kill_delay).await
         }
     };
-    ctx.to_server.borrow_mut().take();
-    ctx.to_client.borrow_mut().take();
+    ctx.out.close();
     writer.abort();
     // The server's stdout ends with it; replies are flushed before we exit.
     let _ = tokio::time::timeout(Duration::from_secs(2), server_pump).await;
@@ -217,7 +218,7 @@ async fn serve(
 /// What thoth changed or kept back in the relayed streams, on stderr and as one
 /// `relay_changes` audit event, when anything.
 fn report_relay_changes(ctx: &Ctx) {
-    let shared = ctx.state.borrow().book.clone();
+    let shared = ctx.calls.borrow().book.clone();
     let book = calls::book(&shared);
     if book.diverted_lines > 0 {
         tracing::warn!(
@@ -293,7 +294,7 @@ fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
 async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
     // Responses the server wrote before exiting are still being relayed: answer only
     // what is left once its stdout has ended (bounded: a grandchild may hold it open).
-    let book = ctx.state.borrow().book.clone();
+    let book = ctx.calls.borrow().book.clone();
     let deadline = tokio::time::Instant::now() + ORPHAN_WAIT;
     let eof = calls::book(&book).server_eof_signal.clone();
     while !calls::book(&book).server_eof {
@@ -305,7 +306,7 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
         }
     }
     let (pending, in_flight) = {
-        let mut state = ctx.state.borrow_mut();
+        let mut state = ctx.calls.borrow_mut();
         let pending = state.drain_pending();
         let in_flight: Vec<_> = calls::book(&state.book)
             .in_flight
@@ -443,11 +444,11 @@ pub fn start_pumps(
     let writer = tokio::task::spawn_local(write_server(
         server_in,
         to_server,
-        ctx.spare.clone(),
+        ctx.out.spare(),
         ctx.settings.server_stall_warn,
     ));
     let inventory = ctx.gov.borrow().as_ref().and_then(|g| g.inventory_sender());
-    let book = ctx.state.borrow().book.clone();
+    let book = ctx.calls.borrow().book.clone();
     let relay = relay_thread(book, inventory, server_out, to_client, client_out);
     let client = tokio::task::spawn_local(from_client::pump(ctx.clone(), client_in));
     Pumps {
@@ -487,8 +488,7 @@ pub fn run_pipes(
             });
         let pumps = start_pumps(&ctx, queues, client_in, server_in, server_out, client_out);
         let read = pumps.client.await.map_err(std::io::Error::other)?;
-        ctx.to_server.borrow_mut().take();
-        ctx.to_client.borrow_mut().take();
+        ctx.out.close();
         let _ = pumps.writer.await;
         let _ = pumps.relay.await;
         read
