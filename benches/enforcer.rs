@@ -82,9 +82,7 @@ fn load(url: &str, seconds: u64) {
         let mut tasks = Vec::new();
         for _ in 0..64 {
             let client = reqwest::Client::builder()
-                .tls_backend_preconfigured(
-                    thoth::net::TlsSettings::default().client_config().unwrap(),
-                )
+                .tls_backend_preconfigured(thoth::TlsSettings::default().client_config().unwrap())
                 .build()
                 .unwrap();
             let url = format!("{url}/v1/enforce");

@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
-use thoth::domain::Mode;
-use thoth::enforce::local::LocalEngine;
-use thoth::proxy::decide::{Engine, Session, decide};
-use thoth::settings::RunSettings;
-use thoth::settings::profile::Profile;
+use thoth::LocalEngine;
+use thoth::Mode;
+use thoth::Profile;
+use thoth::RunSettings;
+use thoth::{Engine, Session, decide};
 
 fn policy(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -158,7 +158,7 @@ fn pumps_through(input: &'static [u8]) -> Duration {
     let (back, client_out) = std::io::pipe().unwrap();
     let feeder = std::thread::spawn(move || feed.write_all(input).unwrap());
     let pumps = std::thread::spawn(move || {
-        thoth::proxy::run_pipes(
+        thoth::run_pipes(
             parts,
             client_in.into(),
             client_out.into(),

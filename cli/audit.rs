@@ -69,6 +69,8 @@ pub struct AuditLog {
     tx: std::sync::Mutex<Option<SyncSender<Entry>>>,
     writer: std::sync::Mutex<Option<Writer>>,
     dropped: Arc<AtomicU64>,
+    /// The session's file (read by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub path: PathBuf,
 }
 

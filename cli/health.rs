@@ -526,7 +526,7 @@ fn owned_by_root(dir: &Path) -> bool {
 /// Where users' homes are (debug builds' `THOTH_TEST_HOMES_DIR` replaces it in tests).
 fn homes_root() -> PathBuf {
     PathBuf::from(match Os::current() {
-        Os::MacOs => "/Users",
+        Os::Mac => "/Users",
         Os::Windows => r"C:\Users",
         Os::Linux => "/home",
     })

@@ -4,33 +4,48 @@
 //! settings and dispatches to one module per command. Only JSON-RPC frames (or, for
 //! `scan`, its JSON lines) ever reach stdout; diagnostics go to stderr via `tracing`.
 
-pub mod args;
-pub mod as_owner;
-pub mod audit;
-pub mod child;
-pub mod clock;
-pub mod doctor;
-pub mod domain;
-pub mod enforce;
-pub mod enforcer_service;
-pub mod exit;
-pub mod govapi;
-pub mod harden;
-pub mod health;
-pub mod logging;
-pub mod net;
-pub mod private_files;
-pub mod proxy;
-pub mod readers;
-pub mod register;
-pub mod run_cmd;
-pub mod runtime;
-pub mod scan;
-pub mod settings;
-pub mod state_file;
-pub mod status;
-pub mod telemetry;
-pub mod wrap;
+mod args;
+mod as_owner;
+mod audit;
+mod child;
+mod clock;
+mod doctor;
+mod domain;
+mod enforce;
+mod enforcer_service;
+mod exit;
+mod govapi;
+mod harden;
+mod health;
+mod logging;
+mod net;
+mod private_files;
+mod proxy;
+mod readers;
+mod register;
+mod run_cmd;
+mod runtime;
+mod scan;
+mod settings;
+mod state_file;
+mod status;
+mod telemetry;
+mod wrap;
+
+// The library's public surface: only what the benches and the fuzz targets drive
+// (the integration tests run the binary). Everything else is private to the crate.
+pub use domain::Mode;
+pub use enforce::local::LocalEngine;
+pub use net::TlsSettings;
+pub use proxy::decide::{Engine, Session, decide};
+pub use proxy::from_server::relay_bytes;
+#[cfg(unix)]
+pub use proxy::{run_bytes, run_pipes};
+pub use readers::{Reader, tool_calls};
+pub use settings::RunSettings;
+pub use settings::profile::Profile;
+pub use wrap::clients::ALL as CLIENTS;
+pub use wrap::edit::{WrapSpec, check, survey, unwrap, wrap};
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -87,10 +87,6 @@ impl StateFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn open_lock(&self) -> std::io::Result<fs::File> {
         if let Some(dir) = self.lock.parent() {
             crate::private_files::create_dirs(dir)?;

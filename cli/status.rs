@@ -22,7 +22,6 @@ use crate::wrap::{Detected, detect_all};
 pub struct Snapshot {
     /// The user's name (the home directory's name).
     pub user: String,
-    pub home: PathBuf,
     pub profile: Profile,
     /// The settings a `thoth run` would use, or why they are invalid.
     pub settings: Result<RunSettings, String>,
@@ -64,7 +63,6 @@ impl Snapshot {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            home: home.to_path_buf(),
             state: StateFile::in_profile(&profile.dir).read(),
             profile,
             settings,

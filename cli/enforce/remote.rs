@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{Decision, DecisionInput, Verdict};
 use crate::domain::FailureDecision;
@@ -582,9 +582,6 @@ fn bounded_value(v: &Value) -> Value {
         _ => json!(bounded(&text, TEXT_LIMIT)),
     }
 }
-
-/// Extra `data` members, kept in insertion order.
-pub type Extra = Map<String, Value>;
 
 #[cfg(test)]
 mod tests {

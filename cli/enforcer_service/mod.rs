@@ -14,7 +14,7 @@
 pub mod limits;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -854,8 +854,3 @@ pub fn approve_or_deny(args: &ResolveArgs, allow: bool) -> ExitCode {
 
 /// Deadline of one approve/deny request, body included.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Used by tests to find the approver key file.
-pub fn approver_key_path(profile: &Path) -> PathBuf {
-    profile.join("approver_key")
-}

@@ -42,7 +42,7 @@ pub enum Dialect {
 /// The operating systems whose paths the registry knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Os {
-    MacOs,
+    Mac,
     Windows,
     Linux,
 }
@@ -51,7 +51,7 @@ impl Os {
     /// The OS thoth was built for.
     pub fn current() -> Self {
         if cfg!(target_os = "macos") {
-            Os::MacOs
+            Os::Mac
         } else if cfg!(windows) {
             Os::Windows
         } else {
@@ -116,7 +116,7 @@ impl Places {
     /// `%APPDATA%`, `~/.config`).
     fn app_support(&self) -> PathBuf {
         match self.os {
-            Os::MacOs => self.home.join("Library").join("Application Support"),
+            Os::Mac => self.home.join("Library").join("Application Support"),
             Os::Windows => self.roaming(),
             Os::Linux => self.home.join(".config"),
         }
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn user_files_per_os() {
-        let mac = Places::for_home(Os::MacOs, "/Users/ann".into());
+        let mac = Places::for_home(Os::Mac, "/Users/ann".into());
         let linux = Places::for_home(Os::Linux, "/home/ann".into());
         let win = Places::for_home(Os::Windows, r"C:\Users\Ann Lee".into());
         let cases: &[(Client, &Places, &str)] = &[

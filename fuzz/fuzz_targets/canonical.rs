@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use thoth::readers::{Reader, tool_calls};
+use thoth::{Reader, tool_calls};
 
 fn only_safe() -> &'static PathBuf {
     static POLICY: OnceLock<PathBuf> = OnceLock::new();
@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let chunk = usize::from(control & 0x3F) + 1;
 
-    let (to_server, replies) = thoth::proxy::run_bytes(only_safe(), stream, chunk, false)
+    let (to_server, replies) = thoth::run_bytes(only_safe(), stream, chunk, false)
         .expect("the pumps run");
     for call in tool_calls(&same_for_every_reader(&to_server, false)) {
         assert_eq!(call["params"]["name"], "safe", "{call}");
@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let scan_limit = if control & 0x40 == 0 { 1 << 20 } else { 16 };
-    let to_client = thoth::proxy::from_server::relay_bytes(stream, chunk, scan_limit);
+    let to_client = thoth::relay_bytes(stream, chunk, scan_limit);
     for message in same_for_every_reader(&to_client, true) {
         assert!(is_message(&message), "{message}");
     }

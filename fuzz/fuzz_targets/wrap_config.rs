@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use thoth::wrap::clients::ALL;
-use thoth::wrap::edit::{WrapSpec, check, survey, unwrap, wrap};
+use thoth::CLIENTS as ALL;
+use thoth::{WrapSpec, check, survey, unwrap, wrap};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
