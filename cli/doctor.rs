@@ -24,6 +24,19 @@ use crate::proxy::decide::{Engine, Session, decide, input};
 use crate::run_cmd::{load_engine, load_settings};
 use crate::settings::RunSettings;
 
+/// Why the server gave no usable answer to one of doctor's requests.
+#[derive(Debug, thiserror::Error)]
+enum Unanswered {
+    #[error("the server closed its input: {0}")]
+    InputClosed(std::io::Error),
+    #[error("no answer to {method} within {seconds}s")]
+    Timeout { method: String, seconds: u64 },
+    #[error("the server exited before answering {0}")]
+    Exited(String),
+    #[error("{method} failed: {error}")]
+    Failed { method: String, error: String },
+}
+
 /// Lines of the server's stderr shown on failure.
 const STDERR_TAIL: usize = 20;
 
@@ -269,29 +282,31 @@ fn talk_to_server(
     });
     let mut stdin = child.stdin.take();
     let deadline = Instant::now() + timeout;
-    let mut request = |id: u32, method: &str, params: Value| -> Result<Value, String> {
+    let mut request = |id: u32, method: &str, params: Value| -> Result<Value, Unanswered> {
         let frame = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         if let Some(input) = stdin.as_mut() {
             writeln!(input, "{frame}")
                 .and_then(|()| input.flush())
-                .map_err(|e| format!("the server closed its input: {e}"))?;
+                .map_err(Unanswered::InputClosed)?;
         }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).map_err(|e| match e {
-                mpsc::RecvTimeoutError::Timeout => {
-                    format!("no answer to {method} within {}s", timeout.as_secs())
-                }
-                mpsc::RecvTimeoutError::Disconnected => {
-                    format!("the server exited before answering {method}")
-                }
+                mpsc::RecvTimeoutError::Timeout => Unanswered::Timeout {
+                    method: method.to_string(),
+                    seconds: timeout.as_secs(),
+                },
+                mpsc::RecvTimeoutError::Disconnected => Unanswered::Exited(method.to_string()),
             })?;
             let Ok(reply) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
             if reply["id"] == json!(id) {
                 if let Some(error) = reply.get("error") {
-                    return Err(format!("{method} failed: {error}"));
+                    return Err(Unanswered::Failed {
+                        method: method.to_string(),
+                        error: error.to_string(),
+                    });
                 }
                 return Ok(reply["result"].clone());
             }
@@ -304,11 +319,11 @@ fn talk_to_server(
             json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "thoth-doctor", "version": env!("CARGO_PKG_VERSION") } }),
         )?;
         let list = request(2, "tools/list", json!({}))?;
-        Ok::<_, String>((init, list))
+        Ok::<_, Unanswered>((init, list))
     })();
     drop(stdin);
     let _ = child.wait();
-    let (init, list) = result.map_err(|why| fail(why, &tail))?;
+    let (init, list) = result.map_err(|why| fail(why.to_string(), &tail))?;
     let tools = list["tools"]
         .as_array()
         .map(|ts| {

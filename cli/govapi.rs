@@ -119,7 +119,10 @@ impl Handle {
         let client = match http_client(&settings.tls) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("GovAPI disabled: {}", crate::logging::escaped(&e));
+                tracing::warn!(
+                    "GovAPI disabled: {}",
+                    crate::logging::escaped(&e.to_string())
+                );
                 return None;
             }
         };
@@ -165,15 +168,34 @@ impl Handle {
     }
 }
 
+/// Why a GovAPI call failed. Messages never carry a URL (it may hold a token) nor a
+/// response body.
+#[derive(Debug, thiserror::Error)]
+pub enum GovApiError {
+    #[error(transparent)]
+    Tls(#[from] crate::settings::SettingsError),
+    #[error("cannot build the GovAPI HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("POST {path}: HTTP {status}")]
+    Status { path: String, status: u16 },
+    #[error("POST {path}: {}", without_url(source))]
+    Request {
+        path: String,
+        source: reqwest::Error,
+    },
+    #[error("state file: {0}")]
+    State(std::io::Error),
+}
+
 /// The GovAPI client: no redirects (a 3xx is a failure, the tokens never reach another
 /// origin); answers are judged by their status, their bodies never read.
-fn http_client(tls: &crate::net::TlsSettings) -> Result<reqwest::Client, String> {
-    let tls = tls.client_config().map_err(|e| e.to_string())?;
+fn http_client(tls: &crate::net::TlsSettings) -> Result<reqwest::Client, GovApiError> {
+    let tls = tls.client_config()?;
     crate::net::client_builder(tls)
         .connect_timeout(Duration::from_secs(2))
         .timeout(REQUEST_TIMEOUT)
         .build()
-        .map_err(|e| format!("cannot build the GovAPI HTTP client: {e}"))
+        .map_err(GovApiError::Client)
 }
 
 /// The GovAPI's HTTP surface.
@@ -183,12 +205,12 @@ pub struct GovApi {
 }
 
 impl GovApi {
-    pub fn new(settings: GovApiSettings) -> Result<Self, String> {
+    pub fn new(settings: GovApiSettings) -> Result<Self, GovApiError> {
         let client = http_client(&settings.tls)?;
         Ok(Self { settings, client })
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Result<(), String> {
+    async fn post(&self, path: &str, body: &Value) -> Result<(), GovApiError> {
         let url = format!("{}{path}", self.settings.url.trim_end_matches('/'));
         let mut request = self.client.post(&url).json(body);
         if let Some(b) = &self.settings.bearer {
@@ -199,8 +221,14 @@ impl GovApi {
         }
         match request.send().await {
             Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("POST {path}: HTTP {}", r.status().as_u16())),
-            Err(e) => Err(format!("POST {path}: {}", without_url(&e))),
+            Ok(r) => Err(GovApiError::Status {
+                path: path.to_string(),
+                status: r.status().as_u16(),
+            }),
+            Err(source) => Err(GovApiError::Request {
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
@@ -210,7 +238,7 @@ impl GovApi {
         id: &Identity,
         agent_ids: &[String],
         today: (u64, u64),
-    ) -> Result<(), String> {
+    ) -> Result<(), GovApiError> {
         let mut body = endpoint_record(id, &self.settings.enrollment);
         body.insert("agent_ids".into(), json!(agent_ids));
         body.insert("sessions_today".into(), json!(today.0));
@@ -228,9 +256,9 @@ impl GovApi {
         id: &Identity,
         state: &StateFile,
         always: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), GovApiError> {
         let url = &self.settings.url;
-        let locked = state.lock().map_err(|e| format!("state file: {e}"))?;
+        let locked = state.lock().map_err(GovApiError::State)?;
         let mut s = locked.state();
         if !always && is_registered(&s.registration, url, &id.endpoint_id, &id.agent_id) {
             return Ok(());
@@ -257,7 +285,7 @@ impl GovApi {
             registered_at: now_rfc3339(),
             agent_ids: agents,
         });
-        locked.save(&s).map_err(|e| format!("state file: {e}"))
+        locked.save(&s).map_err(GovApiError::State)
     }
 
     /// `POST /v1/endpoints/{id}/heartbeat`.
@@ -266,7 +294,7 @@ impl GovApi {
         id: &Identity,
         decisions: Value,
         today: (u64, u64),
-    ) -> Result<(), String> {
+    ) -> Result<(), GovApiError> {
         let body = json!({
             "endpoint_id": id.endpoint_id,
             "agent_id": id.agent_id,
@@ -289,7 +317,7 @@ impl GovApi {
         &self,
         id: &Identity,
         tools: &[Value],
-    ) -> Result<usize, (usize, String)> {
+    ) -> Result<usize, (usize, GovApiError)> {
         let path = format!("/{}/thoth/tool-inventory", path_segment(&id.tenant_id));
         let mut sent = 0;
         for chunk in tools.chunks(INVENTORY_CHUNK) {
@@ -325,15 +353,14 @@ fn endpoint_record(id: &Identity, enrollment: &str) -> Map<String, Value> {
 }
 
 /// A reqwest error without its URL (which may carry a tenant or token in a query).
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
+fn without_url(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "connection failed"
     } else {
         "request failed"
-    };
-    kind.to_string()
+    }
 }
 
 /// Percent-encodes one URL path segment.
@@ -569,7 +596,7 @@ impl Agent {
     }
 
     /// Logs the first failure and the recovery, once each.
-    fn outcome(&mut self, what: &str, result: Result<(), String>) -> bool {
+    fn outcome(&mut self, what: &str, result: Result<(), GovApiError>) -> bool {
         match result {
             Ok(()) => {
                 if self.failing {
@@ -582,13 +609,13 @@ impl Agent {
                 if !self.failing {
                     tracing::warn!(
                         "GovAPI {what} failed ({}): retrying with backoff; the proxy is not affected",
-                        crate::logging::escaped(&e)
+                        crate::logging::escaped(&e.to_string())
                     );
                     self.failing = true;
                 } else {
                     tracing::debug!(
                         "GovAPI {what} failed again: {}",
-                        crate::logging::escaped(&e)
+                        crate::logging::escaped(&e.to_string())
                     );
                 }
                 false

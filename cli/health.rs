@@ -466,8 +466,26 @@ pub fn jamf_value(value: &Value) -> String {
     }
 }
 
+/// Why the homes to report on could not be found.
+#[derive(Debug, thiserror::Error)]
+enum HomesError {
+    #[error("--user {0}: not a user name")]
+    NotAUserName(String),
+    #[error("--user {0}: no such user")]
+    NoSuchUser(String),
+    #[error("--user {name}: {} belongs to root, not to {name}; not assessed", home.display())]
+    RootOwned { name: String, home: PathBuf },
+    #[error("{}: {source}", root.display())]
+    ReadRoot {
+        root: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find the home directory (set HOME)")]
+    NoHome,
+}
+
 /// The homes to report on.
-fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, String> {
+fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, HomesError> {
     let os = Os::current();
     // A malformed environment is reported by each user's settings check; here it only
     // means no test override.
@@ -477,21 +495,24 @@ fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, String> {
     let root = test_root.clone().unwrap_or_else(homes_root);
     if let Some(name) = &args.user {
         if name.is_empty() || name.contains(['/', '\\']) || name == ".." {
-            return Err(format!("--user {name}: not a user name"));
+            return Err(HomesError::NotAUserName(name.clone()));
         }
         let home = user_home(name, &root, test_root.is_some())
-            .ok_or_else(|| format!("--user {name}: no such user"))?;
+            .ok_or_else(|| HomesError::NoSuchUser(name.clone()))?;
         if test_root.is_none() && name != "root" && owned_by_root(&home) {
-            return Err(format!(
-                "--user {name}: {} belongs to root, not to {name}; not assessed",
-                home.display()
-            ));
+            return Err(HomesError::RootOwned {
+                name: name.clone(),
+                home,
+            });
         }
         return Ok(vec![(home.clone(), Places::for_home(os, home))]);
     }
     if args.all_users {
         let mut homes: Vec<PathBuf> = std::fs::read_dir(&root)
-            .map_err(|e| format!("{}: {e}", root.display()))?
+            .map_err(|source| HomesError::ReadRoot {
+                root: root.clone(),
+                source,
+            })?
             .filter_map(Result::ok)
             .map(|e| e.path())
             // A root-owned folder there (macOS's world-writable /Users/Shared) is no
@@ -505,7 +526,7 @@ fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, String> {
             .map(|h| (h.clone(), Places::for_home(os, h)))
             .collect());
     }
-    let home = dirs::home_dir().ok_or("cannot find the home directory (set HOME)")?;
+    let home = dirs::home_dir().ok_or(HomesError::NoHome)?;
     Ok(vec![(home.clone(), Places::current(home))])
 }
 

@@ -34,7 +34,7 @@ pub fn run(args: &RegisterArgs) -> ExitCode {
     let api = match GovApi::new(gov) {
         Ok(a) => a,
         Err(e) => {
-            tracing::error!("{}", crate::logging::escaped(&e));
+            tracing::error!("{}", crate::logging::escaped(&e.to_string()));
             return ExitCode::from(crate::exit::FAILURE);
         }
     };
@@ -56,7 +56,7 @@ pub fn run(args: &RegisterArgs) -> ExitCode {
         Err(e) => {
             tracing::error!(
                 "registration with {url} failed: {}",
-                crate::logging::escaped(&e)
+                crate::logging::escaped(&e.to_string())
             );
             ExitCode::from(crate::exit::FAILURE)
         }

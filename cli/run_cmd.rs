@@ -67,30 +67,38 @@ fn announce(settings: &RunSettings) {
     }
 }
 
+/// Why the decision point could not be set up (a configuration error: exit 78).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Policy(#[from] crate::enforce::local::PolicyError),
+    #[error(transparent)]
+    Client(#[from] crate::enforce::remote::ClientError),
+    #[error("no API key for the Thoth enforcer")]
+    NoApiKey,
+}
+
 /// The engine the settings chose.
-pub fn load_engine(settings: &RunSettings) -> Result<Engine, SettingsError> {
+pub fn load_engine(settings: &RunSettings) -> Result<Engine, EngineError> {
     match &settings.engine {
         EngineChoice::Local { policy, .. } => {
-            LocalEngine::load(policy).map(|e| Engine::Local(Box::new(e)))
+            Ok(Engine::Local(Box::new(LocalEngine::load(policy)?)))
         }
         EngineChoice::Remote { url, .. } => {
-            let key = settings
-                .api_key
-                .clone()
-                .ok_or_else(|| SettingsError::new("no API key for the Thoth enforcer"))?;
+            let key = settings.api_key.clone().ok_or(EngineError::NoApiKey)?;
             let tls = settings.tls.client_config()?;
-            RemoteEnforcer::new(
+            let remote = RemoteEnforcer::new(
                 url,
                 key,
                 settings.failure_decision,
                 settings.enforcer_timeout,
                 tls,
-            )
-            .map(|remote| {
-                Engine::Remote(std::sync::Arc::new(
-                    remote.with_aws_certificate_arn(settings.tls.aws_certificate_arn.clone()),
-                ))
-            })
+            )?;
+            Ok(Engine::Remote(std::sync::Arc::new(
+                remote.with_aws_certificate_arn(settings.tls.aws_certificate_arn.clone()),
+            )))
         }
     }
 }

@@ -12,24 +12,41 @@ use thoth_core::{Error, FrameStep, LineFramer, Message, RawStr, tool_call};
 
 use crate::args::ScanArgs;
 
+/// Why a scan stopped (an invalid frame never does).
+#[derive(Debug, thiserror::Error)]
+enum ScanError {
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
+    #[error("read failed: {0}")]
+    Read(io::Error),
+    #[error("write failed: {0}")]
+    Write(io::Error),
+}
+
 /// Runs `thoth scan`.
 pub fn run(args: &ScanArgs) -> ExitCode {
     let result = match &args.file {
         Some(path) => std::fs::File::open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))
+            .map_err(|source| ScanError::Open {
+                path: path.clone(),
+                source,
+            })
             .and_then(|file| scan_stream(file, args)),
         None => scan_stream(io::stdin().lock(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("thoth scan: {}", crate::logging::escaped(&message));
+        Err(e) => {
+            tracing::error!("thoth scan: {}", crate::logging::escaped(&e.to_string()));
             ExitCode::from(crate::exit::USAGE)
         }
     }
 }
 
-fn scan_stream(mut input: impl Read, args: &ScanArgs) -> Result<(), String> {
+fn scan_stream(mut input: impl Read, args: &ScanArgs) -> Result<(), ScanError> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut number = 0usize;
@@ -39,13 +56,12 @@ fn scan_stream(mut input: impl Read, args: &ScanArgs) -> Result<(), String> {
             line.unwrap_or_else(|| r#""kind":"invalid","error":"frame_too_large""#.into());
         writeln!(out, r#"{{"frame":{number},{members}}}"#)
     };
-    let read_err = |e: io::Error| format!("read failed: {e}");
     if args.whole {
         let mut all = Vec::new();
         input
             .take(args.max_frame_bytes as u64 + 1)
             .read_to_end(&mut all)
-            .map_err(read_err)?;
+            .map_err(ScanError::Read)?;
         let line = (all.len() <= args.max_frame_bytes).then(|| describe(&all));
         return finish(emit(line, &mut out).and_then(|()| out.flush()));
     }
@@ -56,7 +72,7 @@ fn scan_stream(mut input: impl Read, args: &ScanArgs) -> Result<(), String> {
         let n = match input.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_err(e)),
+            Err(e) => return Err(ScanError::Read(e)),
         };
         if n == 0 {
             if let Some(line) = step_line(framer.finish(&buf), &buf) {
@@ -94,9 +110,9 @@ fn step_line(step: FrameStep, buf: &[u8]) -> Option<Option<String>> {
 }
 
 /// A closed stdout (`thoth scan | head`) ends the scan quietly.
-fn finish(result: io::Result<()>) -> Result<(), String> {
+fn finish(result: io::Result<()>) -> Result<(), ScanError> {
     match result {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(format!("write failed: {e}")),
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(ScanError::Write(e)),
         _ => Ok(()),
     }
 }

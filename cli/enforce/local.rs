@@ -20,7 +20,56 @@ use cedar_policy::{
 
 use super::DecisionInput;
 use super::cedar_value::to_cedar;
-use crate::settings::SettingsError;
+
+/// Why a policy file cannot be used (each message names the file and the fix).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{}: cannot read policy: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: invalid Cedar policy: {detail}", path.display())]
+    Parse {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("{}: {source}", path.display())]
+    ReadSchema {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: invalid schema: {detail}", path.display())]
+    Schema {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("{}: policy does not validate against {}: {detail}", path.display(), schema.display())]
+    Invalid {
+        path: std::path::PathBuf,
+        schema: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("internal: entity type {name}: {detail}")]
+    EntityType { name: String, detail: String },
+}
+
+/// Why one evaluation failed (the call is then denied, with this as the reason).
+#[derive(Debug, thiserror::Error)]
+enum EvalError {
+    /// Building the request, its entities or its context.
+    #[error(transparent)]
+    Build(Box<dyn std::error::Error + Send + Sync>),
+    /// The authorizer's own diagnostics, joined.
+    #[error("{0}")]
+    Diagnostics(String),
+}
+
+impl EvalError {
+    fn build(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Build(Box::new(e))
+    }
+}
 
 /// What the policy says, before the enforcement mode is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,47 +142,48 @@ pub struct LocalEngine {
 impl LocalEngine {
     /// Parses the policy at `path` and, when `<path minus .cedar>.cedarschema` exists
     /// beside it, validates the policies against that schema.
-    pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        let source = std::fs::read_to_string(path).map_err(|e| {
-            SettingsError::new(format!("{}: cannot read policy: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
         })?;
-        let policies = PolicySet::from_str(&source).map_err(|e| {
-            SettingsError::new(format!(
-                "{}: invalid Cedar policy: {}",
-                path.display(),
-                one_line(&parse_errors(&e))
-            ))
+        let policies = PolicySet::from_str(&source).map_err(|e| PolicyError::Parse {
+            path: path.to_path_buf(),
+            detail: one_line(&parse_errors(&e)),
         })?;
         let schema_path = path.with_extension("cedarschema");
         let schema = if schema_path.exists() {
-            let text = std::fs::read_to_string(&schema_path)
-                .map_err(|e| SettingsError::new(format!("{}: {e}", schema_path.display())))?;
-            let (schema, _warnings) = Schema::from_cedarschema_str(&text).map_err(|e| {
-                SettingsError::new(format!(
-                    "{}: invalid schema: {}",
-                    schema_path.display(),
-                    one_line(&e.to_string())
-                ))
+            let text = std::fs::read_to_string(&schema_path).map_err(|source| {
+                PolicyError::ReadSchema {
+                    path: schema_path.clone(),
+                    source,
+                }
             })?;
+            let (schema, _warnings) =
+                Schema::from_cedarschema_str(&text).map_err(|e| PolicyError::Schema {
+                    path: schema_path.clone(),
+                    detail: one_line(&e.to_string()),
+                })?;
             let result =
                 Validator::new(schema.clone()).validate(&policies, ValidationMode::default());
             if !result.validation_passed() {
                 let errors: Vec<String> =
                     result.validation_errors().map(|e| e.to_string()).collect();
-                return Err(SettingsError::new(format!(
-                    "{}: policy does not validate against {}: {}",
-                    path.display(),
-                    schema_path.display(),
-                    one_line(&errors.join("; "))
-                )));
+                return Err(PolicyError::Invalid {
+                    path: path.to_path_buf(),
+                    schema: schema_path,
+                    detail: one_line(&errors.join("; ")),
+                });
             }
             Some(schema)
         } else {
             None
         };
         let type_name = |s: &str| {
-            EntityTypeName::from_str(s)
-                .map_err(|e| SettingsError::new(format!("internal: entity type {s}: {e}")))
+            EntityTypeName::from_str(s).map_err(|e| PolicyError::EntityType {
+                name: s.to_string(),
+                detail: e.to_string(),
+            })
         };
         let action_type = type_name("Thoth::Action")?;
         let notes = policies
@@ -230,7 +280,7 @@ impl LocalEngine {
         self
     }
 
-    fn subjects(&self, input: &DecisionInput<'_>) -> Result<std::sync::Arc<Subjects>, String> {
+    fn subjects(&self, input: &DecisionInput<'_>) -> Result<std::sync::Arc<Subjects>, EvalError> {
         let wanted = [
             input.agent_id,
             input.tenant_id,
@@ -277,15 +327,15 @@ impl LocalEngine {
             ]),
             HashSet::new(),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(EvalError::build)?;
         let tool = Entity::new(
             resource.clone(),
             HashMap::from([("name".to_string(), string(input.tool_name))]),
             HashSet::new(),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(EvalError::build)?;
         let entities = Entities::from_entities([agent, tool], self.schema.as_ref())
-            .map_err(|e| e.to_string())?;
+            .map_err(EvalError::build)?;
         let subjects = std::sync::Arc::new(Subjects {
             principal,
             resource,
@@ -307,11 +357,11 @@ impl LocalEngine {
         }
     }
 
-    fn authorize(&self, input: &DecisionInput<'_>) -> Result<PolicyOutcome, String> {
+    fn authorize(&self, input: &DecisionInput<'_>) -> Result<PolicyOutcome, EvalError> {
         let subjects = self.subjects(input)?;
         let arguments = match input.arguments {
             Some(value @ serde_json::Value::Object(_)) if self.reads_arguments => to_cedar(value),
-            _ => RestrictedExpression::new_record([]).map_err(|e| e.to_string())?,
+            _ => RestrictedExpression::new_record([]).map_err(EvalError::build)?,
         };
         let history = input.session;
         let string = |s: &str| RestrictedExpression::new_string(s.to_string());
@@ -330,7 +380,7 @@ impl LocalEngine {
             ),
             ("previous_tool".to_string(), string(history.previous())),
         ])
-        .map_err(|e| e.to_string())?;
+        .map_err(EvalError::build)?;
         let request = Request::new(
             subjects.principal.clone(),
             self.action.clone(),
@@ -338,7 +388,7 @@ impl LocalEngine {
             context,
             self.schema.as_ref(),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(EvalError::build)?;
         let response = self
             .authorizer
             .is_authorized(&request, &self.policies, &subjects.entities);
@@ -349,7 +399,7 @@ impl LocalEngine {
             .map(|e| e.to_string())
             .collect();
         if !errors.is_empty() {
-            return Err(errors.join("; "));
+            return Err(EvalError::Diagnostics(errors.join("; ")));
         }
         let determining: Vec<&Notes> = response
             .diagnostics()

@@ -23,7 +23,7 @@ use super::{Decision, DecisionInput, Verdict};
 use crate::domain::FailureDecision;
 use crate::logging::escaped;
 use crate::net::{ENFORCE_BODY_LIMIT, Failure, SMALL_BODY_LIMIT, TEXT_LIMIT, bounded, exchange};
-use crate::settings::{Secret, SettingsError};
+use crate::settings::Secret;
 
 /// Connection timeout to the enforcer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,7 +57,7 @@ impl RemoteEnforcer {
         failure: FailureDecision,
         read_timeout: Duration,
         tls: rustls::ClientConfig,
-    ) -> Result<Self, SettingsError> {
+    ) -> Result<Self, ClientError> {
         // Never a redirect (crate::net::client_builder): the key and the tool arguments
         // go to this origin only, and only its answer decides.
         let client = crate::net::client_builder(tls)
@@ -69,9 +69,7 @@ impl RemoteEnforcer {
             // through the failure policy instead.
             .retry(reqwest::retry::never())
             .build()
-            .map_err(|e| {
-                SettingsError::new(format!("cannot build the enforcer HTTP client: {e}"))
-            })?;
+            .map_err(ClientError)?;
         Ok(Self {
             client,
             aws_certificate_arn: None,
@@ -184,8 +182,11 @@ impl RemoteEnforcer {
                     }
                     decision
                 }
-                Err(e) if e.contains("appears twice") => self.fallback(
-                    &format!("the enforcer answered ambiguous JSON: {}", bounded(&e, 200)),
+                Err(AnswerError::Duplicate(e)) => self.fallback(
+                    &format!(
+                        "the enforcer answered ambiguous JSON: {}",
+                        bounded(&e.to_string(), 200)
+                    ),
                     Some(status),
                 ),
                 Err(_) => self.fallback("the enforcer answered with invalid JSON", Some(status)),
@@ -272,7 +273,7 @@ impl RemoteEnforcer {
 
     /// Polls a hold: `Some(verdict)` once resolved (an expired hold is BLOCK), `None`
     /// while pending; errors are for the caller to retry.
-    pub async fn poll_hold(&self, token: &str) -> Result<Option<Verdict>, String> {
+    pub async fn poll_hold(&self, token: &str) -> Result<Option<Verdict>, PollError> {
         if token.is_empty()
             || !token
                 .bytes()
@@ -286,25 +287,18 @@ impl RemoteEnforcer {
             .bearer_auth(self.api_key.expose());
         let answer = exchange(request, self.read_timeout, SMALL_BODY_LIMIT)
             .await
-            .map_err(|f| match f {
-                Failure::Timeout => "timed out".to_string(),
-                Failure::Connect(e) | Failure::Request(e) => e,
-                Failure::CutOff { .. } => "the answer was cut off".to_string(),
-                Failure::TooLarge { limit, .. } => format!("the answer is over {limit} bytes"),
-            })?;
+            .map_err(PollError::Exchange)?;
         let status = answer.status;
         if answer.is_redirect() {
             // Another origin never resolves a hold.
-            return Err(format!(
-                "hold poll answered a redirect ({status}), not followed"
-            ));
+            return Err(PollError::Redirect(status));
         }
         if !(200..300).contains(&status) {
-            return Err(format!("hold poll answered {status}"));
+            return Err(PollError::Status(status));
         }
-        let body = answer_json(&answer.body).map_err(|e| format!("hold poll: {e}"))?;
+        let body = answer_json(&answer.body).map_err(PollError::Answer)?;
         if body.get("resolved").is_some_and(|r| !r.is_boolean()) {
-            return Err("hold poll: `resolved` is not a boolean".into());
+            return Err(PollError::ResolvedNotBoolean);
         }
         Ok(hold_state(&body))
     }
@@ -388,13 +382,53 @@ impl RemoteEnforcer {
     }
 }
 
+/// The enforcer's HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the enforcer HTTP client: {0}")]
+pub struct ClientError(reqwest::Error);
+
+/// Why one poll of a hold gave no state (the caller retries).
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("{}", exchange_failure(.0))]
+    Exchange(Failure),
+    #[error("hold poll answered a redirect ({0}), not followed")]
+    Redirect(u16),
+    #[error("hold poll answered {0}")]
+    Status(u16),
+    #[error("hold poll: {0}")]
+    Answer(AnswerError),
+    #[error("hold poll: `resolved` is not a boolean")]
+    ResolvedNotBoolean,
+}
+
+fn exchange_failure(f: &Failure) -> String {
+    match f {
+        Failure::Timeout => "timed out".to_string(),
+        Failure::Connect(e) | Failure::Request(e) => e.clone(),
+        Failure::CutOff { .. } => "the answer was cut off".to_string(),
+        Failure::TooLarge { limit, .. } => format!("the answer is over {limit} bytes"),
+    }
+}
+
+/// Why an answer of the enforcer is not a usable JSON object.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// A member of the top-level object appears twice (the answer is ambiguous).
+    #[error(transparent)]
+    Duplicate(serde_json::Error),
+    /// Not JSON, not an object, or more than one value.
+    #[error(transparent)]
+    Invalid(serde_json::Error),
+}
+
 /// An answer of the enforcer as JSON, refused when a member of the top-level object
 /// appears twice: `{"decision":"BLOCK","decision":"ALLOW"}` would otherwise mean
 /// whatever the last (or, for another reader, the first) says.
-pub fn answer_json(body: &[u8]) -> Result<Value, String> {
+pub fn answer_json(body: &[u8]) -> Result<Value, AnswerError> {
     use serde::de::{Deserializer, MapAccess, Visitor};
-    struct Unique;
-    impl<'de> Visitor<'de> for Unique {
+    struct Unique<'a>(&'a std::cell::Cell<bool>);
+    impl<'de> Visitor<'de> for Unique<'_> {
         type Value = Value;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a JSON object")
@@ -404,6 +438,7 @@ pub fn answer_json(body: &[u8]) -> Result<Value, String> {
             while let Some(key) = map.next_key::<String>()? {
                 let value: Value = map.next_value()?;
                 if members.contains_key(&key) {
+                    self.0.set(true);
                     return Err(serde::de::Error::custom(format!(
                         "the member {key:?} appears twice"
                     )));
@@ -413,9 +448,16 @@ pub fn answer_json(body: &[u8]) -> Result<Value, String> {
             Ok(Value::Object(members))
         }
     }
+    let duplicate = std::cell::Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value = de.deserialize_map(Unique).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
+    let value = de.deserialize_map(Unique(&duplicate)).map_err(|e| {
+        if duplicate.get() {
+            AnswerError::Duplicate(e)
+        } else {
+            AnswerError::Invalid(e)
+        }
+    })?;
+    de.end().map_err(AnswerError::Invalid)?;
     Ok(value)
 }
 
@@ -593,7 +635,9 @@ mod tests {
             &br#"{"decision":"BLOCK","decision":"ALLOW"}"#[..],
             br#"{"resolved":true,"resolution":"BLOCK","resolution":"ALLOW"}"#,
         ] {
-            assert!(answer_json(body).unwrap_err().contains("appears twice"));
+            let err = answer_json(body).unwrap_err();
+            assert!(matches!(err, AnswerError::Duplicate(_)), "{err}");
+            assert!(err.to_string().contains("appears twice"));
         }
         assert!(answer_json(br#"{"decision":"ALLOW"} {}"#).is_err());
         assert!(answer_json(b"[1]").is_err());

@@ -11,7 +11,10 @@
 //! start) and never accepts the proxy API key: an agent that can run a shell must not
 //! approve its own hold.
 
+mod approve;
 pub mod limits;
+
+pub use approve::approve_or_deny;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -27,7 +30,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::args::{ResolveArgs, ServeArgs};
+use crate::args::ServeArgs;
 use crate::domain::{Environment, Mode};
 use crate::enforce::local::LocalEngine;
 use crate::enforce::modes::{apply_mode, too_large};
@@ -42,27 +45,79 @@ const MAX_SESSIONS: usize = 10_000;
 /// Bytes of an id or intent in an enforce call at most.
 const MAX_ID_TEXT: usize = 1024;
 
+/// Why `thoth enforcer serve` could not start (a configuration error: exit 78).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Policy(#[from] crate::enforce::local::PolicyError),
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not PEM certificates: {source}", path.display())]
+    NotPem {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no private key", path.display())]
+    NoKey { path: std::path::PathBuf },
+    #[error("{}: {source}", path.display())]
+    Tls {
+        path: std::path::PathBuf,
+        source: rustls::Error,
+    },
+    #[error("{0}")]
+    Protocols(rustls::Error),
+    #[error("{}: the API key file is empty", path.display())]
+    EmptyKeyFile { path: std::path::PathBuf },
+    #[error("the approver key must differ from the proxy API key")]
+    SameKeys,
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    LocalAddr(std::io::Error),
+}
+
+fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
+    move |source| ServeError::File {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// The rustls server configuration for --tls-cert/--tls-key (ring provider).
-fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, SettingsError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| SettingsError::new(format!("{}: {e}", p.display())))
-    };
+fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeError> {
+    let read = |p: &Path| std::fs::read(p).map_err(file_error(p));
     let certs: Vec<_> = rustls_pemfile::certs(&mut read(cert)?.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            SettingsError::new(format!("{}: not PEM certificates: {e}", cert.display()))
+        .map_err(|source| ServeError::NotPem {
+            path: cert.to_path_buf(),
+            source,
         })?;
     let key_der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-        .map_err(|e| SettingsError::new(format!("{}: {e}", key.display())))?
-        .ok_or_else(|| SettingsError::new(format!("{}: no private key", key.display())))?;
+        .map_err(file_error(key))?
+        .ok_or_else(|| ServeError::NoKey {
+            path: key.to_path_buf(),
+        })?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| SettingsError::new(e.to_string()))?
+    .map_err(ServeError::Protocols)?
     .with_no_client_auth()
     .with_single_cert(certs, key_der)
-    .map_err(|e| SettingsError::new(format!("{}: {e}", cert.display())))?;
+    .map_err(|source| ServeError::Tls {
+        path: cert.to_path_buf(),
+        source,
+    })?;
     // HTTP/1.1 only (see `limits`: an idle HTTP/2 connection has no deadline).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -99,13 +154,13 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     }
 }
 
-fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
+fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let env = EnvVars::from_process()?;
     let engine = LocalEngine::load(&args.policy)?;
     let api_key = match &args.api_key_file {
-        Some(path) => Some(read_api_key(path)?.ok_or_else(|| {
-            SettingsError::new(format!("{}: the API key file is empty", path.display()))
-        })?),
+        Some(path) => Some(
+            read_api_key(path)?.ok_or_else(|| ServeError::EmptyKeyFile { path: path.clone() })?,
+        ),
         None => None,
     };
     let approver_key = approver_key(&env)?;
@@ -114,9 +169,7 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
         .as_ref()
         .is_some_and(|k| k.expose() == approver_key.expose())
     {
-        return Err(SettingsError::new(
-            "the approver key must differ from the proxy API key",
-        ));
+        return Err(ServeError::SameKeys);
     }
     let events = match &args.events_file {
         Some(path) => Some(Mutex::new(
@@ -124,7 +177,7 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?,
+                .map_err(file_error(path))?,
         )),
         None => None,
     };
@@ -137,14 +190,15 @@ fn serve(args: &ServeArgs) -> Result<(), SettingsError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| SettingsError::new(format!("cannot start the runtime: {e}")))?;
+        .map_err(ServeError::Runtime)?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
-            .map_err(|e| SettingsError::new(format!("cannot listen on {}: {e}", args.listen)))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| SettingsError::new(e.to_string()))?;
+            .map_err(|source| ServeError::Listen {
+                addr: args.listen,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
         let state = Arc::new(ServerState {
             engine,
             api_key,
@@ -763,94 +817,3 @@ async fn events_batch(
     )
         .into_response()
 }
-
-/// Approves (`allow`) or denies a hold.
-pub fn approve_or_deny(args: &ResolveArgs, allow: bool) -> ExitCode {
-    let result = (|| -> Result<Value, SettingsError> {
-        let env = EnvVars::from_process()?;
-        let url = args
-            .enforcer_url
-            .clone()
-            .or_else(|| env.enforcer_url.clone())
-            .ok_or_else(|| {
-                SettingsError::new("no enforcer: pass --enforcer-url or set THOTH_ENFORCER_URL")
-            })?;
-        let key = approver_key(&env)?;
-        let tls = crate::net::TlsSettings::from_env(
-            &env,
-            env.environment.unwrap_or(Environment::Prod),
-            None,
-        )?
-        .client_config()?;
-        let action = if allow { "approve" } else { "deny" };
-        let runtime =
-            crate::runtime::current_thread().map_err(|e| SettingsError::new(e.to_string()))?;
-        runtime.block_on(async {
-            // No redirects: the approver key goes to this enforcer only.
-            let client = crate::net::client_builder(tls)
-                .timeout(RESOLVE_TIMEOUT)
-                .build()
-                .map_err(|e| SettingsError::new(e.to_string()))?;
-            let request = client
-                .post(format!(
-                    "{}/v1/holds/{}/{action}",
-                    url.trim_end_matches('/'),
-                    args.token
-                ))
-                .bearer_auth(key.expose());
-            let answer = crate::net::exchange(request, RESOLVE_TIMEOUT, crate::net::SMALL_BODY_LIMIT)
-                .await
-                .map_err(|f| {
-                    SettingsError::new(match f {
-                        crate::net::Failure::Timeout => {
-                            "cannot reach the enforcer: timed out".to_string()
-                        }
-                        crate::net::Failure::Connect(e) | crate::net::Failure::Request(e) => {
-                            format!("cannot reach the enforcer: {e}")
-                        }
-                        crate::net::Failure::CutOff { status } => {
-                            format!("the enforcer's answer ({status}) was cut off")
-                        }
-                        crate::net::Failure::TooLarge { status, limit } => {
-                            format!("the enforcer's answer ({status}) is over {limit} bytes")
-                        }
-                    })
-                })?;
-            let status = answer.status;
-            if answer.is_redirect() {
-                return Err(SettingsError::new(format!(
-                    "the enforcer answered a redirect ({status}) to {}: thoth never follows redirects; use the enforcer's own URL",
-                    answer.location.as_deref().unwrap_or("(no location)")
-                )));
-            }
-            let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-            if (200..300).contains(&status) {
-                Ok(body)
-            } else {
-                Err(SettingsError::new(format!(
-                    "the enforcer refused ({}): {}",
-                    reqwest::StatusCode::from_u16(status)
-                        .map_or_else(|_| status.to_string(), |s| s.to_string()),
-                    crate::net::bounded(
-                        body["error"]["message"].as_str().unwrap_or("no detail"),
-                        crate::net::TEXT_LIMIT
-                    )
-                )))
-            }
-        })
-    })();
-    match result {
-        Ok(body) => {
-            println!("{body}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            // It may carry the enforcer's message.
-            tracing::error!("{}", crate::logging::escaped(&e.to_string()));
-            ExitCode::from(crate::exit::FAILURE)
-        }
-    }
-}
-
-/// Deadline of one approve/deny request, body included.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);

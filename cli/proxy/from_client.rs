@@ -419,7 +419,10 @@ fn cancel_pending(ctx: &Ctx, frame: &[u8], call: &Call<'_>) -> bool {
 }
 
 /// The parsed arguments, or the -32602 answer.
-fn parse_arguments(frame: &[u8], tc: &ToolCall) -> Result<(Option<Value>, usize), String> {
+fn parse_arguments(
+    frame: &[u8],
+    tc: &ToolCall,
+) -> Result<(Option<Value>, usize), arguments::ArgumentsError> {
     let Some(span) = tc.arguments else {
         return Ok((Some(Value::Object(serde_json::Map::new())), 0));
     };
@@ -427,17 +430,15 @@ fn parse_arguments(frame: &[u8], tc: &ToolCall) -> Result<(Option<Value>, usize)
     if raw.len() > MAX_POLICY_ARGUMENTS {
         return Ok((None, raw.len()));
     }
-    arguments::parse(raw)
-        .map(|v| (Some(v), raw.len()))
-        .map_err(|e| e.0)
+    arguments::parse(raw).map(|v| (Some(v), raw.len()))
 }
 
-fn invalid_arguments(id: &[u8], why: &str) -> Vec<u8> {
+fn invalid_arguments(id: &[u8], why: &arguments::ArgumentsError) -> Vec<u8> {
     answers::error(
         Some(id),
         -32602,
         "Invalid params",
-        Some(&json!({ "reason": "ambiguous_arguments", "detail": why })),
+        Some(&json!({ "reason": "ambiguous_arguments", "detail": why.to_string() })),
     )
 }
 

@@ -159,7 +159,7 @@ pub async fn hold(
             Err(e) => tracing::debug!(
                 "hold {}: poll failed ({}); retrying",
                 escaped(&token),
-                escaped(&e)
+                escaped(&e.to_string())
             ),
         }
         step += 1;

@@ -264,16 +264,20 @@ fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
         tracing::warn!("telemetry to {url} is off: no API key");
         return None;
     };
-    let client = match ctx.settings.tls.client_config().and_then(|tls| {
-        // No redirects (crate::net::client_builder): the key and ingest token go to
-        // the configured origin only.
+    // No redirects (crate::net::client_builder): the key and ingest token go to the
+    // configured origin only.
+    let built = ctx.settings.tls.client_config().map(|tls| {
         crate::net::client_builder(tls)
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| crate::settings::SettingsError::new(e.to_string()))
-    }) {
-        Ok(c) => c,
+    });
+    let client = match built {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::warn!("telemetry is off: {e}");
+            return None;
+        }
         Err(e) => {
             tracing::warn!("telemetry is off: {e}");
             return None;

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::clients::{Client, Dialect};
 
 /// Why a file could not be edited.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct EditError(pub String);
 
 /// How [`Doc::unique`] errors start (see [`EditError::is_duplicate_key`]).
@@ -32,12 +33,6 @@ impl EditError {
     /// a server ungoverned, which `health` treats as a failure, not a warning.
     pub fn is_duplicate_key(&self) -> bool {
         self.0.starts_with(DUPLICATE_KEY)
-    }
-}
-
-impl std::fmt::Display for EditError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

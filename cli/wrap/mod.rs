@@ -345,11 +345,31 @@ fn readable_by_others(path: &Path) -> bool {
     }
 }
 
+/// Why one file was not wrapped or restored (the file's report names the file).
+#[derive(Debug, thiserror::Error)]
+enum WrapError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Edit(#[from] edit::EditError),
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("not UTF-8 text (byte {0})")]
+    NotUtf8(usize),
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} changed while written", path.display())]
+    ChangedWhileWritten { path: PathBuf },
+}
+
 /// Reads a config file as UTF-8 text.
-fn read_text(path: &Path) -> Result<(Vec<u8>, String), String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+fn read_text(path: &Path) -> Result<(Vec<u8>, String), WrapError> {
+    let bytes = std::fs::read(path).map_err(WrapError::Read)?;
     let text = String::from_utf8(bytes.clone())
-        .map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+        .map_err(|e| WrapError::NotUtf8(e.utf8_error().valid_up_to()))?;
     Ok((bytes, text))
 }
 
@@ -389,8 +409,8 @@ fn rewrite(
     store: &Store,
     verb: &str,
     mut report: FileReport,
-    mut plan: impl FnMut(Current<'_>, &mut FileReport) -> Result<Option<Rewrite>, String>,
-    record_not_saved: impl Fn(String, &mut FileReport),
+    mut plan: impl FnMut(Current<'_>, &mut FileReport) -> Result<Option<Rewrite>, WrapError>,
+    record_not_saved: impl Fn(store::StoreError, &mut FileReport),
     interference: usize,
 ) -> FileReport {
     for attempt in 0..ATTEMPTS {
@@ -432,14 +452,14 @@ fn rewrite(
                     );
                     Ok(false)
                 }
-                Err(ReplaceError::Io(e)) => Err(e),
+                Err(ReplaceError::Io(e)) => Err(WrapError::Store(e)),
             }
         })();
         match attempted {
             Ok(true) => return report,
             Ok(false) => {}
             Err(e) => {
-                report.error = Some(e);
+                report.error = Some(e.to_string());
                 return report;
             }
         }
@@ -472,7 +492,7 @@ fn wrap_file(
             report.note = Some("empty file: no servers".into());
             return Ok(None);
         }
-        let wrapped = edit::wrap(now.text, client, spec, &now.record.entries).map_err(|e| e.0)?;
+        let wrapped = edit::wrap(now.text, client, spec, &now.record.entries)?;
         report.entries = wrapped.entries.clone();
         report.changed = wrapped.text != now.text;
         if args.dry_run {
@@ -508,7 +528,7 @@ fn wrap_file(
             pristine: !keeps_pristine && untouched,
         }))
     };
-    let record_not_saved = |e: String, report: &mut FileReport| {
+    let record_not_saved = |e: store::StoreError, report: &mut FileReport| {
         report.error = Some(format!(
             "wrapped, but the record could not be saved ({e}): --restore will unwrap from the command after `--`"
         ));
@@ -568,8 +588,7 @@ fn restore_file(
                 original
             }
             None => {
-                let (restored, entries) =
-                    edit::unwrap(now.text, client, &record.entries).map_err(|e| e.0)?;
+                let (restored, entries) = edit::unwrap(now.text, client, &record.entries)?;
                 report.note = Some("unwrapped in place; other changes kept".into());
                 report.entries = entries;
                 restored.into_bytes()
@@ -594,10 +613,10 @@ fn restore_file(
             pristine: false,
         }))
     };
-    let record_not_saved = |e: String, _: &mut FileReport| {
+    let record_not_saved = |e: store::StoreError, _: &mut FileReport| {
         tracing::warn!(
             "restored, but the record could not be cleared: {}",
-            crate::logging::escaped(&e)
+            crate::logging::escaped(&e.to_string())
         );
     };
     rewrite(
@@ -613,19 +632,23 @@ fn restore_file(
 
 /// `--output`: a new file, or a replaced one (backed up first, then atomically), never
 /// the CONFIG itself.
-fn write_output(output: &Path, bytes: &[u8], backups: &Path) -> Result<(), String> {
+fn write_output(output: &Path, bytes: &[u8], backups: &Path) -> Result<(), WrapError> {
+    let written = |source| WrapError::Write {
+        path: output.to_path_buf(),
+        source,
+    };
     if output.exists() {
-        let current = std::fs::read(output).map_err(|e| format!("{}: {e}", output.display()))?;
+        let current = std::fs::read(output).map_err(written)?;
         Store::for_file(backups, output).backup(&current)?;
         return match store::replace(output, &store::sha256_hex(&current), bytes, &mut || {}) {
             Ok(()) => Ok(()),
-            Err(ReplaceError::Changed) => {
-                Err(format!("{} changed while written", output.display()))
-            }
-            Err(ReplaceError::Io(e)) => Err(e),
+            Err(ReplaceError::Changed) => Err(WrapError::ChangedWhileWritten {
+                path: output.to_path_buf(),
+            }),
+            Err(ReplaceError::Io(e)) => Err(WrapError::Store(e)),
         };
     }
-    std::fs::write(output, bytes).map_err(|e| format!("{}: {e}", output.display()))
+    std::fs::write(output, bytes).map_err(written)
 }
 
 fn print_diff(path: &Path, old: &str, new: &str) {
@@ -668,7 +691,7 @@ pub fn detect_all(places: &Places) -> Vec<Detected> {
                         e.is_duplicate_key(),
                     ),
                 },
-                Err(e) => (edit::Survey::default(), Some(e), false),
+                Err(e) => (edit::Survey::default(), Some(e.to_string()), false),
             };
             Detected {
                 client: client.name(),

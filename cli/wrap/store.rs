@@ -22,6 +22,41 @@ use sha2::{Digest, Sha256};
 
 use super::edit::Original;
 
+/// Why the store could not read or write (each message names the file).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("backup {}: {source}", path.display())]
+    Backup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source} (move it away to start a new record)", path.display())]
+    BadRecord {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    #[error("{} does not match its recorded SHA-256", path.display())]
+    BackupMismatch { path: PathBuf },
+    #[error("{} has no directory", path.display())]
+    NoDirectory { path: PathBuf },
+}
+
+impl StoreError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// The record of one wrapped file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Record {
@@ -68,31 +103,29 @@ impl Store {
     }
 
     /// The record, or an empty one.
-    pub fn load(&self) -> Result<Record, String> {
+    pub fn load(&self) -> Result<Record, StoreError> {
         let path = self.dir.join("record.json");
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                format!(
-                    "{}: {e} (move it away to start a new record)",
-                    path.display()
-                )
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::BadRecord {
+                path: path.clone(),
+                source,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(StoreError::io(&path)(e)),
         }
     }
 
-    pub fn save(&self, record: &Record) -> Result<(), String> {
+    pub fn save(&self, record: &Record) -> Result<(), StoreError> {
         self.ensure_dir()?;
-        let bytes = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec_pretty(record)?;
         let path = self.dir.join("record.json");
         let tmp = self.dir.join("record.json.tmp");
-        crate::private_files::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+        crate::private_files::write(&tmp, &bytes).map_err(StoreError::io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(StoreError::io(&path))
     }
 
     /// Copies `bytes` into a new 0600 backup; returns its file name.
-    pub fn backup(&self, bytes: &[u8]) -> Result<String, String> {
+    pub fn backup(&self, bytes: &[u8]) -> Result<String, StoreError> {
         self.ensure_dir()?;
         let now = time::OffsetDateTime::now_utc();
         let stamp = format!(
@@ -108,27 +141,25 @@ impl Store {
         let hash = sha256_hex(bytes);
         let name = format!("{stamp}-{}.bak", hash.get(..16).unwrap_or(&hash));
         let path = self.dir.join(&name);
-        crate::private_files::write(&path, bytes)
-            .map_err(|e| format!("backup {}: {e}", path.display()))?;
+        crate::private_files::write(&path, bytes).map_err(|source| StoreError::Backup {
+            path: path.clone(),
+            source,
+        })?;
         Ok(name)
     }
 
     /// The bytes of a backup, checked against its hash.
-    pub fn read_backup(&self, name: &str, sha256: &str) -> Result<Vec<u8>, String> {
+    pub fn read_backup(&self, name: &str, sha256: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.dir.join(name);
-        let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = fs::read(&path).map_err(StoreError::io(&path))?;
         if sha256_hex(&bytes) != sha256 {
-            return Err(format!(
-                "{} does not match its recorded SHA-256",
-                path.display()
-            ));
+            return Err(StoreError::BackupMismatch { path });
         }
         Ok(bytes)
     }
 
-    fn ensure_dir(&self) -> Result<(), String> {
-        crate::private_files::create_dirs(&self.dir)
-            .map_err(|e| format!("{}: {e}", self.dir.display()))
+    fn ensure_dir(&self) -> Result<(), StoreError> {
+        crate::private_files::create_dirs(&self.dir).map_err(StoreError::io(&self.dir))
     }
 }
 
@@ -137,12 +168,12 @@ impl Store {
 pub enum ReplaceError {
     /// The file changed after it was read: read it again and recompute.
     Changed,
-    Io(String),
+    Io(StoreError),
 }
 
 /// The file a path names, through any symlinks.
-pub fn target_of(path: &Path) -> Result<PathBuf, String> {
-    fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))
+pub fn target_of(path: &Path) -> Result<PathBuf, StoreError> {
+    fs::canonicalize(path).map_err(StoreError::io(path))
 }
 
 /// Replaces `path`'s target with `new`, provided it still holds bytes whose SHA-256
@@ -155,11 +186,13 @@ pub fn replace(
     before_commit: &mut dyn FnMut(),
 ) -> Result<(), ReplaceError> {
     let target = target_of(path).map_err(ReplaceError::Io)?;
-    let io = |e: std::io::Error, what: &Path| ReplaceError::Io(format!("{}: {e}", what.display()));
+    let io = |e: std::io::Error, what: &Path| ReplaceError::Io(StoreError::io(what)(e));
     let meta = fs::metadata(&target).map_err(|e| io(e, &target))?;
-    let dir = target
-        .parent()
-        .ok_or_else(|| ReplaceError::Io(format!("{} has no directory", target.display())))?;
+    let dir = target.parent().ok_or_else(|| {
+        ReplaceError::Io(StoreError::NoDirectory {
+            path: target.clone(),
+        })
+    })?;
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

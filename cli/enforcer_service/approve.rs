@@ -1,0 +1,122 @@
+//! `thoth approve TOKEN` / `thoth deny TOKEN`: the approver's side of a hold, a client
+//! of the enforcer service. It sends the approver key to the configured enforcer only
+//! (no redirects) and prints the enforcer's answer on stdout.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::approver_key;
+use crate::args::ResolveArgs;
+use crate::domain::Environment;
+use crate::net::Failure;
+use crate::settings::{EnvVars, SettingsError};
+
+/// Deadline of one approve/deny request, body included.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an approval or denial did not go through (it may quote the enforcer's message).
+#[derive(Debug, thiserror::Error)]
+enum ApproveError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("no enforcer: pass --enforcer-url or set THOTH_ENFORCER_URL")]
+    NoEnforcer,
+    #[error("{0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    Client(reqwest::Error),
+    #[error("{}", unreachable(.0))]
+    Exchange(Failure),
+    #[error(
+        "the enforcer answered a redirect ({status}) to {location}: thoth never follows redirects; use the enforcer's own URL"
+    )]
+    Redirect { status: u16, location: String },
+    #[error("the enforcer refused ({status}): {message}")]
+    Refused { status: String, message: String },
+}
+
+fn unreachable(f: &Failure) -> String {
+    match f {
+        Failure::Timeout => "cannot reach the enforcer: timed out".to_string(),
+        Failure::Connect(e) | Failure::Request(e) => format!("cannot reach the enforcer: {e}"),
+        Failure::CutOff { status } => format!("the enforcer's answer ({status}) was cut off"),
+        Failure::TooLarge { status, limit } => {
+            format!("the enforcer's answer ({status}) is over {limit} bytes")
+        }
+    }
+}
+
+/// Approves (`allow`) or denies a hold.
+pub fn approve_or_deny(args: &ResolveArgs, allow: bool) -> ExitCode {
+    match send(args, allow) {
+        Ok(body) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // It may carry the enforcer's message.
+            tracing::error!("{}", crate::logging::escaped(&e.to_string()));
+            ExitCode::from(crate::exit::FAILURE)
+        }
+    }
+}
+
+fn send(args: &ResolveArgs, allow: bool) -> Result<Value, ApproveError> {
+    let env = EnvVars::from_process()?;
+    let url = args
+        .enforcer_url
+        .clone()
+        .or_else(|| env.enforcer_url.clone())
+        .ok_or(ApproveError::NoEnforcer)?;
+    let key = approver_key(&env)?;
+    let tls = crate::net::TlsSettings::from_env(
+        &env,
+        env.environment.unwrap_or(Environment::Prod),
+        None,
+    )?
+    .client_config()?;
+    let action = if allow { "approve" } else { "deny" };
+    let runtime = crate::runtime::current_thread().map_err(ApproveError::Runtime)?;
+    runtime.block_on(async {
+        // No redirects: the approver key goes to this enforcer only.
+        let client = crate::net::client_builder(tls)
+            .timeout(RESOLVE_TIMEOUT)
+            .build()
+            .map_err(ApproveError::Client)?;
+        let request = client
+            .post(format!(
+                "{}/v1/holds/{}/{action}",
+                url.trim_end_matches('/'),
+                args.token
+            ))
+            .bearer_auth(key.expose());
+        let answer = crate::net::exchange(request, RESOLVE_TIMEOUT, crate::net::SMALL_BODY_LIMIT)
+            .await
+            .map_err(ApproveError::Exchange)?;
+        let status = answer.status;
+        if answer.is_redirect() {
+            return Err(ApproveError::Redirect {
+                status,
+                location: answer
+                    .location
+                    .clone()
+                    .unwrap_or_else(|| "(no location)".into()),
+            });
+        }
+        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(ApproveError::Refused {
+                status: reqwest::StatusCode::from_u16(status)
+                    .map_or_else(|_| status.to_string(), |s| s.to_string()),
+                message: crate::net::bounded(
+                    body["error"]["message"].as_str().unwrap_or("no detail"),
+                    crate::net::TEXT_LIMIT,
+                ),
+            })
+        }
+    })
+}
