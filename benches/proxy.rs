@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use serde_json::json;
 use thoth::LocalEngine;
 use thoth::Mode;
@@ -415,5 +415,190 @@ fn local_decision(c: &mut Criterion) {
     group.finish();
 }
 
+/// Set in the environment of this bench's own binary re-run as the minimal relay.
+const RELAY_ENV: &str = "THOTH_BENCH_MINIMAL_RELAY";
+
+/// The floor every proxy is measured against: a process between client and server
+/// that copies bytes both ways with two threads and blocking reads and writes, and
+/// looks at nothing. `<this bench> ` with [`RELAY_ENV`] set runs it in front of the
+/// command in its arguments.
+fn minimal_relay() -> ! {
+    let args: Vec<String> = std::env::args().skip_while(|a| a != "--").skip(1).collect();
+    let (program, rest) = args.split_first().expect("a server command after --");
+    let mut child = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the server starts");
+    let mut to_server = child.stdin.take().expect("stdin");
+    let mut from_server = child.stdout.take().expect("stdout");
+    let up = std::thread::spawn(move || {
+        copy_bytes(&mut std::io::stdin().lock(), &mut to_server);
+        drop(to_server);
+    });
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from_server.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    let _ = up.join();
+    let status = child.wait().map(|s| s.code().unwrap_or(1)).unwrap_or(1);
+    std::process::exit(status)
+}
+
+/// This bench's binary as the minimal relay in front of `server`.
+fn relay(server: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("the bench binary"));
+    cmd.env(RELAY_ENV, "1").arg("--").args(server);
+    cmd
+}
+
+/// One round trip: write `frame`, read its echo.
+fn round_trip_once(
+    stdin: &mut ChildStdin,
+    reader: &mut BufReader<ChildStdout>,
+    frame: &[u8],
+    line: &mut String,
+) -> Duration {
+    let started = Instant::now();
+    stdin.write_all(frame).unwrap();
+    line.clear();
+    reader.read_line(line).unwrap();
+    let took = started.elapsed();
+    assert_eq!(line.len(), frame.len());
+    took
+}
+
+/// A process under measurement: its name, pipes and round-trip times.
+type Measured = (
+    &'static str,
+    Child,
+    ChildStdin,
+    BufReader<ChildStdout>,
+    Vec<Duration>,
+);
+
+/// p50 of round trips, as MCP clients load a proxy (each request waits for its answer):
+/// `cat` alone, the minimal relay in front of `cat`, and `thoth run -- cat`, one round
+/// trip of each in turn (interleaved, so drift hits all three alike), 2,000 each after
+/// 200 of warm-up. Printed with the latency each adds over `cat` alone, and the ratio
+/// of thoth's to the relay's.
+fn latency_table(label: &str) -> (f64, f64) {
+    const ROUNDS: usize = 2000;
+    const WARMUP: usize = 200;
+    let frame = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "read_file", "arguments": { "path": "/etc/hosts" } } }).to_string() + "\n";
+    let mut procs: Vec<Measured> = [
+        ("cat alone", Command::new("cat")),
+        ("minimal relay -- cat", relay(&["cat"])),
+        ("thoth run -- cat", thoth_cat()),
+    ]
+    .into_iter()
+    .map(|(name, cmd)| {
+        let (child, stdin, stdout) = spawn(cmd);
+        (
+            name,
+            child,
+            stdin,
+            BufReader::new(stdout),
+            Vec::with_capacity(ROUNDS),
+        )
+    })
+    .collect();
+    let mut line = String::new();
+    for round in 0..WARMUP + ROUNDS {
+        for (_, _, stdin, reader, samples) in procs.iter_mut() {
+            let took = round_trip_once(stdin, reader, frame.as_bytes(), &mut line);
+            if round >= WARMUP {
+                samples.push(took);
+            }
+        }
+    }
+    let p50s: Vec<f64> = procs
+        .iter_mut()
+        .map(|(_, _, _, _, samples)| {
+            samples.sort();
+            samples[samples.len() / 2].as_secs_f64() * 1e6
+        })
+        .collect();
+    eprintln!(
+        "\nround_trip_latency ({label}): p50 of {ROUNDS} interleaved round trips of one small tools/call"
+    );
+    for ((name, ..), p50) in procs.iter().zip(&p50s) {
+        eprintln!(
+            "  {name:<22} {p50:>8.1} µs   adds {:>6.1} µs",
+            p50 - p50s[0]
+        );
+    }
+    let relay_added = p50s[1] - p50s[0];
+    let thoth_added = p50s[2] - p50s[0];
+    eprintln!(
+        "  thoth adds {:.2}× what the minimal relay adds",
+        thoth_added / relay_added.max(0.01)
+    );
+    for (_, mut child, stdin, ..) in procs {
+        drop(stdin);
+        child.wait().unwrap();
+    }
+    (relay_added, thoth_added)
+}
+
+/// The CPUs this process may run on (`Cpus_allowed_list`), for the report.
+fn allowed_cpus() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Cpus_allowed_list:")
+                    .map(|v| v.trim().to_string())
+            })
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Unpinned, then every process on CPU 0 (`taskset -a -pc 0` on this process before
+/// the children start, so they inherit it): core placement moves unpinned figures by
+/// more than the difference being measured.
+fn latency() {
+    let cpus = allowed_cpus();
+    latency_table(&format!("unpinned, CPUs {cpus}"));
+    let pin = |list: &str| {
+        Command::new("taskset")
+            .args(["-a", "-pc", list, &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        pin("0"),
+        "taskset is needed for the pinned latency figures (util-linux)"
+    );
+    latency_table(&format!("pinned, CPUs {}", allowed_cpus()));
+    // The throughput benches run as they were started.
+    assert!(pin(&cpus), "restoring the CPU list {cpus}");
+}
+
 criterion_group!(benches, local_decision, round_trip, streams);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os(RELAY_ENV).is_some() {
+        minimal_relay();
+    }
+    // `cargo bench --bench proxy -- <filter>`: the latency table runs when no filter is
+    // given or the filter names it.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter
+        .as_deref()
+        .is_none_or(|f| "round_trip_latency".contains(f))
+    {
+        latency();
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

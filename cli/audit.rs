@@ -19,7 +19,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use serde_json::{Map, Value, json};
@@ -30,11 +30,48 @@ pub const QUEUE: usize = 1024;
 /// How long [`AuditLog::finish`] waits for queued records to reach the disk.
 const FINISH: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The next record, sleeping until one is queued (no timer: an idle session wakes no
-/// thread); `None` once every sender is gone and the queue is empty. A sender wakes
-/// the writer only when it sleeps, so a burst costs one wake-up, not one per record.
-fn next_record(rx: &std::sync::mpsc::Receiver<Entry>) -> Option<Entry> {
-    rx.recv().ok()
+/// How long after the first record queued to a sleeping writer it is woken. Queuing
+/// never wakes a thread itself: a decision's round trip pays no context switch, and
+/// the records of a burst are written (and flushed) together.
+const WAKE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The next record; `None` once every sender is gone and the queue is empty. With
+/// nothing queued the writer parks with no timeout (an idle session wakes no thread)
+/// after saying so in `awake`, so that the next sender schedules its wake-up.
+fn next_record(rx: &std::sync::mpsc::Receiver<Entry>, awake: &AtomicBool) -> Option<Entry> {
+    use std::sync::mpsc::TryRecvError;
+    loop {
+        match rx.try_recv() {
+            Ok(entry) => return Some(entry),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        awake.store(false, Ordering::SeqCst);
+        // A record queued before that store saw the writer awake and scheduled nothing.
+        match rx.try_recv() {
+            Ok(entry) => {
+                awake.store(true, Ordering::SeqCst);
+                return Some(entry);
+            }
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => std::thread::park(),
+        }
+    }
+}
+
+/// Wakes the writer [`WAKE_DELAY`] from now, on the sender's runtime (the proxy's);
+/// at once when there is none.
+fn wake_later(writer: &std::thread::Thread) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let writer = writer.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(WAKE_DELAY).await;
+                writer.unpark();
+            });
+        }
+        Err(_) => writer.unpark(),
+    }
 }
 
 /// What the writer thread is sent.
@@ -64,10 +101,18 @@ struct Writer {
     finished: std::sync::mpsc::Receiver<()>,
 }
 
+/// What a sender needs to wake a sleeping writer.
+struct Waker {
+    thread: std::thread::Thread,
+    /// The writer is awake, or its wake-up is scheduled.
+    awake: Arc<AtomicBool>,
+}
+
 /// Sends records to the writer thread.
 pub struct AuditLog {
     tx: std::sync::Mutex<Option<SyncSender<Entry>>>,
     writer: std::sync::Mutex<Option<Writer>>,
+    waker: Option<Waker>,
     dropped: Arc<AtomicU64>,
     /// The session's file (read by the tests).
     #[cfg_attr(not(test), allow(dead_code))]
@@ -90,6 +135,8 @@ impl AuditLog {
         let counter = dropped.clone();
         let session = session_id.to_string();
         let (finished_tx, finished) = sync_channel::<()>(1);
+        let awake = Arc::new(AtomicBool::new(true));
+        let writer_awake = awake.clone();
         let thread = std::thread::Builder::new()
             .name("thoth-audit".into())
             .spawn(move || {
@@ -97,7 +144,7 @@ impl AuditLog {
                 let _finished = finished_tx;
                 // The file is created with the first record: a session without tool
                 // calls leaves no empty file behind.
-                let Some(first) = next_record(&rx) else {
+                let Some(first) = next_record(&rx, &writer_awake) else {
                     return;
                 };
                 let file = match std::fs::OpenOptions::new()
@@ -130,7 +177,7 @@ impl AuditLog {
                         Ok(record) => Some(record),
                         Err(_) => {
                             let _ = writer.flush();
-                            next_record(&rx)
+                            next_record(&rx, &writer_awake)
                         }
                     };
                 }
@@ -140,9 +187,14 @@ impl AuditLog {
                 }
                 let _ = writer.flush();
             })?;
+        let waker = Some(Waker {
+            thread: thread.thread().clone(),
+            awake,
+        });
         Ok(Self {
             tx: std::sync::Mutex::new(Some(tx)),
             writer: std::sync::Mutex::new(Some(Writer { thread, finished })),
+            waker,
             dropped,
             path,
         })
@@ -155,6 +207,8 @@ impl AuditLog {
         }
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(Writer { thread, finished }) = writer {
+            // The queue is closed: the writer drains it and ends.
+            thread.thread().unpark();
             // The sender is dropped when the thread ends, which wakes this at once.
             let _ = finished.recv_timeout(FINISH);
             if thread.is_finished() {
@@ -177,7 +231,13 @@ impl AuditLog {
         let Ok(guard) = self.tx.lock() else { return };
         let Some(tx) = guard.as_ref() else { return };
         match tx.try_send(record) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(waker) = &self.waker
+                    && !waker.awake.swap(true, Ordering::SeqCst)
+                {
+                    wake_later(&waker.thread);
+                }
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!(
@@ -198,8 +258,21 @@ impl AuditLog {
         Self {
             tx: std::sync::Mutex::new(None),
             writer: std::sync::Mutex::new(None),
+            waker: None,
             dropped: Arc::new(AtomicU64::new(0)),
             path: PathBuf::new(),
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    /// Without [`AuditLog::finish`] the writer still drains what is queued and ends.
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(waker) = &self.waker {
+            waker.thread.unpark();
         }
     }
 }

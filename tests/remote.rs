@@ -43,6 +43,37 @@ fn call(id: u32, tool: &str, args: Value) -> String {
     json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": tool, "arguments": args } }).to_string()
 }
 
+/// A call waiting for the enforcer is pending: `notifications/cancelled` for it resolves
+/// it then and there, and neither the call nor the cancellation reaches the server.
+#[test]
+fn cancelling_a_pending_call_resolves_it_without_forwarding() {
+    let s = Scratch::new("cancel");
+    // An enforcer that takes its time: the call is still pending when the cancellation
+    // is read.
+    let enforcer = TestServer::start(|_| {
+        std::thread::sleep(Duration::from_millis(1500));
+        Canned::json(200, json!({ "decision": "ALLOW" }))
+    });
+    let mut p = remote_proxy(&s, &enforcer.url, &[("THOTH_ENV", "dev")]);
+    let pair = format!(
+        "{}\n{}\n",
+        call(41, "read_file", json!({})),
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":41,"reason":"user"}}"#
+    );
+    p.send_bytes(pair.as_bytes());
+    // A later ping still works, and no answer for 41 ever comes.
+    p.send(r#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#);
+    assert_eq!(p.recv_json()["id"], 42);
+    p.close_stdin();
+    p.wait(Duration::from_secs(10));
+    assert!(p.rest().is_empty(), "{:?}", p.rest());
+    assert_eq!(
+        s.read("received.log"),
+        "{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"ping\"}\n"
+    );
+    assert!(p.stderr().contains("cancelled call 41"), "{}", p.stderr());
+}
+
 #[test]
 fn decisions_come_from_the_enforcer_service() {
     let s = Scratch::new("remote-serve");

@@ -7,6 +7,7 @@
 //! call (as it came, or MODIFYed) or answer the client. `action` is pure, so the
 //! batch path and the single-call path cannot drift apart.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -104,19 +105,20 @@ pub fn decide(
 
 /// What the proxy does with a decided call.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Send these bytes to the server: the call as it came, or MODIFYed.
-    Forward(Vec<u8>),
+pub enum Action<'f> {
+    /// Send these bytes to the server: the call as it came (borrowed when it came
+    /// borrowed: nothing is copied), or MODIFYed (owned).
+    Forward(Cow<'f, [u8]>),
     /// Send this frame to the client; the server never sees the call.
     Answer(Vec<u8>),
 }
 
 /// One tools/call as the decision path sees it.
-pub struct CallFrame<'a> {
+pub struct CallFrame<'f, 'c> {
     /// The call's canonical line (its bytes when nothing needed rewriting).
-    pub frame: Vec<u8>,
-    pub raw_id: &'a [u8],
-    pub tool: &'a str,
+    pub frame: Cow<'f, [u8]>,
+    pub raw_id: &'c [u8],
+    pub tool: &'c str,
 }
 
 /// What an answer to the client needs besides the decision.
@@ -132,7 +134,11 @@ pub struct Answering<'a> {
 /// alike: ALLOW forwards the very bytes that came in (no copy), MODIFY forwards them
 /// with the enforcer's arguments spliced in (or is refused when that fails), and every
 /// other verdict answers the client.
-pub fn action(decided: &Decided, call: CallFrame<'_>, answering: Answering<'_>) -> Action {
+pub fn action<'f>(
+    decided: &Decided,
+    call: CallFrame<'f, '_>,
+    answering: Answering<'_>,
+) -> Action<'f> {
     let d = &decided.decision;
     let refused;
     let decision = match d.verdict {
@@ -144,7 +150,7 @@ pub fn action(decided: &Decided, call: CallFrame<'_>, answering: Answering<'_>) 
                 .map(Value::to_string)
                 .unwrap_or_default();
             match splice_arguments(&call.frame, args.as_bytes(), answering.max_frame_bytes) {
-                Ok(bytes) => return Action::Forward(bytes),
+                Ok(bytes) => return Action::Forward(Cow::Owned(bytes)),
                 Err(e) => {
                     refused = Decision::new(
                         Verdict::Block,

@@ -14,6 +14,7 @@
 //! that splits lines on more than `\n` still reads the one frame that was decided. The
 //! value never changes; each substitution is counted (and audited at session end).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
@@ -29,6 +30,7 @@ use super::hold::{self, Held, Holds};
 use super::outbox::{Outbox, Queues};
 use crate::audit::{AuditLog, Record};
 use crate::domain::Mode;
+use crate::enforce::local::LocalEngine;
 use crate::enforce::modes::{Decided, observe, too_large};
 use crate::enforce::{Decision, MAX_POLICY_ARGUMENTS, Verdict, arguments};
 use crate::settings::RunSettings;
@@ -154,10 +156,17 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                         Route::Done => {}
                         Route::Reply(answer) => ctx.answer_client(answer).await,
                         Route::ToolCall { raw_id, call } => {
-                            if tools_call(&ctx, frame.of(&buf), rewrite, raw_id, call).await {
-                                // Observe mode: forwarded at once, after what came before.
-                                flush_kept(&ctx, &buf, &mut kept).await;
-                                kept = forward(&ctx, &mut buf, kept, frame, rewrite).await;
+                            match tools_call(&ctx, frame.of(&buf), rewrite, raw_id, call).await {
+                                AfterCall::Done => {}
+                                // In order with what came before, without a copy.
+                                AfterCall::ForwardFrame => {
+                                    kept = forward(&ctx, &mut buf, kept, frame, rewrite).await;
+                                }
+                                AfterCall::Send(mut bytes) => {
+                                    flush_kept(&ctx, &buf, &mut kept).await;
+                                    bytes.push(b'\n');
+                                    ctx.out.send_server(bytes).await;
+                                }
                             }
                         }
                         Route::Batch => {
@@ -361,7 +370,7 @@ async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
         } = p
         {
             *p = match decide_element(ctx, frame, element, raw_id, call).await {
-                Action::Forward(bytes) => Planned::Forward(bytes),
+                Action::Forward(bytes) => Planned::Forward(bytes.into_owned()),
                 Action::Answer(answer) => Planned::Answer(answer),
             };
         }
@@ -442,15 +451,26 @@ fn invalid_arguments(id: &[u8], why: &arguments::ArgumentsError) -> Vec<u8> {
     )
 }
 
-/// Starts the decision of a tools/call request; true when the frame is to be forwarded
-/// now, unchanged (observe mode).
+/// What the pump does after [`tools_call`].
+enum AfterCall {
+    /// Nothing: answered, or left to its decision task.
+    Done,
+    /// Forward the frame as it came (its canonical line), in order.
+    ForwardFrame,
+    /// Forward these bytes instead (a canonical line or a MODIFYed call), in order.
+    Send(Vec<u8>),
+}
+
+/// Decides a tools/call request: at once with the local engine (whose decisions never
+/// wait), else in a task of its own so a slow enforcer or a hold never stalls other
+/// traffic (observe mode then forwards the frame at once and decides for the record).
 async fn tools_call(
     ctx: &Rc<Ctx>,
     frame: &[u8],
     rewrite: bool,
     raw_id: Vec<u8>,
     call: Result<Box<ToolCall>, thoth_core::Error>,
-) -> bool {
+) -> AfterCall {
     let key = id_key(&raw_id);
     let (reused, busy) = {
         let state = ctx.calls.borrow();
@@ -458,7 +478,7 @@ async fn tools_call(
     };
     if reused {
         ctx.answer_client(reused_id(&raw_id)).await;
-        return false;
+        return AfterCall::Done;
     }
     if busy {
         let busy = answers::error(
@@ -468,22 +488,44 @@ async fn tools_call(
             None,
         );
         ctx.answer_client(busy).await;
-        return false;
+        return AfterCall::Done;
     }
     let tc = match call {
         Ok(tc) => tc,
         Err(e) => {
             ctx.answer_client(answers::rejected(frame, &e)).await;
-            return false;
+            return AfterCall::Done;
         }
     };
     let (args, args_len) = match parse_arguments(frame, &tc) {
         Ok(parsed) => parsed,
         Err(why) => {
             ctx.answer_client(invalid_arguments(&raw_id, &why)).await;
-            return false;
+            return AfterCall::Done;
         }
     };
+    if let Engine::Local(local) = &ctx.engine {
+        let tool = tc.name.as_str();
+        ctx.emit("TOOL_CALL_PRE", tool, None);
+        let decided = decide_locally(ctx, local, tool, args.as_ref(), args_len);
+        let call = CallFrame {
+            frame: if rewrite {
+                Cow::Owned(canonical(ctx, frame))
+            } else {
+                Cow::Borrowed(frame)
+            },
+            raw_id: &raw_id,
+            tool,
+        };
+        return match settle(ctx, &decided, call) {
+            Action::Forward(Cow::Borrowed(_)) => AfterCall::ForwardFrame,
+            Action::Forward(Cow::Owned(bytes)) => AfterCall::Send(bytes),
+            Action::Answer(bytes) => {
+                ctx.answer_client(bytes).await;
+                AfterCall::Done
+            }
+        };
+    }
     let frame = frame.to_vec();
     let pending_id = raw_id.clone();
     // Observe mode forwards at once, after what the client sent before it, and decides
@@ -532,12 +574,13 @@ async fn tools_call(
             ctx.emit("TOOL_CALL_POST", tool, Some(&decided.decision));
         } else {
             let call = CallFrame {
-                frame,
+                frame: Cow::Owned(frame),
                 raw_id: &raw_id,
                 tool,
             };
             match settle(&ctx, &decided, call) {
-                Action::Forward(mut bytes) => {
+                Action::Forward(bytes) => {
+                    let mut bytes = bytes.into_owned();
                     bytes.push(b'\n');
                     ctx.out.send_server(bytes).await;
                 }
@@ -562,7 +605,11 @@ async fn tools_call(
         tokio::task::yield_now().await;
     }
     ctx.out.server_backpressure().await;
-    forwarded_at_once
+    if forwarded_at_once {
+        AfterCall::ForwardFrame
+    } else {
+        AfterCall::Done
+    }
 }
 
 /// Holds a STEP_UP with a hold token (remote engine) until it is resolved or the hold
@@ -611,10 +658,7 @@ async fn decide_and_record(
 ) -> Decided {
     let started = Instant::now();
     let decision = match &ctx.engine {
-        Engine::Local(local) => {
-            let mut session = ctx.session.borrow_mut();
-            decide(local, &ctx.settings, &mut session, tool, args, args_len)
-        }
+        Engine::Local(local) => return decide_locally(ctx, local, tool, args, args_len),
         Engine::Remote(remote) => {
             // A snapshot: other calls may be decided while this one waits.
             let (session_id, history) = {
@@ -637,6 +681,24 @@ async fn decide_and_record(
                 }
             }
         }
+    };
+    let decided = observe(ctx.settings.mode, decision);
+    record(ctx, tool, &decided, started);
+    decided
+}
+
+/// [`decide_and_record`] for the local engine, which never waits.
+fn decide_locally(
+    ctx: &Ctx,
+    local: &LocalEngine,
+    tool: &str,
+    args: Option<&Value>,
+    args_len: usize,
+) -> Decided {
+    let started = Instant::now();
+    let decision = {
+        let mut session = ctx.session.borrow_mut();
+        decide(local, &ctx.settings, &mut session, tool, args, args_len)
     };
     let decided = observe(ctx.settings.mode, decision);
     record(ctx, tool, &decided, started);
@@ -682,7 +744,7 @@ fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
 
 /// The action for a decided call ([`action`]), with what follows from it: a forwarded
 /// request is remembered until the server answers it, and telemetry hears of both.
-fn settle(ctx: &Ctx, decided: &Decided, call: CallFrame<'_>) -> Action {
+fn settle<'f>(ctx: &Ctx, decided: &Decided, call: CallFrame<'f, '_>) -> Action<'f> {
     let session_id = ctx.session.borrow().id.clone();
     let answering = Answering {
         session_id: &session_id,
@@ -703,13 +765,13 @@ fn settle(ctx: &Ctx, decided: &Decided, call: CallFrame<'_>) -> Action {
 
 /// A batch element's decision, made at once (no element is held): the same path as a
 /// single call, with the element's bytes as the call.
-async fn decide_element(
+async fn decide_element<'e>(
     ctx: &Ctx,
     frame: &[u8],
-    element: &[u8],
+    element: &'e [u8],
     raw_id: &[u8],
     tc: &ToolCall,
-) -> Action {
+) -> Action<'e> {
     let (args, len) = match parse_arguments(frame, tc) {
         Ok(parsed) => parsed,
         Err(why) => return Action::Answer(invalid_arguments(raw_id, &why)),
@@ -718,7 +780,7 @@ async fn decide_element(
     ctx.emit("TOOL_CALL_PRE", tool, None);
     let decided = decide_and_record(ctx, tool, args.as_ref(), len).await;
     let call = CallFrame {
-        frame: element.to_vec(),
+        frame: Cow::Borrowed(element),
         raw_id,
         tool,
     };

@@ -374,8 +374,8 @@ async fn write_server(
 /// Writes `bytes` to the server's stdin, warning once per write when the server has
 /// read none of it for `stall_warn`: a server that stopped reading (the TypeScript
 /// SDK closes its transport for good after a line over its 10 MiB read buffer) would
-/// otherwise stall the session without a word. The timer runs only while a write is
-/// pending.
+/// otherwise stall the session without a word. The timer starts only when a write
+/// has to wait.
 async fn write_watched(
     stdin: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
@@ -383,6 +383,11 @@ async fn write_watched(
 ) -> std::io::Result<()> {
     let write = stdin.write_all(bytes);
     tokio::pin!(write);
+    // Nearly every write completes at once: only one that waits gets a timer.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(written) = first {
+        return written;
+    }
     match tokio::time::timeout(stall_warn, &mut write).await {
         Ok(written) => written,
         Err(_) => {
