@@ -11,6 +11,13 @@
 //!   words with escapes, pings and their answers, progress notifications, tools/call
 //!   with `_meta.progressToken`; 10 % of frames over 4 KB) through `thoth run -- cat`,
 //!   beside the plain copy proxy and `cat` alone;
+//! - `realistic_no_calls`, `realistic_65pct_calls`: the same kinds of frames with no
+//!   tools/call and with 65 % of frames tools/call decided by the policy, through
+//!   `thoth run -- cat` beside the minimal relay (the floor: two threads, blocking
+//!   copies, no parsing; this binary re-run with `THOTH_BENCH_MINIMAL_RELAY`) and `cat`
+//!   alone, with thoth's peak RSS;
+//! - `round_trip_latency`: p50 of 2,000 interleaved round trips through `cat`, the
+//!   minimal relay and `thoth run`, unpinned and pinned to one CPU (printed first);
 //! - `tools_call_stream`: 10 MB of allowed tools/call frames through `thoth run -- cat`
 //!   (every frame decided by the local engine), beside `cat` alone;
 //! - `round_trip`: one tools/call written and its echo read back, through
@@ -248,6 +255,91 @@ fn realistic(i: usize) -> String {
         _ => format!(
             r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":"p{i}","progress":{i},"total":100000,"message":"reading part {i}"}}}}"#
         ),
+    }
+}
+
+/// A frame of a session with `calls_percent` % tools/call (decided by the policy; a
+/// progress token on each) and the rest as in [`realistic`] without its calls.
+fn mixed(i: usize, calls_percent: usize) -> String {
+    if (i * 37) % 100 < calls_percent {
+        return format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"read_file","arguments":{{"path":"/srv/data/file-{i}.txt","limit":4000}},"_meta":{{"progressToken":"p{i}"}}}}}}"#
+        );
+    }
+    // The kinds of `realistic` other than its tools/call (4 and 5), in turn.
+    realistic([0, 1, 2, 3, 6, 7, 8, 9][i % 8] + 10 * (i / 8))
+}
+
+/// Peak RSS (VmHWM, KiB) of `pid`, sampled until it exits.
+fn watch_peak_rss(pid: u32) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|n| n.parse().ok());
+            match hwm {
+                Some(kib) => peak = peak.max(kib),
+                None => break,
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        peak
+    })
+}
+
+/// One pass of `input` through `thoth run -- cat`, for thoth's peak RSS.
+fn peak_rss_through_thoth(input: &'static [u8]) -> u64 {
+    let (mut child, mut stdin, mut stdout) = spawn(thoth_cat());
+    let peak = watch_peak_rss(child.id());
+    let writer = std::thread::spawn(move || stdin.write_all(input).unwrap());
+    drain(&mut stdout);
+    writer.join().unwrap();
+    child.wait().unwrap();
+    peak.join().unwrap()
+}
+
+/// Sessions with no tools/call and with 65 % tools/call: `thoth run -- cat` beside the
+/// minimal relay and `cat` alone (the ratios to the relay are the figures that count),
+/// and thoth's peak RSS on each.
+fn mixes(c: &mut Criterion) {
+    for (label, percent) in [("realistic_no_calls", 0), ("realistic_65pct_calls", 65)] {
+        let session = frames(20_000_000, |i| mixed(i, percent));
+        let count = session.iter().filter(|&&b| b == b'\n').count();
+        let calls = session
+            .split(|&b| b == b'\n')
+            .filter(|f| f.windows(12).any(|w| w == b"\"tools/call\""))
+            .count();
+        eprintln!(
+            "{label}: {count} frames ({calls} tools/call) of {} bytes; thoth peak RSS {} KiB",
+            session.len(),
+            peak_rss_through_thoth(session)
+        );
+        let mut group = c.benchmark_group(label);
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(10))
+            .throughput(Throughput::Bytes(session.len() as u64));
+        group.bench_function("thoth_run_cat", |b| {
+            b.iter_custom(|n| (0..n).map(|_| stream_through(thoth_cat(), session)).sum())
+        });
+        group.bench_function("minimal_relay_cat", |b| {
+            b.iter_custom(|n| {
+                (0..n)
+                    .map(|_| stream_through(relay(&["cat"]), session))
+                    .sum()
+            })
+        });
+        group.bench_function("cat_alone", |b| {
+            b.iter_custom(|n| {
+                (0..n)
+                    .map(|_| stream_through(Command::new("cat"), session))
+                    .sum()
+            })
+        });
+        group.finish();
     }
 }
 
@@ -584,7 +676,7 @@ fn latency() {
     assert!(pin(&cpus), "restoring the CPU list {cpus}");
 }
 
-criterion_group!(benches, local_decision, round_trip, streams);
+criterion_group!(benches, local_decision, round_trip, mixes, streams);
 
 fn main() {
     if std::env::var_os(RELAY_ENV).is_some() {
