@@ -702,15 +702,21 @@ mod tests {
     }
 
     /// A policy that allows the tool `safe` and nothing else.
+    /// Written once per test process: tests run on parallel threads, and one rewriting
+    /// the file while another loads it would hand that one an empty policy.
     fn only_safe() -> PathBuf {
-        let path =
-            std::env::temp_dir().join(format!("thoth-only-safe-{}.cedar", std::process::id()));
-        std::fs::write(
-            &path,
-            "@id(\"only-safe\")\npermit (principal, action, resource) when { resource.name == \"safe\" };\n",
-        )
-        .unwrap();
-        path
+        static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        PATH.get_or_init(|| {
+            let path =
+                std::env::temp_dir().join(format!("thoth-only-safe-{}.cedar", std::process::id()));
+            std::fs::write(
+                &path,
+                "@id(\"only-safe\")\npermit (principal, action, resource) when { resource.name == \"safe\" };\n",
+            )
+            .unwrap();
+            path
+        })
+        .clone()
     }
 
     const EVIL: &str = r#"{"jsonrpc":"2.0","id":"evil","method":"tools/call","params":{"name":"evil","arguments":{}}}"#;
