@@ -196,7 +196,7 @@ fn print_resolution(resolution: &Value) {
     );
 }
 
-struct Failure {
+struct DoctorFailure {
     why: String,
     stderr_tail: Vec<String>,
 }
@@ -207,9 +207,9 @@ fn talk_to_server(
     flags: &RunFlags,
     command: &[std::ffi::OsString],
     timeout: Duration,
-) -> Result<(Value, Vec<String>), Failure> {
+) -> Result<(Value, Vec<String>), DoctorFailure> {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
-    let fail = |why: String, tail: &Arc<Mutex<VecDeque<String>>>| Failure {
+    let fail = |why: String, tail: &Arc<Mutex<VecDeque<String>>>| DoctorFailure {
         why,
         stderr_tail: tail
             .lock()

@@ -118,11 +118,11 @@ pub struct EnvVars {
     pub unknown: Vec<String>,
 }
 
-struct Reader<'a> {
+struct VarReader<'a> {
     get: &'a dyn Fn(&str) -> Option<OsString>,
 }
 
-impl Reader<'_> {
+impl VarReader<'_> {
     /// The variable as UTF-8 text; unset and empty are the same.
     fn text(&self, name: &str) -> Result<Option<String>, SettingsError> {
         match (self.get)(name) {
@@ -304,7 +304,7 @@ impl EnvVars {
         get: &dyn Fn(&str) -> Option<OsString>,
         names: impl IntoIterator<Item = String>,
     ) -> Result<Self, SettingsError> {
-        let r = Reader { get };
+        let r = VarReader { get };
         let tenant_id = r.text("THOTH_TENANT_ID")?;
         if let Some(t) = &tenant_id {
             check_tenant(t).map_err(|e| SettingsError::new(format!("THOTH_TENANT_ID: {e}")))?;

@@ -279,7 +279,7 @@ pub fn survey(text: &str, client: Client) -> Result<Survey, EditError> {
 }
 
 /// One server entry: its path and its value.
-struct Entry<'d, 'a> {
+struct ServerEntry<'d, 'a> {
     path: Vec<String>,
     value: &'d Value<'a>,
 }
@@ -340,7 +340,7 @@ impl<'a> Doc<'a> {
     /// key on the way to an entry or inside one is an error: the client reads only
     /// one of them (usually the last), so wrapping the other would leave the server
     /// it actually runs ungoverned while reporting it wrapped.
-    fn entries(&self, client: Client) -> Result<Vec<Entry<'_, 'a>>, EditError> {
+    fn entries(&self, client: Client) -> Result<Vec<ServerEntry<'_, 'a>>, EditError> {
         let Some(Value::Object(root)) = &self.root else {
             return Ok(Vec::new());
         };
@@ -369,7 +369,7 @@ impl<'a> Doc<'a> {
         obj: &'d Object<'a>,
         base: &[String],
         key: &str,
-        out: &mut Vec<Entry<'d, 'a>>,
+        out: &mut Vec<ServerEntry<'d, 'a>>,
     ) -> Result<(), EditError> {
         let Some(Value::Object(servers)) = find_prop(obj, key).map(|p| &p.value) else {
             return Ok(());
@@ -387,7 +387,7 @@ impl<'a> Doc<'a> {
                     self.unique(command, &[], &format!("{}/command", path.join("/")))?;
                 }
             }
-            out.push(Entry {
+            out.push(ServerEntry {
                 path,
                 value: &server.value,
             });
@@ -421,8 +421,8 @@ impl<'a> Doc<'a> {
     /// The edits that wrap one stdio entry around `program args…`.
     fn wrap_edits(
         &self,
-        cmd: &Command<'_, 'a>,
-        entry: &Entry<'_, 'a>,
+        cmd: &ServerCommand<'_, 'a>,
+        entry: &ServerEntry<'_, 'a>,
         spec: &WrapSpec,
         program: &str,
         args: &[String],
@@ -606,7 +606,7 @@ fn find_prop<'d, 'a>(obj: &'d Object<'a>, name: &str) -> Option<&'d ObjectProp<'
 }
 
 /// A stdio entry's command: where its pieces are and what they say.
-struct Command<'d, 'a> {
+struct ServerCommand<'d, 'a> {
     /// The object holding `command`/`args` (the entry, or Zed's command object).
     holder: &'d Object<'a>,
     command_prop: &'d ObjectProp<'a>,
@@ -619,7 +619,7 @@ struct Command<'d, 'a> {
     env_prop: Option<&'d ObjectProp<'a>>,
 }
 
-impl Command<'_, '_> {
+impl ServerCommand<'_, '_> {
     /// thoth's binary + `run` + … `--`.
     fn is_wrapped(&self) -> bool {
         self.wrapped_original().is_some()
@@ -655,7 +655,7 @@ pub fn is_thoth(program: &str) -> bool {
 }
 
 enum Class<'d, 'a> {
-    Stdio(Command<'d, 'a>),
+    Stdio(ServerCommand<'d, 'a>),
     Remote,
     Skip(String),
 }
@@ -711,7 +711,7 @@ fn classify<'d, 'a>(value: &'d Value<'a>) -> Class<'d, 'a> {
         }
         Some(_) => return Class::Skip("args is not an array".into()),
     };
-    Class::Stdio(Command {
+    Class::Stdio(ServerCommand {
         holder,
         command_prop,
         command_range: program.range,

@@ -390,13 +390,13 @@ struct Current<'a> {
     bytes: &'a [u8],
     text: &'a str,
     sha256: &'a str,
-    record: &'a store::Record,
+    record: &'a store::WrapRecord,
 }
 
 /// What an attempt decided to write, and the record to keep once it is written.
 struct Rewrite {
     bytes: Vec<u8>,
-    record: store::Record,
+    record: store::WrapRecord,
     /// The backup taken now holds the pristine original: record it as such.
     pristine: bool,
 }
@@ -605,7 +605,7 @@ fn restore_file(
         }
         Ok(Some(Rewrite {
             bytes: restored,
-            record: store::Record {
+            record: store::WrapRecord {
                 path: path.to_path_buf(),
                 client: client.name().into(),
                 ..Default::default()

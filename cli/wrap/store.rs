@@ -59,7 +59,7 @@ impl StoreError {
 
 /// The record of one wrapped file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Record {
+pub struct WrapRecord {
     /// The file, as named when wrapped.
     pub path: PathBuf,
     /// The client it was wrapped as.
@@ -103,19 +103,19 @@ impl Store {
     }
 
     /// The record, or an empty one.
-    pub fn load(&self) -> Result<Record, StoreError> {
+    pub fn load(&self) -> Result<WrapRecord, StoreError> {
         let path = self.dir.join("record.json");
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::BadRecord {
                 path: path.clone(),
                 source,
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(WrapRecord::default()),
             Err(e) => Err(StoreError::io(&path)(e)),
         }
     }
 
-    pub fn save(&self, record: &Record) -> Result<(), StoreError> {
+    pub fn save(&self, record: &WrapRecord) -> Result<(), StoreError> {
         self.ensure_dir()?;
         let bytes = serde_json::to_vec_pretty(record)?;
         let path = self.dir.join("record.json");
