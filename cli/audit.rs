@@ -38,7 +38,7 @@ const WAKE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 /// The next record; `None` once every sender is gone and the queue is empty. With
 /// nothing queued the writer parks with no timeout (an idle session wakes no thread)
 /// after saying so in `awake`, so that the next sender schedules its wake-up.
-fn next_record(rx: &std::sync::mpsc::Receiver<Entry>, awake: &AtomicBool) -> Option<Entry> {
+fn next_record(rx: &std::sync::mpsc::Receiver<Queued>, awake: &AtomicBool) -> Option<Queued> {
     use std::sync::mpsc::TryRecvError;
     loop {
         match rx.try_recv() {
@@ -75,7 +75,7 @@ fn wake_later(writer: &std::thread::Thread) {
 }
 
 /// What the writer thread is sent.
-enum Entry {
+enum Queued {
     Decision(Record),
     /// An event record: its name and members.
     Event(&'static str, Map<String, Value>),
@@ -110,7 +110,7 @@ struct Waker {
 
 /// Sends records to the writer thread.
 pub struct AuditLog {
-    tx: std::sync::Mutex<Option<SyncSender<Entry>>>,
+    tx: std::sync::Mutex<Option<SyncSender<Queued>>>,
     writer: std::sync::Mutex<Option<Writer>>,
     waker: Option<Waker>,
     dropped: Arc<AtomicU64>,
@@ -130,7 +130,7 @@ impl AuditLog {
         crate::private_files::create_dirs(&folder)?;
         let path = folder.join(format!("{session_id}.jsonl"));
         let file_path = path.clone();
-        let (tx, rx) = sync_channel::<Entry>(queue);
+        let (tx, rx) = sync_channel::<Queued>(queue);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
         let session = session_id.to_string();
@@ -163,8 +163,8 @@ impl AuditLog {
                 while let Some(entry) = next.take() {
                     let dropped_before = counter.swap(0, Ordering::Relaxed);
                     let written = match &entry {
-                        Entry::Decision(record) => writer.write(record, dropped_before),
-                        Entry::Event(name, fields) => {
+                        Queued::Decision(record) => writer.write(record, dropped_before),
+                        Queued::Event(name, fields) => {
                             writer.write_event(name, fields, dropped_before)
                         }
                     };
@@ -219,15 +219,15 @@ impl AuditLog {
 
     /// Queues a record; never blocks.
     pub fn record(&self, record: Record) {
-        self.send(Entry::Decision(record));
+        self.send(Queued::Decision(record));
     }
 
     /// Queues an event record (`"event":name` and `fields`); never blocks.
     pub fn event(&self, name: &'static str, fields: Map<String, Value>) {
-        self.send(Entry::Event(name, fields));
+        self.send(Queued::Event(name, fields));
     }
 
-    fn send(&self, record: Entry) {
+    fn send(&self, record: Queued) {
         let Ok(guard) = self.tx.lock() else { return };
         let Some(tx) = guard.as_ref() else { return };
         match tx.try_send(record) {
@@ -282,6 +282,33 @@ struct ChainWriter<W: Write> {
     session: String,
     prev: String,
     seq: u64,
+    /// The line being written (reused: one allocation for the session).
+    text: Vec<u8>,
+}
+
+/// A decision line, in the order of its members on disk (a struct, not a map: the
+/// writer serializes a record without building one).
+#[derive(serde::Serialize)]
+struct DecisionLine<'a> {
+    time: &'a str,
+    session: &'a str,
+    agent: &'a str,
+    tool: &'a str,
+    decision: &'a str,
+    reason: &'a str,
+    mode: &'a str,
+    rule_ids: &'a [String],
+    latency_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would_be: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_zero")]
+    dropped_before: u64,
+    seq: u64,
+    prev_hash: &'a str,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl<W: Write> ChainWriter<W> {
@@ -291,6 +318,7 @@ impl<W: Write> ChainWriter<W> {
             session: session.to_string(),
             prev: hex::encode(Sha256::digest(session.as_bytes())),
             seq: 0,
+            text: Vec::with_capacity(512),
         }
     }
 
@@ -298,10 +326,17 @@ impl<W: Write> ChainWriter<W> {
         self.seq += 1;
         body.insert("seq".into(), json!(self.seq));
         body.insert("prev_hash".into(), json!(self.prev));
-        let text = Value::Object(body).to_string();
-        let hash = hex::encode(Sha256::digest(text.as_bytes()));
-        let head = text.strip_suffix('}').unwrap_or(&text);
-        writeln!(self.out, "{head},\"hash\":\"{hash}\"}}")?;
+        self.text.clear();
+        serde_json::to_writer(&mut self.text, &Value::Object(body))?;
+        self.seal()
+    }
+
+    /// Writes `self.text` (one JSON object) with its `hash` member last, and chains it.
+    fn seal(&mut self) -> std::io::Result<()> {
+        let hash = hex::encode(Sha256::digest(&self.text));
+        let head = self.text.strip_suffix(b"}").unwrap_or(&self.text);
+        self.out.write_all(head)?;
+        writeln!(self.out, ",\"hash\":\"{hash}\"}}")?;
         self.prev = hash;
         Ok(())
     }
@@ -314,21 +349,26 @@ impl<W: Write> ChainWriter<W> {
     }
 
     fn write(&mut self, r: &Record, dropped_before: u64) -> std::io::Result<()> {
-        let mut m = self.header();
-        m.insert("agent".into(), json!(r.agent));
-        m.insert("tool".into(), json!(r.tool));
-        m.insert("decision".into(), json!(r.decision));
-        m.insert("reason".into(), json!(r.reason));
-        m.insert("mode".into(), json!(r.mode));
-        m.insert("rule_ids".into(), json!(r.rule_ids));
-        m.insert("latency_us".into(), json!(r.latency_us));
-        if let Some(w) = &r.would_be {
-            m.insert("would_be".into(), json!(w));
-        }
-        if dropped_before > 0 {
-            m.insert("dropped_before".into(), json!(dropped_before));
-        }
-        self.append(m)
+        self.seq += 1;
+        let time = crate::clock::now_rfc3339();
+        let line = DecisionLine {
+            time: &time,
+            session: &self.session,
+            agent: &r.agent,
+            tool: &r.tool,
+            decision: &r.decision,
+            reason: &r.reason,
+            mode: &r.mode,
+            rule_ids: &r.rule_ids,
+            latency_us: r.latency_us,
+            would_be: r.would_be.as_deref(),
+            dropped_before,
+            seq: self.seq,
+            prev_hash: &self.prev,
+        };
+        self.text.clear();
+        serde_json::to_writer(&mut self.text, &line)?;
+        self.seal()
     }
 
     fn write_event(
@@ -465,6 +505,42 @@ mod tests {
             latency_us: 3,
             would_be: None,
         }
+    }
+
+    /// A decision line is the object the map-built lines of earlier releases were:
+    /// the same members in the same order, the same bytes.
+    #[test]
+    fn decision_lines_keep_their_members_and_order() {
+        let mut w = ChainWriter::new(Vec::new(), "s0");
+        let mut r = record("read");
+        r.would_be = Some("BLOCK".into());
+        w.write(&r, 2).unwrap();
+        let line = String::from_utf8(w.out.clone()).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "time",
+                "session",
+                "agent",
+                "tool",
+                "decision",
+                "reason",
+                "mode",
+                "rule_ids",
+                "latency_us",
+                "would_be",
+                "dropped_before",
+                "seq",
+                "prev_hash",
+                "hash"
+            ]
+        );
+        let mut m = v.as_object().unwrap().clone();
+        m.remove("hash");
+        let head = line.split(",\"hash\":").next().unwrap();
+        assert_eq!(format!("{head}}}"), Value::Object(m).to_string());
     }
 
     #[test]
