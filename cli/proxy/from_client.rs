@@ -745,14 +745,16 @@ fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
 /// The action for a decided call ([`action`]), with what follows from it: a forwarded
 /// request is remembered until the server answers it, and telemetry hears of both.
 fn settle<'f>(ctx: &Ctx, decided: &Decided, call: CallFrame<'f, '_>) -> Action<'f> {
-    let session_id = ctx.session.borrow().id.clone();
-    let answering = Answering {
-        session_id: &session_id,
-        deny_style: ctx.settings.deny_style,
-        max_frame_bytes: ctx.settings.max_frame_bytes,
-    };
     let (raw_id, tool) = (call.raw_id, call.tool);
-    let action = action(decided, call, answering);
+    let action = {
+        let session = ctx.session.borrow();
+        let answering = Answering {
+            session_id: &session.id,
+            deny_style: ctx.settings.deny_style,
+            max_frame_bytes: ctx.settings.max_frame_bytes,
+        };
+        action(decided, call, answering)
+    };
     match &action {
         Action::Forward(_) => {
             ctx.calls.borrow_mut().forwarded(id_key(raw_id), raw_id);
@@ -882,16 +884,21 @@ mod tests {
         }
     }
 
-    /// A policy that allows the tools whose names start with `allow`.
+    /// A policy that allows the tools whose names start with `allow` (written once per
+    /// test process, so no test reads it half-written).
     fn allow_prefix() -> std::path::PathBuf {
-        let path =
-            std::env::temp_dir().join(format!("thoth-allow-prefix-{}.cedar", std::process::id()));
-        std::fs::write(
-            &path,
-            "@id(\"allow-prefix\")\npermit (principal, action, resource) when { resource.name like \"allow*\" };\n",
-        )
-        .unwrap();
-        path
+        static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        PATH.get_or_init(|| {
+            let path = std::env::temp_dir()
+                .join(format!("thoth-allow-prefix-{}.cedar", std::process::id()));
+            std::fs::write(
+                &path,
+                "@id(\"allow-prefix\")\npermit (principal, action, resource) when { resource.name like \"allow*\" };\n",
+            )
+            .unwrap();
+            path
+        })
+        .clone()
     }
 
     proptest! {
