@@ -287,26 +287,47 @@ impl<'a> Lexer<'a> {
         let mut i = from;
         let mut escaped = false;
         loop {
-            // Skip ordinary ASCII 16 bytes at a time.
-            while let Some(chunk) = bytes
+            // Sixteen bytes at a time: one vector compare flags every special byte of
+            // the chunk, and they are handled in order from that one mask (escape-dense
+            // text, such as source code, has several per chunk).
+            if let Some(chunk) = bytes
                 .get(i..i + 16)
                 .and_then(|c| <[u8; 16]>::try_from(c).ok())
             {
-                let (lanes, quotes) = special_lanes16(chunk);
-                if lanes != 0 {
+                let (mut lanes, quotes) = special_lanes16(chunk);
+                let base = i;
+                i += 16;
+                while lanes != 0 {
                     let first = lanes.trailing_zeros() as usize;
+                    let at = base + first;
                     // The closing quote, known from the mask without reading it again.
-                    if closes_first(lanes, quotes) {
-                        let end = i + first;
-                        self.pos = end + 1;
-                        let raw = bytes.get(start..end).unwrap_or_default();
+                    if quotes & (1 << first) != 0 {
+                        self.pos = at + 1;
+                        let raw = bytes.get(start..at).unwrap_or_default();
                         return Ok(RawStr::new(raw, escaped));
                     }
-                    i += first;
-                    break;
+                    let next = match chunk.get(first).copied().unwrap_or(0) {
+                        b'\\' => {
+                            escaped = true;
+                            escape_end(bytes, at, self.lone_surrogates)
+                                .map_err(|kind| Error::at(kind, at))?
+                        }
+                        0x80..=0xFF => {
+                            utf8_end(bytes, at).ok_or(Error::at(ErrorKind::InvalidUtf8, at))?
+                        }
+                        _ => return Err(Error::at(ErrorKind::ControlInString, at)),
+                    };
+                    // What that sequence covered is done: later lanes of the chunk only.
+                    let done = next - base;
+                    if done >= 16 {
+                        i = next;
+                        break;
+                    }
+                    lanes &= u32::MAX << done;
                 }
-                i += 16;
+                continue;
             }
+            // The last bytes, fewer than sixteen.
             let Some(&c) = bytes.get(i) else {
                 self.pos = i;
                 return Err(self.err(ErrorKind::UnexpectedEnd));
