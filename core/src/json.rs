@@ -309,8 +309,13 @@ impl<'a> Lexer<'a> {
                     let next = match chunk.get(first).copied().unwrap_or(0) {
                         b'\\' => {
                             escaped = true;
-                            escape_end(bytes, at, self.lone_surrogates)
-                                .map_err(|kind| Error::at(kind, at))?
+                            // The two-byte escapes (nearly all of them) without a call.
+                            if bytes.get(at + 1).is_some_and(|&e| short_escape(e)) {
+                                at + 2
+                            } else {
+                                escape_end(bytes, at, self.lone_surrogates)
+                                    .map_err(|kind| Error::at(kind, at))?
+                            }
                         }
                         0x80..=0xFF => {
                             utf8_end(bytes, at).ok_or(Error::at(ErrorKind::InvalidUtf8, at))?
@@ -516,11 +521,17 @@ fn digits_end(bytes: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Whether `e` ends a two-byte escape (`\"` `\\` `\/` `\b` `\f` `\n` `\r` `\t`).
+#[inline(always)]
+const fn short_escape(e: u8) -> bool {
+    matches!(e, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+}
+
 /// Checks the escape at `i` (a backslash) and returns the index after it.
 #[inline]
 fn escape_end(bytes: &[u8], i: usize, lone_surrogates: bool) -> Result<usize, ErrorKind> {
     match bytes.get(i + 1) {
-        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 2),
+        Some(&e) if short_escape(e) => Ok(i + 2),
         Some(b'u') => {
             let cp = hex4(bytes.get(i + 2..i + 6)).ok_or(ErrorKind::InvalidEscape)?;
             if lone_surrogates {
