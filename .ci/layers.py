@@ -2,9 +2,11 @@
 """Fails when the modules of cli/ import each other in a cycle (docs/architecture.md §1).
 
 A module is a file (`a/mod.rs` is `a`, `lib.rs` the root). An edge A -> B is any path
-`crate::B…` or `super::…` in A's code outside its `#[cfg(test)]` module, resolved to
-the longest module it names. A child using its parent (or the reverse) counts like any
-other edge, so a parent that only declares and re-exports its children stays acyclic.
+in A's code (outside its test module) that names B: `crate::B…`, `super::…`, `self::…`
+or a bare path through one of A's child modules (`use child::X`). A name a module
+re-exports (`pub use child::X`) resolves to the module it comes from, so a parent that
+only declares and re-exports its children adds no edge back from them; a child using
+an item its parent defines is an edge to the parent like any other.
 """
 import os
 import re
@@ -23,31 +25,109 @@ for folder, _, files in os.walk(root):
             modules["::".join(parts)] = os.path.join(folder, name)
 
 
-def resolve(path):
+def code_of(path):
+    with open(path, encoding="utf-8") as f:
+        code = re.sub(r"//[^\n]*", "", f.read())
+    test = re.search(r"#\[cfg\((all\()?test", code)
+    return code[: test.start()] if test else code
+
+
+def join(*parts):
+    return "::".join(p for p in parts if p)
+
+
+def children(module):
+    prefix = module + "::" if module else ""
+    return {
+        m[len(prefix):] for m in modules
+        if m.startswith(prefix) and m != module and "::" not in m[len(prefix):]
+    }
+
+
+def use_items(group):
+    """The paths of a use tree's group `{a, b::c, d as e}` (one level of nesting)."""
+    items, depth, cur = [], 0, ""
+    for ch in group:
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+            continue
+        depth += ch == "{"
+        depth -= ch == "}"
+        cur += ch
+    items.append(cur)
+    out = []
+    for item in items:
+        item = item.split(" as ")[0].strip()
+        if "::{" in item:
+            head, rest = item.split("::{", 1)
+            out += [join(head, t) for t in use_items(rest.rstrip("}"))]
+        elif item:
+            out.append("" if item == "self" else item)
+    return out
+
+
+codes = {m: code_of(p) for m, p in modules.items()}
+
+# Names each module re-exports, and where they come from (module-relative paths).
+reexports = {m: {} for m in modules}
+for module, code in codes.items():
+    for m in re.finditer(r"pub use ([\w:]+?)(?:::\{([^;]*)\}|::(\w+)(?: as (\w+))?);", code):
+        base = m.group(1)
+        items = use_items(m.group(2)) if m.group(2) is not None else [m.group(3)]
+        for item in items:
+            path = join(base, item)
+            name = (m.group(4) if m.group(3) else None) or path.split("::")[-1]
+            reexports[module][name] = path
+
+
+def absolute(module, path):
+    """A path as written in `module`, made crate-absolute (None: not a crate path)."""
     parts = path.split("::")
-    for i in range(len(parts), 0, -1):
-        if "::".join(parts[:i]) in modules:
-            return "::".join(parts[:i])
+    here = module.split("::") if module else []
+    if parts[0] == "crate":
+        return parts[1:]
+    if parts[0] in ("super", "self"):
+        base = here
+        while parts and parts[0] in ("super", "self"):
+            if parts[0] == "super":
+                base = base[:-1]
+            parts = parts[1:]
+        return base + parts
+    if parts[0] in children(module):
+        return here + parts
+    return None
+
+
+def resolve(parts, seen=0):
+    """The module a crate-absolute path lands in, through re-exports."""
+    for i in range(len(parts), -1, -1):
+        m = "::".join(parts[:i])
+        if m in modules:
+            rest = parts[i:]
+            if rest and rest[0] in reexports[m] and seen < 8:
+                target = absolute(m, reexports[m][rest[0]])
+                if target is not None:
+                    return resolve(target + rest[1:], seen + 1)
+            return m
     return None
 
 
 edges = {m: set() for m in modules}
-for module, path in modules.items():
-    with open(path, encoding="utf-8") as f:
-        code = re.sub(r"//[^\n]*", "", f.read())
-    test = code.find("#[cfg(test)]")
-    if test >= 0:
-        code = code[:test]
-    here = module.split("::") if module else []
-    for m in re.finditer(r"\b(crate|super)::([\w:]*)(\{[^;]*?\})?", code):
-        base = [] if m.group(1) == "crate" else here[:-1]
-        head = [p for p in m.group(2).split("::") if p]
-        tails = [""]
-        if m.group(3):
-            tails = [t.strip().split(" as ")[0].strip("{} ") for t in m.group(3)[1:-1].split(",")]
+for module, code in codes.items():
+    for m in re.finditer(r"(?<![\w:])((?:crate|super|self|[a-z_][a-z0-9_]*)(?:::[\w]+)*)(?:::\{([^;]*?)\})?", code):
+        head = m.group(1)
+        first = head.split("::")[0]
+        if "::" not in head and m.group(2) is None:
+            continue
+        if first not in ("crate", "super", "self") and first not in children(module):
+            continue
+        tails = use_items(m.group(2)) if m.group(2) is not None else [""]
         for tail in tails:
-            names = base + head + ([tail] if tail and tail != "self" else [])
-            target = resolve("::".join(names)) if names else ""
+            parts = absolute(module, join(head, tail))
+            if parts is None:
+                continue
+            target = resolve(parts)
             if target is not None and target != module:
                 edges[module].add(target)
 
@@ -83,7 +163,7 @@ for n in modules:
 for group in cycles:
     print("import cycle among: " + ", ".join(g or "<crate root>" for g in group))
     for a in group:
-        print(f"  {a or '<crate root>'} -> {', '.join(sorted(e for e in edges[a] if e in group))}")
+        print(f"  {a or '<crate root>'} -> {', '.join(sorted(e or '<crate root>' for e in edges[a] if e in group))}")
 if cycles:
     sys.exit(1)
 print(f"layers: {len(modules)} modules of {root}/, no import cycle")
