@@ -264,8 +264,11 @@ pub enum AuditCommand {
 }
 
 fn mode_arg(s: &str) -> Result<Mode, String> {
-    Mode::parse(s)
-        .ok_or_else(|| format!("`{s}` is not a mode: use observe, step_up, block or progressive"))
+    Mode::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = Mode::TABLE.iter().map(|(name, _)| *name).collect();
+        let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+        format!("`{s}` is not a mode: use {} or {last}", rest.join(", "))
+    })
 }
 
 /// `thoth scan`.

@@ -64,10 +64,17 @@ fn next_record(rx: &std::sync::mpsc::Receiver<Queued>, awake: &AtomicBool) -> Op
 fn wake_later(writer: &std::thread::Thread) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            let writer = writer.clone();
+            // Unparks when dropped: also when the runtime shuts down before the delay.
+            struct Wake(std::thread::Thread);
+            impl Drop for Wake {
+                fn drop(&mut self) {
+                    self.0.unpark();
+                }
+            }
+            let wake = Wake(writer.clone());
             runtime.spawn(async move {
                 tokio::time::sleep(WAKE_DELAY).await;
-                writer.unpark();
+                drop(wake);
             });
         }
         Err(_) => writer.unpark(),

@@ -173,7 +173,7 @@ impl Handle {
 #[derive(Debug, thiserror::Error)]
 pub enum GovApiError {
     #[error(transparent)]
-    Tls(#[from] crate::settings::SettingsError),
+    Tls(#[from] crate::net::TlsError),
     #[error("cannot build the GovAPI HTTP client: {0}")]
     Client(reqwest::Error),
     #[error("POST {path}: HTTP {status}")]
@@ -189,7 +189,7 @@ pub enum GovApiError {
 
 /// The GovAPI client: no redirects (a 3xx is a failure, the tokens never reach another
 /// origin); answers are judged by their status, their bodies never read.
-fn http_client(tls: &crate::net::TlsSettings) -> Result<reqwest::Client, GovApiError> {
+fn http_client(tls: &crate::settings::TlsSettings) -> Result<reqwest::Client, GovApiError> {
     let tls = tls.client_config()?;
     crate::net::client_builder(tls)
         .connect_timeout(Duration::from_secs(2))

@@ -36,13 +36,13 @@ mod wrap;
 // (the integration tests run the binary). Everything else is private to the crate.
 pub use domain::Mode;
 pub use enforce::local::LocalEngine;
-pub use net::TlsSettings;
 pub use proxy::decide::{Engine, Session, decide};
 pub use proxy::from_server::relay_bytes;
 #[cfg(unix)]
 pub use proxy::{run_bytes, run_pipes};
 pub use readers::{Reader, tool_calls};
 pub use settings::RunSettings;
+pub use settings::TlsSettings;
 pub use settings::profile::Profile;
 pub use wrap::clients::ALL as CLIENTS;
 pub use wrap::edit::{WrapSpec, check, survey, unwrap, wrap};

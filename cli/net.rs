@@ -21,11 +21,10 @@ use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, Error as TlsError, SignatureScheme};
+use rustls::{DigitallySignedStruct, Error as RustlsError, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-use crate::domain::Environment;
-use crate::settings::{EnvVars, SettingsError};
+use crate::settings::TlsSettings;
 
 /// Bytes of an enforce answer read at most (a MODIFY carries arguments).
 pub const ENFORCE_BODY_LIMIT: usize = 1024 * 1024;
@@ -167,94 +166,65 @@ pub fn bounded(text: &str, limit: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// The TLS settings that matter to a client.
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    pub verify: bool,
-    pub ca_bundle: Option<std::path::PathBuf>,
-    pub pins: Vec<[u8; 32]>,
-    /// How long a verified (host, leaf certificate) pair skips re-verification.
-    pub pin_cache: std::time::Duration,
-    /// The ARN the service is asked to attest (`THOTH_TLS_REQUIRE_AWS_BACKED_CERTS`).
-    pub aws_certificate_arn: Option<String>,
+/// Why the TLS client configuration could not be built (the file and the fix).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS setup failed: {0}")]
+    Setup(rustls::Error),
+    #[error("THOTH_TLS_CA_BUNDLE {}: {source}", path.display())]
+    ReadBundle {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("THOTH_TLS_CA_BUNDLE {}: not PEM certificates: {source}", path.display())]
+    NotPem {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("THOTH_TLS_CA_BUNDLE {}: {source}", path.display())]
+    BadRoot {
+        path: std::path::PathBuf,
+        source: rustls::Error,
+    },
+    #[error("THOTH_TLS_CA_BUNDLE {} holds no PEM certificate", path.display())]
+    NoCertificate { path: std::path::PathBuf },
+    #[error("TLS setup failed (no usable trust roots?): {0}")]
+    NoRoots(rustls::client::VerifierBuilderError),
 }
 
 impl TlsSettings {
-    pub fn from_env(
-        env: &EnvVars,
-        environment: Environment,
-        managed_verify: Option<bool>,
-    ) -> Result<Self, SettingsError> {
-        if managed_verify == Some(true) && env.tls_verify == Some(false) {
-            return Err(SettingsError::new(
-                "THOTH_TLS_VERIFY=false is refused: managed settings require certificate verification",
-            ));
-        }
-        let verify = managed_verify.or(env.tls_verify).unwrap_or(true);
-        if !verify {
-            if environment == Environment::Prod {
-                return Err(SettingsError::new(
-                    "THOTH_TLS_VERIFY=false is refused in prod: use THOTH_TLS_CA_BUNDLE for a private CA",
-                ));
-            }
-            tracing::warn!(
-                "THOTH_TLS_VERIFY=false: the enforcer's certificate is NOT verified; anyone on the network path can impersonate it"
-            );
-        }
-        let aws_certificate_arn = if env.tls_require_aws == Some(true) {
-            let arn = env.tls_acm_cert_arn.clone().or_else(|| env.tls_private_ca_arn.clone()).ok_or_else(|| {
-                SettingsError::new(
-                    "THOTH_TLS_REQUIRE_AWS_BACKED_CERTS=true needs THOTH_TLS_AWS_ACM_CERT_ARN or THOTH_TLS_AWS_PRIVATE_CA_ARN (thoth checks only its syntax; the service attests it)",
-                )
-            })?;
-            Some(arn)
-        } else {
-            None
-        };
-        Ok(Self {
-            verify,
-            ca_bundle: env.tls_ca_bundle.clone(),
-            pins: env.tls_pins.clone(),
-            pin_cache: env
-                .tls_pin_cache
-                .unwrap_or(std::time::Duration::from_secs(300)),
-            aws_certificate_arn,
-        })
-    }
-
     /// The rustls client configuration (ALPN h2 and http/1.1).
-    pub fn client_config(&self) -> Result<rustls::ClientConfig, SettingsError> {
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| SettingsError::new(format!("TLS setup failed: {e}")))?;
+            .map_err(TlsError::Setup)?;
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for cert in native.certs {
             let _ = roots.add(cert);
         }
         if let Some(bundle) = &self.ca_bundle {
-            let pem = std::fs::read(bundle).map_err(|e| {
-                SettingsError::new(format!("THOTH_TLS_CA_BUNDLE {}: {e}", bundle.display()))
+            let pem = std::fs::read(bundle).map_err(|source| TlsError::ReadBundle {
+                path: bundle.clone(),
+                source,
             })?;
             let mut added = 0;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| {
-                    SettingsError::new(format!(
-                        "THOTH_TLS_CA_BUNDLE {}: not PEM certificates: {e}",
-                        bundle.display()
-                    ))
+                let cert = cert.map_err(|source| TlsError::NotPem {
+                    path: bundle.clone(),
+                    source,
                 })?;
-                roots.add(cert).map_err(|e| {
-                    SettingsError::new(format!("THOTH_TLS_CA_BUNDLE {}: {e}", bundle.display()))
+                roots.add(cert).map_err(|source| TlsError::BadRoot {
+                    path: bundle.clone(),
+                    source,
                 })?;
                 added += 1;
             }
             if added == 0 {
-                return Err(SettingsError::new(format!(
-                    "THOTH_TLS_CA_BUNDLE {} holds no PEM certificate",
-                    bundle.display()
-                )));
+                return Err(TlsError::NoCertificate {
+                    path: bundle.clone(),
+                });
             }
         }
         let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -262,9 +232,7 @@ impl TlsSettings {
             provider.clone(),
         )
         .build()
-        .map_err(|e| {
-            SettingsError::new(format!("TLS setup failed (no usable trust roots?): {e}"))
-        })?;
+        .map_err(TlsError::NoRoots)?;
         let verifier: Arc<dyn ServerCertVerifier> = Arc::new(Verifier {
             inner: webpki,
             verify: self.verify,
@@ -341,7 +309,7 @@ impl ServerCertVerifier for Verifier {
         server_name: &ServerName<'_>,
         ocsp: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
+    ) -> Result<ServerCertVerified, RustlsError> {
         let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
         let host = server_name.to_str();
         let pinned = self.pins.contains(&seen);
@@ -358,7 +326,7 @@ impl ServerCertVerifier for Verifier {
                     expected.join(", sha256:"),
                     hex::encode(seen)
                 );
-                return Err(TlsError::General(
+                return Err(RustlsError::General(
                     "certificate does not match THOTH_TLS_PINNED_CERT_SHA256".into(),
                 ));
             }
@@ -372,7 +340,7 @@ impl ServerCertVerifier for Verifier {
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
+    ) -> Result<HandshakeSignatureValid, RustlsError> {
         self.inner.verify_tls12_signature(message, cert, dss)
     }
 
@@ -381,28 +349,13 @@ impl ServerCertVerifier for Verifier {
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
+    ) -> Result<HandshakeSignatureValid, RustlsError> {
         self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.schemes.clone()
     }
-}
-
-/// True for a URL whose host is a loopback address (a sidecar enforcer).
-pub fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split("://").nth(1).unwrap_or_default();
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -563,20 +516,5 @@ mod tests {
         let expired = PinCache::new(std::time::Duration::ZERO);
         expired.remember("h", [1; 32]);
         assert!(!expired.fresh("h", &[1; 32]));
-    }
-
-    #[test]
-    fn loopback_urls() {
-        for (url, want) in [
-            ("http://127.0.0.1:8080/x", true),
-            ("http://127.9.9.9", true),
-            ("http://localhost:1", true),
-            ("http://[::1]:9/", true),
-            ("http://10.0.0.1", false),
-            ("http://enforce.acme.aten.security", false),
-            ("http://127.0.0.1.evil.com", false),
-        ] {
-            assert_eq!(is_loopback_url(url), want, "{url}");
-        }
     }
 }

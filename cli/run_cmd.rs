@@ -76,6 +76,8 @@ pub enum EngineError {
     Policy(#[from] crate::enforce::local::PolicyError),
     #[error(transparent)]
     Client(#[from] crate::enforce::remote::ClientError),
+    #[error(transparent)]
+    Tls(#[from] crate::net::TlsError),
     #[error("no API key for the Thoth enforcer")]
     NoApiKey,
 }

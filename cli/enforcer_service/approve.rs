@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::approver_key;
 use crate::args::ResolveArgs;
 use crate::domain::Environment;
 use crate::net::Failure;
-use crate::settings::{EnvVars, SettingsError};
+use crate::settings::profile::{Profile, create_if_missing, read_api_key};
+use crate::settings::{EnvVars, Secret, SettingsError};
 
 /// Deadline of one approve/deny request, body included.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,6 +21,8 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 enum ApproveError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Tls(#[from] crate::net::TlsError),
     #[error("no enforcer: pass --enforcer-url or set THOTH_ENFORCER_URL")]
     NoEnforcer,
     #[error("{0}")]
@@ -71,7 +73,7 @@ fn send(args: &ResolveArgs, allow: bool) -> Result<Value, ApproveError> {
         .or_else(|| env.enforcer_url.clone())
         .ok_or(ApproveError::NoEnforcer)?;
     let key = approver_key(&env)?;
-    let tls = crate::net::TlsSettings::from_env(
+    let tls = crate::settings::TlsSettings::from_env(
         &env,
         env.environment.unwrap_or(Environment::Prod),
         None,
@@ -119,4 +121,22 @@ fn send(args: &ResolveArgs, allow: bool) -> Result<Value, ApproveError> {
             })
         }
     })
+}
+
+/// The approver key: `THOTH_APPROVER_KEY`, else `~/.thoth/approver_key` (created).
+pub(super) fn approver_key(env: &EnvVars) -> Result<Secret, SettingsError> {
+    if let Some(key) = &env.approver_key {
+        return Ok(key.clone());
+    }
+    let profile = Profile::locate()?;
+    profile.bootstrap()?;
+    let path = profile.dir.join("approver_key");
+    let fresh = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    create_if_missing(&path, fresh.as_bytes(), 0o600)
+        .map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?;
+    read_api_key(&path)?.ok_or_else(|| SettingsError::new(format!("{} is empty", path.display())))
 }

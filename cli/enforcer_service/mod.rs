@@ -15,6 +15,7 @@ mod approve;
 pub mod limits;
 
 pub use approve::approve_or_deny;
+use approve::approver_key;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -35,7 +36,7 @@ use crate::domain::{Environment, Mode};
 use crate::enforce::local::LocalEngine;
 use crate::enforce::modes::{apply_mode, too_large};
 use crate::enforce::{DecisionInput, SessionHistory, Verdict};
-use crate::settings::profile::{Profile, create_if_missing, read_api_key};
+use crate::settings::profile::read_api_key;
 use crate::settings::{EnvVars, Secret, SettingsError};
 
 /// Holds kept at most; the oldest expired ones go first.
@@ -267,24 +268,6 @@ async fn shutdown() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-/// The approver key: `THOTH_APPROVER_KEY`, else `~/.thoth/approver_key` (created).
-pub fn approver_key(env: &EnvVars) -> Result<Secret, SettingsError> {
-    if let Some(key) = &env.approver_key {
-        return Ok(key.clone());
-    }
-    let profile = Profile::locate()?;
-    profile.bootstrap()?;
-    let path = profile.dir.join("approver_key");
-    let fresh = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    create_if_missing(&path, fresh.as_bytes(), 0o600)
-        .map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?;
-    read_api_key(&path)?.ok_or_else(|| SettingsError::new(format!("{} is empty", path.display())))
 }
 
 /// Warns when the user running the service also looks like one that runs MCP clients

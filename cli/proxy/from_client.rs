@@ -4,10 +4,13 @@
 //! Frames other than `tools/call` are forwarded byte for byte (terminated by `\n`).
 //! Invalid frames are answered (-32700 / -32600 / -32602) and never forwarded. A
 //! tools/call notification is dropped (no response could carry a denial). A tools/call
-//! request waits for its decision in its own task, so a slow decision never stalls
+//! request is decided before anything of it reaches the server: at once with the local
+//! engine (an allowed call then leaves from the read buffer like any frame, in order),
+//! or in a task of its own with the remote enforcer, so a slow decision never stalls
 //! other traffic; `notifications/cancelled` for a call still pending resolves it
 //! without forwarding anything. A batch is decided element by element: allowed
-//! elements go to the server as one batch, the errors come back as one array.
+//! elements go to the server as one batch, the errors come back as one array. What a
+//! decision means for the call is `super::decide::action`'s one rule in every case.
 //!
 //! Every forwarded frame is written as its canonical line (`thoth_core::canon`): raw
 //! CRs become spaces and raw U+2028, U+2029, U+0085 become `\u` escapes, so a server
@@ -508,8 +511,10 @@ async fn tools_call(
         let tool = tc.name.as_str();
         ctx.emit("TOOL_CALL_PRE", tool, None);
         let decided = decide_locally(ctx, local, tool, args.as_ref(), args_len);
+        // The canonical line only for a call that goes out (its rewrites are counted).
+        let goes_out = matches!(decided.decision.verdict, Verdict::Allow | Verdict::Modify);
         let call = CallFrame {
-            frame: if rewrite {
+            frame: if rewrite && goes_out {
                 Cow::Owned(canonical(ctx, frame))
             } else {
                 Cow::Borrowed(frame)
@@ -682,6 +687,11 @@ async fn decide_and_record(
             }
         }
     };
+    conclude(ctx, tool, decision, started)
+}
+
+/// Observe mode applied to a decision made since `started`, and its audit record.
+fn conclude(ctx: &Ctx, tool: &str, decision: Decision, started: Instant) -> Decided {
     let decided = observe(ctx.settings.mode, decision);
     record(ctx, tool, &decided, started);
     decided
@@ -700,9 +710,7 @@ fn decide_locally(
         let mut session = ctx.session.borrow_mut();
         decide(local, &ctx.settings, &mut session, tool, args, args_len)
     };
-    let decided = observe(ctx.settings.mode, decision);
-    record(ctx, tool, &decided, started);
-    decided
+    conclude(ctx, tool, decision, started)
 }
 
 /// The tool a hold was for (for the audit record of its resolution).

@@ -6,49 +6,14 @@
 //! A managed setting also refuses any flag or variable that would weaken it.
 
 pub mod env;
+mod error;
 pub mod managed;
 pub mod profile;
 pub mod run;
-
-use std::fmt;
+pub mod tls;
 
 pub use env::EnvVars;
+pub use error::{Secret, SettingsError};
 pub use managed::Managed;
 pub use run::{EngineChoice, GovApiSettings, RunSettings};
-
-/// A startup error: one line naming the setting and the fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsError(String);
-
-impl SettingsError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
-
-impl fmt::Display for SettingsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for SettingsError {}
-
-/// A secret value: `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use tls::TlsSettings;

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::profile::{Profile, read_api_key};
+use super::tls::{TlsSettings, is_loopback_url};
 use super::{EnvVars, Managed, Secret, SettingsError};
 use crate::args::{DEFAULT_MAX_FRAME_BYTES, RunFlags};
 use crate::domain::{DenyStyle, Environment, FailureDecision, Mode};
-use crate::net::{TlsSettings, is_loopback_url};
 
 /// Default deadline of one enforce call, body included (`THOTH_ENFORCER_TIMEOUT_MS`).
 pub const DEFAULT_ENFORCER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,7 +21,7 @@ pub struct GovApiSettings {
     pub heartbeat_interval: Duration,
     pub enrollment: String,
     /// Verification and CA bundle as for the enforcer; no pins (another host).
-    pub tls: crate::net::TlsSettings,
+    pub tls: crate::settings::TlsSettings,
 }
 
 /// Which decision point is used, and why (the first stderr line says it).
