@@ -287,14 +287,23 @@ impl<'a> Lexer<'a> {
         let mut i = from;
         let mut escaped = false;
         loop {
-            // Sixteen bytes at a time: one vector compare flags every special byte of
-            // the chunk, and they are handled in order from that one mask (escape-dense
-            // text, such as source code, has several per chunk).
-            if let Some(chunk) = bytes
+            // Sixteen bytes at a time: ordinary chunks are skipped in a tight loop; in
+            // the first chunk that is not, one vector compare has flagged every special
+            // byte, and they are handled in order from that one mask (escape-dense text,
+            // such as source code, has several per chunk).
+            let mut found = None;
+            while let Some(chunk) = bytes
                 .get(i..i + 16)
                 .and_then(|c| <[u8; 16]>::try_from(c).ok())
             {
-                let (mut lanes, quotes) = special_lanes16(chunk);
+                let (lanes, quotes) = special_lanes16(chunk);
+                if lanes != 0 {
+                    found = Some((chunk, lanes, quotes));
+                    break;
+                }
+                i += 16;
+            }
+            if let Some((chunk, mut lanes, quotes)) = found {
                 let base = i;
                 i += 16;
                 while lanes != 0 {
