@@ -56,7 +56,8 @@ const fn special_lanes(w: u64) -> u64 {
 
 /// The same test on 16 bytes at once with a vector (SSE2 on x86-64, chosen at compile
 /// time; `wide` falls back to scalar code elsewhere): bit n of the first mask is set
-/// when byte n is special, bit n of the second when it is a quote.
+/// when byte n is special, bit n of the second when it is a quote. Every lane is exact,
+/// not only the lowest: the string loop walks all flagged lanes of a chunk.
 #[inline(always)]
 fn special_lanes16(chunk: [u8; 16]) -> (u32, u32) {
     use wide::u8x16;
@@ -613,6 +614,32 @@ mod tests {
                     assert_eq!(vector.trailing_zeros(), pos as u32);
                 }
             }
+        }
+    }
+
+    /// Every lane of both masks, with several special bytes in one chunk (the string
+    /// loop walks them all from one mask).
+    #[test]
+    fn every_lane_of_the_masks_is_exact() {
+        let alphabet = [
+            b'a', b'"', b'\\', 0x00, 0x1F, 0x20, 0x7F, 0x80, 0xC3, 0xFF, b'u',
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            let mut chunk = [0u8; 16];
+            for byte in chunk.iter_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *byte = alphabet[(seed % alphabet.len() as u64) as usize];
+            }
+            let (lanes, quotes) = special_lanes16(chunk);
+            for (n, &b) in chunk.iter().enumerate() {
+                let special = b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b);
+                assert_eq!(lanes >> n & 1 == 1, special, "{chunk:?} lane {n}");
+                assert_eq!(quotes >> n & 1 == 1, b == b'"', "{chunk:?} lane {n}");
+            }
+            assert_eq!(lanes >> 16, 0);
         }
     }
 
