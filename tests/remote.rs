@@ -74,6 +74,49 @@ fn cancelling_a_pending_call_resolves_it_without_forwarding() {
     assert!(p.stderr().contains("cancelled call 41"), "{}", p.stderr());
 }
 
+/// Observe mode forwards a call at once, before the enforcer answers, as its canonical
+/// line: written once, so each raw CR is counted once in the session's audit log.
+#[test]
+fn observe_mode_forwards_the_canonical_line_once() {
+    let s = Scratch::new("observe-canonical");
+    let enforcer =
+        TestServer::start(|_| Canned::json(200, json!({ "decision": "BLOCK", "reason": "no" })));
+    let mut cmd = s.thoth();
+    cmd.args(["run", "--agent-id", "fixture", "--tenant-id", "acme"])
+        .args(["--enforcement-mode", "observe", "--"])
+        .arg(fixture())
+        .env("THOTH_ENFORCER_URL", &enforcer.url)
+        .env("THOTH_API_KEY", KEY)
+        .env("THOTH_ENV", "dev")
+        .env("FIXTURE_LOG", s.path("received.log"));
+    let mut p = Proxy::start(cmd);
+    // Two raw CRs where JSON allows whitespace.
+    let frame = call(1, "read_file", json!({ "path": "a" })).replacen(',', ",\r", 2);
+    p.send(&frame);
+    assert_eq!(
+        p.recv_json()["result"]["isError"],
+        false,
+        "observe mode forwards"
+    );
+    p.close_stdin();
+    assert!(p.wait(Duration::from_secs(10)).success(), "{}", p.stderr());
+    let received = s.read("received.log");
+    assert_eq!(received.lines().count(), 1, "{received:?}");
+    assert!(!received.contains('\r'), "{received:?}");
+    let mut audit = String::new();
+    for day in std::fs::read_dir(s.path(".thoth/audit")).unwrap() {
+        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            audit.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+        }
+    }
+    let event: Value = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "relay_changes")
+        .unwrap_or_else(|| panic!("no relay_changes event: {audit}"));
+    assert_eq!(event["client_carriage_returns"], 2, "{event}");
+}
+
 #[test]
 fn decisions_come_from_the_enforcer_service() {
     let s = Scratch::new("remote-serve");

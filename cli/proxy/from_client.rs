@@ -549,6 +549,13 @@ async fn tools_call(
     } else {
         frame
     };
+    // Observe mode: this canonical line goes out now (once: its rewrites are counted
+    // once), and the task only decides for the record.
+    let (frame, now) = if forwarded_at_once {
+        (Vec::new(), Some(frame))
+    } else {
+        (frame, None)
+    };
     ctx.emit("TOOL_CALL_PRE", tc.name.as_str(), None);
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
@@ -610,10 +617,10 @@ async fn tools_call(
         tokio::task::yield_now().await;
     }
     ctx.out.server_backpressure().await;
-    if forwarded_at_once {
-        AfterCall::ForwardFrame
-    } else {
-        AfterCall::Done
+    match now {
+        Some(line) if rewrite => AfterCall::Send(line),
+        Some(_) => AfterCall::ForwardFrame,
+        None => AfterCall::Done,
     }
 }
 
