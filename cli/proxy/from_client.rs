@@ -522,7 +522,7 @@ async fn tools_call(
             raw_id: &raw_id,
             tool,
         };
-        return match settle(ctx, &decided, call) {
+        return match settle(ctx, &decided, call, key) {
             Action::Forward(Cow::Borrowed(_)) => AfterCall::ForwardFrame,
             Action::Forward(Cow::Owned(bytes)) => AfterCall::Send(bytes),
             Action::Answer(bytes) => {
@@ -590,7 +590,7 @@ async fn tools_call(
                 raw_id: &raw_id,
                 tool,
             };
-            match settle(&ctx, &decided, call) {
+            match settle(&ctx, &decided, call, task_key.clone()) {
                 Action::Forward(bytes) => {
                     let mut bytes = bytes.into_owned();
                     bytes.push(b'\n');
@@ -758,8 +758,9 @@ fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
 }
 
 /// The action for a decided call ([`action`]), with what follows from it: a forwarded
-/// request is remembered until the server answers it, and telemetry hears of both.
-fn settle<'f>(ctx: &Ctx, decided: &Decided, call: CallFrame<'f, '_>) -> Action<'f> {
+/// request is remembered (by `key`, its [`id_key`]) until the server answers it, and
+/// telemetry hears of both.
+fn settle<'f>(ctx: &Ctx, decided: &Decided, call: CallFrame<'f, '_>, key: String) -> Action<'f> {
     let (raw_id, tool) = (call.raw_id, call.tool);
     let action = {
         let session = ctx.session.borrow();
@@ -772,7 +773,7 @@ fn settle<'f>(ctx: &Ctx, decided: &Decided, call: CallFrame<'f, '_>) -> Action<'
     };
     match &action {
         Action::Forward(_) => {
-            ctx.calls.borrow_mut().forwarded(id_key(raw_id), raw_id);
+            ctx.calls.borrow_mut().forwarded(key, raw_id);
             ctx.emit("TOOL_CALL_POST", tool, Some(&decided.decision));
         }
         Action::Answer(_) => ctx.emit("TOOL_CALL_BLOCK", tool, Some(&decided.decision)),
@@ -801,7 +802,7 @@ async fn decide_element<'e>(
         raw_id,
         tool,
     };
-    settle(ctx, &decided, call)
+    settle(ctx, &decided, call, id_key(raw_id))
 }
 
 /// What happens to one batch element.
