@@ -115,3 +115,16 @@ pub fn all() -> Vec<(&'static str, Vec<u8>)> {
         ("tools_call_1mib", mib_call()),
     ]
 }
+
+/// What thoth does with a frame: `scan`, then `tool_call` on a tools/call request (the
+/// full strict validation); the result only keeps the work from being optimised away.
+pub fn thoth_scan(frame: &[u8]) -> usize {
+    match thoth_core::scan(frame) {
+        Ok(thoth_core::Message::Request(call)) => match thoth_core::tool_call(&call) {
+            Ok(tc) => tc.name.len() + tc.arguments.map_or(0, |s| s.len()),
+            Err(_) => 1,
+        },
+        Ok(_) => 2,
+        Err(_) => 0,
+    }
+}

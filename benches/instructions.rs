@@ -51,17 +51,6 @@ fn cases() -> Vec<(String, u64)> {
     cases
 }
 
-fn scan_once(frame: &[u8]) -> usize {
-    match thoth_core::scan(frame) {
-        Ok(thoth_core::Message::Request(call)) => match thoth_core::tool_call(&call) {
-            Ok(tc) => tc.name.len() + tc.arguments.map_or(0, |s| s.len()),
-            Err(_) => 1,
-        },
-        Ok(_) => 2,
-        Err(_) => 0,
-    }
-}
-
 /// `iters` small tools/call frames through the real pumps, each read back.
 fn round_trips(iters: u64) {
     let policy =
@@ -110,7 +99,7 @@ fn run_case(name: &str, iters: u64) {
         .expect("a known frame class");
     let mut sum = 0usize;
     for _ in 0..iters {
-        sum = sum.wrapping_add(scan_once(std::hint::black_box(&frame)));
+        sum = sum.wrapping_add(frames::thoth_scan(std::hint::black_box(&frame)));
     }
     std::hint::black_box(sum);
 }

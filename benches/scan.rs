@@ -27,17 +27,6 @@ struct Envelope<'a> {
     result: Option<&'a RawValue>,
 }
 
-fn thoth(frame: &[u8]) -> usize {
-    match thoth_core::scan(frame) {
-        Ok(thoth_core::Message::Request(call)) => match thoth_core::tool_call(&call) {
-            Ok(tc) => tc.name.len() + tc.arguments.map_or(0, |s| s.len()),
-            Err(_) => 1,
-        },
-        Ok(_) => 2,
-        Err(_) => 0,
-    }
-}
-
 fn serde_envelope(frame: &[u8]) -> usize {
     let env: Envelope<'_> = serde_json::from_slice(frame).expect("envelope");
     let inner = env.params.or(env.result).expect("params or result");
@@ -50,13 +39,15 @@ fn serde_envelope(frame: &[u8]) -> usize {
 
 fn bench(c: &mut Criterion) {
     for (name, frame) in frames::all() {
-        assert!(thoth(&frame) > 0, "{name} must scan");
+        assert!(frames::thoth_scan(&frame) > 0, "{name} must scan");
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Bytes(frame.len() as u64));
         if frame.len() > 100_000 {
             group.sample_size(30);
         }
-        group.bench_function("thoth_core", |b| b.iter(|| thoth(black_box(&frame))));
+        group.bench_function("thoth_core", |b| {
+            b.iter(|| frames::thoth_scan(black_box(&frame)))
+        });
         group.bench_function("serde_json_value", |b| {
             b.iter(|| {
                 serde_json::from_slice::<serde_json::Value>(black_box(&frame)).expect("serde")
