@@ -48,8 +48,10 @@ pub enum Command {
     Register(RegisterArgs),
 }
 
-/// `thoth wrap-config`.
+/// `thoth wrap-config`. `--agent-id` is hidden: each server's name in the file is its
+/// agent id (the flag is still parsed, so giving it gets a precise refusal).
 #[derive(Debug, Args)]
+#[command(mut_arg("agent_id", |a| a.hide(true)))]
 pub struct WrapConfigArgs {
     #[command(flatten)]
     pub flags: RunFlags,
@@ -76,6 +78,10 @@ pub struct WrapConfigArgs {
     /// Print the per-file report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Write the config even when --policy is missing or does not parse (every wrapped
+    /// server would then refuse to start until it is fixed).
+    #[arg(long)]
+    pub force: bool,
     /// The client config file.
     pub config: Option<PathBuf>,
 }
@@ -152,8 +158,9 @@ pub struct RunFlags {
     pub max_frame_bytes: Option<usize>,
 }
 
-/// `thoth run`.
+/// `thoth run`: the agent id is required (doctor defaults it from the command).
 #[derive(Debug, Args)]
+#[command(mut_arg("agent_id", |a| a.required(true)))]
 pub struct RunArgs {
     #[command(flatten)]
     pub flags: RunFlags,
@@ -243,6 +250,9 @@ pub struct ResolveArgs {
     /// The enforcer (default THOTH_ENFORCER_URL).
     #[arg(long)]
     pub enforcer_url: Option<String>,
+    /// Print the enforcer's answer (the hold as polls see it) as JSON instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `thoth audit`.
@@ -282,6 +292,24 @@ pub struct ScanArgs {
     /// Longest frame accepted, in bytes (larger ones are reported as frame_too_large).
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME_BYTES, value_parser = parse_frame_bytes)]
     pub max_frame_bytes: usize,
+}
+
+/// A line to add under clap's usage error, for the mistakes people make most: a server
+/// command given to `run` or `doctor` without `--` before it.
+pub fn usage_hint(argv: &[OsString], error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let command = argv.get(1)?.to_str()?;
+    if error.kind() != ErrorKind::UnknownArgument || !matches!(command, "run" | "doctor") {
+        return None;
+    }
+    let Some(ContextValue::String(unexpected)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    (!unexpected.starts_with('-')).then(|| {
+        format!(
+            "hint: put `--` before the server command: thoth {command} [flags] -- {unexpected} …"
+        )
+    })
 }
 
 /// A frame bound between 1 KiB and 1 GiB.

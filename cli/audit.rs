@@ -14,7 +14,9 @@
 //! wait for the disk. A record that does not fit in the queue is dropped and counted;
 //! the count is written into the next record (`dropped_before`) and reported on stderr.
 //! `verify` detects edited, inserted, removed or reordered lines; it cannot detect a
-//! truncated tail (nothing after the last line vouches for it).
+//! truncated tail (nothing after the last line vouches for it). The chain is anchored
+//! on the session id inside the records, never on the file's name, so a log copied
+//! under another name verifies the same.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -407,37 +409,66 @@ impl<W: Write> ChainWriter<W> {
     }
 }
 
+/// Why one file does not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The chain is broken: a line was edited, removed, inserted or reordered.
+    Chain,
+    /// The file could not be read (a verdict on the disk, not on the log).
+    Unreadable,
+}
+
 /// The first problem found in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
     pub path: PathBuf,
     pub line: usize,
     pub why: String,
+    pub fault: Fault,
 }
 
 impl std::fmt::Display for Broken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.path.display(), self.line, self.why)
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.why)
+        } else {
+            write!(f, "{}:{}: {}", self.path.display(), self.line, self.why)
+        }
     }
 }
 
 /// Verifies one audit file; returns the number of records.
+///
+/// The chain starts from the session id the first record names, not from the file's
+/// name: a copy under another name verifies the same, and an edit is reported on the
+/// line it touched. (Earlier releases wrote the same session id in both places, so
+/// their logs verify unchanged.) Every record must name that same session.
 pub fn verify_file(path: &Path) -> Result<usize, Broken> {
     let broken = |line: usize, why: String| Broken {
         path: path.to_path_buf(),
         line,
         why,
+        fault: Fault::Chain,
     };
-    let file = std::fs::File::open(path).map_err(|e| broken(0, e.to_string()))?;
-    let session = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut prev = hex::encode(Sha256::digest(session.as_bytes()));
+    let unreadable = |line: usize, e: std::io::Error| Broken {
+        path: path.to_path_buf(),
+        line,
+        why: e.to_string(),
+        fault: Fault::Unreadable,
+    };
+    let file = std::fs::File::open(path).map_err(|e| unreadable(0, e))?;
+    let mut session: Option<String> = None;
+    let mut prev = String::new();
     let mut count = 0;
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let n = i + 1;
-        let line = line.map_err(|e| broken(n, e.to_string()))?;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(broken(n, "not UTF-8: the line was edited".into()));
+            }
+            Err(e) => return Err(unreadable(n, e)),
+        };
         let Some(cut) = line.rfind(",\"hash\":\"") else {
             return Err(broken(n, "no hash".into()));
         };
@@ -454,10 +485,22 @@ pub fn verify_file(path: &Path) -> Result<usize, Broken> {
         }
         let record: Value =
             serde_json::from_str(&signed).map_err(|e| broken(n, format!("not JSON: {e}")))?;
+        let Some(named) = record["session"].as_str() else {
+            return Err(broken(n, "no session member".into()));
+        };
+        let session = session.get_or_insert_with(|| {
+            prev = hex::encode(Sha256::digest(named.as_bytes()));
+            named.to_string()
+        });
         if record["prev_hash"] != Value::String(prev.clone()) {
-            return Err(broken(n, "prev_hash does not match the previous line: lines were removed, inserted or reordered".into()));
+            let why = if n == 1 {
+                "prev_hash is not the session's first: lines were removed from the start"
+            } else {
+                "prev_hash does not match the previous line: lines were removed, inserted or reordered"
+            };
+            return Err(broken(n, why.into()));
         }
-        if record["session"] != Value::String(session.clone()) {
+        if named != session.as_str() {
             return Err(broken(n, "record belongs to another session".into()));
         }
         prev = hash.to_string();
@@ -466,23 +509,52 @@ pub fn verify_file(path: &Path) -> Result<usize, Broken> {
     Ok(count)
 }
 
-/// Verifies a file or every `.jsonl` file under a directory: (files, records).
-pub fn verify_path(path: &Path) -> Result<(usize, usize), Broken> {
-    if path.is_file() {
-        return verify_file(path).map(|n| (1, n));
+/// Why there is nothing to give a verdict on.
+#[derive(Debug, thiserror::Error)]
+pub enum NothingToVerify {
+    #[error("{}: no such file or directory", .0.display())]
+    Missing(PathBuf),
+    #[error("{}: nothing to verify (no .jsonl audit file under it)", .0.display())]
+    Empty(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One file's verdict: its record count, or the first problem in it.
+pub type Verdict = (PathBuf, Result<usize, Broken>);
+
+/// Verifies a file or every `.jsonl` file under a directory, each on its own (in
+/// path order).
+pub fn verify_path(path: &Path) -> Result<Vec<Verdict>, NothingToVerify> {
+    let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => NothingToVerify::Missing(path.to_path_buf()),
+        _ => NothingToVerify::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    if !meta.is_dir() {
+        return Ok(vec![(path.to_path_buf(), verify_file(path))]);
     }
     let mut files = Vec::new();
-    collect_jsonl(path, &mut files).map_err(|e| Broken {
+    collect_jsonl(path, &mut files).map_err(|source| NothingToVerify::Unreadable {
         path: path.to_path_buf(),
-        line: 0,
-        why: e.to_string(),
+        source,
     })?;
-    files.sort();
-    let mut records = 0;
-    for f in &files {
-        records += verify_file(f)?;
+    if files.is_empty() {
+        return Err(NothingToVerify::Empty(path.to_path_buf()));
     }
-    Ok((files.len(), records))
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|f| {
+            let verdict = verify_file(&f);
+            (f, verdict)
+        })
+        .collect())
 }
 
 fn collect_jsonl(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -570,6 +642,20 @@ mod tests {
         let err = verify_file(&path).unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.why.contains("prev_hash"));
+        // Under another name, an edit is still found on the line it touched.
+        std::fs::write(&path, text.replacen("\"write\"", "\"wrote\"", 1)).unwrap();
+        let renamed = dir.join("copy-for-review.jsonl");
+        std::fs::rename(&path, &renamed).unwrap();
+        let err = verify_file(&renamed).unwrap_err();
+        assert_eq!((err.line, err.fault), (2, Fault::Chain), "{err}");
+        assert!(err.why.starts_with("hash mismatch"), "{err}");
+        std::fs::write(&renamed, &text).unwrap();
+        assert_eq!(verify_file(&renamed), Ok(3));
+        // Without its first line, the chain does not start where a session starts.
+        std::fs::write(&renamed, format!("{}\n{}\n", lines[1], lines[2])).unwrap();
+        let err = verify_file(&renamed).unwrap_err();
+        assert_eq!(err.line, 1, "{err}");
+        assert!(err.why.contains("removed from the start"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

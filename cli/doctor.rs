@@ -29,7 +29,9 @@ use crate::settings::RunSettings;
 enum Unanswered {
     #[error("the server closed its input: {0}")]
     InputClosed(std::io::Error),
-    #[error("no answer to {method} within {seconds}s")]
+    #[error(
+        "no answer to {method} within {seconds}s (a server that builds or downloads itself on its first start may need a longer --timeout)"
+    )]
     Timeout { method: String, seconds: u64 },
     #[error("the server exited before answering {0}")]
     Exited(String),
@@ -37,6 +39,8 @@ enum Unanswered {
     Failed { method: String, error: String },
 }
 
+/// How long doctor waits for the rest of an ended server's stderr.
+const STDERR_DRAIN: Duration = Duration::from_millis(500);
 /// Lines of the server's stderr shown on failure.
 const STDERR_TAIL: usize = 20;
 
@@ -56,7 +60,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
     };
     let engine = match load_engine(&settings) {
         Ok(e) => e,
-        Err(e) => return config_error(&e),
+        Err(e) => return crate::exit::config_report(&e.report()),
     };
     let resolved = match child::resolve_command(program) {
         Ok(r) => r,
@@ -82,6 +86,9 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         &args.flags,
         &args.command,
         Duration::from_secs(args.timeout),
+        crate::settings::EnvVars::from_process()
+            .ok()
+            .and_then(|env| env.test_progress),
     );
     let (server_info, tools) = match exchange {
         Ok(found) => found,
@@ -89,11 +96,20 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             if args.json {
                 println!(
                     "{}",
-                    json!({ "ok": false, "resolution": resolution, "error": failure.why, "stderr_tail": failure.stderr_tail })
+                    json!({ "ok": false, "resolution": resolution, "error": failure.why, "exit_status": failure.exit_status, "thoth_stderr": failure.thoth_lines, "stderr_tail": failure.stderr_tail })
                 );
             } else {
                 print_resolution(&resolution);
                 println!("\nFAILED: {}", failure.why);
+                if let Some(status) = &failure.exit_status {
+                    println!("server {status}");
+                }
+                if !failure.thoth_lines.is_empty() {
+                    println!("thoth run said:");
+                    for line in &failure.thoth_lines {
+                        println!("  {}", crate::logging::escaped(line));
+                    }
+                }
                 println!("server stderr (last {STDERR_TAIL} lines):");
                 for line in &failure.stderr_tail {
                     println!("  {}", crate::logging::escaped(line));
@@ -147,7 +163,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             crate::logging::escaped(server_info["name"].as_str().unwrap_or("?")),
             crate::logging::escaped(server_info["version"].as_str().unwrap_or(""))
         );
-        println!("\n{} tool(s):", rows.len());
+        println!("\n{}:", crate::wording::count(rows.len(), "tool"));
         let names: Vec<String> = rows
             .iter()
             .map(|(n, _)| crate::logging::escaped(n).to_string())
@@ -198,7 +214,87 @@ fn print_resolution(resolution: &Value) {
 
 struct DoctorFailure {
     why: String,
+    /// How the server ended, when it ended on its own (`exit status: 3`): `thoth run`
+    /// exits with the server's code.
+    exit_status: Option<String>,
+    /// `thoth run`'s own diagnostics, told apart from the server's by their level.
+    thoth_lines: Vec<String>,
     stderr_tail: Vec<String>,
+}
+
+/// Whether a stderr line is one of `thoth run`'s own (see `logging`: a level, padded
+/// to five, then a space), not the server's.
+fn is_thoth_line(line: &str) -> bool {
+    ["ERROR ", " WARN ", " INFO ", "DEBUG ", "TRACE "]
+        .iter()
+        .any(|level| line.starts_with(level))
+}
+
+/// Says doctor is still waiting: a spinner on a terminal, else a line every few
+/// seconds (a server that installs itself can take minutes to answer).
+struct Progress {
+    terminal: bool,
+    every: Duration,
+    started: Instant,
+    said: Duration,
+    frame: usize,
+    spinning: bool,
+}
+
+/// Seconds between "still waiting" lines off a terminal.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Spinner frames' interval on a terminal.
+const SPIN_EVERY: Duration = Duration::from_millis(120);
+
+impl Progress {
+    fn new(every: Option<Duration>) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            every: every.unwrap_or(PROGRESS_EVERY),
+            started: Instant::now(),
+            said: Duration::ZERO,
+            frame: 0,
+            spinning: false,
+        }
+    }
+
+    /// How long to wait for an answer before the next tick.
+    fn interval(&self) -> Duration {
+        if self.terminal {
+            SPIN_EVERY
+        } else {
+            self.every
+        }
+    }
+
+    fn tick(&mut self, method: &str) {
+        let waited = self.started.elapsed();
+        if self.terminal {
+            const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+            self.frame = (self.frame + 1) % FRAMES.len();
+            eprint!(
+                "\r{} waiting for the server to answer {method} ({} s)\x1b[K",
+                FRAMES[self.frame],
+                waited.as_secs()
+            );
+            self.spinning = true;
+        } else if waited >= self.said + self.every {
+            self.said = waited;
+            tracing::info!(
+                "waiting for the server to answer {method} ({} s)…",
+                waited.as_secs()
+            );
+        }
+    }
+
+    /// Clears the spinner line.
+    fn done(&mut self) {
+        if self.spinning {
+            eprint!("\r\x1b[K");
+            self.spinning = false;
+        }
+    }
 }
 
 /// Starts `thoth run` with the same flags, then initialize + tools/list.
@@ -207,17 +303,21 @@ fn talk_to_server(
     flags: &RunFlags,
     command: &[std::ffi::OsString],
     timeout: Duration,
+    progress_every: Option<Duration>,
 ) -> Result<(Value, Vec<String>), DoctorFailure> {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
-    let fail = |why: String, tail: &Arc<Mutex<VecDeque<String>>>| DoctorFailure {
+    let thoth_said = Arc::new(Mutex::new(Vec::new()));
+    let fail = |why: String, exit_status: Option<String>| DoctorFailure {
         why,
+        exit_status,
+        thoth_lines: thoth_said.lock().map(|t| t.clone()).unwrap_or_default(),
         stderr_tail: tail
             .lock()
             .map(|t| t.iter().cloned().collect())
             .unwrap_or_default(),
     };
     let exe = std::env::current_exe()
-        .map_err(|e| fail(format!("cannot find thoth itself: {e}"), &tail))?;
+        .map_err(|e| fail(format!("cannot find thoth itself: {e}"), None))?;
     let mut cmd = Command::new(exe);
     cmd.arg("run").args([
         "--agent-id",
@@ -243,6 +343,11 @@ fn talk_to_server(
         // Never on a command line.
         cmd.env("THOTH_API_KEY", key.expose());
     }
+    if std::env::var_os("THOTH_LOG").is_none() {
+        // doctor has said which engine and policy it uses: the run's own INFO lines
+        // would only repeat that.
+        cmd.env("THOTH_LOG", "warn");
+    }
     cmd.arg("--")
         .args(command)
         .stdin(Stdio::piped())
@@ -250,15 +355,24 @@ fn talk_to_server(
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .map_err(|e| fail(format!("cannot start thoth run: {e}"), &tail))?;
+        .map_err(|e| fail(format!("cannot start thoth run: {e}"), None))?;
     let stderr = child.stderr.take();
     let sink = tail.clone();
-    std::thread::spawn(move || {
+    let thoth_sink = thoth_said.clone();
+    let stderr_reader = std::thread::spawn(move || {
         for line in stderr
             .into_iter()
             .flat_map(|s| BufReader::new(s).lines())
             .map_while(Result::ok)
         {
+            if is_thoth_line(&line) {
+                if let Ok(mut t) = thoth_sink.lock()
+                    && t.len() < STDERR_TAIL
+                {
+                    t.push(line);
+                }
+                continue;
+            }
             if let Ok(mut t) = sink.lock() {
                 if t.len() == STDERR_TAIL {
                     t.pop_front();
@@ -282,6 +396,7 @@ fn talk_to_server(
     });
     let mut stdin = child.stdin.take();
     let deadline = Instant::now() + timeout;
+    let mut progress = Progress::new(progress_every);
     let mut request = |id: u32, method: &str, params: Value| -> Result<Value, Unanswered> {
         let frame = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         if let Some(input) = stdin.as_mut() {
@@ -291,13 +406,25 @@ fn talk_to_server(
         }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).map_err(|e| match e {
-                mpsc::RecvTimeoutError::Timeout => Unanswered::Timeout {
-                    method: method.to_string(),
-                    seconds: timeout.as_secs(),
-                },
-                mpsc::RecvTimeoutError::Disconnected => Unanswered::Exited(method.to_string()),
-            })?;
+            let line = match rx.recv_timeout(left.min(progress.interval())) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
+                    progress.tick(method);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    progress.done();
+                    return Err(Unanswered::Timeout {
+                        method: method.to_string(),
+                        seconds: timeout.as_secs(),
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    progress.done();
+                    return Err(Unanswered::Exited(method.to_string()));
+                }
+            };
+            progress.done();
             let Ok(reply) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
@@ -321,9 +448,26 @@ fn talk_to_server(
         let list = request(2, "tools/list", json!({}))?;
         Ok::<_, Unanswered>((init, list))
     })();
+    // A server that ended on its own has a status worth showing (thoth run exits with
+    // the server's code soon after the server ends); one doctor stops has none.
+    let ended_since = Instant::now();
+    let mut ended = None;
+    while result.is_err() && ended_since.elapsed() < STDERR_DRAIN {
+        if let Ok(Some(status)) = child.try_wait() {
+            ended = Some(status.to_string());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     drop(stdin);
     let _ = child.wait();
-    let (init, list) = result.map_err(|why| fail(why.to_string(), &tail))?;
+    // The last lines the server wrote before it ended are the ones that explain it; a
+    // grandchild that keeps the pipe open must not hold doctor, so the wait is bounded.
+    let reading_since = Instant::now();
+    while !stderr_reader.is_finished() && reading_since.elapsed() < STDERR_DRAIN {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (init, list) = result.map_err(|why| fail(why.to_string(), ended))?;
     let tools = list["tools"]
         .as_array()
         .map(|ts| {

@@ -11,6 +11,10 @@ use std::process::ExitCode;
 pub const FAILURE: u8 = 1;
 /// The command line could not be parsed (clap's usage errors).
 pub const USAGE: u8 = 2;
+/// Nothing to work on (EX_NOINPUT): no such input file, or nothing in it to check.
+pub const NO_INPUT: u8 = 66;
+/// Reading or writing failed (EX_IOERR).
+pub const IO_ERROR: u8 = 74;
 /// thoth itself failed at run time (EX_SOFTWARE): no runtime, lost pipes.
 pub const SOFTWARE: u8 = 70;
 /// A configuration error (EX_CONFIG): a setting, file or flag names the fix.
@@ -21,6 +25,14 @@ pub const NOT_FOUND: u8 = 127;
 /// One stderr line (escaped: it may quote a file or the environment) and the
 /// configuration exit code.
 pub fn config_error(e: &dyn std::fmt::Display) -> ExitCode {
-    tracing::error!("{}", crate::logging::escaped(&e.to_string()));
+    config_report(&[e.to_string()])
+}
+
+/// A configuration error of several lines (a policy error placed in its file), each an
+/// escaped stderr line of its own, and the configuration exit code.
+pub fn config_report(lines: &[String]) -> ExitCode {
+    for line in lines {
+        tracing::error!("{}", crate::logging::escaped(line));
+    }
     ExitCode::from(CONFIG)
 }

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use crate::args::HealthArgs;
 use crate::settings::{EngineChoice, RunSettings};
-use crate::status::Snapshot;
+use crate::status::{PolicyState, Snapshot};
 use crate::wrap::clients::{Os, Places};
 
 /// Version of the `--json` shape.
@@ -86,8 +86,17 @@ pub fn assess(s: &Snapshot, probe: &Probe) -> (Map<String, Value>, Checks) {
         None => ("unknown", String::new()),
     };
     match &s.policy {
-        Some(Ok(())) => checks.add("policy", Level::Pass, "the local Cedar policy loads"),
-        Some(Err(e)) => checks.add("policy", Level::Fail, e.clone()),
+        Some(PolicyState::Loads) => {
+            checks.add("policy", Level::Pass, "the local Cedar policy loads")
+        }
+        Some(PolicyState::NotYetCreated) => checks.add(
+            "policy",
+            Level::Pass,
+            "the starter policy (allows every tool) is written on the first thoth run",
+        ),
+        Some(PolicyState::Invalid { summary, .. }) => {
+            checks.add("policy", Level::Fail, summary.clone())
+        }
         None => {}
     }
     let reachable = match (mode, &probe.enforcer) {
@@ -114,7 +123,7 @@ pub fn assess(s: &Snapshot, probe: &Probe) -> (Map<String, Value>, Checks) {
         checks.add(
             "clients",
             Level::Pass,
-            format!("{} client file(s)", s.clients.len()),
+            crate::wording::count(s.clients.len(), "client file"),
         );
     }
     let broken: Vec<String> = s
@@ -140,8 +149,13 @@ pub fn assess(s: &Snapshot, probe: &Probe) -> (Map<String, Value>, Checks) {
             "servers",
             Level::Fail,
             format!(
-                "{} stdio server(s) run ungoverned: run thoth wrap-config --all",
-                servers.unwrapped
+                "{} {} ungoverned: run thoth wrap-config --all",
+                crate::wording::count(servers.unwrapped, "stdio server"),
+                if servers.unwrapped == 1 {
+                    "runs"
+                } else {
+                    "run"
+                }
             ),
         );
     } else {
@@ -223,7 +237,7 @@ pub fn assess(s: &Snapshot, probe: &Probe) -> (Map<String, Value>, Checks) {
     f.insert("ApiKeyConfigured".into(), json!(key_configured));
     f.insert(
         "PolicyValid".into(),
-        json!(s.policy.as_ref().is_none_or(|p| p.is_ok())),
+        json!(!matches!(s.policy, Some(PolicyState::Invalid { .. }))),
     );
     f.insert("GovApiConfigured".into(), json!(gov.is_some()));
     f.insert("Registered".into(), json!(registered));
@@ -319,11 +333,11 @@ pub fn run(args: &HealthArgs) -> ExitCode {
     };
     let users: Vec<_> = homes
         .iter()
-        .map(|(home, places)| {
+        .map(|(user, home, places)| {
             // Root reads another user's profile only through a thoth running as them.
             let (mut fields, checks) = match crate::as_owner::foreign_owner(&[home]) {
                 Some(owner) => as_user(&owner, home, args.probe),
-                None => assess_home(home, places, args.probe),
+                None => assess_home(user.clone(), home, places, args.probe),
             };
             fields.insert("Users".into(), json!(1));
             (fields, checks)
@@ -364,8 +378,13 @@ pub fn run(args: &HealthArgs) -> ExitCode {
     code
 }
 
-fn assess_home(home: &Path, places: &Places, with_probe: bool) -> (Map<String, Value>, Checks) {
-    let snapshot = Snapshot::gather(home, places);
+fn assess_home(
+    user: String,
+    home: &Path,
+    places: &Places,
+    with_probe: bool,
+) -> (Map<String, Value>, Checks) {
+    let snapshot = Snapshot::gather(user, home, places);
     let probe = if with_probe {
         probe(snapshot.settings.as_ref().ok())
     } else {
@@ -377,7 +396,9 @@ fn assess_home(home: &Path, places: &Places, with_probe: bool) -> (Map<String, V
 /// `--one-home`: one profile's fields and checks as one JSON line, for root.
 fn one_home(home: &Path, with_probe: bool) -> ExitCode {
     let places = Places::for_home(Os::current(), home.to_path_buf());
-    let (fields, checks) = assess_home(home, &places, with_probe);
+    // This runs as the home's owner.
+    let user = crate::as_owner::current_user_name().unwrap_or_default();
+    let (fields, checks) = assess_home(user, home, &places, with_probe);
     let checks: Vec<Value> = checks
         .0
         .iter()
@@ -401,14 +422,7 @@ fn as_user(
     let limit = crate::as_owner::timeout(env.as_ref());
     let failed = |why: String| {
         let mut fields = Map::new();
-        fields.insert(
-            "User".into(),
-            json!(
-                home.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ),
-        );
+        fields.insert("User".into(), json!(owner.name));
         let mut checks = Checks::default();
         checks.add("profile", Level::Fail, why);
         (fields, checks)
@@ -484,8 +498,10 @@ enum HomesError {
     NoHome,
 }
 
-/// The homes to report on.
-fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, HomesError> {
+/// The homes to report on, each with its user's name: the one `--user` gives, the
+/// folder's name under the homes root for `--all-users` (a foreign owner's own name
+/// replaces it), or the account thoth runs as.
+fn homes(args: &HealthArgs) -> Result<Vec<(String, PathBuf, Places)>, HomesError> {
     let os = Os::current();
     // A malformed environment is reported by each user's settings check; here it only
     // means no test override.
@@ -505,7 +521,11 @@ fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, HomesError> {
                 home,
             });
         }
-        return Ok(vec![(home.clone(), Places::for_home(os, home))]);
+        return Ok(vec![(
+            name.clone(),
+            home.clone(),
+            Places::for_home(os, home),
+        )]);
     }
     if args.all_users {
         let mut homes: Vec<PathBuf> = std::fs::read_dir(&root)
@@ -523,11 +543,18 @@ fn homes(args: &HealthArgs) -> Result<Vec<(PathBuf, Places)>, HomesError> {
         homes.sort();
         return Ok(homes
             .into_iter()
-            .map(|h| (h.clone(), Places::for_home(os, h)))
+            .map(|h| {
+                let name = h
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (name, h.clone(), Places::for_home(os, h))
+            })
             .collect());
     }
     let home = dirs::home_dir().ok_or(HomesError::NoHome)?;
-    Ok(vec![(home.clone(), Places::current(home))])
+    let user = crate::as_owner::current_user_name().unwrap_or_default();
+    Ok(vec![(user, home.clone(), Places::current(home))])
 }
 
 /// True when `dir` itself (not followed) belongs to root.

@@ -7,6 +7,7 @@
 mod args;
 mod as_owner;
 mod audit;
+mod audit_cmd;
 mod child;
 mod clock;
 mod doctor;
@@ -30,6 +31,7 @@ mod settings;
 mod state_file;
 mod status;
 mod telemetry;
+mod wording;
 mod wrap;
 
 // The library's public surface: only what the benches and the fuzz targets drive
@@ -55,11 +57,15 @@ use clap::Parser;
 /// Runs thoth with `argv` and returns the process exit code.
 pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
     harden::process();
-    let cli = match args::Cli::try_parse_from(argv) {
+    let argv: Vec<OsString> = argv.into_iter().collect();
+    let cli = match args::Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help and version to stdout and usage errors to stderr.
             let _ = e.print();
+            if let Some(hint) = args::usage_hint(&argv, &e) {
+                eprintln!("{hint}");
+            }
             return if e.use_stderr() {
                 ExitCode::from(crate::exit::USAGE)
             } else {
@@ -72,7 +78,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
         args::Command::Scan(scan_args) => scan::run(&scan_args),
         args::Command::Run(run_args) => run_cmd::run(&run_args),
         args::Command::Doctor(doctor_args) => doctor::run(&doctor_args),
-        args::Command::Audit(audit_args) => audit_cmd(&audit_args),
+        args::Command::Audit(audit_args) => audit_cmd::run(&audit_args),
         args::Command::Enforcer(args::EnforcerArgs {
             command: args::EnforcerCommand::Serve(serve),
         }) => enforcer_service::run(&serve),
@@ -83,63 +89,4 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
         args::Command::Health(health_args) => health::run(&health_args),
         args::Command::Register(register_args) => register::run(&register_args),
     }
-}
-
-fn audit_cmd(args: &args::AuditArgs) -> ExitCode {
-    let args::AuditCommand::Verify { path } = &args.command;
-    let path = match path {
-        Some(p) => p.clone(),
-        None => match settings::profile::Profile::locate() {
-            Ok(profile) => profile.audit_dir(),
-            Err(e) => return crate::exit::config_error(&e),
-        },
-    };
-    let verified = audit::verify_path(&path);
-    if path_is_default_tree(&path) {
-        remember_verification(&verified);
-    }
-    match verified {
-        Ok((files, records)) => {
-            tracing::info!(
-                "audit chain verified: {files} file(s), {records} record(s) under {}",
-                path.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(broken) => {
-            tracing::error!(
-                "audit chain broken: {}",
-                logging::escaped(&broken.to_string())
-            );
-            ExitCode::from(crate::exit::FAILURE)
-        }
-    }
-}
-
-fn path_is_default_tree(path: &std::path::Path) -> bool {
-    settings::profile::Profile::locate().is_ok_and(|p| p.audit_dir() == path)
-}
-
-/// The last verification of the whole tree, for `status` and `health`.
-fn remember_verification(verified: &Result<(usize, usize), audit::Broken>) {
-    let Ok(profile) = settings::profile::Profile::locate() else {
-        return;
-    };
-    let record = match verified {
-        Ok((files, records)) => state_file::AuditVerification {
-            at: clock::now_rfc3339(),
-            ok: true,
-            files: *files,
-            records: *records,
-            error: None,
-        },
-        Err(broken) => state_file::AuditVerification {
-            at: clock::now_rfc3339(),
-            ok: false,
-            error: Some(broken.to_string()),
-            ..Default::default()
-        },
-    };
-    let _ = state_file::StateFile::in_profile(&profile.dir)
-        .update(|s| s.audit_verification = Some(record));
 }

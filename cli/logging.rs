@@ -45,7 +45,8 @@ impl std::fmt::Display for Escaped<'_> {
     }
 }
 
-fn needs_escape(c: char) -> bool {
+/// Whether `c` could forge a log line or rewrite the terminal when printed as it is.
+pub fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

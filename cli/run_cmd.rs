@@ -35,8 +35,12 @@ pub fn load_settings(
     )?;
     announce(&settings);
     for name in &env.unknown {
+        let hint = match crate::settings::env::nearest_known(name) {
+            Some(known) => format!("did you mean {known}?"),
+            None => "check its spelling".into(),
+        };
         tracing::warn!(
-            "{} is not a thoth variable (ignored): check its spelling",
+            "{} is not a thoth variable (ignored): {hint}",
             crate::logging::escaped(name)
         );
     }
@@ -51,6 +55,13 @@ pub fn load_settings(
 /// The first stderr line: which decision point, and why.
 fn announce(settings: &RunSettings) {
     match &settings.engine {
+        EngineChoice::Local { policy, why } if is_starter(policy) => {
+            tracing::warn!(
+                "local mode: policy allows every tool (starter policy at {}; see examples/policies for stricter ones) ({why}); enforcement mode {}",
+                policy.display(),
+                settings.mode.as_str()
+            );
+        }
         EngineChoice::Local { policy, why } => {
             tracing::info!(
                 "local mode: Cedar policy {} ({why}); enforcement mode {}",
@@ -67,6 +78,15 @@ fn announce(settings: &RunSettings) {
     }
 }
 
+/// Whether `policy` is still the starter policy the first run wrote (it allows every
+/// tool, which the first line must say: nothing else would).
+fn is_starter(policy: &std::path::Path) -> bool {
+    let starter = crate::settings::profile::STARTER_POLICY.as_bytes();
+    // A file of another length is not the starter: never read a large file for this.
+    std::fs::metadata(policy).is_ok_and(|m| m.len() == starter.len() as u64)
+        && std::fs::read(policy).is_ok_and(|bytes| bytes == starter)
+}
+
 /// Why the decision point could not be set up (a configuration error: exit 78).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -80,6 +100,16 @@ pub enum EngineError {
     Tls(#[from] crate::net::TlsError),
     #[error("no API key for the Thoth enforcer")]
     NoApiKey,
+}
+
+impl EngineError {
+    /// The lines to show (a policy error names its place and quotes the line).
+    pub fn report(&self) -> Vec<String> {
+        match self {
+            Self::Policy(e) => e.report(),
+            other => vec![other.to_string()],
+        }
+    }
 }
 
 /// The engine the settings chose.
@@ -113,7 +143,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     };
     let engine = match load_engine(&settings) {
         Ok(e) => e,
-        Err(e) => return config_error(&e),
+        Err(e) => return crate::exit::config_report(&e.report()),
     };
     let Some((program, rest)) = args.command.split_first() else {
         return config_error(&SettingsError::new("no server command after --"));

@@ -2,7 +2,8 @@
 //!
 //! Frames come from the core framer (or the whole input with `--whole`), so what this
 //! prints is exactly what the proxy would see. Invalid frames are data, not failures:
-//! the exit code is 0 unless reading or writing fails (then 2).
+//! the exit code is 0 unless the input does not exist (66) or reading or writing
+//! fails (74).
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -41,7 +42,12 @@ pub fn run(args: &ScanArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("thoth scan: {}", crate::logging::escaped(&e.to_string()));
-            ExitCode::from(crate::exit::USAGE)
+            ExitCode::from(match &e {
+                ScanError::Open { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                    crate::exit::NO_INPUT
+                }
+                _ => crate::exit::IO_ERROR,
+            })
         }
     }
 }
@@ -124,41 +130,33 @@ pub fn describe(frame: &[u8]) -> String {
             let elements: Vec<String> = batch
                 .elements()
                 .map(|element| match element {
-                    Ok(message) => format!("{{{}}}", describe_message(&message)),
+                    Ok(message) => format!("{{{}}}", describe_message(frame, &message)),
                     Err(e) => format!("{{{}}}", describe_error(frame, &e)),
                 })
                 .collect();
             format!(r#""kind":"batch","elements":[{}]"#, elements.join(","))
         }
-        Ok(message) => describe_message(&message),
+        Ok(message) => describe_message(frame, &message),
         Err(e) => describe_error(frame, &e),
     }
 }
 
-fn describe_message(message: &Message<'_>) -> String {
+fn describe_message(frame: &[u8], message: &Message<'_>) -> String {
     let mut out = String::new();
     match message {
-        Message::Request(call) | Message::Notification(call) => {
-            let kind = if call.id().is_some() {
-                "request"
-            } else {
-                "notification"
-            };
-            let _ = write!(
-                out,
-                r#""kind":"{kind}","method":{}"#,
-                quoted(&call.method())
-            );
-            if let Some(id) = call.id() {
-                let _ = write!(out, r#","id":{}"#, String::from_utf8_lossy(id.raw));
-            }
-            if let Ok(tc) = tool_call(call) {
-                let _ = write!(out, r#","tool":{}"#, json_string(&tc.name));
-                if let Some(span) = tc.arguments {
-                    let _ = write!(out, r#","arguments":[{},{}]"#, span.start, span.end);
+        Message::Request(call) | Message::Notification(call) if call.is_tool_call() => {
+            if let Err(refusal) = crate::proxy::checks::check(frame, call) {
+                // What run refuses before any policy: the same reason it answers with.
+                out.push_str(r#""kind":"invalid","method":"tools/call""#);
+                if let Some(id) = call.id() {
+                    let _ = write!(out, r#","id":{}"#, String::from_utf8_lossy(id.raw));
                 }
+                let _ = write!(out, r#","error":"{}""#, refusal.reason());
+                return out;
             }
+            return describe_call(call);
         }
+        Message::Request(call) | Message::Notification(call) => return describe_call(call),
         Message::Response(response) => {
             let _ = write!(
                 out,
@@ -167,6 +165,31 @@ fn describe_message(message: &Message<'_>) -> String {
             );
         }
         Message::Batch(_) => out.push_str(r#""kind":"batch""#),
+    }
+    out
+}
+
+/// A request or notification that passes every check of its own.
+fn describe_call(call: &thoth_core::Call<'_>) -> String {
+    let mut out = String::new();
+    let kind = if call.id().is_some() {
+        "request"
+    } else {
+        "notification"
+    };
+    let _ = write!(
+        out,
+        r#""kind":"{kind}","method":{}"#,
+        quoted(&call.method())
+    );
+    if let Some(id) = call.id() {
+        let _ = write!(out, r#","id":{}"#, String::from_utf8_lossy(id.raw));
+    }
+    if let Ok(tc) = tool_call(call) {
+        let _ = write!(out, r#","tool":{}"#, json_string(&tc.name));
+        if let Some(span) = tc.arguments {
+            let _ = write!(out, r#","arguments":[{},{}]"#, span.start, span.end);
+        }
     }
     out
 }

@@ -20,7 +20,7 @@ use crate::wrap::{Detected, detect_all};
 
 /// Everything local about one user's thoth.
 pub struct Snapshot {
-    /// The user's name (the home directory's name).
+    /// The account whose profile this is.
     pub user: String,
     pub profile: Profile,
     /// The settings a `thoth run` would use, or why they are invalid.
@@ -30,12 +30,28 @@ pub struct Snapshot {
     pub state: State,
     pub clients: Vec<Detected>,
     /// Local mode: whether the policy loads.
-    pub policy: Option<Result<(), String>>,
+    pub policy: Option<PolicyState>,
+}
+
+/// The local policy of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyState {
+    /// The starter policy, not created yet: the first `thoth run` writes it, allowing
+    /// every tool.
+    NotYetCreated,
+    /// The policy loads.
+    Loads,
+    /// It does not: the one-line summary (what health shows: it runs as root over user
+    /// files and quotes none) and every line of the report with the quoted source.
+    Invalid {
+        summary: String,
+        report: Vec<String>,
+    },
 }
 
 impl Snapshot {
-    /// Gathers the snapshot of the user whose home is `home`.
-    pub fn gather(home: &Path, places: &Places) -> Self {
+    /// Gathers the snapshot of `user`, whose home is `home`.
+    pub fn gather(user: String, home: &Path, places: &Places) -> Self {
         let profile = Profile {
             dir: home.join(".thoth"),
         };
@@ -45,24 +61,22 @@ impl Snapshot {
                 engine: EngineChoice::Local { policy, .. },
                 ..
             }) if *policy == profile.policy_file() && !policy.exists() => {
-                // `thoth run` creates the starter policy on first run.
-                Some(Ok(()))
+                Some(PolicyState::NotYetCreated)
             }
             Ok(RunSettings {
                 engine: EngineChoice::Local { policy, .. },
                 ..
-            }) => Some(
-                crate::enforce::local::LocalEngine::load(policy)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-            ),
+            }) => Some(match crate::enforce::local::LocalEngine::load(policy) {
+                Ok(_) => PolicyState::Loads,
+                Err(e) => PolicyState::Invalid {
+                    summary: e.to_string(),
+                    report: e.report(),
+                },
+            }),
             _ => None,
         };
         Self {
-            user: home
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            user,
             state: StateFile::in_profile(&profile.dir).read(),
             profile,
             settings,
@@ -128,7 +142,8 @@ pub fn run(args: &StatusArgs) -> ExitCode {
         tracing::error!("cannot find the home directory (set HOME)");
         return ExitCode::from(crate::exit::FAILURE);
     };
-    let snapshot = Snapshot::gather(&home, &Places::current(home.clone()));
+    let user = crate::as_owner::current_user_name().unwrap_or_default();
+    let snapshot = Snapshot::gather(user, &home, &Places::current(home.clone()));
     if args.json {
         println!("{}", render_json(&snapshot));
     } else {
@@ -141,8 +156,23 @@ pub fn run(args: &StatusArgs) -> ExitCode {
     }
 }
 
-fn engine_facts(s: &RunSettings) -> (&'static str, String, String) {
+fn engine_facts(
+    s: &RunSettings,
+    policy_state: Option<&PolicyState>,
+) -> (&'static str, String, String) {
     match &s.engine {
+        EngineChoice::Local { policy, why }
+            if policy_state == Some(&PolicyState::NotYetCreated) =>
+        {
+            (
+                "local",
+                format!(
+                    "starter policy, not created yet: the first thoth run writes {}, allowing every tool",
+                    policy.display()
+                ),
+                why.clone(),
+            )
+        }
         EngineChoice::Local { policy, why } => ("local", policy.display().to_string(), why.clone()),
         EngineChoice::Remote { url, why } => ("remote", url.clone(), why.clone()),
     }
@@ -177,14 +207,19 @@ pub fn render_text(s: &Snapshot) -> String {
     );
     match &s.settings {
         Ok(set) => {
-            let (mode, target, why) = engine_facts(set);
+            let (mode, target, why) = engine_facts(set, s.policy.as_ref());
             line("tenant", set.tenant_id.clone());
             line("user", non_empty(&set.user_id));
             line("endpoint", set.endpoint_id.clone());
             line("environment", set.environment.as_str().into());
             line("decision point", format!("{mode} {target} ({why})"));
-            if let Some(Err(e)) = &s.policy {
-                line("policy", format!("INVALID: {e}"));
+            if let Some(PolicyState::Invalid { report, .. }) = &s.policy {
+                // The report's lines under the key, aligned with the values.
+                let quoted: Vec<String> = report
+                    .iter()
+                    .map(|shown| format!("{:18}{}", "", crate::logging::escaped(shown)))
+                    .collect();
+                line("policy", format!("INVALID\n{}", quoted.join("\n")));
             }
             line("enforcement mode", set.mode.as_str().into());
             line("api key", api_key_source(set));
@@ -227,8 +262,8 @@ pub fn render_text(s: &Snapshot) -> String {
     line(
         "clients",
         format!(
-            "{} file(s): {} wrapped, {} unwrapped, {} remote, {} skipped",
-            s.clients.len(),
+            "{}: {} wrapped, {} unwrapped, {} remote, {} skipped",
+            crate::wording::count(s.clients.len(), "file"),
             servers.wrapped,
             servers.unwrapped,
             servers.remote,
@@ -256,7 +291,12 @@ pub fn render_text(s: &Snapshot) -> String {
     line(
         "audit verified",
         match &s.state.audit_verification {
-            Some(v) if v.ok => format!("{} ok ({} files, {} records)", v.at, v.files, v.records),
+            Some(v) if v.ok => format!(
+                "{} ok ({}, {})",
+                v.at,
+                crate::wording::count(v.files, "file"),
+                crate::wording::count(v.records, "record")
+            ),
             Some(v) => format!("{} BROKEN: {}", v.at, v.error.clone().unwrap_or_default()),
             None => "never (run thoth audit verify)".into(),
         },
@@ -286,14 +326,18 @@ fn api_key_source(s: &RunSettings) -> String {
 pub fn render_json(s: &Snapshot) -> Value {
     let settings = match &s.settings {
         Ok(set) => {
-            let (mode, target, why) = engine_facts(set);
+            let (mode, target, why) = engine_facts(set, s.policy.as_ref());
+            let policy_error = match &s.policy {
+                Some(PolicyState::Invalid { summary, .. }) => Some(summary),
+                _ => None,
+            };
             json!({
                 "tenant_id": set.tenant_id,
                 "user_id": set.user_id,
                 "endpoint_id": set.endpoint_id,
                 "environment": set.environment.as_str(),
                 "decision_point": {"kind": mode, "target": target, "why": why,
-                    "policy_error": s.policy.as_ref().and_then(|p| p.as_ref().err())},
+                    "policy_error": policy_error},
                 "enforcement_mode": set.mode.as_str(),
                 "api_key_source": set.api_key_source,
                 "tls": {

@@ -83,3 +83,58 @@ fn a_server_that_dies_fails_with_its_stderr_tail() {
         .unwrap();
     assert_eq!(out.status.code(), Some(127));
 }
+
+#[test]
+fn a_dead_server_shows_its_exit_status_and_thoth_lines_apart_from_its_stderr() {
+    let s = Scratch::new("doctor-status");
+    let out = s
+        .thoth()
+        .args([
+            "doctor",
+            "--timeout",
+            "5",
+            "--",
+            "sh",
+            "-c",
+            "echo 'missing module foo' >&2; exit 4",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("\nserver exit status: 4\n"), "{report}");
+    let (thoth_part, server_part) = report
+        .split_once("server stderr (last 20 lines):")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(server_part.contains("missing module foo"), "{report}");
+    // thoth run's own lines (its WARN about the starter policy) are not the server's.
+    assert!(
+        !server_part.contains(" WARN ") && !server_part.contains(" INFO "),
+        "{report}"
+    );
+    assert!(
+        thoth_part.contains("thoth run said:\n   WARN local mode: policy allows every tool"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_slow_server_gets_progress_lines_and_a_timeout_names_the_fix() {
+    let s = Scratch::new("doctor-slow");
+    let out = s
+        .thoth()
+        .env("THOTH_TEST_PROGRESS_MS", "200")
+        .args(["doctor", "--timeout", "1", "--", "sh", "-c", "sleep 30"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("INFO waiting for the server to answer initialize ("),
+        "{err}"
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("FAILED: no answer to initialize within 1s (a server that builds or downloads itself on its first start may need a longer --timeout)"), "{report}");
+    // doctor stopped it: no exit status of its own to show.
+    assert!(!report.contains("exit status"), "{report}");
+}

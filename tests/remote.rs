@@ -191,7 +191,7 @@ fn holds_are_approved_by_the_approver_key_never_the_proxy_key() {
     let post = |action: &str, key: &str| {
         let out = s
             .thoth()
-            .args([action, &token, "--enforcer-url", &enforcer.url])
+            .args([action, &token, "--enforcer-url", &enforcer.url, "--json"])
             .env("THOTH_APPROVER_KEY", key)
             .output()
             .unwrap();
@@ -214,6 +214,35 @@ fn holds_are_approved_by_the_approver_key_never_the_proxy_key() {
         (status["resolved"].clone(), status["resolution"].clone()),
         (json!(true), json!("ALLOW"))
     );
+    // Without --json, the approver reads a sentence.
+    for (action, said) in [
+        (
+            "approve",
+            "approved: the held call to patient_lookup runs when its proxy next asks (the approval holds until ",
+        ),
+        (
+            "deny",
+            "denied: the held call to patient_lookup will not run",
+        ),
+    ] {
+        let mut p = held_proxy(&s, &enforcer.url);
+        p.send(&call(2, "patient_lookup", json!({ "mrn": "8" })));
+        let held = p.recv_json()["error"]["data"]["hold_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        p.close_stdin();
+        p.wait(Duration::from_secs(5));
+        let out = s
+            .thoth()
+            .args([action, &held, "--enforcer-url", &enforcer.url])
+            .env("THOTH_APPROVER_KEY", "approver-9c1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.starts_with(said), "{action}: {stdout}");
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    }
     // Once resolved, a hold never changes: a later deny or approve is refused (409).
     for action in ["deny", "approve"] {
         let (code, _, err) = post(action, "approver-9c1");

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{HIPAA, Proxy, READ_ONLY, Scratch, alive, fixture};
+use crate::util::{ADVERSARIAL, HIPAA, Proxy, READ_ONLY, Scratch, alive, fixture};
 use serde_json::{Value, json};
 
 fn proxy(s: &Scratch, flags: &[&str], envs: &[(&str, &str)]) -> Proxy {
@@ -318,48 +318,7 @@ fn batches_are_split_and_never_carry_a_blocked_call() {
 fn bypass_attempts_are_refused_end_to_end() {
     let s = Scratch::new("bypass");
     let mut p = proxy(&s, &["--policy", READ_ONLY], &[]);
-    let attempts: &[(&str, i64)] = &[
-        (
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","name":"write_file"}}"#,
-            -32600,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":2,"method":"ping","method":"tools/call","params":{"name":"write_file"}}"#,
-            -32600,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":3,"method":"ping","Method":"tools/call","params":{"name":"write_file"}}"#,
-            -32600,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"read_file"},"paramſ":{"name":"write_file"}}"#,
-            -32600,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read_file","Name":"write_file"}}"#,
-            -32600,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/a","path":"/etc/shadow"}}}"#,
-            -32602,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_file","arguments":{"cmd":"ls","CMD":"rm"}}}"#,
-            -32602,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"read_file","arguments":{"x":{"a":1,"a":2}}}}"#,
-            -32602,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"re\u0061d_file\u0000"}}"#,
-            -32602,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"write_file"},"method":"tools/call"}"#,
-            -32600,
-        ),
-    ];
+    let attempts = ADVERSARIAL;
     for (frame, code) in attempts {
         p.send(frame);
         let v = p.recv_json();
@@ -393,7 +352,8 @@ fn a_banner_on_the_servers_stdout_goes_to_stderr() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("printed 1 line(s) on stdout that are not JSON-RPC messages"),
+        stderr
+            .contains("printed 1 line on stdout that is not a JSON-RPC message; it went to stderr"),
         "{stderr}"
     );
 }
@@ -707,7 +667,54 @@ fn setup_errors_are_one_clear_line() {
         &[],
     );
     assert_eq!(code, Some(78));
-    assert!(err.contains("bad.cedar: invalid Cedar policy"), "{err}");
+    // The place, the line and a caret under the spot.
+    assert!(
+        err.contains("bad.cedar:1:58: invalid Cedar policy: unexpected token `}`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ERROR  1 | permit (principal, action, resource) when { context.x == };"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("ERROR    |{}^\n", " ".repeat(58))),
+        "{err}"
+    );
+
+    // A misspelled policy, enforcer or key variable stops thoth; others are warned about.
+    let (code, err) = run_once(
+        &s,
+        &[&run[..], &["true"]].concat(),
+        &[("THOTH_POLICY", "/x.cedar")],
+    );
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains("THOTH_POLICY is not a thoth variable: did you mean THOTH_POLICY_FILE?"),
+        "{err}"
+    );
+    let (code, err) = run_once(
+        &s,
+        &[&run[..], &["true"]].concat(),
+        &[("THOTH_TELEMETRI", "off")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(
+            "THOTH_TELEMETRI is not a thoth variable (ignored): did you mean THOTH_TELEMETRY?"
+        ),
+        "{err}"
+    );
+
+    // Usage errors are clap's (exit 2): --agent-id is required, `--` is hinted.
+    let (code, err) = run_once(&s, &["run", "--", "true"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--agent-id <AGENT_ID>"), "{err}");
+    let (code, err) = run_once(&s, &["run", "--agent-id", "a", "npx", "-y", "x"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("hint: put `--` before the server command: thoth run [flags] -- npx"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -808,9 +815,20 @@ fn an_erroring_policy_blocks() {
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("policy evaluation failed"),
+            .contains("policy evaluation failed: policy needs-depth: "),
         "{v}"
     );
+    // Its own code and the policy's own id, not POLICY_FORBID and `policy0`.
+    assert_eq!(
+        v["error"]["data"]["decision_reason_code"], "POLICY_ERROR",
+        "{v}"
+    );
+    assert_eq!(
+        v["error"]["data"]["matched_rule_ids"],
+        json!(["needs-depth"]),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("policy0"), "{v}");
     p.send(&call(2, "read_file", json!({ "depth": 9 })));
     assert_eq!(p.recv_json()["result"]["isError"], false);
 }
@@ -835,9 +853,21 @@ fn the_audit_chain_verifies_and_detects_an_edited_line() {
         !text.contains("hunter2"),
         "arguments never reach the audit log"
     );
-    let (code, err) = run_once(&s, &["audit", "verify"], &[]);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("1 file(s), 3 record(s)"), "{err}");
+    let verify = |path: Option<&std::path::Path>| {
+        let mut cmd = s.thoth();
+        cmd.args(["audit", "verify"]).args(path);
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify(None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.ends_with("audit chain verified: 1 file checked, 3 records intact\n"),
+        "{out}"
+    );
     let day = std::fs::read_dir(s.path(".thoth/audit"))
         .unwrap()
         .next()
@@ -853,10 +883,41 @@ fn the_audit_chain_verifies_and_detects_an_edited_line() {
     let edited = std::fs::read_to_string(&file)
         .unwrap()
         .replacen("\"BLOCK\"", "\"ALLOW\"", 1);
-    std::fs::write(&file, edited).unwrap();
-    let (code, err) = run_once(&s, &["audit", "verify", file.to_str().unwrap()], &[]);
+    std::fs::write(&file, &edited).unwrap();
+    let (code, out) = verify(Some(&file));
     assert_eq!(code, Some(1));
-    assert!(err.contains(":2: hash mismatch"), "{err}");
+    assert!(
+        out.starts_with("BROKEN ") && out.contains(":2: hash mismatch: the line was edited"),
+        "{out}"
+    );
+    // A renamed copy is diagnosed the same: the chain does not depend on the name.
+    let copy = s.path("for-review.jsonl");
+    std::fs::write(&copy, &edited).unwrap();
+    let (code, out) = verify(Some(&copy));
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("for-review.jsonl:2: hash mismatch: the line was edited"),
+        "{out}"
+    );
+    // Nothing to verify is not a broken chain.
+    let (code, _) = verify(Some(&s.path("no-such.jsonl")));
+    assert_eq!(code, Some(66));
+    std::fs::create_dir_all(s.path("empty")).unwrap();
+    let (code, _) = run_once(
+        &s,
+        &["audit", "verify", s.path("empty").to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(66));
+    let (_, err) = run_once(
+        &s,
+        &["audit", "verify", s.path("no-such.jsonl").to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        err.contains("no-such.jsonl: no such file or directory") && !err.contains("broken"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -864,12 +925,13 @@ fn first_run_bootstraps_the_profile() {
     let s = Scratch::new("bootstrap");
     let (code, err) = run_once(&s, &["run", "--agent-id", "a", "--", "true"], &[]);
     assert_eq!(code, Some(0), "{err}");
+    // The first line says everything is allowed, and where that policy is.
+    let first = err.lines().next().unwrap();
     assert!(
-        err.lines()
-            .next()
-            .unwrap()
-            .contains("local mode: Cedar policy")
-            && err.contains("no API key and no THOTH_ENFORCER_URL"),
+        first.contains(&format!(
+            "local mode: policy allows every tool (starter policy at {}; see examples/policies",
+            s.path(".thoth/policy.cedar").display()
+        )) && first.contains("no API key and no THOTH_ENFORCER_URL"),
         "{err}"
     );
     use std::os::unix::fs::PermissionsExt;
@@ -982,7 +1044,7 @@ fn only_json_rpc_messages_reach_the_client() {
         assert!(stderr.contains(diverted), "{diverted}: {stderr}");
     }
     assert!(
-        stderr.contains("printed 5 line(s) on stdout that are not JSON-RPC messages"),
+        stderr.contains("printed 5 lines on stdout that are not JSON-RPC messages"),
         "{stderr}"
     );
 }

@@ -1,7 +1,8 @@
 //! `thoth scan` end to end: the exact line format, oversize resync, `--whole`, and
 //! exit codes.
 
-use crate::util::{assert_ok, lines, run_with_input, thoth};
+use crate::util::{ADVERSARIAL, Proxy, Scratch, assert_ok, fixture, lines, run_with_input, thoth};
+use serde_json::Value;
 
 fn scan(args: &[&str], input: &[u8]) -> std::process::Output {
     let mut cmd = thoth();
@@ -69,7 +70,7 @@ fn whole_reads_the_input_as_one_frame() {
 }
 
 #[test]
-fn reads_a_file_and_fails_with_2_on_io_errors() {
+fn reads_a_file_and_fails_with_66_on_a_missing_one_and_74_on_io_errors() {
     let dir = std::env::temp_dir().join(format!("thoth-scan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("frames.jsonl");
@@ -82,13 +83,16 @@ fn reads_a_file_and_fails_with_2_on_io_errors() {
         .arg(dir.join("missing"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(66));
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("cannot open") && stderr.contains("missing"),
         "{stderr}"
     );
+    // A directory opens but cannot be read: an I/O error, not a missing input.
+    let out = thoth().arg("scan").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(74));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -100,4 +104,57 @@ fn version() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("thoth {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// `thoth scan` and `thoth run` read every adversarial frame alike: scan calls it
+/// invalid with the very reason run answers with, and a frame scan calls a valid
+/// tools/call reaches run's decision (here an allow-all policy: the server answers).
+#[test]
+fn scan_and_run_agree_on_the_adversarial_table() {
+    let s = Scratch::new("scan-agrees");
+    let policy = s.write("allow.cedar", "permit (principal, action, resource);");
+    let mut frames: Vec<&str> = ADVERSARIAL.iter().map(|(frame, _)| *frame).collect();
+    let valid = r#"{"jsonrpc":"2.0","id":50,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a","other":"b"}}}"#;
+    frames.push(valid);
+    let input: String = frames.iter().map(|f| format!("{f}\n")).collect();
+    let scanned = run_with_input(
+        {
+            let mut cmd = thoth();
+            cmd.arg("scan");
+            cmd
+        },
+        input.as_bytes(),
+    );
+    let scanned: Vec<Value> = lines(&scanned)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(scanned.len(), frames.len());
+    let mut run = s.thoth();
+    run.args([
+        "run",
+        "--agent-id",
+        "a",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--",
+    ])
+    .arg(fixture());
+    let mut p = Proxy::start(run);
+    for (frame, scan) in frames.iter().zip(&scanned) {
+        p.send(frame);
+        let answer = p.recv_json();
+        if *frame == valid {
+            assert_eq!(scan["kind"], "request", "{frame}: {scan}");
+            assert_eq!(answer["result"]["isError"], false, "{frame}: {answer}");
+        } else {
+            assert_eq!(scan["kind"], "invalid", "{frame}: {scan}");
+            assert_eq!(
+                scan["error"], answer["error"]["data"]["reason"],
+                "{frame}: scan {scan}, run {answer}"
+            );
+        }
+    }
+    p.close_stdin();
+    p.wait(std::time::Duration::from_secs(5));
 }

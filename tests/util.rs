@@ -448,3 +448,52 @@ impl Drop for Enforcer {
         let _ = self.child.wait();
     }
 }
+
+/// Frames that try to make thoth and a server read a tools/call differently, each with
+/// the JSON-RPC code thoth answers (none of them is ever forwarded).
+pub const ADVERSARIAL: &[(&str, i64)] = &[
+    (
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","name":"write_file"}}"#,
+        -32600,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping","method":"tools/call","params":{"name":"write_file"}}"#,
+        -32600,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":3,"method":"ping","Method":"tools/call","params":{"name":"write_file"}}"#,
+        -32600,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"read_file"},"paramſ":{"name":"write_file"}}"#,
+        -32600,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read_file","Name":"write_file"}}"#,
+        -32600,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/a","path":"/etc/shadow"}}}"#,
+        -32602,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_file","arguments":{"cmd":"ls","CMD":"rm"}}}"#,
+        -32602,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"read_file","arguments":{"x":{"a":1,"a":2}}}}"#,
+        -32602,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"re\u0061d_file\u0000"}}"#,
+        -32602,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"write_file"},"method":"tools/call"}"#,
+        -32600,
+    ),
+    (
+        r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a","Message":"b"}}}"#,
+        -32602,
+    ),
+];

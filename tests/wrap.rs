@@ -87,7 +87,10 @@ fn summary_counts_each_kind() {
         .arg(&path));
     assert_ok(&out);
     assert!(
-        stderr(&out).contains("wrapped 2, already wrapped 1, remote 2, skipped 0"),
+        // Its third entry was wrapped by hand with another thoth path.
+        stderr(&out).contains(
+            "wrapped 2, re-wrapped 1 (flags changed), already wrapped 0, remote 2, skipped 0"
+        ),
         "{}",
         stderr(&out)
     );
@@ -100,7 +103,78 @@ fn summary_counts_each_kind() {
         serde_json::json!(["mcpServers", "playwright"])
     );
     assert_eq!(entries[0]["outcome"], "wrapped");
-    assert_eq!(entries[3]["outcome"], "already_wrapped");
+    assert_eq!(entries[3]["outcome"], "rewrapped");
+    // The same flags again change nothing; another --policy re-wraps every entry.
+    let out = run(wrap_cmd(&s).args(["--client", "claude-code"]).arg(&path));
+    assert!(
+        stderr(&out).contains("wrapped 0, already wrapped 3, remote 2"),
+        "{}",
+        stderr(&out)
+    );
+    let policy = s.write("strict.cedar", "forbid (principal, action, resource);");
+    let out = run(wrap_cmd(&s)
+        .args(["--client", "claude-code", "--policy"])
+        .arg(&policy)
+        .arg(&path));
+    assert!(
+        stderr(&out).contains("wrapped 0, re-wrapped 3 (flags changed), already wrapped 0"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_missing_or_broken_policy_is_refused_unless_forced() {
+    let s = home("policy-check");
+    let path = copy_in(&s, "cursor.json");
+    let original = read(&path);
+    let broken = s.write(
+        "broken.cedar",
+        "permit (principal, action, resource) when { true | false };",
+    );
+    for (policy, said) in [
+        (s.path("nope.cedar"), "nope.cedar: cannot read policy"),
+        (broken.clone(), "broken.cedar:1:50: invalid Cedar policy: "),
+    ] {
+        let out = run(wrap_cmd(&s)
+            .args(["--client", "cursor", "--policy"])
+            .arg(&policy)
+            .arg(&path));
+        assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("pass --force to write the config anyway"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(read(&path), original, "nothing written");
+    }
+    // The caret sits under the `|` Cedar rejects.
+    let out = run(wrap_cmd(&s)
+        .args(["--client", "cursor", "--policy"])
+        .arg(&broken)
+        .arg(&path));
+    let err = stderr(&out);
+    let quoted = err
+        .lines()
+        .find(|l| l.contains(" 1 | permit"))
+        .expect("the quoted line");
+    let caret = err
+        .lines()
+        .find(|l| l.trim_end().ends_with('^'))
+        .expect("a caret");
+    assert_eq!(quoted.find("| false"), caret.find('^'), "{err}");
+    let out = run(wrap_cmd(&s)
+        .args(["--client", "cursor", "--force", "--policy"])
+        .arg(&broken)
+        .arg(&path));
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("--force: writing the config anyway"),
+        "{}",
+        stderr(&out)
+    );
+    assert_ne!(read(&path), original);
 }
 
 #[test]
@@ -320,6 +394,11 @@ fn dry_run_prints_a_diff_and_writes_nothing() {
     );
     assert!(diff.contains("-      \"command\": \"npx\","));
     assert!(diff.contains("+      \"command\": \""));
+    assert!(
+        stderr(&out).contains("[windsurf]: would wrap "),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(read(&path), original);
     assert!(!s.path(".thoth/backups").exists());
 }

@@ -20,6 +20,30 @@ use cedar_policy::{
 
 use super::DecisionInput;
 use super::cedar_value::to_cedar;
+use super::policy_place::{Placed, place, place_all};
+
+impl PolicyError {
+    /// Every line to show the user: each error's `file:line:column: message`, then the
+    /// line it points into and a caret. `Display` gives the summaries alone, on one
+    /// line, for reports that must not quote a file (health runs as root).
+    pub fn report(&self) -> Vec<String> {
+        match self {
+            Self::Parse { placed } | Self::Schema { placed } | Self::Invalid { placed } => placed
+                .iter()
+                .flat_map(|p| std::iter::once(p.summary.clone()).chain(p.excerpt.iter().cloned()))
+                .collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+fn summaries(placed: &[Placed]) -> String {
+    placed
+        .iter()
+        .map(|p| p.summary.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// Why a policy file cannot be used (each message names the file and the fix).
 #[derive(Debug, thiserror::Error)]
@@ -29,27 +53,18 @@ pub enum PolicyError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: invalid Cedar policy: {detail}", path.display())]
-    Parse {
-        path: std::path::PathBuf,
-        detail: String,
-    },
+    /// Each error placed at its file, line and column (see [`PolicyError::report`]).
+    #[error("{}", summaries(placed))]
+    Parse { placed: Vec<Placed> },
     #[error("{}: {source}", path.display())]
     ReadSchema {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: invalid schema: {detail}", path.display())]
-    Schema {
-        path: std::path::PathBuf,
-        detail: String,
-    },
-    #[error("{}: policy does not validate against {}: {detail}", path.display(), schema.display())]
-    Invalid {
-        path: std::path::PathBuf,
-        schema: std::path::PathBuf,
-        detail: String,
-    },
+    #[error("{}", summaries(placed))]
+    Schema { placed: Vec<Placed> },
+    #[error("{}", summaries(placed))]
+    Invalid { placed: Vec<Placed> },
     #[error("internal: entity type {name}: {detail}")]
     EntityType { name: String, detail: String },
 }
@@ -60,9 +75,13 @@ enum EvalError {
     /// Building the request, its entities or its context.
     #[error(transparent)]
     Build(Box<dyn std::error::Error + Send + Sync>),
-    /// The authorizer's own diagnostics, joined.
-    #[error("{0}")]
-    Diagnostics(String),
+    /// Policies that could not be evaluated: each named by its rule id (`@id`, else
+    /// Cedar's `policy<N>`) with its error.
+    #[error("{reason}")]
+    Policies {
+        reason: String,
+        rule_ids: Vec<String>,
+    },
 }
 
 impl EvalError {
@@ -86,8 +105,14 @@ pub enum PolicyOutcome {
         reason: String,
         rule_ids: Vec<String>,
     },
-    /// A plain forbid applies (or evaluation failed).
+    /// A plain forbid applies.
     HardDeny {
+        reason: String,
+        rule_ids: Vec<String>,
+    },
+    /// A policy could not be evaluated (or the request could not be built): denied,
+    /// since Cedar skips an erroring policy, which could let a call through.
+    EvalFailed {
         reason: String,
         rule_ids: Vec<String>,
     },
@@ -148,8 +173,7 @@ impl LocalEngine {
             source,
         })?;
         let policies = PolicySet::from_str(&source).map_err(|e| PolicyError::Parse {
-            path: path.to_path_buf(),
-            detail: one_line(&parse_errors(&e)),
+            placed: place_all(path, &source, &e, "invalid Cedar policy"),
         })?;
         let schema_path = path.with_extension("cedarschema");
         let schema = if schema_path.exists() {
@@ -161,18 +185,17 @@ impl LocalEngine {
             })?;
             let (schema, _warnings) =
                 Schema::from_cedarschema_str(&text).map_err(|e| PolicyError::Schema {
-                    path: schema_path.clone(),
-                    detail: one_line(&e.to_string()),
+                    placed: place_all(&schema_path, &text, &e, "invalid schema"),
                 })?;
             let result =
                 Validator::new(schema.clone()).validate(&policies, ValidationMode::default());
             if !result.validation_passed() {
-                let errors: Vec<String> =
-                    result.validation_errors().map(|e| e.to_string()).collect();
+                let what = format!("does not validate against {}", schema_path.display());
                 return Err(PolicyError::Invalid {
-                    path: path.to_path_buf(),
-                    schema: schema_path,
-                    detail: one_line(&errors.join("; ")),
+                    placed: result
+                        .validation_errors()
+                        .map(|e| place(path, &source, e, &what))
+                        .collect(),
                 });
             }
             Some(schema)
@@ -253,8 +276,12 @@ impl LocalEngine {
         }
         let outcome = match self.authorize(input) {
             Ok(outcome) => outcome,
-            Err(reason) => PolicyOutcome::HardDeny {
+            Err(EvalError::Policies { reason, rule_ids }) => PolicyOutcome::EvalFailed {
                 reason: format!("policy evaluation failed: {reason}"),
+                rule_ids,
+            },
+            Err(e @ EvalError::Build(_)) => PolicyOutcome::EvalFailed {
+                reason: format!("policy evaluation failed: {e}"),
                 rule_ids: Vec::new(),
             },
         };
@@ -393,13 +420,21 @@ impl LocalEngine {
             .authorizer
             .is_authorized(&request, &self.policies, &subjects.entities);
 
-        let errors: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(|e| e.to_string())
-            .collect();
-        if !errors.is_empty() {
-            return Err(EvalError::Diagnostics(errors.join("; ")));
+        let (mut failures, mut failed) = (Vec::new(), Vec::new());
+        for error in response.diagnostics().errors() {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(error) = error;
+            let id = self
+                .notes
+                .get(error.policy_id())
+                .map_or_else(|| error.policy_id().to_string(), |n| n.rule_id.clone());
+            failures.push(format!("policy {id}: {}", error.inner()));
+            failed.push(id);
+        }
+        if !failures.is_empty() {
+            return Err(EvalError::Policies {
+                reason: failures.join("; "),
+                rule_ids: failed,
+            });
         }
         let determining: Vec<&Notes> = response
             .diagnostics()
@@ -444,18 +479,6 @@ impl LocalEngine {
             PolicyOutcome::HardDeny { reason, rule_ids }
         })
     }
-}
-
-/// Cedar's diagnostics, one per error.
-fn parse_errors(e: &cedar_policy::ParseErrors) -> String {
-    e.iter()
-        .map(|err| format!("{err}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod arguments;
 pub mod cedar_value;
 pub mod local;
 pub mod modes;
+pub mod policy_place;
 pub mod reads;
 pub mod remote;
 

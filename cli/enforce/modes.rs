@@ -76,6 +76,10 @@ pub fn apply_mode(
             Decision::new(Verdict::Block, reason).with_code("POLICY_FORBID"),
             rule_ids,
         ),
+        PolicyOutcome::EvalFailed { reason, rule_ids } => with_rules(
+            Decision::new(Verdict::Block, reason).with_code("POLICY_ERROR"),
+            rule_ids,
+        ),
         PolicyOutcome::StepUp { reason, rule_ids } => with_rules(
             Decision::new(Verdict::StepUp, reason).with_code("POLICY_STEP_UP"),
             rule_ids,

@@ -53,8 +53,12 @@ fn unreachable(f: &Failure) -> String {
 /// Approves (`allow`) or denies a hold.
 pub fn approve_or_deny(args: &ResolveArgs, allow: bool) -> ExitCode {
     match send(args, allow) {
-        Ok(body) => {
+        Ok(body) if args.json => {
             println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok(body) => {
+            println!("{}", resolved_sentence(&body, allow));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -62,6 +66,28 @@ pub fn approve_or_deny(args: &ResolveArgs, allow: bool) -> ExitCode {
             tracing::error!("{}", crate::logging::escaped(&e.to_string()));
             ExitCode::from(crate::exit::FAILURE)
         }
+    }
+}
+
+/// What the approver reads: which call, what now happens to it, and until when.
+fn resolved_sentence(hold: &Value, allow: bool) -> String {
+    // The tool name and the date come from the enforcer.
+    let field = |name: &str| {
+        hold[name]
+            .as_str()
+            .map(|s| crate::logging::escaped(s).to_string())
+    };
+    let tool = field("tool_name").map_or_else(
+        || "the held call".into(),
+        |t| format!("the held call to {t}"),
+    );
+    if allow {
+        let until = field("expires_at").map_or_else(String::new, |at| {
+            format!(" (the approval holds until {at})")
+        });
+        format!("approved: {tool} runs when its proxy next asks{until}")
+    } else {
+        format!("denied: {tool} will not run")
     }
 }
 
@@ -136,7 +162,13 @@ pub(super) fn approver_key(env: &EnvVars) -> Result<Secret, SettingsError> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    create_if_missing(&path, fresh.as_bytes(), 0o600)
+    let created = create_if_missing(&path, fresh.as_bytes(), 0o600)
         .map_err(|e| SettingsError::new(format!("{}: {e}", path.display())))?;
+    if created {
+        tracing::info!(
+            "created a new approver key in {} (mode 0600): approvers give it to `thoth approve` as THOTH_APPROVER_KEY, or paste it into the approval page",
+            path.display()
+        );
+    }
     read_api_key(&path)?.ok_or_else(|| SettingsError::new(format!("{} is empty", path.display())))
 }

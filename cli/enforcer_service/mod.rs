@@ -151,6 +151,7 @@ struct ServerState {
 pub fn run(args: &ServeArgs) -> ExitCode {
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(ServeError::Policy(e)) => crate::exit::config_report(&e.report()),
         Err(e) => crate::exit::config_error(&e),
     }
 }

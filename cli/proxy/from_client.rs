@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::answers;
 use super::calls::{MAX_PENDING, Pending, ProxyState, id_key};
+use super::checks::{self, Refusal};
 use super::decide::{Action, Answering, CallFrame, Engine, Session, action, decide, input};
 use super::hold::{self, Held, Holds};
 use super::outbox::{Outbox, Queues};
@@ -35,7 +36,7 @@ use crate::audit::{AuditLog, Record};
 use crate::domain::Mode;
 use crate::enforce::local::LocalEngine;
 use crate::enforce::modes::{Decided, observe, too_large};
-use crate::enforce::{Decision, MAX_POLICY_ARGUMENTS, Verdict, arguments};
+use crate::enforce::{Decision, Verdict};
 use crate::settings::RunSettings;
 use crate::telemetry::{Telemetry, event};
 
@@ -312,7 +313,7 @@ enum Route {
     /// A tools/call request: its raw id and what a decision needs.
     ToolCall {
         raw_id: Vec<u8>,
-        call: Result<Box<ToolCall>, thoth_core::Error>,
+        call: Result<Box<ToolCall>, Refusal>,
     },
     /// A batch: decided element by element, after the bytes read before it.
     Batch,
@@ -326,7 +327,7 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
     match message {
         Message::Request(call) if call.is_tool_call() => Route::ToolCall {
             raw_id: call.id().map_or(&b"null"[..], |id| id.raw).to_vec(),
-            call: thoth_core::tool_call(&call).map(Box::new),
+            call: checks::tool_call(&call).map(Box::new),
         },
         Message::Notification(call) if call.is_tool_call() => {
             tracing::warn!(
@@ -430,28 +431,23 @@ fn cancel_pending(ctx: &Ctx, frame: &[u8], call: &Call<'_>) -> bool {
     }
 }
 
-/// The parsed arguments, or the -32602 answer.
-fn parse_arguments(
-    frame: &[u8],
-    tc: &ToolCall,
-) -> Result<(Option<Value>, usize), arguments::ArgumentsError> {
-    let Some(span) = tc.arguments else {
-        return Ok((Some(Value::Object(serde_json::Map::new())), 0));
-    };
-    let raw = span.of(frame);
-    if raw.len() > MAX_POLICY_ARGUMENTS {
-        return Ok((None, raw.len()));
+/// The answer to a call refused before any decision (see [`checks`]).
+fn refused(frame: &[u8], id: &[u8], refusal: &Refusal) -> Vec<u8> {
+    match refusal {
+        Refusal::Core(e) => answers::rejected(frame, e),
+        Refusal::Arguments(why) => answers::error(
+            Some(id),
+            -32602,
+            "Invalid params",
+            Some(&json!({ "reason": refusal.reason(), "detail": why.to_string() })),
+        ),
+        Refusal::NoId => answers::error(
+            Some(id),
+            -32600,
+            "Invalid Request",
+            Some(&json!({ "reason": refusal.reason() })),
+        ),
     }
-    arguments::parse(raw).map(|v| (Some(v), raw.len()))
-}
-
-fn invalid_arguments(id: &[u8], why: &arguments::ArgumentsError) -> Vec<u8> {
-    answers::error(
-        Some(id),
-        -32602,
-        "Invalid params",
-        Some(&json!({ "reason": "ambiguous_arguments", "detail": why.to_string() })),
-    )
 }
 
 /// What the pump does after [`tools_call`].
@@ -472,7 +468,7 @@ async fn tools_call(
     frame: &[u8],
     rewrite: bool,
     raw_id: Vec<u8>,
-    call: Result<Box<ToolCall>, thoth_core::Error>,
+    call: Result<Box<ToolCall>, Refusal>,
 ) -> AfterCall {
     let key = id_key(&raw_id);
     let (reused, busy) = {
@@ -493,17 +489,11 @@ async fn tools_call(
         ctx.answer_client(busy).await;
         return AfterCall::Done;
     }
-    let tc = match call {
-        Ok(tc) => tc,
-        Err(e) => {
-            ctx.answer_client(answers::rejected(frame, &e)).await;
-            return AfterCall::Done;
-        }
-    };
-    let (args, args_len) = match parse_arguments(frame, &tc) {
-        Ok(parsed) => parsed,
-        Err(why) => {
-            ctx.answer_client(invalid_arguments(&raw_id, &why)).await;
+    let checked = call.and_then(|tc| checks::arguments(frame, &tc).map(|args| (tc, args)));
+    let (tc, (args, args_len)) = match checked {
+        Ok(checked) => checked,
+        Err(refusal) => {
+            ctx.answer_client(refused(frame, &raw_id, &refusal)).await;
             return AfterCall::Done;
         }
     };
@@ -790,9 +780,9 @@ async fn decide_element<'e>(
     raw_id: &[u8],
     tc: &ToolCall,
 ) -> Action<'e> {
-    let (args, len) = match parse_arguments(frame, tc) {
+    let (args, len) = match checks::arguments(frame, tc) {
         Ok(parsed) => parsed,
-        Err(why) => return Action::Answer(invalid_arguments(raw_id, &why)),
+        Err(refusal) => return Action::Answer(refused(frame, raw_id, &refusal)),
     };
     let tool = tc.name.as_str();
     ctx.emit("TOOL_CALL_PRE", tool, None);
@@ -830,15 +820,17 @@ fn plan_batch(frame: &[u8]) -> Vec<Planned> {
         .elements()
         .map(|element| match element {
             Err(e) => Planned::Answer(answers::rejected(frame, &e)),
-            Ok(Message::Request(call)) if call.is_tool_call() => match thoth_core::tool_call(&call)
-            {
-                Ok(tc) => Planned::Decide {
-                    element: call.span().of(frame).to_vec(),
-                    raw_id: call.id().map_or(&b"null"[..], |id| id.raw).to_vec(),
-                    call: Box::new(tc),
-                },
-                Err(e) => Planned::Answer(answers::rejected(frame, &e)),
-            },
+            Ok(Message::Request(call)) if call.is_tool_call() => {
+                let raw_id = call.id().map_or(&b"null"[..], |id| id.raw);
+                match checks::tool_call(&call) {
+                    Ok(tc) => Planned::Decide {
+                        element: call.span().of(frame).to_vec(),
+                        raw_id: raw_id.to_vec(),
+                        call: Box::new(tc),
+                    },
+                    Err(refusal) => Planned::Answer(refused(frame, raw_id, &refusal)),
+                }
+            }
             Ok(Message::Notification(call)) if call.is_tool_call() => {
                 tracing::warn!("dropped a tools/call notification inside a batch");
                 Planned::Drop

@@ -18,6 +18,7 @@
 
 pub mod answers;
 pub mod calls;
+pub mod checks;
 pub mod decide;
 pub mod from_client;
 pub mod from_server;
@@ -190,7 +191,10 @@ async fn serve(
             let _ = tokio::time::timeout(crate::telemetry::FLUSH, task).await;
         }
         if dropped > 0 {
-            tracing::warn!("{dropped} telemetry event(s) were dropped (queue full)");
+            tracing::warn!(
+                "{} dropped (queue full)",
+                crate::wording::count(dropped, "telemetry event")
+            );
         }
     }
     // The last inventory and heartbeat, bounded.
@@ -203,7 +207,8 @@ async fn serve(
     ctx.audit.finish();
     if dropped > 0 {
         tracing::warn!(
-            "{dropped} audit record(s) were dropped under pressure (counted in the chain)"
+            "{} dropped under pressure (counted in the chain)",
+            crate::wording::count(dropped, "audit record")
         );
     }
     match status {
@@ -222,8 +227,18 @@ fn report_relay_changes(ctx: &Ctx) {
     let book = calls::book(&shared);
     if book.diverted_lines > 0 {
         tracing::warn!(
-            "the server printed {} line(s) on stdout that are not JSON-RPC messages; they went to stderr",
-            book.diverted_lines
+            "the server printed {} on stdout that {}; {} to stderr",
+            crate::wording::count(book.diverted_lines, "line"),
+            if book.diverted_lines == 1 {
+                "is not a JSON-RPC message"
+            } else {
+                "are not JSON-RPC messages"
+            },
+            if book.diverted_lines == 1 {
+                "it went"
+            } else {
+                "they went"
+            }
         );
     }
     let counts = [

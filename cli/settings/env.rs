@@ -2,7 +2,8 @@
 //!
 //! A malformed or out-of-range value is a startup error that names the variable and
 //! the accepted values; nothing falls back silently to a default. Unknown `THOTH_*`
-//! names get a warning (a typo should not go unnoticed). Reading goes through a lookup
+//! names get a warning naming the nearest known one (a typo should not go unnoticed), and
+//! one whose nearest name decides the policy, the enforcer or a key stops thoth. Reading goes through a lookup
 //! function so the rules are unit-tested without touching the process environment.
 
 use std::ffi::OsString;
@@ -19,6 +20,7 @@ const DEBUG_ONLY: &[&str] = &[
     "THOTH_TEST_UID",
     "THOTH_TEST_WRAP_INTERFERE",
     "THOTH_TEST_HOMES_DIR",
+    "THOTH_TEST_PROGRESS_MS",
 ];
 #[cfg(not(debug_assertions))]
 const DEBUG_ONLY: &[&str] = &[];
@@ -67,6 +69,34 @@ pub const KNOWN: &[&str] = &[
     "THOTH_USER_WORK_TIMEOUT_MS",
 ];
 
+/// The known name an unknown `THOTH_…` variable most likely meant: the closest within
+/// two edits (Damerau-Levenshtein: a swap counts once), else the shortest known name it
+/// is a prefix of (`THOTH_POLICY` → `THOTH_POLICY_FILE`).
+pub fn nearest_known(name: &str) -> Option<&'static str> {
+    let close = KNOWN
+        .iter()
+        .map(|known| (strsim::damerau_levenshtein(name, known), *known))
+        .filter(|(distance, _)| *distance <= 2)
+        .min();
+    close.map(|(_, known)| known).or_else(|| {
+        KNOWN
+            .iter()
+            .filter(|known| name.len() > "THOTH_".len() && known.starts_with(name))
+            .min_by_key(|known| known.len())
+            .copied()
+    })
+}
+
+/// Whether a misspelling of `known` changes what is decided: the policy, the enforcer
+/// or a key. thoth then refuses to start rather than run the starter policy, or local
+/// mode, in its place.
+pub fn decides(known: &str) -> bool {
+    known.contains("POLICY")
+        || known.contains("ENFORCER")
+        || known.ends_with("_KEY")
+        || known.ends_with("_KEY_FILE")
+}
+
 /// The validated environment.
 #[derive(Debug, Default, Clone)]
 pub struct EnvVars {
@@ -114,6 +144,8 @@ pub struct EnvVars {
     pub test_wrap_interfere: usize,
     /// `health --user/--all-users` look for homes here (tests).
     pub test_homes_dir: Option<PathBuf>,
+    /// How often doctor says it is still waiting, off a terminal (tests only).
+    pub test_progress: Option<Duration>,
     /// Unknown `THOTH_*` names seen (reported as warnings).
     pub unknown: Vec<String>,
 }
@@ -371,6 +403,11 @@ impl EnvVars {
         } else {
             None
         };
+        let test_progress = if debug_only("THOTH_TEST_PROGRESS_MS") {
+            r.millis("THOTH_TEST_PROGRESS_MS", 10, 60_000)?
+        } else {
+            None
+        };
         let mut unknown: Vec<String> = names
             .into_iter()
             .filter(|n| {
@@ -380,6 +417,14 @@ impl EnvVars {
             })
             .collect();
         unknown.sort();
+        if let Some((name, meant)) = unknown
+            .iter()
+            .find_map(|n| nearest_known(n).filter(|k| decides(k)).map(|k| (n, k)))
+        {
+            return Err(SettingsError::new(format!(
+                "{name} is not a thoth variable: did you mean {meant}? (thoth does not start: a misspelled policy, enforcer or key variable would silently decide with other settings)"
+            )));
+        }
         Ok(Self {
             tenant_id,
             api_key: r.secret("THOTH_API_KEY")?,
@@ -426,6 +471,7 @@ impl EnvVars {
             test_uid,
             test_wrap_interfere,
             test_homes_dir,
+            test_progress,
             unknown,
         })
     }
@@ -538,6 +584,43 @@ mod tests {
         assert_eq!(env.govapi_url.as_deref(), Some("https://grid.acme.example"));
         assert_eq!(env.api_key.as_ref().map(Secret::expose), Some("k-123"));
         assert_eq!(env.unknown, ["THOTH_ENVV"]);
+    }
+
+    #[test]
+    fn misspelled_names_get_the_nearest_known_one() {
+        for (typed, meant) in [
+            ("THOTH_ENVV", Some("THOTH_ENV")),
+            ("THOTH_POLICY", Some("THOTH_POLICY_FILE")),
+            ("THOTH_POLICY_FIEL", Some("THOTH_POLICY_FILE")),
+            ("THOTH_ENFORCER_ULR", Some("THOTH_ENFORCER_URL")),
+            ("THOTH_APIKEY", Some("THOTH_API_KEY")),
+            ("THOTH_TELEMETRI", Some("THOTH_TELEMETRY")),
+            ("THOTH_", None),
+            ("THOTH_SOMETHING_ELSE_ENTIRELY", None),
+        ] {
+            assert_eq!(nearest_known(typed), meant, "{typed}");
+        }
+    }
+
+    #[test]
+    fn a_misspelled_policy_enforcer_or_key_variable_is_refused() {
+        for typed in [
+            "THOTH_POLICY",
+            "THOTH_ENFORCER_ULR",
+            "THOTH_API_KYE",
+            "THOTH_APIKEY_FILE",
+        ] {
+            let err = read(&[(typed, "x")]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{typed} is not a thoth variable: did you mean ")),
+                "{err}"
+            );
+        }
+        // Other misspellings are warned about, not refused.
+        assert_eq!(
+            read(&[("THOTH_TELEMETRI", "off")]).unwrap().unknown,
+            ["THOTH_TELEMETRI"]
+        );
     }
 
     #[test]

@@ -174,8 +174,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
-/// Creates `path` with `contents` unless it exists (never overwrites).
-pub fn create_if_missing(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+/// Creates `path` with `contents` unless it exists (never overwrites); whether it did.
+pub fn create_if_missing(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<bool> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -186,8 +186,8 @@ pub fn create_if_missing(path: &Path, contents: &[u8], mode: u32) -> std::io::Re
     #[cfg(not(unix))]
     let _ = mode;
     match options.open(path) {
-        Ok(mut file) => file.write_all(contents),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(mut file) => file.write_all(contents).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -77,8 +77,11 @@ pub enum EnvAdded {
 pub enum EntryOutcome {
     /// A stdio entry, now wrapped.
     Wrapped,
-    /// Already wrapped; re-wrapped with the new flags around the original command.
+    /// Already wrapped with these flags: the entry is left as it is.
     AlreadyWrapped,
+    /// Already wrapped with other flags (or thoth path): re-wrapped with the new ones
+    /// around the original command.
+    Rewrapped,
     /// A remote (http/sse) server: left alone.
     Remote,
     /// Left alone, for this reason.
@@ -145,7 +148,13 @@ pub fn wrap(
                 };
                 let already = cmd.is_wrapped();
                 let key = entry_key(&entry.path);
+                let first_edit = edits.len();
                 let env_added = doc.wrap_edits(&cmd, &entry, spec, &program, &args, &mut edits);
+                let changes = edits
+                    .get(first_edit..)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|e| text.get(e.start..e.end) != Some(e.text.as_str()));
                 if !already {
                     originals.insert(
                         key,
@@ -158,7 +167,9 @@ pub fn wrap(
                 } else if let Some(known) = known.get(&key) {
                     originals.insert(key, known.clone());
                 }
-                if already {
+                if already && changes {
+                    EntryOutcome::Rewrapped
+                } else if already {
                     EntryOutcome::AlreadyWrapped
                 } else {
                     EntryOutcome::Wrapped

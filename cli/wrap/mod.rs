@@ -43,6 +43,9 @@ pub struct FileReport {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// `--dry-run`: the summary says what would happen.
+    #[serde(skip)]
+    pub dry_run: bool,
 }
 
 impl FileReport {
@@ -55,6 +58,7 @@ impl FileReport {
             backup: None,
             error: None,
             note: None,
+            dry_run: false,
         }
     }
 
@@ -75,8 +79,19 @@ impl FileReport {
                 _ => None,
             })
             .collect();
+        let (wrap, rewrap) = if self.dry_run {
+            ("would wrap", "would re-wrap")
+        } else {
+            ("wrapped", "re-wrapped")
+        };
+        let rewrapped = self.count(|o| matches!(o, EntryOutcome::Rewrapped));
+        let rewrapped = if rewrapped > 0 {
+            format!(", {rewrap} {rewrapped} (flags changed)")
+        } else {
+            String::new()
+        };
         let mut line = format!(
-            "{} [{}]: wrapped {}, already wrapped {}, remote {}, skipped {}",
+            "{} [{}]: {wrap} {}{rewrapped}, already wrapped {}, remote {}, skipped {}",
             self.path.display(),
             self.client,
             self.count(|o| matches!(o, EntryOutcome::Wrapped)),
@@ -125,6 +140,9 @@ pub fn run(args: &WrapConfigArgs) -> ExitCode {
             .collect();
         return crate::as_owner::rerun_as(&owner, &home, &key);
     }
+    if let Some(refused) = refuse_broken_policy(args) {
+        return refused;
+    }
     match plan(args) {
         Ok(WrapJob {
             targets,
@@ -160,6 +178,29 @@ pub fn run(args: &WrapConfigArgs) -> ExitCode {
             ExitCode::from(crate::exit::CONFIG)
         }
     }
+}
+
+/// `--policy` that is missing or does not parse would make every wrapped server refuse
+/// to start: refused (exit 78, the policy's own diagnostics) unless `--force`.
+fn refuse_broken_policy(args: &WrapConfigArgs) -> Option<ExitCode> {
+    let policy = args.flags.policy.as_ref().filter(|_| !args.restore)?;
+    let Err(e) = crate::enforce::local::LocalEngine::load(policy) else {
+        return None;
+    };
+    let mut report = e.report();
+    if args.force {
+        for line in &report {
+            tracing::warn!("{}", crate::logging::escaped(line));
+        }
+        tracing::warn!(
+            "--force: writing the config anyway; every wrapped server refuses to start until the policy loads"
+        );
+        return None;
+    }
+    report.push(
+        "not written: every wrapped server would refuse to start; fix the policy, or pass --force to write the config anyway".into(),
+    );
+    Some(crate::exit::config_report(&report))
 }
 
 /// What to do, validated from the flags and the environment.
@@ -480,7 +521,8 @@ fn wrap_file(
     backups: &Path,
     interference: usize,
 ) -> FileReport {
-    let report = FileReport::new(path, client);
+    let mut report = FileReport::new(path, client);
+    report.dry_run = args.dry_run;
     if spec.embed_api_key.is_some() && readable_by_others(args.output.as_deref().unwrap_or(path)) {
         tracing::warn!(
             "{}: group or others can read this file, and it will hold the API key: chmod 600 it",
