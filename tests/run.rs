@@ -797,6 +797,43 @@ fn managed_settings_override_and_refuse_weaker_flags() {
     );
     assert_eq!(code, Some(78));
     assert!(err.contains("unknown field `enforcment_mode`"), "{err}");
+    assert!(err.contains("a newer release may know the key"), "{err}");
+    // A file for a later release says which one, whether or not this one knows its keys.
+    for (name, text) in [
+        (
+            "future.json",
+            r#"{"min_thoth_version":"9.1.0","content_inspection":"redact"}"#,
+        ),
+        (
+            "future-known.json",
+            r#"{"min_thoth_version":"9.1.0","enforcement_mode":"block"}"#,
+        ),
+    ] {
+        let future = s.write(name, text);
+        let (code, err) = run_once(
+            &s,
+            &["run", "--agent-id", "a", "--", "true"],
+            &[("THOTH_MANAGED_SETTINGS_FILE", future.to_str().unwrap())],
+        );
+        assert_eq!(code, Some(78), "{name}");
+        assert!(
+            err.contains(&format!(
+                "the file needs thoth 9.1.0 or later and this is thoth {}: upgrade thoth",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{name}: {err}"
+        );
+    }
+    let current = s.write(
+        "current.json",
+        &format!(r#"{{"min_thoth_version":"{}"}}"#, env!("CARGO_PKG_VERSION")),
+    );
+    let (code, err) = run_once(
+        &s,
+        &["run", "--agent-id", "a", "--", "true"],
+        &[("THOTH_MANAGED_SETTINGS_FILE", current.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(0), "{err}");
 }
 
 #[test]

@@ -43,6 +43,33 @@ struct ManagedFile {
     govapi_url: Option<String>,
     api_url: Option<String>,
     step_up_hold_seconds: Option<u64>,
+    /// The oldest thoth that understands this file (`"0.2.0"`): an older one refuses it,
+    /// and names that version when the file holds a key it does not know.
+    min_thoth_version: Option<String>,
+}
+
+/// `major.minor.patch` of a version string, or `None` when it is not one.
+fn version_of(text: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = text.split('.').map(|p| p.parse::<u64>().ok());
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(version)
+}
+
+/// What the error about a file this release cannot read adds about versions.
+fn version_hint(bytes: &[u8]) -> String {
+    let declared = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("min_thoth_version")?.as_str().map(str::to_string));
+    let running = env!("CARGO_PKG_VERSION");
+    match declared {
+        Some(needed) => format!(
+            "the file needs thoth {} or later and this is thoth {running}: upgrade thoth",
+            crate::logging::escaped(&needed)
+        ),
+        None => format!(
+            "this is thoth {running}; a newer release may know the key (a file can name the release it needs with \"min_thoth_version\")"
+        ),
+    }
 }
 
 /// Validated managed settings.
@@ -85,13 +112,34 @@ impl Managed {
             check_owner(path)?;
         }
         let file: ManagedFile = serde_json::from_slice(&bytes).map_err(|e| {
+            // Unknown keys stay refused (fail closed), with the release that knows them.
+            let hint = if e.to_string().starts_with("unknown field") {
+                format!("; {}", version_hint(&bytes))
+            } else {
+                String::new()
+            };
             SettingsError::new(format!(
-                "{}: invalid managed settings at line {} column {}: {e}",
+                "{}: invalid managed settings at line {} column {}: {e}{hint}",
                 path.display(),
                 e.line(),
                 e.column()
             ))
         })?;
+        if let Some(needed) = &file.min_thoth_version {
+            let running = env!("CARGO_PKG_VERSION");
+            let Some(wanted) = version_of(needed) else {
+                return Err(SettingsError::new(format!(
+                    "{}: min_thoth_version {needed:?} is not valid: use major.minor.patch, e.g. \"0.2.0\"",
+                    path.display()
+                )));
+            };
+            if version_of(running).is_some_and(|have| have < wanted) {
+                return Err(SettingsError::new(format!(
+                    "{}: the file needs thoth {needed} or later and this is thoth {running}: upgrade thoth",
+                    path.display()
+                )));
+            }
+        }
         let bad = |key: &str, value: &str, fix: &str| {
             SettingsError::new(format!(
                 "{}: {key} {value:?} is not valid: {fix}",
@@ -176,4 +224,18 @@ fn check_owner(_path: &Path) -> Result<(), SettingsError> {
     // %ProgramData%\Thoth is created by the MDM installer with an ACL that only
     // Administrators can write; thoth does not re-check ACLs here.
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_of;
+
+    #[test]
+    fn versions_are_three_numbers() {
+        assert_eq!(version_of("0.2.10"), Some((0, 2, 10)));
+        assert!(version_of("0.10.0") > version_of("0.9.9"));
+        for bad in ["", "1", "1.2", "1.2.3.4", "1.x.3", "v1.2.3", "1.2.-3"] {
+            assert_eq!(version_of(bad), None, "{bad}");
+        }
+    }
 }
