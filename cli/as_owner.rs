@@ -32,22 +32,6 @@ pub struct Owner {
     pub home: PathBuf,
 }
 
-/// The account name thoth runs as (`root` for an MDM), from the account database: a
-/// home's folder name is not a user name (root's HOME may be `/` or `/var/root`).
-pub fn current_user_name() -> Option<String> {
-    #[cfg(unix)]
-    {
-        nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-    }
-    #[cfg(not(unix))]
-    {
-        std::env::var("USERNAME").ok()
-    }
-}
-
 /// When thoth runs as root: the owner of the first of `paths` that another user
 /// controls, and that user. A path is another user's when any of its components, from
 /// the top down, belongs to that user (each looked at without following a link): who

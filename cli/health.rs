@@ -8,7 +8,9 @@
 //! this as root/SYSTEM, so `--user NAME` and `--all-users` read other profiles; several
 //! users give the worst status and summed counts.
 //!
-//! Status rules — fail: settings invalid, local policy invalid, a stdio server not
+//! Status rules — fail: settings invalid, local policy invalid, a wrapped entry that
+//! would not start as its client starts it (thoth missing, flags or settings refused,
+//! its policy invalid: see `entry_check`), a stdio server not
 //! wrapped (it runs ungoverned), a client file with a duplicated server key (the
 //! client may run the copy thoth cannot see), audit chain broken, enforcer unreachable
 //! (`--probe`);
@@ -98,6 +100,24 @@ pub fn assess(s: &Snapshot, probe: &Probe) -> (Map<String, Value>, Checks) {
             checks.add("policy", Level::Fail, summary.clone())
         }
         None => {}
+    }
+    if s.entries_checked > 0 {
+        if s.entry_failures.is_empty() {
+            checks.add(
+                "wrapped_entries",
+                Level::Pass,
+                format!(
+                    "{} would start",
+                    crate::wording::count_with(
+                        s.entries_checked,
+                        "wrapped entry",
+                        "wrapped entries"
+                    )
+                ),
+            );
+        } else {
+            checks.add("wrapped_entries", Level::Fail, s.entry_failures.join("; "));
+        }
     }
     let reachable = match (mode, &probe.enforcer) {
         ("local", _) => "local",
@@ -253,6 +273,7 @@ pub fn assess(s: &Snapshot, probe: &Probe) -> (Map<String, Value>, Checks) {
     f.insert("ServersUnwrapped".into(), json!(servers.unwrapped));
     f.insert("ServersRemote".into(), json!(servers.remote));
     f.insert("ServersSkipped".into(), json!(servers.skipped));
+    f.insert("EntriesFailing".into(), json!(s.entry_failures.len()));
     f.insert("AuditChain".into(), json!(audit));
     (f, checks)
 }
@@ -287,6 +308,7 @@ fn combine(
                     "ServersUnwrapped",
                     "ServersRemote",
                     "ServersSkipped",
+                    "EntriesFailing",
                 ] {
                     let sum = m.get(key).and_then(Value::as_u64).unwrap_or(0)
                         + fields.get(key).and_then(Value::as_u64).unwrap_or(0);
@@ -397,7 +419,7 @@ fn assess_home(
 fn one_home(home: &Path, with_probe: bool) -> ExitCode {
     let places = Places::for_home(Os::current(), home.to_path_buf());
     // This runs as the home's owner.
-    let user = crate::as_owner::current_user_name().unwrap_or_default();
+    let user = crate::settings::run::account_name().unwrap_or_default();
     let (fields, checks) = assess_home(user, home, &places, with_probe);
     let checks: Vec<Value> = checks
         .0
@@ -553,7 +575,7 @@ fn homes(args: &HealthArgs) -> Result<Vec<(String, PathBuf, Places)>, HomesError
             .collect());
     }
     let home = dirs::home_dir().ok_or(HomesError::NoHome)?;
-    let user = crate::as_owner::current_user_name().unwrap_or_default();
+    let user = crate::settings::run::account_name().unwrap_or_default();
     Ok(vec![(user, home.clone(), Places::current(home))])
 }
 

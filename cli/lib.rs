@@ -14,6 +14,7 @@ mod doctor;
 mod domain;
 mod enforce;
 mod enforcer_service;
+mod entry_check;
 mod exit;
 mod govapi;
 mod harden;

@@ -21,18 +21,9 @@ pub fn load_settings(
     default_agent: Option<&str>,
 ) -> Result<RunSettings, SettingsError> {
     let env = EnvVars::from_process()?;
-    let managed = match &env.managed_file {
-        Some(path) => Managed::load(path, false)?,
-        None => Managed::load(&managed::default_path(), true)?,
-    };
     let profile = Profile::locate()?;
     profile.bootstrap()?;
-    let settings = RunSettings::resolve(flags, &env, managed.as_ref(), profile, default_agent)?;
-    crate::settings::run::check_identity(
-        &env,
-        managed.as_ref().unwrap_or(&Managed::default()),
-        settings.environment,
-    )?;
+    let settings = resolve_settings(flags, &env, profile, default_agent)?;
     announce(&settings);
     for name in &env.unknown {
         let hint = match crate::settings::env::nearest_known(name) {
@@ -49,6 +40,28 @@ pub fn load_settings(
             "--api-key is visible in process listings: prefer THOTH_API_KEY or THOTH_API_KEY_FILE"
         );
     }
+    Ok(settings)
+}
+
+/// The settings `thoth run` would use with these flags and this environment, and its
+/// refusal to run as this user where it would refuse: reads, never writes (the profile
+/// is not created, nothing is announced). `health` checks wrapped entries with it.
+pub fn resolve_settings(
+    flags: &crate::args::RunFlags,
+    env: &EnvVars,
+    profile: Profile,
+    default_agent: Option<&str>,
+) -> Result<RunSettings, SettingsError> {
+    let managed = match &env.managed_file {
+        Some(path) => Managed::load(path, false)?,
+        None => Managed::load(&managed::default_path(), true)?,
+    };
+    let settings = RunSettings::resolve(flags, env, managed.as_ref(), profile, default_agent)?;
+    crate::settings::run::check_identity(
+        env,
+        managed.as_ref().unwrap_or(&Managed::default()),
+        settings.environment,
+    )?;
     Ok(settings)
 }
 

@@ -31,6 +31,10 @@ pub struct Snapshot {
     pub clients: Vec<Detected>,
     /// Local mode: whether the policy loads.
     pub policy: Option<PolicyState>,
+    /// Wrapped entries checked (see `entry_check`), and why each failing one would not
+    /// start: `<client> <file>: server "<name>": <why>`.
+    pub entries_checked: usize,
+    pub entry_failures: Vec<String>,
 }
 
 /// The local policy of a snapshot.
@@ -75,14 +79,36 @@ impl Snapshot {
             }),
             _ => None,
         };
+        let clients = detect_all(places);
+        let mut entries_checked = 0;
+        let mut entry_failures = Vec::new();
+        for client in &clients {
+            for entry in &client.wrapped {
+                entries_checked += 1;
+                if let Err(why) = crate::entry_check::check(entry, &profile) {
+                    // Names and paths come from the user's file.
+                    entry_failures.push(
+                        crate::logging::escaped(&format!(
+                            "{} {}: server {:?}: {why}",
+                            client.client,
+                            client.path.display(),
+                            entry.name
+                        ))
+                        .to_string(),
+                    );
+                }
+            }
+        }
         Self {
             user,
             state: StateFile::in_profile(&profile.dir).read(),
             profile,
             settings,
             managed,
-            clients: detect_all(places),
+            clients,
             policy,
+            entries_checked,
+            entry_failures,
         }
     }
 
@@ -142,7 +168,7 @@ pub fn run(args: &StatusArgs) -> ExitCode {
         tracing::error!("cannot find the home directory (set HOME)");
         return ExitCode::from(crate::exit::FAILURE);
     };
-    let user = crate::as_owner::current_user_name().unwrap_or_default();
+    let user = crate::settings::run::account_name().unwrap_or_default();
     let snapshot = Snapshot::gather(user, &home, &Places::current(home.clone()));
     if args.json {
         println!("{}", render_json(&snapshot));

@@ -399,6 +399,88 @@ fn health_json_shape_and_exit_codes() {
     assert_eq!(v["SettingsValid"], false);
 }
 
+/// health checks what each wrapped entry would run, as its client would start it.
+#[test]
+fn health_fails_for_wrapped_entries_that_would_not_start() {
+    let s = Scratch::new("health-entries");
+    place(&s.dir, "cursor.json", ".cursor/mcp.json");
+    let good = s.write("good.cedar", "permit (principal, action, resource);");
+    let out = s
+        .thoth()
+        .args(["wrap-config", "--all", "--policy"])
+        .arg(&good)
+        .output()
+        .expect("wrap");
+    assert_ok(&out);
+    let (code, out, _) = health(&s, &["--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["checks"]["wrapped_entries"]["status"], "pass", "{out}");
+    assert_eq!(
+        v["checks"]["wrapped_entries"]["detail"],
+        "3 wrapped entries would start"
+    );
+    // The policy the entries name breaks (the default profile policy is untouched).
+    std::fs::write(
+        &good,
+        "permit (principal, action, resource) when { true | false };",
+    )
+    .unwrap();
+    let (code, out, _) = health(&s, &["--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let detail = v["checks"]["wrapped_entries"]["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(v["checks"]["wrapped_entries"]["status"], "fail");
+    assert!(
+        detail.contains("cursor ")
+            && detail
+                .contains(".cursor/mcp.json: server \"stripe\": thoth run would refuse to start: "),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("good.cedar:1:50: invalid Cedar policy"),
+        "{detail}"
+    );
+    // Never the file's contents (health runs as root over user files).
+    assert!(!detail.contains("true | false"), "{detail}");
+    assert_eq!(v["EntriesFailing"], 3);
+    std::fs::write(&good, "permit (principal, action, resource);").unwrap();
+    // In prod, as root, every entry would refuse to start (the tests run as root, or
+    // the uid is injected).
+    let out = s
+        .thoth()
+        .args(["health", "--json"])
+        .env("THOTH_ENV", "prod")
+        .env("THOTH_TEST_UID", "0")
+        .output()
+        .expect("health");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let detail = v["checks"]["wrapped_entries"]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert!(
+        detail.contains("thoth refuses to run as root in prod"),
+        "{detail}"
+    );
+    // An entry whose thoth is gone.
+    let text = s.read(".cursor/mcp.json");
+    let thoth = env!("CARGO_BIN_EXE_thoth");
+    s.write(
+        ".cursor/mcp.json",
+        &text.replacen(thoth, "/nonexistent/thoth", 1),
+    );
+    let (code, out, _) = health(&s, &["--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("its command /nonexistent/thoth cannot be used"),
+        "{out}"
+    );
+}
+
 #[test]
 fn health_reads_other_users_and_reports_the_worst() {
     let s = Scratch::new("health-users");

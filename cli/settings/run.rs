@@ -436,6 +436,12 @@ fn current_uid() -> u32 {
     1
 }
 
+/// The account name thoth runs as (`root` for an MDM), from the account database: a
+/// home's folder name is not a user name (root's HOME may be `/` or `/var/root`).
+pub fn account_name() -> Option<String> {
+    current_user_name(current_uid())
+}
+
 #[cfg(unix)]
 fn current_user_name(uid: u32) -> Option<String> {
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))

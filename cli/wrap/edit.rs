@@ -289,6 +289,52 @@ pub fn survey(text: &str, client: Client) -> Result<Survey, EditError> {
     Ok(s)
 }
 
+/// A wrapped entry as its client would start it: what `health` checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedEntry {
+    /// The server's name (the last element of the entry's path).
+    pub name: String,
+    /// The `command`: the thoth the client starts.
+    pub thoth: String,
+    /// The whole `args`, from `run` to the server's own arguments.
+    pub args: Vec<String>,
+    /// The entry's `env` members with string values (the client adds them to thoth's
+    /// environment).
+    pub env: Vec<(String, String)>,
+}
+
+/// Every wrapped entry of a client file.
+pub fn wrapped_entries(text: &str, client: Client) -> Result<Vec<WrappedEntry>, EditError> {
+    let doc = Doc::parse(text, client.dialect())?;
+    let mut found = Vec::new();
+    for entry in doc.entries(client)? {
+        let Class::Stdio(cmd) = classify(entry.value) else {
+            continue;
+        };
+        if !cmd.is_wrapped() {
+            continue;
+        }
+        let env = match cmd.env_prop.map(|p| &p.value) {
+            Some(Value::Object(env)) => env
+                .properties
+                .iter()
+                .filter_map(|p| match &p.value {
+                    Value::StringLit(v) => Some((p.name.as_str().to_string(), v.value.to_string())),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        found.push(WrappedEntry {
+            name: entry.path.last().cloned().unwrap_or_default(),
+            thoth: cmd.program.clone(),
+            args: cmd.args.clone(),
+            env,
+        });
+    }
+    Ok(found)
+}
+
 /// One server entry: its path and its value.
 struct ServerEntry<'d, 'a> {
     path: Vec<String>,

@@ -716,6 +716,9 @@ pub struct Detected {
     /// The error is a duplicated key: a server may run ungoverned.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ambiguous: bool,
+    /// The wrapped entries, as their client would start them.
+    #[serde(skip)]
+    pub wrapped: Vec<edit::WrappedEntry>,
 }
 
 /// Surveys every existing user-level file under `places`.
@@ -723,17 +726,30 @@ pub fn detect_all(places: &Places) -> Vec<Detected> {
     discover(places, None)
         .into_iter()
         .map(|(path, client)| {
-            let (survey, error, ambiguous) = match read_text(&path) {
-                Ok((_, text)) if text.trim().is_empty() => (edit::Survey::default(), None, false),
+            let (survey, error, ambiguous, wrapped) = match read_text(&path) {
+                Ok((_, text)) if text.trim().is_empty() => {
+                    (edit::Survey::default(), None, false, Vec::new())
+                }
                 Ok((_, text)) => match edit::survey(&text, client) {
-                    Ok(s) => (s, None, false),
+                    Ok(s) => (
+                        s,
+                        None,
+                        false,
+                        edit::wrapped_entries(&text, client).unwrap_or_default(),
+                    ),
                     Err(e) => (
                         edit::Survey::default(),
                         Some(e.0.clone()),
                         e.is_duplicate_key(),
+                        Vec::new(),
                     ),
                 },
-                Err(e) => (edit::Survey::default(), Some(e.to_string()), false),
+                Err(e) => (
+                    edit::Survey::default(),
+                    Some(e.to_string()),
+                    false,
+                    Vec::new(),
+                ),
             };
             Detected {
                 client: client.name(),
@@ -741,6 +757,7 @@ pub fn detect_all(places: &Places) -> Vec<Detected> {
                 survey,
                 error,
                 ambiguous,
+                wrapped,
             }
         })
         .collect()
