@@ -46,6 +46,17 @@ pub enum Command {
     Health(HealthArgs),
     /// Register this endpoint with the GovAPI now (MDM install scripts).
     Register(RegisterArgs),
+    /// Print a shell completion script: thoth completions bash > /etc/bash_completion.d/thoth
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): thoth man > /usr/local/share/man/man1/thoth.1
+    Man,
+}
+
+/// `thoth completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
 }
 
 /// `thoth wrap-config`. `--agent-id` is hidden: each server's name in the file is its

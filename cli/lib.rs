@@ -10,6 +10,7 @@ mod audit;
 mod audit_cmd;
 mod child;
 mod clock;
+mod completions;
 mod doctor;
 mod domain;
 mod enforce;
@@ -89,5 +90,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
         args::Command::Status(status_args) => status::run(&status_args),
         args::Command::Health(health_args) => health::run(&health_args),
         args::Command::Register(register_args) => register::run(&register_args),
+        args::Command::Completions(c) => completions::completions(c.shell),
+        args::Command::Man => completions::man(),
     }
 }

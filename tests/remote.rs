@@ -1468,3 +1468,53 @@ fn enforcer_serve_caps_connections() {
         started.elapsed()
     );
 }
+
+#[test]
+fn serve_says_where_it_created_the_approver_key() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new("approver-key");
+    let mut child = s
+        .thoth()
+        .args([
+            "enforcer",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            HIPAA,
+        ])
+        .env_remove("THOTH_APPROVER_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let key = s.path(".thoth/approver_key");
+    assert!(
+        said.contains(&format!(
+            "created a new approver key in {} (mode 0600)",
+            key.display()
+        )),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !said.contains(s.read(".thoth/approver_key").trim()),
+        "the key is never logged"
+    );
+}

@@ -4,6 +4,7 @@
 
 mod util;
 
+mod cli;
 mod doctor;
 mod fleet;
 mod real_servers;
