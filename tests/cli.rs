@@ -89,3 +89,57 @@ fn status_of_a_fresh_profile_lists_no_policy_file_that_does_not_exist() {
         .unwrap();
     assert_eq!(v["User"], String::from_utf8_lossy(&me.stdout).trim(), "{v}");
 }
+
+/// Every command that loads a policy places Cedar's errors in the file.
+#[test]
+fn a_broken_policy_is_placed_by_every_command_that_loads_it() {
+    let s = Scratch::new("placed");
+    let bad = s.write(
+        "bad.cedar",
+        "permit (principal, action, resource)\n  when { true | false };\n",
+    );
+    let bad = bad.to_str().unwrap();
+    let place = format!("{bad}:2:15: invalid Cedar policy: invalid token");
+    let fixture = crate::util::fixture();
+    let fixture = fixture.to_str().unwrap();
+    for args in [
+        vec!["doctor", "--policy", bad, "--", fixture],
+        vec![
+            "enforcer",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            bad,
+        ],
+    ] {
+        let out = s.thoth().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
+        assert!(err.contains(&place), "{args:?}: {err}");
+        assert!(
+            err.contains("ERROR  2 |   when { true | false };\n"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("ERROR    |               ^\n"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = s
+        .thoth()
+        .arg("status")
+        .env("THOTH_POLICY_FILE", bad)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("policy:           INVALID\n"), "{text}");
+    assert!(
+        text.contains(&format!("                  {place}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("                   2 |   when { true | false };\n"),
+        "{text}"
+    );
+}
