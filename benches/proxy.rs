@@ -40,7 +40,7 @@ use thoth::LocalEngine;
 use thoth::Mode;
 use thoth::Profile;
 use thoth::RunSettings;
-use thoth::{Engine, Session, decide};
+use thoth::{Catalog, Engine, Session, ToolFacts, decide};
 
 fn policy(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -470,6 +470,7 @@ fn settings(mode: Mode) -> RunSettings {
 fn local_decision(c: &mut Criterion) {
     let args = json!({ "path": "/home/ana/project/src/main.rs", "encoding": "utf-8", "limit": 4000, "recursive": false, "tags": ["a", "b"] });
     let settings = settings(Mode::Block);
+    let facts = ToolFacts::default();
     let mut group = c.benchmark_group("local_decision");
     for (name, cached) in ["allow-all.cedar", "read-only.cedar", "hipaa.cedar"]
         .into_iter()
@@ -495,6 +496,7 @@ fn local_decision(c: &mut Criterion) {
                         &settings,
                         &mut session,
                         "read_file",
+                        &facts,
                         Some(&args),
                         100,
                     )
@@ -504,6 +506,47 @@ fn local_decision(c: &mut Criterion) {
             )
         });
     }
+    // What the catalog adds before the policy: the arguments checked against the
+    // tool's listed inputSchema (compiled on the first call, then reused), then the
+    // same decision.
+    let mut catalog = Catalog::default();
+    let page = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{
+        "name": "read_file",
+        "inputSchema": {"type": "object", "required": ["path"], "properties": {
+            "path": {"type": "string", "minLength": 1},
+            "encoding": {"type": "string", "enum": ["utf-8", "latin-1"]},
+            "limit": {"type": "integer", "minimum": 1},
+            "recursive": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}}
+        }},
+        "annotations": {"readOnlyHint": true}
+    }]}});
+    catalog.absorb_page(page.to_string().as_bytes());
+    let engine = LocalEngine::load(&policy("read-only.cedar")).unwrap();
+    let listed = catalog.facts("read_file");
+    group.bench_function("read-only_schema_checked", |b| {
+        b.iter_batched(
+            Session::new,
+            |mut session| {
+                let checked = catalog.check("read_file", &args).is_ok();
+                let verdict = decide(
+                    &engine,
+                    &settings,
+                    &mut session,
+                    "read_file",
+                    &listed,
+                    Some(&args),
+                    100,
+                )
+                .verdict;
+                (checked, verdict)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("schema_check_alone", |b| {
+        b.iter(|| catalog.check("read_file", &args).is_ok())
+    });
     group.finish();
 }
 

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::args::{DoctorArgs, RunFlags};
 use crate::child;
-use crate::enforce::Decision;
+use crate::enforce::{Decision, ToolFacts};
 use crate::exit::config_error;
 use crate::proxy::decide::{Engine, Session, decide, input};
 use crate::run_cmd::{load_engine, load_settings};
@@ -90,7 +90,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             .ok()
             .and_then(|env| env.test_progress),
     );
-    let (server_info, tools) = match exchange {
+    let (server_info, listed) = match exchange {
         Ok(found) => found,
         Err(failure) => {
             if args.json {
@@ -118,19 +118,34 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             return ExitCode::from(crate::exit::FAILURE);
         }
     };
-    let rows: Vec<(String, Decision)> = tools
+    // The server's own definitions, as the proxy's catalog reads them: each row is
+    // decided with the tool's title and annotations.
+    let mut catalog = crate::catalog::Catalog::default();
+    catalog.absorb_tools(&listed);
+    let tools: Vec<String> = listed
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect();
+    let rows: Vec<(String, ToolFacts, Decision)> = tools
         .iter()
         .map(|name| {
             // A fresh session per tool: each row is what a first call would get.
             let mut session = Session::new();
             let empty = Value::Object(serde_json::Map::new());
+            let facts = catalog.facts(name);
             let decision = match &engine {
-                Engine::Local(local) => {
-                    decide(local, &settings, &mut session, name, Some(&empty), 2)
-                }
+                Engine::Local(local) => decide(
+                    local,
+                    &settings,
+                    &mut session,
+                    name,
+                    &facts,
+                    Some(&empty),
+                    2,
+                ),
                 Engine::Remote(remote) => {
                     let history = session.history.clone();
-                    let call = input(&settings, &session.id, &history, name, Some(&empty));
+                    let call = input(&settings, &session.id, &history, name, &facts, Some(&empty));
                     let ask = remote.enforce(&call, &session.id, "doctor");
                     match crate::runtime::current_thread() {
                         Ok(rt) => rt.block_on(ask),
@@ -140,14 +155,19 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
                     }
                 }
             };
-            (name.clone(), decision)
+            (name.clone(), facts, decision)
         })
         .collect();
     let _ = rest;
     if args.json {
         let tools: Vec<Value> = rows
             .iter()
-            .map(|(name, d)| json!({ "name": name, "decision": d.verdict.as_str(), "reason": d.reason, "rule_ids": d.matched_rule_ids }))
+            .map(|(name, facts, d)| {
+                json!({ "name": name, "title": facts.title, "annotations": {
+                "readOnlyHint": facts.read_only, "destructiveHint": facts.destructive,
+                "idempotentHint": facts.idempotent, "openWorldHint": facts.open_world,
+            }, "decision": d.verdict.as_str(), "reason": d.reason, "rule_ids": d.matched_rule_ids })
+            })
             .collect();
         println!(
             "{}",
@@ -166,13 +186,18 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         println!("\n{}:", crate::wording::count(rows.len(), "tool"));
         let names: Vec<String> = rows
             .iter()
-            .map(|(n, _)| crate::logging::escaped(n).to_string())
+            .map(|(n, _, _)| crate::logging::escaped(n).to_string())
             .collect();
+        let claims: Vec<String> = rows.iter().map(|(_, f, _)| f.claims().join(",")).collect();
         let width = names.iter().map(String::len).max().unwrap_or(4).max(4);
-        println!("  {:<width$}  {:<8}  REASON", "TOOL", "DECISION");
-        for (name, (_, d)) in names.iter().zip(&rows) {
+        let claims_width = claims.iter().map(String::len).max().unwrap_or(0).max(6);
+        println!(
+            "  {:<width$}  {:<8}  {:<claims_width$}  REASON",
+            "TOOL", "DECISION", "CLAIMS"
+        );
+        for ((name, claimed), (_, _, d)) in names.iter().zip(&claims).zip(&rows) {
             println!(
-                "  {name:<width$}  {:<8}  {}",
+                "  {name:<width$}  {:<8}  {claimed:<claims_width$}  {}",
                 d.verdict.as_str(),
                 crate::logging::escaped(&d.reason)
             );
@@ -304,7 +329,7 @@ fn talk_to_server(
     command: &[std::ffi::OsString],
     timeout: Duration,
     progress_every: Option<Duration>,
-) -> Result<(Value, Vec<String>), DoctorFailure> {
+) -> Result<(Value, Vec<Value>), DoctorFailure> {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let thoth_said = Arc::new(Mutex::new(Vec::new()));
     let fail = |why: String, exit_status: Option<String>| DoctorFailure {
@@ -468,13 +493,6 @@ fn talk_to_server(
         std::thread::sleep(Duration::from_millis(10));
     }
     let (init, list) = result.map_err(|why| fail(why.to_string(), ended))?;
-    let tools = list["tools"]
-        .as_array()
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| t["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let tools = list["tools"].as_array().cloned().unwrap_or_default();
     Ok((init["serverInfo"].clone(), tools))
 }

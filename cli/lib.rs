@@ -8,6 +8,7 @@ mod args;
 mod as_owner;
 mod audit;
 mod audit_cmd;
+mod catalog;
 mod child;
 mod clock;
 mod completions;
@@ -38,7 +39,9 @@ mod wrap;
 
 // The library's public surface: only what the benches and the fuzz targets drive
 // (the integration tests run the binary). Everything else is private to the crate.
+pub use catalog::Catalog;
 pub use domain::Mode;
+pub use enforce::ToolFacts;
 pub use enforce::local::LocalEngine;
 pub use proxy::decide::{Engine, Session, decide};
 pub use proxy::from_server::relay_bytes;

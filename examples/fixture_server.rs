@@ -10,8 +10,9 @@
 //! - `FIXTURE_LINGER=1`: keep running after stdin closes (a server that must be killed);
 //! - `FIXTURE_TOOLS=<n>`: list n more tools (`extra_0`…) in tools/list.
 //!
-//! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`
-//! and `echo` answer with their arguments; `big` answers with a text of
+//! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`,
+//! `echo` and `launch` (typed: `armed` a boolean, `count` an integer) answer with their
+//! arguments; `read_file` declares itself read-only; `big` answers with a text of
 //! `arguments.mib` MiB on one line; `crash` exits with status 3 at once.
 
 use std::io::{BufRead, Write};
@@ -98,6 +99,16 @@ fn answer(message: &Value) -> Option<Value> {
                 .iter()
                 .map(|name| json!({ "name": name, "description": format!("fixture tool {name}"), "inputSchema": { "type": "object" } }))
                 .collect();
+            if let Some(read) = tools.first_mut() {
+                read["title"] = json!("Read a file");
+                read["annotations"] = json!({ "readOnlyHint": true, "destructiveHint": false, "openWorldHint": false });
+            }
+            tools.push(json!({
+                "name": "launch",
+                "description": "fixture tool launch (typed arguments)",
+                "inputSchema": { "type": "object", "properties": { "armed": { "type": "boolean" }, "count": { "type": "integer" } } },
+                "annotations": { "destructiveHint": true }
+            }));
             let extra: usize = std::env::var("FIXTURE_TOOLS")
                 .ok()
                 .and_then(|n| n.parse().ok())

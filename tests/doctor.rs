@@ -35,7 +35,7 @@ fn reports_every_tool_with_its_decision() {
     assert!(decisions.contains(&("read_file".into(), "ALLOW".into())));
     assert!(decisions.contains(&("write_file".into(), "BLOCK".into())));
     assert!(decisions.contains(&("exec_command".into(), "BLOCK".into())));
-    assert_eq!(decisions.len(), 8);
+    assert_eq!(decisions.len(), 9);
 
     let text = s
         .thoth()
@@ -45,9 +45,24 @@ fn reports_every_tool_with_its_decision() {
         .unwrap();
     let table = String::from_utf8_lossy(&text.stdout);
     assert!(
-        table.contains("write_file      BLOCK     read-only policy"),
+        table.contains("write_file      BLOCK     destructive,open-world  read-only policy"),
         "{table}"
     );
+    // Each tool's own claims, as the server listed them.
+    assert!(
+        table.contains("read_file       ALLOW     read-only               "),
+        "{table}"
+    );
+    let read = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "read_file")
+        .unwrap()
+        .clone();
+    assert_eq!(read["title"], "Read a file");
+    assert_eq!(read["annotations"]["readOnlyHint"], true);
+    assert_eq!(read["annotations"]["destructiveHint"], false);
 }
 
 #[test]

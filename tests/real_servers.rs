@@ -212,3 +212,114 @@ fn without_thoth_the_python_sdk_server_runs_the_smuggled_call() {
     p.wait(Duration::from_secs(20));
     assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 1);
 }
+
+/// A Python SDK `MCPServer` coerces `"true"` into `True` (pydantic, lax): a policy
+/// forbidding `armed == true` never sees that value. thoth checks the arguments against
+/// the schema the server itself listed, so each coerced value is refused before the
+/// policy (-32602 under 2025-06-18, an `isError` result from 2025-11-25) and never runs;
+/// the typed value is decided by the policy; a valid call runs.
+#[test]
+#[ignore = "needs the official SDKs (see the module doc)"]
+fn coerced_arguments_never_reach_a_lax_python_server() {
+    for (protocol, as_tool_result) in [("2025-06-18", false), ("2025-11-25", true)] {
+        let s = Scratch::new(&format!("coerce-{protocol}"));
+        let markers = s.path("markers");
+        std::fs::create_dir_all(&markers).unwrap();
+        let policy = s.write(
+            "disarmed.cedar",
+            "permit (principal, action, resource);\n@id(\"never-armed\")\nforbid (principal, action, resource) when { context.arguments has armed && context.arguments.armed == true };\n@id(\"never-500\")\nforbid (principal, action, resource) when { context.arguments has count && context.arguments.count == 500 };\n",
+        );
+        let mut cmd = s.thoth();
+        cmd.args(["run", "--agent-id", "coerce", "--policy"])
+            .arg(&policy)
+            .arg("--")
+            .arg(installed().join("venv/bin/python"))
+            .arg(script("python_coercing_server.py"))
+            .env("THOTH_TEST_MARKER_DIR", &markers);
+        let mut p = Proxy::start(cmd);
+        p.send(&json!({"jsonrpc":"2.0","id":100,"method":"initialize","params":{"protocolVersion":protocol,"capabilities":{},"clientInfo":{"name":"thoth-test","version":"1"}}}).to_string());
+        assert_eq!(answer(&p, 100)["result"]["protocolVersion"], protocol);
+        p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        p.send(r#"{"jsonrpc":"2.0","id":101,"method":"tools/list"}"#);
+        assert_eq!(answer(&p, 101)["result"]["tools"][0]["name"], "launch");
+        let coerced = [
+            json!({"armed": "true"}),
+            json!({"armed": 1}),
+            json!({"armed": "yes"}),
+            json!({"count": "500"}),
+        ];
+        for (i, args) in coerced.iter().enumerate() {
+            let id = 1 + i as u64;
+            p.send(&call(id, "launch", args));
+            let got = answer(&p, id);
+            if as_tool_result {
+                assert_eq!(got["result"]["isError"], true, "{args}: {got}");
+                let text = got["result"]["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert!(
+                    text.starts_with("Invalid arguments for tool launch: "),
+                    "{got}"
+                );
+            } else {
+                assert_eq!(got["error"]["code"], -32602, "{args}: {got}");
+                assert_eq!(
+                    got["error"]["data"]["reason"],
+                    "arguments_do_not_match_schema"
+                );
+            }
+        }
+        // The typed values are the policy's to decide: forbidden.
+        for (id, args) in [(10, json!({"armed": true})), (11, json!({"count": 500}))] {
+            p.send(&call(id, "launch", &args));
+            assert_eq!(answer(&p, id)["error"]["code"], -32001, "{args}");
+        }
+        // A valid, allowed call runs.
+        p.send(&call(12, "launch", &json!({"armed": false, "count": 3})));
+        let got = answer(&p, 12);
+        assert_eq!(
+            got["result"]["content"][0]["text"], "armed=False count=3",
+            "{got}"
+        );
+        p.close_stdin();
+        p.wait(Duration::from_secs(20));
+        let ran: Vec<_> = std::fs::read_dir(&markers)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            ran.is_empty(),
+            "{protocol}: a forbidden launch ran: {ran:?}; stderr:\n{}",
+            p.stderr()
+        );
+        // Each refusal is in the audit log.
+        let audit = walk_text(&s.path(".thoth/audit"));
+        assert_eq!(
+            audit.matches("SCHEMA_INVALID").count(),
+            0,
+            "codes are not in records"
+        );
+        assert_eq!(
+            audit
+                .matches("arguments do not match the tool's inputSchema")
+                .count(),
+            4,
+            "{audit}"
+        );
+    }
+}
+
+/// Every file's text under `dir`, concatenated.
+fn walk_text(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            text.push_str(&walk_text(&path));
+        } else {
+            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    text
+}

@@ -1255,3 +1255,86 @@ fn an_idle_proxy_wakes_no_thread() {
     p.close_stdin();
     assert!(p.wait(Duration::from_secs(10)).success(), "{}", p.stderr());
 }
+
+/// The tools the server listed drive the call path: arguments are checked against the
+/// listed inputSchema before the policy, and the policy sees whether the tool was
+/// listed and what it claims.
+#[test]
+fn the_servers_own_tool_definitions_check_calls_and_inform_the_policy() {
+    let s = Scratch::new("catalog");
+    let policy = s.write(
+        "catalog.cedar",
+        "permit (principal, action, resource);\n\
+         @id(\"listed-only\")\nforbid (principal, action, resource) when { !resource.in_catalog };\n\
+         @id(\"never-armed\")\nforbid (principal, action, resource) when { context.arguments has armed && context.arguments.armed == true };\n\
+         @id(\"read-only-claims\")\nforbid (principal, action, resource) when { resource.name == \"read_file\" && !resource.annotations.readOnlyHint };\n",
+    );
+    let mut p = proxy(&s, &["--policy", policy.to_str().unwrap()], &[]);
+    // Before any listing, no tool is in the catalog.
+    p.send(&call(1, "read_file", json!({})));
+    let v = p.recv_json();
+    let rules = v["error"]["data"]["matched_rule_ids"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(rules.contains(&json!("listed-only")), "{v}");
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+    assert!(p.recv_json()["result"]["tools"].is_array());
+    // Listed, and read-only by its own claim.
+    p.send(&call(3, "read_file", json!({})));
+    assert_eq!(p.recv_json()["result"]["isError"], false);
+    // Values a lax server would coerce never reach it (no initialize: -32602).
+    for (id, args) in [
+        (4, json!({"armed": "true"})),
+        (5, json!({"armed": 1})),
+        (6, json!({"count": "500"})),
+    ] {
+        p.send(&call(id, "launch", args.clone()));
+        let v = p.recv_json();
+        assert_eq!(v["error"]["code"], -32602, "{args}: {v}");
+        assert_eq!(
+            v["error"]["data"]["reason"], "arguments_do_not_match_schema",
+            "{v}"
+        );
+        assert!(v["error"]["message"].as_str().unwrap().starts_with("Invalid arguments for tool launch: arguments do not match the tool's inputSchema: at /"), "{v}");
+    }
+    // The typed value is the policy's.
+    p.send(&call(7, "launch", json!({"armed": true})));
+    assert_eq!(p.recv_json()["error"]["code"], -32001);
+    p.send(&call(8, "launch", json!({"armed": false, "count": 2})));
+    assert_eq!(p.recv_json()["result"]["isError"], false);
+    // Inside a batch, the same check.
+    p.send(&format!(
+        "[{},{}]",
+        call(9, "launch", json!({"armed": "true"})),
+        call(10, "echo", json!({"m": "x"}))
+    ));
+    let answers = p.recv_json();
+    let refused = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == 9)
+        .cloned()
+        .unwrap();
+    assert_eq!(refused["error"]["code"], -32602, "{answers}");
+    let echoed = p.recv_json();
+    // (The fixture answers each element of a batch on a line of its own.)
+    assert!(
+        echoed["id"] == 10
+            || echoed
+                .as_array()
+                .is_some_and(|a| a.iter().any(|m| m["id"] == 10)),
+        "{echoed}"
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let log = received(&s);
+    assert!(
+        !log.contains("\"armed\":\"true\"")
+            && !log.contains("\"armed\":1")
+            && !log.contains("\"count\":\"500\""),
+        "{log}"
+    );
+    assert!(audit_text(&s).contains("arguments do not match the tool's inputSchema"));
+}

@@ -18,9 +18,9 @@ use cedar_policy::{
     Validator,
 };
 
-use super::DecisionInput;
 use super::cedar_value::to_cedar;
 use super::policy_place::{Placed, place, place_all};
+use super::{DecisionInput, ToolFacts};
 
 impl PolicyError {
     /// Every line to show the user: each error's `file:line:column: message`, then the
@@ -137,15 +137,18 @@ struct Notes {
     forbid: bool,
 }
 
-/// agent, tenant, user, environment, tool, session intent, mode.
-type OutcomeKey = ([String; 5], String, crate::domain::Mode);
+/// agent, tenant, user, environment, tool, and what the catalog says about the tool.
+type SubjectKey = ([String; 5], ToolFacts);
+
+/// The subjects, session intent and mode.
+type OutcomeKey = (SubjectKey, String, crate::domain::Mode);
 
 /// Outcomes cached at most (the cache is cleared when full).
 const OUTCOME_CACHE: usize = 4096;
 
 /// A loaded policy set.
 pub struct LocalEngine {
-    last_subjects: std::sync::Mutex<Option<([String; 5], std::sync::Arc<Subjects>)>>,
+    last_subjects: std::sync::Mutex<Option<(SubjectKey, std::sync::Arc<Subjects>)>>,
     notes: HashMap<cedar_policy::PolicyId, Notes>,
     /// Whether any policy can read `context.arguments`: when none can, the arguments
     /// are not converted (an empty record stands in, which no policy can tell apart).
@@ -154,7 +157,7 @@ pub struct LocalEngine {
     /// context field that changes from call to call (arguments, session history): the
     /// outcome is then a function of the key, since Cedar evaluation is deterministic.
     outcomes: Option<std::sync::Mutex<HashMap<OutcomeKey, PolicyOutcome>>>,
-    subjects: std::sync::Mutex<HashMap<[String; 5], std::sync::Arc<Subjects>>>,
+    subjects: std::sync::Mutex<HashMap<SubjectKey, std::sync::Arc<Subjects>>>,
     path: PathBuf,
     policies: PolicySet,
     schema: Option<Schema>,
@@ -257,14 +260,17 @@ impl LocalEngine {
     pub fn evaluate(&self, input: &DecisionInput<'_>) -> PolicyOutcome {
         let key = self.outcomes.as_ref().map(|_| {
             (
-                [
-                    input.agent_id,
-                    input.tenant_id,
-                    input.user_id,
-                    input.environment.as_str(),
-                    input.tool_name,
-                ]
-                .map(str::to_string),
+                (
+                    [
+                        input.agent_id,
+                        input.tenant_id,
+                        input.user_id,
+                        input.environment.as_str(),
+                        input.tool_name,
+                    ]
+                    .map(str::to_string),
+                    input.tool.clone(),
+                ),
                 input.session_intent.to_string(),
                 input.mode,
             )
@@ -318,12 +324,13 @@ impl LocalEngine {
         // One proxy asks for the same few tools again and again: compare the last hit
         // in place before building a key.
         if let Ok(last) = self.last_subjects.lock()
-            && let Some((key, hit)) = last.as_ref()
+            && let Some(((key, facts), hit)) = last.as_ref()
             && key.iter().zip(wanted).all(|(k, w)| k == w)
+            && facts == input.tool
         {
             return Ok(hit.clone());
         }
-        let key = wanted.map(str::to_string);
+        let key = (wanted.map(str::to_string), input.tool.clone());
         if let Some(hit) = self
             .subjects
             .lock()
@@ -355,14 +362,56 @@ impl LocalEngine {
             HashSet::new(),
         )
         .map_err(EvalError::build)?;
+        let facts = input.tool;
+        let annotations = RestrictedExpression::new_record([
+            (
+                "readOnlyHint".to_string(),
+                RestrictedExpression::new_bool(facts.read_only),
+            ),
+            (
+                "destructiveHint".to_string(),
+                RestrictedExpression::new_bool(facts.destructive),
+            ),
+            (
+                "idempotentHint".to_string(),
+                RestrictedExpression::new_bool(facts.idempotent),
+            ),
+            (
+                "openWorldHint".to_string(),
+                RestrictedExpression::new_bool(facts.open_world),
+            ),
+        ])
+        .map_err(EvalError::build)?;
         let tool = Entity::new(
             resource.clone(),
-            HashMap::from([("name".to_string(), string(input.tool_name))]),
+            HashMap::from([
+                ("name".to_string(), string(input.tool_name)),
+                (
+                    "in_catalog".to_string(),
+                    RestrictedExpression::new_bool(facts.in_catalog),
+                ),
+                ("title".to_string(), string(&facts.title)),
+                ("annotations".to_string(), annotations),
+            ]),
             HashSet::new(),
         )
         .map_err(EvalError::build)?;
-        let entities = Entities::from_entities([agent, tool], self.schema.as_ref())
-            .map_err(EvalError::build)?;
+        let entities = match Entities::from_entities([agent.clone(), tool], self.schema.as_ref()) {
+            Ok(entities) => entities,
+            // A schema written before the catalog attributes existed declares `name`
+            // only: it keeps working, without them.
+            Err(_) if self.schema.is_some() => {
+                let bare = Entity::new(
+                    resource.clone(),
+                    HashMap::from([("name".to_string(), string(input.tool_name))]),
+                    HashSet::new(),
+                )
+                .map_err(EvalError::build)?;
+                Entities::from_entities([agent, bare], self.schema.as_ref())
+                    .map_err(EvalError::build)?
+            }
+            Err(e) => return Err(EvalError::build(e)),
+        };
         let subjects = std::sync::Arc::new(Subjects {
             principal,
             resource,
@@ -378,7 +427,7 @@ impl LocalEngine {
         Ok(subjects)
     }
 
-    fn remember_last(&self, key: [String; 5], subjects: &std::sync::Arc<Subjects>) {
+    fn remember_last(&self, key: SubjectKey, subjects: &std::sync::Arc<Subjects>) {
         if let Ok(mut last) = self.last_subjects.lock() {
             *last = Some((key, subjects.clone()));
         }
@@ -511,13 +560,52 @@ mod tests {
             session_id: "s",
             session_intent: "general",
             tool_name: tool,
+            tool: &NOT_LISTED,
             arguments: Some(args),
             session: history,
         }
     }
 
+    static NOT_LISTED: std::sync::LazyLock<ToolFacts> =
+        std::sync::LazyLock::new(ToolFacts::default);
+
     fn allowed(o: &PolicyOutcome) -> bool {
         matches!(o, PolicyOutcome::Allow { .. })
+    }
+
+    #[test]
+    fn the_catalog_facts_are_resource_attributes() {
+        let history = SessionHistory::default();
+        let args = json!({});
+        let e = engine(
+            "facts",
+            r#"permit (principal, action, resource) when { resource.in_catalog && resource.annotations.readOnlyHint && resource.title == "Read" };"#,
+        );
+        let listed = ToolFacts {
+            in_catalog: true,
+            title: "Read".into(),
+            read_only: true,
+            destructive: false,
+            idempotent: true,
+            open_world: false,
+        };
+        let mut call = input("read", &args, &history);
+        assert!(
+            !allowed(&e.evaluate(&call)),
+            "not listed: the spec's defaults"
+        );
+        call.tool = &listed;
+        assert!(allowed(&e.evaluate(&call)));
+        // The outcome cache keys on the facts too.
+        assert!(e.caches_outcomes());
+        call.tool = &NOT_LISTED;
+        assert!(!allowed(&e.evaluate(&call)));
+        // A policy reading an annotation of an unlisted tool gets the spec's default.
+        let d = engine(
+            "destructive",
+            r#"permit (principal, action, resource) unless { resource.annotations.destructiveHint };"#,
+        );
+        assert!(!allowed(&d.evaluate(&input("x", &args, &history))));
     }
 
     #[test]

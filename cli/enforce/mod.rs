@@ -76,6 +76,55 @@ impl Decision {
     }
 }
 
+/// What the server's own tool catalog says about a tool (its `tools/list` entry), for
+/// the policy. These are the server's claims (the spec calls annotations untrusted):
+/// a policy may rely on them only as far as it trusts that server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ToolFacts {
+    /// The server listed the tool in this session.
+    pub in_catalog: bool,
+    /// `title` (or `annotations.title`), empty when none.
+    pub title: String,
+    /// `annotations.readOnlyHint` (default false).
+    pub read_only: bool,
+    /// `annotations.destructiveHint` (default true).
+    pub destructive: bool,
+    /// `annotations.idempotentHint` (default false).
+    pub idempotent: bool,
+    /// `annotations.openWorldHint` (default true).
+    pub open_world: bool,
+}
+
+impl Default for ToolFacts {
+    /// A tool not listed: the spec's defaults for absent annotations.
+    fn default() -> Self {
+        Self {
+            in_catalog: false,
+            title: String::new(),
+            read_only: false,
+            destructive: true,
+            idempotent: false,
+            open_world: true,
+        }
+    }
+}
+
+impl ToolFacts {
+    /// The annotations a tool claims, in words (`read-only`, `destructive`,
+    /// `idempotent`, `open-world`), for reports.
+    pub fn claims(&self) -> Vec<&'static str> {
+        [
+            (self.read_only, "read-only"),
+            (self.destructive, "destructive"),
+            (self.idempotent, "idempotent"),
+            (self.open_world, "open-world"),
+        ]
+        .into_iter()
+        .filter_map(|(on, word)| on.then_some(word))
+        .collect()
+    }
+}
+
 /// Everything a decision point is told about one call.
 #[derive(Debug, Clone)]
 pub struct DecisionInput<'a> {
@@ -87,6 +136,8 @@ pub struct DecisionInput<'a> {
     pub session_id: &'a str,
     pub session_intent: &'a str,
     pub tool_name: &'a str,
+    /// What the session's catalog says about the tool.
+    pub tool: &'a ToolFacts,
     /// `None` when the arguments exceed the size a policy engine is given.
     pub arguments: Option<&'a Value>,
     pub session: &'a SessionHistory,

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Decision, DecisionInput, Verdict};
+use super::{Decision, DecisionInput, ToolFacts, Verdict};
 use crate::domain::FailureDecision;
 use crate::logging::escaped;
 use crate::net::{ENFORCE_BODY_LIMIT, Failure, SMALL_BODY_LIMIT, TEXT_LIMIT, bounded, exchange};
@@ -88,6 +88,9 @@ impl RemoteEnforcer {
     }
 
     /// The request body of docs/architecture.md §4.
+    ///
+    /// (The tool's facts travel in `metadata`: see [`facts_from_metadata`] for how the
+    /// enforcer service reads them back.)
     pub fn body(input: &DecisionInput<'_>, trace_id: &str, attestation_id: &str) -> Value {
         let mut body = json!({
             "agent_id": input.agent_id,
@@ -104,10 +107,25 @@ impl RemoteEnforcer {
             "enforcement_trace_id": trace_id,
             "action_attestation_id": attestation_id,
         });
-        if !input.session_intent.is_empty()
-            && let Some(map) = body.as_object_mut()
-        {
-            map.insert("session_intent".into(), json!(input.session_intent));
+        if let Some(map) = body.as_object_mut() {
+            if !input.session_intent.is_empty() {
+                map.insert("session_intent".into(), json!(input.session_intent));
+            }
+            let facts = input.tool;
+            // The server's own claims about the tool (docs/architecture.md §4).
+            map.insert(
+                "metadata".into(),
+                json!({
+                    "tool_in_catalog": facts.in_catalog,
+                    "tool_annotations": {
+                        "title": facts.title,
+                        "readOnlyHint": facts.read_only,
+                        "destructiveHint": facts.destructive,
+                        "idempotentHint": facts.idempotent,
+                        "openWorldHint": facts.open_world,
+                    },
+                }),
+            );
         }
         body
     }
@@ -119,11 +137,12 @@ impl RemoteEnforcer {
         attestation_id: &str,
     ) -> Value {
         let mut body = Self::body(input, trace_id, attestation_id);
-        if let (Some(arn), Some(map)) = (&self.aws_certificate_arn, body.as_object_mut()) {
-            map.insert(
-                "metadata".into(),
-                json!({ "aws_certificate_arn": arn, "require_aws_backed_certs": true }),
-            );
+        if let (Some(arn), Some(metadata)) = (
+            &self.aws_certificate_arn,
+            body.get_mut("metadata").and_then(Value::as_object_mut),
+        ) {
+            metadata.insert("aws_certificate_arn".into(), json!(arn));
+            metadata.insert("require_aws_backed_certs".into(), json!(true));
         }
         body
     }
@@ -625,6 +644,40 @@ fn bounded_value(v: &Value) -> Value {
     }
 }
 
+/// The tool's facts an enforce request carries in `metadata` (`tool_in_catalog`,
+/// `tool_annotations`), as `thoth enforcer serve` gives them to its policy: absent
+/// members take the spec's defaults; a title longer than 1 KiB is refused.
+pub fn facts_from_metadata(metadata: Option<&Value>) -> Result<ToolFacts, &'static str> {
+    let mut facts = ToolFacts::default();
+    let Some(metadata) = metadata else {
+        return Ok(facts);
+    };
+    facts.in_catalog = metadata
+        .get("tool_in_catalog")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let annotations = metadata.get("tool_annotations");
+    let hint = |name: &str, default: bool| {
+        annotations
+            .and_then(|a| a.get(name))
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    };
+    facts.read_only = hint("readOnlyHint", facts.read_only);
+    facts.destructive = hint("destructiveHint", facts.destructive);
+    facts.idempotent = hint("idempotentHint", facts.idempotent);
+    facts.open_world = hint("openWorldHint", facts.open_world);
+    let title = annotations
+        .and_then(|a| a.get("title"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if title.len() > 1024 {
+        return Err("metadata.tool_annotations.title is longer than 1024 bytes");
+    }
+    facts.title = title.to_string();
+    Ok(facts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,5 +776,42 @@ mod tests {
         );
         assert_eq!(d.reason, "no writes");
         assert_eq!(d.extra["regulatory_regimes"], json!(["HIPAA"]));
+    }
+
+    #[test]
+    fn the_tools_facts_travel_in_metadata_and_come_back_the_same() {
+        let facts = ToolFacts {
+            in_catalog: true,
+            title: "Read".into(),
+            read_only: true,
+            destructive: false,
+            idempotent: true,
+            open_world: false,
+        };
+        let history = crate::enforce::SessionHistory::default();
+        let input = DecisionInput {
+            agent_id: "a",
+            tenant_id: "t",
+            user_id: "u",
+            environment: crate::domain::Environment::Dev,
+            mode: crate::domain::Mode::Block,
+            session_id: "s",
+            session_intent: "",
+            tool_name: "read",
+            tool: &facts,
+            arguments: None,
+            session: &history,
+        };
+        let body = RemoteEnforcer::body(&input, "trace", "att");
+        assert_eq!(body["metadata"]["tool_annotations"]["readOnlyHint"], true);
+        assert_eq!(facts_from_metadata(body.get("metadata")), Ok(facts));
+        // Absent: the spec's defaults; hostile: refused.
+        assert_eq!(facts_from_metadata(None), Ok(ToolFacts::default()));
+        assert_eq!(
+            facts_from_metadata(Some(&json!({"tool_annotations": 7}))),
+            Ok(ToolFacts::default())
+        );
+        let long = json!({"tool_annotations": {"title": "x".repeat(1025)}});
+        assert!(facts_from_metadata(Some(&long)).is_err());
     }
 }

@@ -454,6 +454,10 @@ async fn enforce(
         }))
         .into_response();
     }
+    let facts = match crate::enforce::remote::facts_from_metadata(body.get("metadata")) {
+        Ok(facts) => facts,
+        Err(why) => return bad_request(why),
+    };
     let input = DecisionInput {
         agent_id: &agent,
         tenant_id: &tenant,
@@ -463,6 +467,7 @@ async fn enforce(
         session_id: &session_id,
         session_intent: &intent,
         tool_name: &tool,
+        tool: &facts,
         arguments: Some(&args),
         session: &history,
     };

@@ -123,6 +123,36 @@ pub fn denied(id: &[u8], decision: &Decision, data: &Value, style: DenyStyle) ->
     }
 }
 
+/// The first protocol revision whose clients get schema errors as a tool result (the
+/// model reads it and can correct its call) rather than -32602.
+pub const TOOL_RESULT_SCHEMA_ERRORS: &str = "2025-11-25";
+
+/// The answer to a call whose arguments the tool's own schema refuses: -32602 under
+/// protocol revisions before 2025-11-25 (or when none was negotiated), else a tool
+/// result with `isError: true` naming the schema error.
+pub fn schema_refused(id: &[u8], tool: &str, why: &str, protocol: Option<&str>) -> Vec<u8> {
+    let message = format!("Invalid arguments for tool {tool}: {why}");
+    let data =
+        json!({ "reason": "arguments_do_not_match_schema", "tool_name": tool, "detail": why });
+    match protocol {
+        // Revisions are dates: their strings order as the dates do.
+        Some(version) if version >= TOOL_RESULT_SCHEMA_ERRORS => {
+            let result = json!({
+                "content": [{ "type": "text", "text": message }],
+                "isError": true,
+                "_meta": { "thoth": data },
+            });
+            let mut out = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
+            out.extend_from_slice(id);
+            out.extend_from_slice(b",\"result\":");
+            out.extend_from_slice(result.to_string().as_bytes());
+            out.push(b'}');
+            out
+        }
+        _ => error(Some(id), -32602, &message, Some(&data)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +174,40 @@ mod tests {
             "Blocked by Thoth policy: no \"writes\""
         );
         assert_eq!(v["error"]["data"]["tool_name"], "write_file");
+    }
+
+    #[test]
+    fn schema_errors_follow_the_negotiated_revision() {
+        for (protocol, tool_result) in [
+            (None, false),
+            (Some("2025-03-26"), false),
+            (Some("2025-06-18"), false),
+            (Some("2025-11-25"), true),
+            (Some("2026-07-28"), true),
+        ] {
+            let line = schema_refused(
+                b"4",
+                "launch",
+                "at /armed: \"true\" is not of type \"boolean\"",
+                protocol,
+            );
+            let v: Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(v["id"], 4);
+            if tool_result {
+                assert_eq!(v["result"]["isError"], true, "{protocol:?}");
+                assert!(
+                    v["result"]["content"][0]["text"]
+                        .as_str()
+                        .unwrap()
+                        .contains("is not of type")
+                );
+            } else {
+                assert_eq!(v["error"]["code"], -32602, "{protocol:?}");
+                assert_eq!(
+                    v["error"]["data"]["reason"],
+                    "arguments_do_not_match_schema"
+                );
+            }
+        }
     }
 }

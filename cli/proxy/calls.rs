@@ -10,8 +10,22 @@ use tokio::task::AbortHandle;
 pub const MAX_PENDING: usize = 256;
 /// Forwarded requests remembered for an answer if the server dies.
 pub const MAX_IN_FLIGHT: usize = 4096;
-/// tools/list requests watched for the inventory at most.
+/// tools/list and initialize requests watched at most.
 const MAX_WATCHED: usize = 64;
+/// Catalog events waiting for the client pump at most (pages beyond are dropped: their
+/// tools are then not in the catalog, which the policy sees).
+const MAX_CATALOG_EVENTS: usize = 256;
+/// Bytes of tools/list pages waiting for the client pump at most.
+const MAX_CATALOG_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the relay saw for the session's tool catalog, in the order it saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogEvent {
+    /// A whole `tools/list` response line (one page).
+    Page(Vec<u8>),
+    /// `notifications/tools/list_changed`: earlier pages no longer hold.
+    Changed,
+}
 
 /// A JSON-RPC id normalised so `"a"` and `"\u0061"` are the same key.
 pub fn id_key(raw: &[u8]) -> String {
@@ -40,8 +54,18 @@ pub struct Pending {
 pub struct RelayBook {
     /// id key → raw id of requests forwarded and not yet answered.
     pub in_flight: HashMap<String, Vec<u8>>,
-    /// Ids of forwarded tools/list requests whose responses go to the GovAPI inventory.
+    /// Ids of forwarded tools/list requests whose responses feed the catalog (and the
+    /// GovAPI inventory).
     pub tools_list: std::collections::HashSet<String>,
+    /// Ids of forwarded initialize requests (their response names the protocol
+    /// revision).
+    pub initialize: std::collections::HashSet<String>,
+    /// Changes to `tools_list` or `initialize` (the relay re-reads them when it moves).
+    pub watch_generation: u64,
+    /// Catalog pages and changes seen by the relay, not yet read by the client pump.
+    pub catalog_events: Vec<CatalogEvent>,
+    /// The protocol revision the server answered initialize with.
+    pub protocol_version: Option<String>,
     /// Lines the server printed on stdout that were not JSON-RPC messages (diverted to
     /// stderr), including a partial last line.
     pub diverted_lines: u64,
@@ -55,6 +79,28 @@ pub struct RelayBook {
     pub server_eof: bool,
     /// Notified when `server_eof` is set (waiters need no timer).
     pub server_eof_signal: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl RelayBook {
+    /// Queues a catalog event for the client pump, within [`MAX_CATALOG_EVENTS`] and
+    /// [`MAX_CATALOG_BYTES`]: past them the oldest events go first (a later listing
+    /// supersedes them; a tool only they listed is then not in the catalog).
+    pub fn catalog_event(&mut self, event: CatalogEvent) {
+        let size = |e: &CatalogEvent| match e {
+            CatalogEvent::Page(line) => line.len(),
+            CatalogEvent::Changed => 0,
+        };
+        let mut held: usize = self.catalog_events.iter().map(size).sum::<usize>() + size(&event);
+        while !self.catalog_events.is_empty()
+            && (self.catalog_events.len() >= MAX_CATALOG_EVENTS || held > MAX_CATALOG_BYTES)
+        {
+            held -= size(&self.catalog_events.remove(0));
+            tracing::warn!(
+                "tools/list responses pile up with no call to read them: the oldest is left out of the catalog"
+            );
+        }
+        self.catalog_events.push(event);
+    }
 }
 
 /// The shared book.
@@ -127,12 +173,34 @@ impl ProxyState {
     }
 
     /// Remembers a tools/list request (by its [`id_key`]) so its response feeds the
-    /// inventory.
+    /// catalog and the inventory.
     pub fn watch_tools_list(&mut self, key: &str) {
         let mut book = book(&self.book);
         if book.tools_list.len() < MAX_WATCHED {
             book.tools_list.insert(key.to_string());
+            book.watch_generation += 1;
         }
+    }
+
+    /// Remembers an initialize request so its response's protocol revision is known.
+    pub fn watch_initialize(&mut self, key: &str) {
+        let mut book = book(&self.book);
+        if book.initialize.len() < MAX_WATCHED {
+            book.initialize.insert(key.to_string());
+            book.watch_generation += 1;
+        }
+    }
+
+    /// The catalog events since the last call, and the protocol revision unless the
+    /// caller has it already (one lock).
+    pub fn take_catalog_events(&self, have_protocol: bool) -> (Vec<CatalogEvent>, Option<String>) {
+        let mut book = book(&self.book);
+        let protocol = if have_protocol {
+            None
+        } else {
+            book.protocol_version.clone()
+        };
+        (std::mem::take(&mut book.catalog_events), protocol)
     }
 
     /// Remembers a request forwarded to the server (by its [`id_key`], which the caller

@@ -18,7 +18,7 @@ use crate::domain::DenyStyle;
 use crate::enforce::local::LocalEngine;
 use crate::enforce::modes::{Decided, apply_mode, too_large};
 use crate::enforce::remote::RemoteEnforcer;
-use crate::enforce::{Decision, DecisionInput, SessionHistory, Verdict};
+use crate::enforce::{Decision, DecisionInput, SessionHistory, ToolFacts, Verdict};
 use crate::settings::RunSettings;
 
 /// The session: one per `thoth run`.
@@ -60,6 +60,7 @@ pub fn input<'a>(
     session_id: &'a str,
     history: &'a SessionHistory,
     tool: &'a str,
+    facts: &'a ToolFacts,
     arguments: Option<&'a Value>,
 ) -> DecisionInput<'a> {
     DecisionInput {
@@ -71,6 +72,7 @@ pub fn input<'a>(
         session_id,
         session_intent: &settings.session_intent,
         tool_name: tool,
+        tool: facts,
         arguments,
         session: history,
     }
@@ -84,6 +86,7 @@ pub fn decide(
     settings: &RunSettings,
     session: &mut Session,
     tool: &str,
+    facts: &ToolFacts,
     arguments: Option<&Value>,
     arguments_len: usize,
 ) -> Decision {
@@ -95,6 +98,7 @@ pub fn decide(
             &session.id,
             &session.history,
             tool,
+            facts,
             arguments,
         ));
         apply_mode(outcome, settings.mode, tool, &mut session.soft_denied)

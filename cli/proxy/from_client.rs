@@ -27,16 +27,17 @@ use thoth_core::{Call, FrameStep, LineFramer, Message, Span, ToolCall};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::answers;
-use super::calls::{MAX_PENDING, Pending, ProxyState, id_key};
+use super::calls::{CatalogEvent, MAX_PENDING, Pending, ProxyState, id_key};
 use super::checks::{self, Refusal};
 use super::decide::{Action, Answering, CallFrame, Engine, Session, action, decide, input};
 use super::hold::{self, Held, Holds};
 use super::outbox::{Outbox, Queues};
 use crate::audit::{AuditLog, Record};
+use crate::catalog::Catalog;
 use crate::domain::Mode;
 use crate::enforce::local::LocalEngine;
 use crate::enforce::modes::{Decided, observe, too_large};
-use crate::enforce::{Decision, Verdict};
+use crate::enforce::{Decision, ToolFacts, Verdict};
 use crate::settings::RunSettings;
 use crate::telemetry::{Telemetry, event};
 
@@ -63,6 +64,10 @@ pub struct Ctx {
     pub telemetry: RefCell<Option<Telemetry>>,
     /// The GovAPI agent, when configured; taken at shutdown to flush it.
     pub gov: RefCell<Option<crate::govapi::Handle>>,
+    /// The server's tools as this session listed them (fed by the relay's book).
+    pub catalog: RefCell<Catalog>,
+    /// The protocol revision the server answered initialize with.
+    pub protocol: RefCell<Option<String>>,
 }
 
 impl Ctx {
@@ -94,6 +99,8 @@ impl Ctx {
             holds,
             telemetry: RefCell::new(None),
             gov: RefCell::new(None),
+            catalog: RefCell::new(Catalog::default()),
+            protocol: RefCell::new(None),
         });
         (ctx, queues)
     }
@@ -349,8 +356,10 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
                 return Route::Reply(reused_id(raw));
             }
             let mut state = ctx.calls.borrow_mut();
-            if call.method().eq_str("tools/list") && ctx.gov.borrow().is_some() {
+            if call.method().eq_str("tools/list") {
                 state.watch_tools_list(&key);
+            } else if call.method().eq_str("initialize") {
+                state.watch_initialize(&key);
             }
             state.forwarded(key, raw);
             Route::Forward
@@ -497,10 +506,17 @@ async fn tools_call(
             return AfterCall::Done;
         }
     };
+    let facts = match catalog_gate(ctx, tc.name.as_str(), args.as_ref(), &raw_id) {
+        Ok(facts) => facts,
+        Err(answer) => {
+            ctx.answer_client(answer).await;
+            return AfterCall::Done;
+        }
+    };
     if let Engine::Local(local) = &ctx.engine {
         let tool = tc.name.as_str();
         ctx.emit("TOOL_CALL_PRE", tool, None);
-        let decided = decide_locally(ctx, local, tool, args.as_ref(), args_len);
+        let decided = decide_locally(ctx, local, tool, &facts, args.as_ref(), args_len);
         // The canonical line only for a call that goes out (its rewrites are counted).
         let goes_out = matches!(decided.decision.verdict, Verdict::Allow | Verdict::Modify);
         let call = CallFrame {
@@ -568,7 +584,7 @@ async fn tools_call(
             record(&ctx, tool, &decided, Instant::now());
             decided
         } else {
-            let decided = decide_and_record(&ctx, tool, args.as_ref(), args_len).await;
+            let decided = decide_and_record(&ctx, tool, &facts, args.as_ref(), args_len).await;
             resolve_hold(&ctx, decided, progress.as_deref(), &call_key).await
         };
         ctx.calls.borrow_mut().decided(&task_key);
@@ -655,12 +671,13 @@ async fn resolve_hold(
 async fn decide_and_record(
     ctx: &Ctx,
     tool: &str,
+    facts: &ToolFacts,
     args: Option<&Value>,
     args_len: usize,
 ) -> Decided {
     let started = Instant::now();
     let decision = match &ctx.engine {
-        Engine::Local(local) => return decide_locally(ctx, local, tool, args, args_len),
+        Engine::Local(local) => return decide_locally(ctx, local, tool, facts, args, args_len),
         Engine::Remote(remote) => {
             // A snapshot: other calls may be decided while this one waits.
             let (session_id, history) = {
@@ -675,7 +692,7 @@ async fn decide_and_record(
                     let attestation = uuid::Uuid::new_v4().to_string();
                     remote
                         .enforce(
-                            &input(&ctx.settings, &session_id, &history, tool, args),
+                            &input(&ctx.settings, &session_id, &history, tool, facts, args),
                             &session_id,
                             &attestation,
                         )
@@ -699,15 +716,97 @@ fn decide_locally(
     ctx: &Ctx,
     local: &LocalEngine,
     tool: &str,
+    facts: &ToolFacts,
     args: Option<&Value>,
     args_len: usize,
 ) -> Decided {
     let started = Instant::now();
     let decision = {
         let mut session = ctx.session.borrow_mut();
-        decide(local, &ctx.settings, &mut session, tool, args, args_len)
+        decide(
+            local,
+            &ctx.settings,
+            &mut session,
+            tool,
+            facts,
+            args,
+            args_len,
+        )
     };
     conclude(ctx, tool, decision, started)
+}
+
+/// The catalog's facts about `tool`, or the answer for arguments its schema refuses
+/// (recorded in the audit log, never forwarded).
+fn catalog_gate(
+    ctx: &Ctx,
+    tool: &str,
+    args: Option<&Value>,
+    raw_id: &[u8],
+) -> Result<ToolFacts, Vec<u8>> {
+    sync_catalog(ctx);
+    let mut catalog = ctx.catalog.borrow_mut();
+    let facts = catalog.facts(tool);
+    let Some(args) = args else {
+        // Too large to read: decided by that limit alone.
+        return Ok(facts);
+    };
+    match catalog.check(tool, args) {
+        Ok(()) => Ok(facts),
+        Err(refusal) => {
+            drop(catalog);
+            let why = refusal.to_string();
+            let decided = Decided {
+                decision: Decision::new(Verdict::Block, why.clone()).with_code("SCHEMA_INVALID"),
+                would_be: None,
+            };
+            record(ctx, tool, &decided, Instant::now());
+            ctx.emit("TOOL_CALL_BLOCK", tool, Some(&decided.decision));
+            Err(answers::schema_refused(
+                raw_id,
+                tool,
+                &why,
+                ctx.protocol.borrow().as_deref(),
+            ))
+        }
+    }
+}
+
+/// Reads what the relay saw of the catalog since the last call, in order.
+fn sync_catalog(ctx: &Ctx) {
+    let have_protocol = ctx.protocol.borrow().is_some();
+    let (events, protocol) = ctx.calls.borrow().take_catalog_events(have_protocol);
+    if protocol.is_some() {
+        *ctx.protocol.borrow_mut() = protocol;
+    }
+    if events.is_empty() {
+        return;
+    }
+    let mut catalog = ctx.catalog.borrow_mut();
+    for event in events {
+        match event {
+            CatalogEvent::Page(line) => catalog.absorb_page(&line),
+            CatalogEvent::Changed => catalog.forget(),
+        }
+    }
+}
+
+/// A MODIFY whose arguments the tool's schema refuses, as the BLOCK it becomes.
+fn modified_refusal(ctx: &Ctx, decided: &Decided, tool: &str) -> Option<Decided> {
+    let modified = decided
+        .decision
+        .modified_arguments
+        .as_ref()
+        .filter(|_| decided.decision.verdict == Verdict::Modify)?;
+    let refusal = ctx.catalog.borrow_mut().check(tool, modified).err()?;
+    Some(Decided {
+        decision: Decision::new(
+            Verdict::Block,
+            format!("the enforcer's MODIFY was refused: {refusal}"),
+        )
+        .with_code("SCHEMA_INVALID"),
+        would_be: None,
+    })
 }
 
 /// The tool a hold was for (for the audit record of its resolution).
@@ -752,6 +851,15 @@ fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
 /// telemetry hears of both.
 fn settle<'f>(ctx: &Ctx, decided: &Decided, call: CallFrame<'f, '_>, key: String) -> Action<'f> {
     let (raw_id, tool) = (call.raw_id, call.tool);
+    // What an enforcer MODIFYs a call into must pass the tool's own schema too.
+    let unchecked_modify;
+    let decided = match modified_refusal(ctx, decided, tool) {
+        Some(blocked) => {
+            unchecked_modify = blocked;
+            &unchecked_modify
+        }
+        None => decided,
+    };
     let action = {
         let session = ctx.session.borrow();
         let answering = Answering {
@@ -785,8 +893,12 @@ async fn decide_element<'e>(
         Err(refusal) => return Action::Answer(refused(frame, raw_id, &refusal)),
     };
     let tool = tc.name.as_str();
+    let facts = match catalog_gate(ctx, tool, args.as_ref(), raw_id) {
+        Ok(facts) => facts,
+        Err(answer) => return Action::Answer(answer),
+    };
     ctx.emit("TOOL_CALL_PRE", tool, None);
-    let decided = decide_and_record(ctx, tool, args.as_ref(), len).await;
+    let decided = decide_and_record(ctx, tool, &facts, args.as_ref(), len).await;
     let call = CallFrame {
         frame: Cow::Borrowed(element),
         raw_id,

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::answers;
-use super::calls::{SharedBook, book, id_key};
+use super::calls::{CatalogEvent, SharedBook, book, id_key};
 
 /// Lines up to this size are held whole and scanned.
 pub const SCAN_LIMIT: usize = 4 * 1024 * 1024;
@@ -51,8 +51,11 @@ enum Line {
 pub struct Relay {
     /// Scan relayed lines for responses (only worth it while requests are in flight).
     pub scan_responses: bool,
-    /// Response ids whose whole line is wanted (tools/list for the inventory).
+    /// Response ids whose whole line is wanted (tools/list for the catalog and the
+    /// inventory, initialize for the protocol revision).
     pub capture: std::collections::HashSet<String>,
+    /// The book's `watch_generation` that `capture` was copied at.
+    pub capture_generation: u64,
     line: Line,
     held: Vec<u8>,
     /// Bytes of the current line seen so far (for diverted and cut lines).
@@ -77,8 +80,18 @@ pub struct Found {
     pub cut: Vec<String>,
     /// Canonical-line substitutions in relayed lines.
     pub rewrites: thoth_core::Rewrites,
-    /// Whole lines answering an id in [`Relay::capture`].
-    pub captured: Vec<Vec<u8>>,
+    /// Whole lines answering an id in [`Relay::capture`], and tool-list changes, in
+    /// the order the server wrote them.
+    pub watched: Vec<Watched>,
+}
+
+/// A line the client side wants to know about.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Watched {
+    /// A response to a watched request: its id key and its whole line.
+    Response { key: String, line: Vec<u8> },
+    /// `notifications/tools/list_changed`.
+    ToolsChanged,
 }
 
 impl Relay {
@@ -86,6 +99,7 @@ impl Relay {
         Self {
             scan_responses: true,
             capture: std::collections::HashSet::new(),
+            capture_generation: 0,
             line: Line::Start,
             held: Vec::new(),
             line_len: 0,
@@ -158,6 +172,11 @@ impl Relay {
         }
         if self.scan_responses {
             bookkeeping(line, &self.capture, found);
+        }
+        // A notification the client pump must hear of (found without scanning lines
+        // that cannot be one).
+        if memchr::memmem::find(line, b"list_changed").is_some() && is_tools_list_changed(line) {
+            found.watched.push(Watched::ToolsChanged);
         }
         let rewrites = thoth_core::write_canonical(line, |piece| out.extend_from_slice(piece));
         found.rewrites.add(rewrites);
@@ -360,12 +379,30 @@ fn canonical_reply(frame: &[u8], out: &mut Vec<u8>, found: &mut Found) {
     found.rewrites.add(rewrites);
 }
 
+/// The protocol revision of an initialize response.
+fn protocol_of(line: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let version = v.get("result")?.get("protocolVersion")?.as_str()?;
+    // A revision is a date; anything longer is not one.
+    (version.len() <= 32).then(|| version.to_string())
+}
+
+/// Whether a line is the server's `notifications/tools/list_changed`.
+fn is_tools_list_changed(line: &[u8]) -> bool {
+    matches!(
+        thoth_core::scan(line),
+        Ok(Message::Notification(call)) if call.method().eq_str("notifications/tools/list_changed")
+    )
+}
+
 fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: &mut Found) {
-    let mut wanted = false;
+    let mut wanted = Vec::new();
     let mut note = |m: &Message<'_>| {
         if let Message::Response(r) = m {
             let key = id_key(r.id().raw);
-            wanted |= capture.contains(&key);
+            if capture.contains(&key) {
+                wanted.push(key.clone());
+            }
             found.answered.push(key);
         }
     };
@@ -374,8 +411,11 @@ fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: 
         Ok(m) => note(&m),
         Err(_) => {}
     }
-    if wanted {
-        found.captured.push(line.to_vec());
+    for key in wanted {
+        found.watched.push(Watched::Response {
+            key,
+            line: line.to_vec(),
+        });
     }
 }
 
@@ -409,8 +449,14 @@ pub async fn pump(
                     Ok(n) => {
                         let state = book(&shared);
                         relay.scan_responses = !state.in_flight.is_empty();
-                        if relay.capture != state.tools_list {
-                            relay.capture.clone_from(&state.tools_list);
+                        if relay.capture_generation != state.watch_generation {
+                            relay.capture = state
+                                .tools_list
+                                .iter()
+                                .chain(&state.initialize)
+                                .cloned()
+                                .collect();
+                            relay.capture_generation = state.watch_generation;
                         }
                         drop(state);
                         relay.feed(chunk.get(..n).unwrap_or_default(), &mut out, &mut found)
@@ -435,16 +481,34 @@ pub async fn pump(
                 }
             }
         }
+        let mut pages = Vec::new();
         if !found.answered.is_empty()
             || !found.diverted.is_empty()
             || !found.cut.is_empty()
             || !found.rewrites.is_empty()
+            || !found.watched.is_empty()
         {
             let mut state = book(&shared);
+            // Before the lines reach the client: a call it sends on reading a listing
+            // is checked against that listing.
+            for watched in found.watched.drain(..) {
+                match watched {
+                    Watched::Response { key, line } if state.initialize.contains(&key) => {
+                        state.protocol_version = protocol_of(&line);
+                    }
+                    Watched::Response { line, .. } => {
+                        if inventory.is_some() {
+                            pages.push(line.clone());
+                        }
+                        state.catalog_event(CatalogEvent::Page(line));
+                    }
+                    Watched::ToolsChanged => state.catalog_event(CatalogEvent::Changed),
+                }
+            }
             for key in &found.answered {
                 state.in_flight.remove(key);
-                if !state.tools_list.is_empty() {
-                    state.tools_list.remove(key);
+                if state.tools_list.remove(key) | state.initialize.remove(key) {
+                    state.watch_generation += 1;
                 }
             }
             state.diverted_lines += found.diverted.len() as u64;
@@ -452,7 +516,7 @@ pub async fn pump(
             state.server_rewrites.add(found.rewrites);
         }
         if let Some(inventory) = &inventory {
-            for line in &found.captured {
+            for line in &pages {
                 inventory.send(line);
             }
         }

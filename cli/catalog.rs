@@ -1,0 +1,338 @@
+//! The session's tool catalog: the server's own definitions of its tools, read from
+//! every `tools/list` response the client fetched, and what the call path does with
+//! them: arguments checked against the tool's `inputSchema` before any decision, and
+//! the tool's title and annotations given to the policy.
+//!
+//! Why: a lax server coerces what its schema declares (pydantic turns `"true"` into
+//! `True` and `"500"` into `500`), so a policy comparing `context.arguments.armed ==
+//! true` never sees the value the server executes. A call whose arguments do not
+//! validate against the schema the server itself declared is refused before the
+//! policy, the check a strict server makes: what the policy decided is then what every
+//! server runs.
+//!
+//! Bounds (a hostile server writes these definitions): at most [`MAX_TOOLS`] tools, a
+//! schema of at most [`MAX_SCHEMA_BYTES`] serialised; a schema that is larger, does not
+//! compile (a `$ref` to anything outside itself: nothing is ever fetched) or nests
+//! deeper than [`MAX_SCHEMA_DEPTH`] makes its tool's calls refused (fail closed), never
+//! slow. Schemas are compiled once per catalog entry, on the tool's first call. Patterns
+//! use the `regex` crate (linear time), not a backtracking engine. This module never
+//! writes to the client or the server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::enforce::ToolFacts;
+
+/// Tools kept at most (later ones in a listing are dropped, and their calls treated as
+/// not in the catalog).
+pub const MAX_TOOLS: usize = 4096;
+/// Bytes of one tool's `inputSchema`, serialised, at most.
+pub const MAX_SCHEMA_BYTES: usize = 256 * 1024;
+/// Nesting of one schema at most (objects and arrays).
+pub const MAX_SCHEMA_DEPTH: usize = 32;
+/// Bytes of a title kept.
+const MAX_TITLE_BYTES: usize = 1024;
+
+/// Why a call's arguments are refused before the policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaRefusal {
+    /// The arguments do not validate: the schema's first complaint, with where.
+    #[error("arguments do not match the tool's inputSchema: {0}")]
+    Invalid(String),
+    /// The server's schema cannot be used (too large, too deep, does not compile).
+    #[error("the tool's inputSchema cannot be checked ({0}): its calls are refused")]
+    Unusable(String),
+}
+
+/// A compiled schema, or why there is none.
+type Compiled = Result<Arc<jsonschema::Validator>, String>;
+
+/// One listed tool.
+struct Entry {
+    facts: ToolFacts,
+    /// The declared `inputSchema` until its first call compiles it.
+    schema: Option<Value>,
+    compiled: Option<Compiled>,
+}
+
+/// Every tool listed in this session.
+#[derive(Default)]
+pub struct Catalog {
+    tools: HashMap<String, Entry>,
+}
+
+impl Catalog {
+    /// Reads one `tools/list` response line (a page): each tool replaces any entry of
+    /// the same name. Lines that are not such a response change nothing.
+    pub fn absorb_page(&mut self, line: &[u8]) {
+        let Ok(response) = serde_json::from_slice::<Value>(line) else {
+            return;
+        };
+        let Some(tools) = response
+            .get("result")
+            .and_then(|r| r.get("tools"))
+            .and_then(Value::as_array)
+        else {
+            return;
+        };
+        self.absorb_tools(tools);
+    }
+
+    /// Reads the `tools` array of one `tools/list` result.
+    pub fn absorb_tools(&mut self, tools: &[Value]) {
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if self.tools.len() >= MAX_TOOLS && !self.tools.contains_key(name) {
+                tracing::warn!(
+                    "the server lists more than {MAX_TOOLS} tools: {} and later ones are not in the catalog",
+                    crate::logging::escaped(name)
+                );
+                break;
+            }
+            self.tools.insert(name.to_string(), entry_of(tool));
+        }
+    }
+
+    /// The server said its list changed: what it listed before no longer holds.
+    pub fn forget(&mut self) {
+        self.tools.clear();
+    }
+
+    /// What the policy is told about `tool` (the spec's defaults when not listed).
+    pub fn facts(&self, tool: &str) -> ToolFacts {
+        self.tools
+            .get(tool)
+            .map_or_else(ToolFacts::default, |e| e.facts.clone())
+    }
+
+    /// Whether `arguments` may be given to `tool`: always for a tool not in the catalog
+    /// (the policy sees `in_catalog == false`), else when they validate.
+    pub fn check(&mut self, tool: &str, arguments: &Value) -> Result<(), SchemaRefusal> {
+        let Some(entry) = self.tools.get_mut(tool) else {
+            return Ok(());
+        };
+        let compiled = entry
+            .compiled
+            .get_or_insert_with(|| compile(entry.schema.take()));
+        let validator = compiled
+            .as_ref()
+            .map_err(|why| SchemaRefusal::Unusable(why.clone()))?;
+        match validator.iter_errors(arguments).next() {
+            None => Ok(()),
+            Some(error) => {
+                let at = error.instance_path().to_string();
+                let at = if at.is_empty() { "/".to_string() } else { at };
+                Err(SchemaRefusal::Invalid(format!("at {at}: {error}")))
+            }
+        }
+    }
+
+    /// Whether no tool is listed.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+}
+
+fn entry_of(tool: &Value) -> Entry {
+    let hint = |name: &str, default: bool| {
+        tool.get("annotations")
+            .and_then(|a| a.get(name))
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    };
+    let title = tool
+        .get("title")
+        .or_else(|| tool.get("annotations").and_then(|a| a.get("title")))
+        .and_then(Value::as_str)
+        .map(|t| truncated(t, MAX_TITLE_BYTES))
+        .unwrap_or_default();
+    let defaults = ToolFacts::default();
+    Entry {
+        facts: ToolFacts {
+            in_catalog: true,
+            title,
+            read_only: hint("readOnlyHint", defaults.read_only),
+            destructive: hint("destructiveHint", defaults.destructive),
+            idempotent: hint("idempotentHint", defaults.idempotent),
+            open_world: hint("openWorldHint", defaults.open_world),
+        },
+        // The spec requires an object schema; a tool without one takes an object.
+        schema: Some(
+            tool.get("inputSchema")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"type": "object"})),
+        ),
+        compiled: None,
+    }
+}
+
+/// Compiles a declared schema within the bounds of the module doc.
+fn compile(schema: Option<Value>) -> Compiled {
+    let schema = schema.ok_or_else(|| "no schema".to_string())?;
+    let size = serde_json::to_vec(&schema).map_or(usize::MAX, |b| b.len());
+    if size > MAX_SCHEMA_BYTES {
+        return Err(format!(
+            "{size} bytes, more than the {MAX_SCHEMA_BYTES} thoth checks"
+        ));
+    }
+    if depth(&schema) > MAX_SCHEMA_DEPTH {
+        return Err(format!("nested deeper than {MAX_SCHEMA_DEPTH}"));
+    }
+    if !schema.is_object() && !schema.is_boolean() {
+        return Err("not a JSON Schema (an object or a boolean)".into());
+    }
+    jsonschema::options()
+        .with_pattern_options(jsonschema::PatternOptions::regex())
+        .build(&schema)
+        .map(Arc::new)
+        .map_err(|e| truncated(&e.to_string(), 512))
+}
+
+/// Nesting depth of a value (an iterative walk: a hostile schema cannot overflow the
+/// stack here).
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Value::Object(members) => stack.extend(members.values().map(|m| (m, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn catalog(tools: Value) -> Catalog {
+        let mut c = Catalog::default();
+        let line = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}}).to_string();
+        c.absorb_page(line.as_bytes());
+        c
+    }
+
+    #[test]
+    fn coerced_values_are_refused_where_the_schema_says_otherwise() {
+        let mut c = catalog(json!([{
+            "name": "launch",
+            "inputSchema": {"type": "object", "properties": {
+                "armed": {"type": "boolean"}, "count": {"type": "integer"}
+            }}
+        }]));
+        for bad in [
+            json!({"armed": "true"}),
+            json!({"armed": 1}),
+            json!({"armed": "yes"}),
+            json!({"count": "500"}),
+            json!({"count": 1.5}),
+        ] {
+            let refused = c.check("launch", &bad);
+            assert!(
+                matches!(refused, Err(SchemaRefusal::Invalid(_))),
+                "{bad}: {refused:?}"
+            );
+        }
+        assert_eq!(
+            c.check("launch", &json!({"armed": true, "count": 500})),
+            Ok(())
+        );
+        // A tool the server never listed is the policy's to judge.
+        assert_eq!(c.check("other", &json!({"armed": "true"})), Ok(()));
+        assert!(!c.facts("other").in_catalog);
+    }
+
+    #[test]
+    fn annotations_and_their_spec_defaults() {
+        let c = catalog(json!([
+            {"name": "read", "title": "Read", "inputSchema": {"type": "object"},
+             "annotations": {"readOnlyHint": true, "openWorldHint": false}},
+            {"name": "bare", "inputSchema": {"type": "object"}}
+        ]));
+        let read = c.facts("read");
+        assert!(read.in_catalog && read.read_only && !read.open_world);
+        assert_eq!(read.title, "Read");
+        let bare = c.facts("bare");
+        assert!(
+            bare.in_catalog
+                && !bare.read_only
+                && bare.destructive
+                && !bare.idempotent
+                && bare.open_world
+        );
+    }
+
+    #[test]
+    fn hostile_schemas_make_their_tool_refused_not_thoth_slow() {
+        let deep = (0..100).fold(
+            json!({"type": "object"}),
+            |inner, _| json!({"items": inner}),
+        );
+        let mut c = catalog(json!([
+            {"name": "remote", "inputSchema": {"$ref": "https://evil.example/schema.json"}},
+            {"name": "deep", "inputSchema": deep},
+            {"name": "huge", "inputSchema": {"type": "object", "description": "x".repeat(MAX_SCHEMA_BYTES)}},
+            {"name": "odd", "inputSchema": "not a schema"},
+            {"name": "evil_pattern", "inputSchema": {"type": "object", "properties": {"p": {"type": "string", "pattern": "(a+)+$"}}}}
+        ]));
+        for tool in ["remote", "deep", "huge", "odd"] {
+            let refused = c.check(tool, &json!({}));
+            assert!(
+                matches!(refused, Err(SchemaRefusal::Unusable(_))),
+                "{tool}: {refused:?}"
+            );
+        }
+        // A catastrophic-backtracking pattern runs in linear time with `regex`.
+        let long = format!("{}!", "a".repeat(100_000));
+        let started = std::time::Instant::now();
+        assert!(c.check("evil_pattern", &json!({"p": long})).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_self_referencing_schema_is_refused_or_bounded() {
+        let mut c = catalog(json!([
+            {"name": "loop", "inputSchema": {"$ref": "#"}},
+            {"name": "tree", "inputSchema": {"type": "object", "properties": {"child": {"$ref": "#"}}}}
+        ]));
+        let nested = (0..50).fold(json!({}), |inner, _| json!({"child": inner}));
+        assert_eq!(c.check("tree", &nested), Ok(()));
+        // `{"$ref": "#"}` constrains nothing (the validator sees the cycle): it accepts,
+        // as a strict server's validator does, and returns.
+        assert_eq!(c.check("loop", &json!({"any": "thing"})), Ok(()));
+    }
+
+    #[test]
+    fn a_new_listing_replaces_and_list_changed_forgets() {
+        let mut c = catalog(
+            json!([{"name": "a", "inputSchema": {"type": "object", "properties": {"x": {"type": "string"}}}}]),
+        );
+        assert!(c.check("a", &json!({"x": 1})).is_err());
+        c.absorb_page(json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": [
+            {"name": "a", "inputSchema": {"type": "object", "properties": {"x": {"type": "integer"}}}}
+        ]}}).to_string().as_bytes());
+        assert_eq!(c.check("a", &json!({"x": 1})), Ok(()));
+        c.forget();
+        assert!(c.is_empty());
+    }
+}

@@ -1,0 +1,36 @@
+"""A real MCP stdio server on the official Python SDK's high-level `MCPServer`, whose
+tools take typed parameters: pydantic (lax mode) coerces what the client sends into
+the declared types, so `{"armed": "true"}` runs as `armed=True` and `{"count": "500"}`
+as `count=500`. The server a schema check in front of it must protect. Tool:
+  launch(armed: bool = False, count: int = 0): creates launch-armed-<unique> in
+         $THOTH_TEST_MARKER_DIR when armed, launch-500-<unique> when count == 500, and
+         answers what it received.
+Run with install.sh's DIR/venv/bin/python.
+"""
+
+import os
+import sys
+import time
+
+from mcp.server.mcpserver import MCPServer
+
+MARKER_DIR = os.environ.get("THOTH_TEST_MARKER_DIR") or sys.exit("THOTH_TEST_MARKER_DIR is not set")
+
+app = MCPServer("thoth-test-coercing")
+
+
+def mark(kind):
+    open(os.path.join(MARKER_DIR, f"launch-{kind}-{os.getpid()}-{time.time_ns()}"), "x").close()
+
+
+@app.tool()
+def launch(armed: bool = False, count: int = 0) -> str:
+    """Launches when armed."""
+    if armed:
+        mark("armed")
+    if count == 500:
+        mark("500")
+    return f"armed={armed!r} count={count!r}"
+
+
+app.run("stdio")
