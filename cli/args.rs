@@ -318,7 +318,8 @@ pub fn usage_hint(argv: &[OsString], error: &clap::Error) -> Option<String> {
     };
     (!unexpected.starts_with('-')).then(|| {
         format!(
-            "hint: put `--` before the server command: thoth {command} [flags] -- {unexpected} …"
+            "hint: put `--` before the server command: thoth {command} [flags] -- {} …",
+            crate::logging::escaped(unexpected)
         )
     })
 }

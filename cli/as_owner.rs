@@ -121,8 +121,11 @@ pub fn run_as(
         } else {
             Stdio::inherit()
         })
-        .stderr(Stdio::inherit())
-        .current_dir("/");
+        .stderr(Stdio::inherit());
+    // In thoth's own directory, so relative paths on the command line (`--policy
+    // p.cedar`, CONFIG) mean what they meant to root; `/` when the user cannot enter it.
+    let here = std::env::current_dir().ok().filter(|dir| dir.is_absolute());
+    cmd.current_dir(here.as_deref().unwrap_or(Path::new("/")));
     for name in crate::harden::SECRETS {
         cmd.env_remove(name);
     }
@@ -135,7 +138,16 @@ pub fn run_as(
         // std drops the supplementary groups (setgroups(0)) when it sets the uid as root.
         cmd.uid(owner.uid).gid(owner.gid);
     }
-    let mut child = cmd.spawn()?;
+    let mut child = match cmd.spawn() {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && here.is_some() => {
+            tracing::warn!(
+                "{} cannot enter thoth's current directory: running in / (give absolute paths)",
+                crate::logging::escaped(&owner.name)
+            );
+            cmd.current_dir("/").spawn()?
+        }
+        other => other?,
+    };
     let reader = child.stdout.take().map(|out| {
         std::thread::spawn(move || {
             use std::io::Read;

@@ -437,13 +437,25 @@ impl std::fmt::Display for Broken {
     }
 }
 
-/// Verifies one audit file; returns the number of records.
+/// A file whose chain holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub records: usize,
+    /// The session its records name.
+    pub session: String,
+    /// The file's name is not `<session>.jsonl` (a copy under another name).
+    pub renamed: bool,
+}
+
+/// Verifies one audit file; returns its records' count and session.
 ///
 /// The chain starts from the session id the first record names, not from the file's
 /// name: a copy under another name verifies the same, and an edit is reported on the
 /// line it touched. (Earlier releases wrote the same session id in both places, so
-/// their logs verify unchanged.) Every record must name that same session.
-pub fn verify_file(path: &Path) -> Result<usize, Broken> {
+/// their logs verify unchanged.) Every record must name that same session. An empty
+/// file is broken: thoth creates a log with its first record, so an empty one was
+/// truncated.
+pub fn verify_file(path: &Path) -> Result<Verified, Broken> {
     let broken = |line: usize, why: String| Broken {
         path: path.to_path_buf(),
         line,
@@ -506,7 +518,18 @@ pub fn verify_file(path: &Path) -> Result<usize, Broken> {
         prev = hash.to_string();
         count += 1;
     }
-    Ok(count)
+    let Some(session) = session else {
+        return Err(broken(
+            0,
+            "empty: thoth writes a log with its first record, so this one was truncated".into(),
+        ));
+    };
+    let renamed = path.file_stem() != Some(std::ffi::OsStr::new(&session));
+    Ok(Verified {
+        records: count,
+        session,
+        renamed,
+    })
 }
 
 /// Why there is nothing to give a verdict on.
@@ -523,8 +546,8 @@ pub enum NothingToVerify {
     },
 }
 
-/// One file's verdict: its record count, or the first problem in it.
-pub type Verdict = (PathBuf, Result<usize, Broken>);
+/// One file's verdict: what verified, or the first problem in it.
+pub type Verdict = (PathBuf, Result<Verified, Broken>);
 
 /// Verifies a file or every `.jsonl` file under a directory, each on its own (in
 /// path order).
@@ -548,10 +571,28 @@ pub fn verify_path(path: &Path) -> Result<Vec<Verdict>, NothingToVerify> {
         return Err(NothingToVerify::Empty(path.to_path_buf()));
     }
     files.sort();
+    // A session's log is one file: a second file with the same session is a copy or a
+    // substitute for another session's log.
+    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
     Ok(files
         .into_iter()
         .map(|f| {
-            let verdict = verify_file(&f);
+            let verdict = verify_file(&f).and_then(|v| match seen.get(&v.session) {
+                Some(first) => Err(Broken {
+                    path: f.clone(),
+                    line: 0,
+                    why: format!(
+                        "holds session {}, as {} does: a copy of a log, or one put in another's place",
+                        v.session,
+                        first.display()
+                    ),
+                    fault: Fault::Chain,
+                }),
+                None => {
+                    seen.insert(v.session.clone(), f.clone());
+                    Ok(v)
+                }
+            });
             (f, verdict)
         })
         .collect())
@@ -633,7 +674,10 @@ mod tests {
         }
         w.flush().unwrap();
         drop(w);
-        assert_eq!(verify_file(&path), Ok(3));
+        assert_eq!(
+            verify_file(&path).map(|v| (v.records, v.renamed)),
+            Ok((3, false))
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replacen("\"write\"", "\"wrote\"", 1)).unwrap();
         assert_eq!(verify_file(&path).unwrap_err().line, 2);
@@ -650,7 +694,29 @@ mod tests {
         assert_eq!((err.line, err.fault), (2, Fault::Chain), "{err}");
         assert!(err.why.starts_with("hash mismatch"), "{err}");
         std::fs::write(&renamed, &text).unwrap();
-        assert_eq!(verify_file(&renamed), Ok(3));
+        let copy = verify_file(&renamed).unwrap();
+        assert_eq!(
+            (copy.records, copy.session.as_str(), copy.renamed),
+            (3, "s1", true)
+        );
+        // Beside its original, the copy is flagged; an emptied log is broken.
+        std::fs::write(dir.join("s1.jsonl"), &text).unwrap();
+        let verdicts = verify_path(&dir).unwrap();
+        let flagged: Vec<_> = verdicts.iter().filter(|(_, v)| v.is_err()).collect();
+        assert_eq!(flagged.len(), 1, "{verdicts:?}");
+        assert!(
+            flagged[0]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .why
+                .contains("holds session s1")
+        );
+        std::fs::remove_file(dir.join("s1.jsonl")).unwrap();
+        std::fs::write(dir.join("s9.jsonl"), "").unwrap();
+        let empty = verify_file(&dir.join("s9.jsonl")).unwrap_err();
+        assert!(empty.why.starts_with("empty"), "{empty}");
+        std::fs::remove_file(dir.join("s9.jsonl")).unwrap();
         // Without its first line, the chain does not start where a session starts.
         std::fs::write(&renamed, format!("{}\n{}\n", lines[1], lines[2])).unwrap();
         let err = verify_file(&renamed).unwrap_err();

@@ -63,12 +63,20 @@ fn verdict_lines(verdicts: &[Verdict]) -> Vec<String> {
     let (mut records, mut broken, mut unreadable) = (0usize, 0usize, 0usize);
     for (path, verdict) in verdicts {
         lines.push(match verdict {
-            Ok(n) => {
-                records += n;
+            Ok(v) => {
+                records += v.records;
+                let renamed = if v.renamed {
+                    format!(
+                        " (its records are session {}: the file was renamed)",
+                        escaped(&v.session)
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "ok          {}: {}",
+                    "ok          {}: {}{renamed}",
                     escaped(&path.display().to_string()),
-                    count(*n, "record")
+                    count(v.records, "record")
                 )
             }
             Err(b) if b.fault == Fault::Chain => {
@@ -106,7 +114,11 @@ fn remember(profile_dir: &Path, verdicts: &[Verdict]) {
         at: crate::clock::now_rfc3339(),
         ok: first_problem.is_none(),
         files: verdicts.len(),
-        records: verdicts.iter().filter_map(|(_, v)| v.as_ref().ok()).sum(),
+        records: verdicts
+            .iter()
+            .filter_map(|(_, v)| v.as_ref().ok())
+            .map(|v| v.records)
+            .sum(),
         error: first_problem.map(ToString::to_string),
     };
     let _ = StateFile::in_profile(profile_dir).update(|s| s.audit_verification = Some(record));
@@ -115,12 +127,19 @@ fn remember(profile_dir: &Path, verdicts: &[Verdict]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Broken;
+    use crate::audit::{Broken, Verified};
     use std::path::PathBuf;
 
     #[test]
     fn one_line_per_file_and_a_summary() {
-        let ok = (PathBuf::from("a.jsonl"), Ok(1));
+        let ok = (
+            PathBuf::from("a.jsonl"),
+            Ok(Verified {
+                records: 1,
+                session: "a".into(),
+                renamed: false,
+            }),
+        );
         let edited = (
             PathBuf::from("b.jsonl"),
             Err(Broken {

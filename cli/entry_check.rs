@@ -72,7 +72,7 @@ pub fn check(entry: &WrappedEntry, profile: &Profile) -> Result<(), String> {
     }
     crate::run_cmd::load_engine(&settings)
         .map(|_| ())
-        .map_err(|e| format!("thoth run would refuse to start: {e}"))
+        .map_err(|e| format!("thoth run would refuse to start: {}", e.unquoted()))
 }
 
 /// The command names a thoth that exists and can be executed.

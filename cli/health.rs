@@ -96,8 +96,8 @@ pub fn assess(s: &Snapshot, probe: &Probe) -> (Map<String, Value>, Checks) {
             Level::Pass,
             "the starter policy (allows every tool) is written on the first thoth run",
         ),
-        Some(PolicyState::Invalid { summary, .. }) => {
-            checks.add("policy", Level::Fail, summary.clone())
+        Some(PolicyState::Invalid { place, .. }) => {
+            checks.add("policy", Level::Fail, place.clone())
         }
         None => {}
     }
@@ -381,7 +381,11 @@ pub fn run(args: &HealthArgs) -> ExitCode {
             );
             return ExitCode::from(crate::exit::FAILURE);
         };
-        println!("<result>{}</result>", jamf_value(value));
+        // Values may come from a user's files (as the user's part printed them).
+        println!(
+            "<result>{}</result>",
+            crate::logging::escaped(&jamf_value(value))
+        );
         return code;
     }
     if args.json {
@@ -390,10 +394,13 @@ pub fn run(args: &HealthArgs) -> ExitCode {
     } else {
         println!("thoth health: {}", worst.as_str());
         for (name, check) in &checks {
+            // Details may quote a user's files or entries (decoded from the user's
+            // part's JSON): never raw to root's terminal.
             println!(
-                "  {:<5} {name}: {}",
-                check["status"].as_str().unwrap_or(""),
-                check["detail"].as_str().unwrap_or("")
+                "  {:<5} {}: {}",
+                crate::logging::escaped(check["status"].as_str().unwrap_or("")),
+                crate::logging::escaped(name),
+                crate::logging::escaped(check["detail"].as_str().unwrap_or(""))
             );
         }
     }

@@ -34,6 +34,7 @@ mod settings;
 mod state_file;
 mod status;
 mod telemetry;
+mod user_file;
 mod wording;
 mod wrap;
 

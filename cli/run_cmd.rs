@@ -123,6 +123,14 @@ impl EngineError {
             other => vec![other.to_string()],
         }
     }
+
+    /// One line that quotes no file (a policy error by its place only).
+    pub fn unquoted(&self) -> String {
+        match self {
+            Self::Policy(e) => e.place(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// The engine the settings chose.

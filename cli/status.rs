@@ -45,9 +45,11 @@ pub enum PolicyState {
     NotYetCreated,
     /// The policy loads.
     Loads,
-    /// It does not: the one-line summary (what health shows: it runs as root over user
-    /// files and quotes none) and every line of the report with the quoted source.
+    /// It does not: where (what health shows: it runs as root over user files and
+    /// quotes none of them, not even through Cedar's messages), the one-line summary
+    /// and every line of the report with the quoted source (what status shows).
     Invalid {
+        place: String,
         summary: String,
         report: Vec<String>,
     },
@@ -73,6 +75,7 @@ impl Snapshot {
             }) => Some(match crate::enforce::local::LocalEngine::load(policy) {
                 Ok(_) => PolicyState::Loads,
                 Err(e) => PolicyState::Invalid {
+                    place: e.place(),
                     summary: e.to_string(),
                     report: e.report(),
                 },

@@ -387,6 +387,27 @@ fn health_json_shape_and_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["PolicyValid"], false);
+    let detail = v["checks"]["policy"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("bad.cedar:1:") && !detail.contains("nonsense"),
+        "{detail}"
+    );
+    // The text report never writes a control character from a user's file raw.
+    let hostile = s.write(
+        "hostile.cedar",
+        "permit (principal, action, resource) when { principal.X == \"a\" \"zz\u{1b}[2J\" };",
+    );
+    let out = s
+        .thoth()
+        .arg("health")
+        .env("THOTH_POLICY_FILE", &hostile)
+        .output()
+        .expect("health");
+    assert!(
+        !out.stdout.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // fail: settings that do not validate.
     let out = s
         .thoth()
@@ -446,6 +467,8 @@ fn health_fails_for_wrapped_entries_that_would_not_start() {
     );
     // Never the file's contents (health runs as root over user files).
     assert!(!detail.contains("true | false"), "{detail}");
+    // Not even through Cedar's message, which quotes tokens.
+    assert!(!detail.contains("invalid token"), "{detail}");
     assert_eq!(v["EntriesFailing"], 3);
     std::fs::write(&good, "permit (principal, action, resource);").unwrap();
     // In prod, as root, every entry would refuse to start (the tests run as root, or

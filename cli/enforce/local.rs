@@ -37,6 +37,32 @@ impl PolicyError {
     }
 }
 
+impl PolicyError {
+    /// Where the first error is, and its kind, without any of the file's text (Cedar's
+    /// messages quote tokens): what a report that must not quote a file shows.
+    pub fn place(&self) -> String {
+        match self {
+            Self::Parse { placed } | Self::Schema { placed } | Self::Invalid { placed } => {
+                let first = placed.first().map_or_else(String::new, |p| p.place.clone());
+                let more = placed.len().saturating_sub(1);
+                if more > 0 {
+                    format!(
+                        "{first} (and {} more; thoth status as the user shows them)",
+                        crate::wording::count(more, "error")
+                    )
+                } else {
+                    format!("{first} (thoth status as the user shows it)")
+                }
+            }
+            Self::Read { path, source } => {
+                format!("{}: cannot read policy: {source}", path.display())
+            }
+            Self::ReadSchema { path, source } => format!("{}: {source}", path.display()),
+            Self::EntityType { .. } => self.to_string(),
+        }
+    }
+}
+
 fn summaries(placed: &[Placed]) -> String {
     placed
         .iter()
@@ -125,6 +151,9 @@ struct Subjects {
     entities: Entities,
 }
 
+/// Bytes of a policy file (and of its schema) read at most.
+const MAX_POLICY_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Subjects cached at most (the cache is cleared when full).
 const SUBJECT_CACHE: usize = 4096;
 
@@ -171,21 +200,24 @@ impl LocalEngine {
     /// Parses the policy at `path` and, when `<path minus .cedar>.cedarschema` exists
     /// beside it, validates the policies against that schema.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_path_buf(),
-            source,
+        let source = crate::user_file::read_text(path, MAX_POLICY_BYTES).map_err(|source| {
+            PolicyError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         let policies = PolicySet::from_str(&source).map_err(|e| PolicyError::Parse {
             placed: place_all(path, &source, &e, "invalid Cedar policy"),
         })?;
         let schema_path = path.with_extension("cedarschema");
         let schema = if schema_path.exists() {
-            let text = std::fs::read_to_string(&schema_path).map_err(|source| {
-                PolicyError::ReadSchema {
-                    path: schema_path.clone(),
-                    source,
-                }
-            })?;
+            let text =
+                crate::user_file::read_text(&schema_path, MAX_POLICY_BYTES).map_err(|source| {
+                    PolicyError::ReadSchema {
+                        path: schema_path.clone(),
+                        source,
+                    }
+                })?;
             let (schema, _warnings) =
                 Schema::from_cedarschema_str(&text).map_err(|e| PolicyError::Schema {
                     placed: place_all(&schema_path, &text, &e, "invalid schema"),
@@ -197,6 +229,7 @@ impl LocalEngine {
                 return Err(PolicyError::Invalid {
                     placed: result
                         .validation_errors()
+                        .take(super::policy_place::MAX_PLACED)
                         .map(|e| place(path, &source, e, &what))
                         .collect(),
                 });

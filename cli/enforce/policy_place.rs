@@ -15,12 +15,14 @@ use miette::Diagnostic;
 pub struct Placed {
     /// `file:line:column: message` (or `file: message` when Cedar gave no span).
     pub summary: String,
+    /// `file:line:column: what`, without Cedar's message (which may quote the file).
+    pub place: String,
     /// The source line and the caret, each prefixed by a gutter; empty without a span.
     pub excerpt: Vec<String>,
 }
 
 /// Errors placed at most; the rest are counted in the last summary.
-const MAX_PLACED: usize = 5;
+pub const MAX_PLACED: usize = 5;
 
 /// Places every error of a diagnostic that may group several (`related`), each with
 /// `what` ("invalid Cedar policy") before its message.
@@ -62,6 +64,7 @@ pub fn place(path: &Path, source: &str, diagnostic: &dyn Diagnostic, what: &str)
     let Some((offset, len)) = span else {
         return Placed {
             summary: format!("{}: {what}: {message}", path.display()),
+            place: format!("{}: {what}", path.display()),
             excerpt: Vec::new(),
         };
     };
@@ -81,6 +84,7 @@ pub fn place(path: &Path, source: &str, diagnostic: &dyn Diagnostic, what: &str)
             at.line,
             at.column
         ),
+        place: format!("{}:{}:{}: {what}", path.display(), at.line, at.column),
         excerpt: vec![
             format!(" {} | {shown}", at.line),
             format!(

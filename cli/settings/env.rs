@@ -222,7 +222,7 @@ impl VarReader<'_> {
         let Some(value) = self.text(name)? else {
             return Ok(None);
         };
-        check_url(&value).map_err(|why| invalid(name, &value, why))?;
+        check_url(&value).map_err(|why| invalid(name, &without_credentials(&value), why))?;
         Ok(Some(value.trim_end_matches('/').to_string()))
     }
 
@@ -260,6 +260,24 @@ impl VarReader<'_> {
 
 fn invalid(name: &str, value: &str, fix: &str) -> SettingsError {
     SettingsError::new(format!("{name}={value:?} is not valid: {fix}"))
+}
+
+/// A URL as a message may quote it: credentials before an `@` in its authority are
+/// replaced by `…` (a refused URL is refused precisely for carrying them).
+pub fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest.get(..authority_end).and_then(|a| a.rfind('@')) {
+        Some(at) => {
+            let prefix = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            format!("{prefix}…@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
 }
 
 /// http(s) URL with a host, no whitespace.
@@ -584,6 +602,20 @@ mod tests {
         assert_eq!(env.govapi_url.as_deref(), Some("https://grid.acme.example"));
         assert_eq!(env.api_key.as_ref().map(Secret::expose), Some("k-123"));
         assert_eq!(env.unknown, ["THOTH_ENVV"]);
+    }
+
+    #[test]
+    fn a_refused_url_never_shows_its_credentials() {
+        let err = read(&[("THOTH_ENFORCER_URL", "https://bob:hunter2@evil.example/x")])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2") && !err.contains("bob"), "{err}");
+        assert!(err.contains("https://…@evil.example/x"), "{err}");
+        assert_eq!(
+            without_credentials("https://a.example/p@q"),
+            "https://a.example/p@q"
+        );
+        assert_eq!(without_credentials("u:p@h"), "…@h");
     }
 
     #[test]

@@ -48,9 +48,11 @@ struct ManagedFile {
     min_thoth_version: Option<String>,
 }
 
-/// `major.minor.patch` of a version string, or `None` when it is not one.
+/// `major.minor.patch` of a version string (a pre-release or build suffix after `-` or
+/// `+` is not compared), or `None` when it is not one.
 fn version_of(text: &str) -> Option<(u64, u64, u64)> {
-    let mut parts = text.split('.').map(|p| p.parse::<u64>().ok());
+    let core = text.split(['-', '+']).next().unwrap_or(text);
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
     let version = (parts.next()??, parts.next()??, parts.next()??);
     parts.next().is_none().then_some(version)
 }
@@ -61,9 +63,17 @@ fn version_hint(bytes: &[u8]) -> String {
         .ok()
         .and_then(|v| v.get("min_thoth_version")?.as_str().map(str::to_string));
     let running = env!("CARGO_PKG_VERSION");
+    let newer = |needed: &str| match (version_of(needed), version_of(running)) {
+        (Some(wanted), Some(have)) => wanted > have,
+        _ => false,
+    };
     match declared {
-        Some(needed) => format!(
+        Some(needed) if newer(&needed) => format!(
             "the file needs thoth {} or later and this is thoth {running}: upgrade thoth",
+            crate::logging::escaped(&needed)
+        ),
+        Some(needed) => format!(
+            "the file says it needs thoth {} and this is thoth {running}, which does not know the key: check its spelling",
             crate::logging::escaped(&needed)
         ),
         None => format!(
@@ -133,7 +143,8 @@ impl Managed {
                     path.display()
                 )));
             };
-            if version_of(running).is_some_and(|have| have < wanted) {
+            // This release's own version always parses; were it not to, refuse.
+            if version_of(running).is_none_or(|have| have < wanted) {
                 return Err(SettingsError::new(format!(
                     "{}: the file needs thoth {needed} or later and this is thoth {running}: upgrade thoth",
                     path.display()
@@ -168,7 +179,7 @@ impl Managed {
             ("api_url", &file.api_url),
         ] {
             if let Some(u) = url {
-                check_url(u).map_err(|why| bad(key, u, why))?;
+                check_url(u).map_err(|why| bad(key, &super::env::without_credentials(u), why))?;
             }
         }
         if let Some(h) = file.step_up_hold_seconds
@@ -233,8 +244,10 @@ mod tests {
     #[test]
     fn versions_are_three_numbers() {
         assert_eq!(version_of("0.2.10"), Some((0, 2, 10)));
+        assert_eq!(version_of("0.2.0-rc.1"), Some((0, 2, 0)));
+        assert_eq!(version_of("1.0.0+build.5"), Some((1, 0, 0)));
         assert!(version_of("0.10.0") > version_of("0.9.9"));
-        for bad in ["", "1", "1.2", "1.2.3.4", "1.x.3", "v1.2.3", "1.2.-3"] {
+        for bad in ["", "1", "1.2", "1.2.3.4", "1.x.3", "v1.2.3", "-1.2.3"] {
             assert_eq!(version_of(bad), None, "{bad}");
         }
     }

@@ -25,6 +25,9 @@ use clients::{Client, Places};
 use edit::{EntryOutcome, EntryReport, WrapSpec};
 use store::{ReplaceError, Store};
 
+/// Bytes of a client config file read at most.
+const MAX_CLIENT_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Attempts when the file keeps changing under us.
 const ATTEMPTS: usize = 3;
 
@@ -408,7 +411,7 @@ enum WrapError {
 
 /// Reads a config file as UTF-8 text.
 fn read_text(path: &Path) -> Result<(Vec<u8>, String), WrapError> {
-    let bytes = std::fs::read(path).map_err(WrapError::Read)?;
+    let bytes = crate::user_file::read(path, MAX_CLIENT_FILE_BYTES).map_err(WrapError::Read)?;
     let text = String::from_utf8(bytes.clone())
         .map_err(|e| WrapError::NotUtf8(e.utf8_error().valid_up_to()))?;
     Ok((bytes, text))

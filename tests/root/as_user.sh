@@ -93,5 +93,25 @@ HOME=/root timeout 60 "$thoth" health --all-users --json >/dev/null 2>&1 || true
 check "health --all-users skips a root-owned shared folder (no hang)" '(( SECONDS - started < 30 ))'
 check "health --all-users creates nothing through its lock link" '[[ ! -e /etc/thoth-shared-$$ ]]'
 
+# 7. Relative paths given to root mean what they meant to root: the user's part runs
+#    in root's current directory (here one the user can enter).
+as_user rm -f "$home/.cursor"
+as_user mkdir -p "$home/.cursor"
+as_user sh -c "printf '{\"mcpServers\":{\"s\":{\"command\":\"echo\"}}}\n' > '$home/.cursor/mcp.json'"
+mkdir -p "$work/cwd"
+printf 'permit (principal, action, resource);\n' > "$work/cwd/rel.cedar"
+chmod 0755 "$work/cwd"; chmod 0644 "$work/cwd/rel.cedar"
+out="$(cd "$work/cwd" && timeout 30 "$thoth" wrap-config --client cursor --dry-run --policy rel.cedar "$home/.cursor/mcp.json" 2>&1 || true)"
+check "wrap-config as root reads a relative --policy from root's directory" '[[ $out == *"$work/cwd/rel.cedar"* && $out != *"cannot read policy"* ]]'
+
+# 8. health as root over a user whose wrapped entry names a FIFO as its policy: the
+#    check ends (bounded), and says which entry.
+as_user mkfifo "$home/fifo.cedar"
+timeout 30 "$thoth" wrap-config --client cursor --force --policy "$home/fifo.cedar" "$home/.cursor/mcp.json" >/dev/null 2>&1 || true
+started=$SECONDS
+out="$(HOME=/root timeout 60 "$thoth" health --user "$user" --json 2>&1 || true)"
+check "health --user ends despite an entry's FIFO policy" '(( SECONDS - started < 20 ))'
+check "health --user names the entry whose policy is not a file" '[[ $out == *"fifo.cedar"* && $out == *"not a regular file"* ]]'
+
 echo "root-admin: $pass passed, $fail failed"
 (( fail == 0 ))
