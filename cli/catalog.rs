@@ -156,6 +156,7 @@ fn entry_of(tool: &Value) -> Entry {
         facts: ToolFacts {
             in_catalog: true,
             title,
+            annotated: tool.get("annotations").is_some_and(Value::is_object),
             read_only: hint("readOnlyHint", defaults.read_only),
             destructive: hint("destructiveHint", defaults.destructive),
             idempotent: hint("idempotentHint", defaults.idempotent),

@@ -323,3 +323,86 @@ fn walk_text(dir: &Path) -> String {
     }
     text
 }
+
+/// The shipped read-only policy against the reference servers, through doctor: every
+/// tool that writes, moves, deletes or executes is blocked, every one that only reads
+/// allowed (the sets are the tools' documented behaviour, not their annotations).
+#[test]
+#[ignore = "needs the reference servers (see the module doc)"]
+fn the_read_only_example_is_right_for_the_reference_servers() {
+    let s = Scratch::new("read-only-real");
+    let root = s.path("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let modules = installed().join("node/node_modules/@modelcontextprotocol");
+    let servers: [(&str, Vec<std::ffi::OsString>, &[&str], &[&str]); 2] = [
+        (
+            "server-filesystem",
+            vec![
+                modules.join("server-filesystem/dist/index.js").into(),
+                root.clone().into(),
+            ],
+            &["write_file", "edit_file", "create_directory", "move_file"],
+            &[
+                "read_file",
+                "read_text_file",
+                "read_media_file",
+                "read_multiple_files",
+                "list_directory",
+                "list_directory_with_sizes",
+                "directory_tree",
+                "search_files",
+                "get_file_info",
+                "list_allowed_directories",
+            ],
+        ),
+        (
+            "server-everything",
+            vec![
+                modules.join("server-everything/dist/index.js").into(),
+                "stdio".into(),
+            ],
+            // gzip-file-as-resource stores a resource; the toggles change server state.
+            &[
+                "gzip-file-as-resource",
+                "toggle-simulated-logging",
+                "toggle-subscriber-updates",
+            ],
+            &[
+                "echo",
+                "get-sum",
+                "get-tiny-image",
+                "get-annotated-message",
+                "trigger-long-running-operation",
+            ],
+        ),
+    ];
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/read-only.cedar");
+    for (name, command, writers, readers) in servers {
+        let out = s
+            .thoth()
+            .args(["doctor", "--json", "--timeout", "60", "--policy"])
+            .arg(&policy)
+            .args(["--", "node"])
+            .args(&command)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(report["ok"], true, "{name}: {report}");
+        let decision = |tool: &str| {
+            report["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == tool)
+                .map(|t| t["decision"].as_str().unwrap_or_default().to_string())
+                .unwrap_or_else(|| panic!("{name} does not list {tool}: {report}"))
+        };
+        for tool in writers {
+            assert_eq!(decision(tool), "BLOCK", "{name}: {tool} writes");
+        }
+        for tool in readers {
+            assert_eq!(decision(tool), "ALLOW", "{name}: {tool} only reads");
+        }
+    }
+}

@@ -424,6 +424,10 @@ impl LocalEngine {
                     RestrictedExpression::new_bool(facts.in_catalog),
                 ),
                 ("title".to_string(), string(&facts.title)),
+                (
+                    "annotated".to_string(),
+                    RestrictedExpression::new_bool(facts.annotated),
+                ),
                 ("annotations".to_string(), annotations),
             ]),
             HashSet::new(),
@@ -617,6 +621,7 @@ mod tests {
         let listed = ToolFacts {
             in_catalog: true,
             title: "Read".into(),
+            annotated: true,
             read_only: true,
             destructive: false,
             idempotent: true,

@@ -85,6 +85,9 @@ pub struct ToolFacts {
     pub in_catalog: bool,
     /// `title` (or `annotations.title`), empty when none.
     pub title: String,
+    /// The server gave the tool an `annotations` object (else the hints below are the
+    /// spec's defaults, which say nothing about this tool).
+    pub annotated: bool,
     /// `annotations.readOnlyHint` (default false).
     pub read_only: bool,
     /// `annotations.destructiveHint` (default true).
@@ -101,6 +104,7 @@ impl Default for ToolFacts {
         Self {
             in_catalog: false,
             title: String::new(),
+            annotated: false,
             read_only: false,
             destructive: true,
             idempotent: false,
@@ -111,12 +115,14 @@ impl Default for ToolFacts {
 
 impl ToolFacts {
     /// The annotations a tool claims, in words (`read-only`, `destructive`,
-    /// `idempotent`, `open-world`), for reports.
+    /// `idempotent`, `open-world`), for reports. As the spec reads them, destructive
+    /// and idempotent say something only about a tool that is not read-only.
     pub fn claims(&self) -> Vec<&'static str> {
+        let writes = !self.read_only;
         [
             (self.read_only, "read-only"),
-            (self.destructive, "destructive"),
-            (self.idempotent, "idempotent"),
+            (writes && self.destructive, "destructive"),
+            (writes && self.idempotent, "idempotent"),
             (self.open_world, "open-world"),
         ]
         .into_iter()

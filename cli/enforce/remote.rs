@@ -117,6 +117,7 @@ impl RemoteEnforcer {
                 "metadata".into(),
                 json!({
                     "tool_in_catalog": facts.in_catalog,
+                    "tool_annotated": facts.annotated,
                     "tool_annotations": {
                         "title": facts.title,
                         "readOnlyHint": facts.read_only,
@@ -652,10 +653,9 @@ pub fn facts_from_metadata(metadata: Option<&Value>) -> Result<ToolFacts, &'stat
     let Some(metadata) = metadata else {
         return Ok(facts);
     };
-    facts.in_catalog = metadata
-        .get("tool_in_catalog")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let flag = |name: &str| metadata.get(name).and_then(Value::as_bool).unwrap_or(false);
+    facts.in_catalog = flag("tool_in_catalog");
+    facts.annotated = flag("tool_annotated");
     let annotations = metadata.get("tool_annotations");
     let hint = |name: &str, default: bool| {
         annotations
@@ -783,6 +783,7 @@ mod tests {
         let facts = ToolFacts {
             in_catalog: true,
             title: "Read".into(),
+            annotated: true,
             read_only: true,
             destructive: false,
             idempotent: true,
