@@ -324,6 +324,14 @@ fn walk_text(dir: &Path) -> String {
     text
 }
 
+/// A server's command line, the tools that write and the tools that only read.
+type Expected<'a> = (
+    &'a str,
+    Vec<std::ffi::OsString>,
+    &'a [&'a str],
+    &'a [&'a str],
+);
+
 /// The shipped read-only policy against the reference servers, through doctor: every
 /// tool that writes, moves, deletes or executes is blocked, every one that only reads
 /// allowed (the sets are the tools' documented behaviour, not their annotations).
@@ -334,7 +342,7 @@ fn the_read_only_example_is_right_for_the_reference_servers() {
     let root = s.path("files");
     std::fs::create_dir_all(&root).unwrap();
     let modules = installed().join("node/node_modules/@modelcontextprotocol");
-    let servers: [(&str, Vec<std::ffi::OsString>, &[&str], &[&str]); 2] = [
+    let servers: [Expected<'_>; 2] = [
         (
             "server-filesystem",
             vec![
