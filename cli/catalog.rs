@@ -67,17 +67,30 @@ impl Catalog {
     /// Reads one `tools/list` response line (a page): each tool replaces any entry of
     /// the same name. Lines that are not such a response change nothing.
     pub fn absorb_page(&mut self, line: &[u8]) {
-        let Ok(response) = serde_json::from_slice::<Value>(line) else {
+        // The relay passes lone surrogates on (the client's parser judges them); here
+        // they would make the whole page unreadable, so they become U+FFFD.
+        let parsed = serde_json::from_slice::<Value>(line)
+            .or_else(|_| serde_json::from_slice::<Value>(&without_lone_surrogates(line)));
+        let Ok(response) = parsed else {
+            tracing::warn!(
+                "a tools/list response could not be read: its tools are decided as not listed"
+            );
             return;
         };
-        let Some(tools) = response
-            .get("result")
-            .and_then(|r| r.get("tools"))
-            .and_then(Value::as_array)
-        else {
-            return;
+        // A batch answer holds the page as one of its elements.
+        let responses = match &response {
+            Value::Array(elements) => elements.iter().collect(),
+            one => vec![one],
         };
-        self.absorb_tools(tools);
+        for response in responses {
+            if let Some(tools) = response
+                .get("result")
+                .and_then(|r| r.get("tools"))
+                .and_then(Value::as_array)
+            {
+                self.absorb_tools(tools);
+            }
+        }
     }
 
     /// Reads the `tools` array of one `tools/list` result.
@@ -187,11 +200,149 @@ fn compile(schema: Option<Value>) -> Compiled {
     if !schema.is_object() && !schema.is_boolean() {
         return Err("not a JSON Schema (an object or a boolean)".into());
     }
+    let mut expansion = Expansion::default();
+    expansion.walk(&schema, &schema)?;
+    if expansion.patterns > MAX_PATTERNS {
+        return Err(format!("more than {MAX_PATTERNS} patterns"));
+    }
     jsonschema::options()
-        .with_pattern_options(jsonschema::PatternOptions::regex())
+        .with_pattern_options(
+            jsonschema::PatternOptions::regex()
+                .size_limit(PATTERN_SIZE_LIMIT)
+                .dfa_size_limit(PATTERN_SIZE_LIMIT),
+        )
         .build(&schema)
         .map(Arc::new)
         .map_err(|e| truncated(&e.to_string(), 512))
+}
+
+/// Subschemas one check may visit, with local `$ref`s expanded, at most: past it a
+/// schema could make each check take exponential time (definitions that each refer
+/// twice to the next), so its tool's calls are refused.
+pub const MAX_EXPANDED: u64 = 100_000;
+/// `$ref`s followed in a chain at most.
+const MAX_REF_CHAIN: usize = 256;
+/// `pattern`/`patternProperties` regexes in one schema at most, and the compiled size
+/// of each (the `regex` crate's own limits are far larger).
+const MAX_PATTERNS: usize = 64;
+const PATTERN_SIZE_LIMIT: usize = 256 * 1024;
+
+/// The size of a schema with its `$ref`s expanded (memoised per target, so a count
+/// costs time linear in the schema, whatever it expands to).
+#[derive(Default)]
+struct Expansion {
+    counted: HashMap<String, u64>,
+    following: Vec<String>,
+    patterns: usize,
+}
+
+impl Expansion {
+    fn walk(&mut self, node: &Value, root: &Value) -> Result<u64, String> {
+        let mut total: u64 = 1;
+        match node {
+            Value::Object(members) => {
+                for (key, child) in members {
+                    let size = match (key.as_str(), child) {
+                        ("$ref", Value::String(target)) => self.follow(target, root)?,
+                        ("$dynamicRef" | "$recursiveRef", _) => {
+                            return Err(format!("{key} is not supported"));
+                        }
+                        ("pattern", Value::String(_)) => {
+                            self.patterns += 1;
+                            1
+                        }
+                        ("patternProperties", Value::Object(patterns)) => {
+                            self.patterns += patterns.len();
+                            self.walk(child, root)?
+                        }
+                        _ => self.walk(child, root)?,
+                    };
+                    total = total.saturating_add(size);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    total = total.saturating_add(self.walk(item, root)?);
+                }
+            }
+            _ => {}
+        }
+        if total > MAX_EXPANDED {
+            return Err(format!(
+                "more than {MAX_EXPANDED} subschemas with its $refs expanded"
+            ));
+        }
+        Ok(total)
+    }
+
+    /// A `$ref` within the schema (`#` or `#/json/pointer`); anything else is refused:
+    /// nothing is ever fetched, and anchors are not followed.
+    fn follow(&mut self, target: &str, root: &Value) -> Result<u64, String> {
+        let Some(pointer) = target.strip_prefix('#') else {
+            return Err(format!("$ref {target:?} points outside the schema"));
+        };
+        if !pointer.is_empty() && !pointer.starts_with('/') {
+            return Err(format!(
+                "$ref {target:?} names an anchor, which thoth does not follow"
+            ));
+        }
+        if self.following.iter().any(|p| p == pointer) {
+            // A cycle: each turn of it steps into the instance, whose depth is bounded.
+            return Ok(1);
+        }
+        if let Some(&size) = self.counted.get(pointer) {
+            return Ok(size);
+        }
+        if self.following.len() >= MAX_REF_CHAIN {
+            return Err(format!("a chain of more than {MAX_REF_CHAIN} $refs"));
+        }
+        let resolved = root
+            .pointer(pointer)
+            .ok_or_else(|| format!("$ref {target:?} names nothing in the schema"))?;
+        self.following.push(pointer.to_string());
+        let size = self.walk(resolved, root);
+        self.following.pop();
+        let size = size?;
+        self.counted.insert(pointer.to_string(), size);
+        Ok(size)
+    }
+}
+
+/// JSON text with every `\uD800`-`\uDFFF` escape that is not half of a pair replaced
+/// by `\uFFFD` (the same length).
+fn without_lone_surrogates(text: &[u8]) -> Vec<u8> {
+    let mut out = text.to_vec();
+    let unit = |at: usize| -> Option<u16> {
+        if text.get(at..at + 2)? != br"\u" {
+            return None;
+        }
+        let hex = std::str::from_utf8(text.get(at + 2..at + 6)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let mut i = 0;
+    while i < text.len() {
+        if text.get(i) != Some(&b'\\') {
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(0xD800..=0xDBFF)
+                if unit(i + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
+            {
+                i += 12;
+            }
+            Some(0xD800..=0xDFFF) => {
+                if let Some(escape) = out.get_mut(i..i + 6) {
+                    escape.copy_from_slice(br"\ufffd");
+                }
+                i += 6;
+            }
+            Some(_) => i += 6,
+            // `\\`, `\"` and the other two-byte escapes.
+            None => i += 2,
+        }
+    }
+    out
 }
 
 /// Nesting depth of a value (an iterative walk: a hostile schema cannot overflow the
@@ -308,6 +459,74 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(c.check("evil_pattern", &json!({"p": long})).is_err());
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_schema_that_expands_exponentially_is_refused_at_once() {
+        // d0 … d40, each `allOf` referring twice to the next: 2^40 checks of `{}`.
+        let mut defs = serde_json::Map::new();
+        for i in 0..40 {
+            let next = format!("#/$defs/d{}", i + 1);
+            defs.insert(
+                format!("d{i}"),
+                json!({"allOf": [{"$ref": next}, {"$ref": next}]}),
+            );
+        }
+        defs.insert("d40".into(), json!({"type": "object"}));
+        let costly: serde_json::Map<String, Value> = (0..100)
+            .map(|i| {
+                (
+                    format!("p{i}"),
+                    json!({"type": "string", "pattern": r"[\p{L}\p{N}]{40}[\p{L}]{40}"}),
+                )
+            })
+            .collect();
+        let mut c = catalog(json!([
+            {"name": "bomb", "inputSchema": {"$defs": defs, "$ref": "#/$defs/d0"}},
+            {"name": "anchor", "inputSchema": {"$ref": "#here", "$defs": {"x": {"$anchor": "here"}}}},
+            {"name": "dynamic", "inputSchema": {"$dynamicRef": "#meta"}},
+            {"name": "patterns", "inputSchema": {"type": "object", "properties": costly}},
+            {"name": "one_costly", "inputSchema": {"type": "object", "properties": {
+                "p": {"type": "string", "pattern": r"[\p{L}\p{N}]{40}[\p{L}]{40}"}}}},
+            {"name": "pydantic", "inputSchema": {"$defs": {"Item": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+                "type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/Item"}}}}}
+        ]));
+        let started = std::time::Instant::now();
+        for tool in ["bomb", "anchor", "dynamic", "patterns", "one_costly"] {
+            let refused = c.check(tool, &json!({}));
+            assert!(
+                matches!(refused, Err(SchemaRefusal::Unusable(_))),
+                "{tool}: {refused:?}"
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // The shape real SDKs emit still works.
+        assert_eq!(c.check("pydantic", &json!({"items": [{"n": 1}]})), Ok(()));
+        assert!(
+            c.check("pydantic", &json!({"items": [{"n": "1"}]}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn pages_with_lone_surrogates_or_in_a_batch_are_read() {
+        let mut c = Catalog::default();
+        let schema = r#"{"type":"object","properties":{"x":{"type":"integer"}}}"#;
+        let page = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{{"name":"a","title":"t\ud83d","inputSchema":{schema}}}]}}}}"#
+        );
+        c.absorb_page(page.as_bytes());
+        assert!(c.facts("a").in_catalog);
+        assert!(c.check("a", &json!({"x": "1"})).is_err());
+        let batch = format!(
+            r#"[{{"jsonrpc":"2.0","id":2,"result":{{}}}},{{"jsonrpc":"2.0","id":3,"result":{{"tools":[{{"name":"b","inputSchema":{schema}}}]}}}}]"#
+        );
+        c.absorb_page(batch.as_bytes());
+        assert!(c.facts("b").in_catalog);
+        assert_eq!(
+            without_lone_surrogates(br#""\ud83d\ude00 \udc00 \\ud800""#),
+            br#""\ud83d\ude00 \ufffd \\ud800""#.to_vec()
+        );
     }
 
     #[test]

@@ -269,6 +269,27 @@ fn coerced_arguments_never_reach_a_lax_python_server() {
                 );
             }
         }
+        // Numbers a double reads as another value, and the key serde_json keeps exact
+        // numbers under, are refused before anything else, in every revision.
+        for (id, raw) in [
+            (20, r#"{"count":500.00000000000000001}"#),
+            (21, r#"{"count":5.0000000000000000001e2}"#),
+            (22, r#"{"armed":true,"$serde_json::private::Number":"0"}"#),
+            (
+                23,
+                r#"{"armed":true,"$serde_json::private::Numbe\u0072":"0"}"#,
+            ),
+        ] {
+            p.send(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"launch","arguments":{raw}}}}}"#
+            ));
+            let got = answer(&p, id);
+            assert_eq!(got["error"]["code"], -32602, "{raw}: {got}");
+            assert_eq!(
+                got["error"]["data"]["reason"], "ambiguous_arguments",
+                "{got}"
+            );
+        }
         // The typed values are the policy's to decide: forbidden.
         for (id, args) in [(10, json!({"armed": true})), (11, json!({"count": 500}))] {
             p.send(&call(id, "launch", &args));

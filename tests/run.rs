@@ -1335,3 +1335,71 @@ fn the_servers_own_tool_definitions_check_calls_and_inform_the_policy() {
     );
     assert!(audit_text(&s).contains("arguments do not match the tool's inputSchema"));
 }
+
+/// A tools/list page longer than the relay holds is relayed, not read: its tools are
+/// decided as not listed, and thoth says so.
+#[test]
+fn a_listing_too_long_to_read_leaves_its_tools_out_of_the_catalog() {
+    let s = Scratch::new("catalog-long");
+    let policy = s.write(
+        "listed.cedar",
+        "permit (principal, action, resource);\n@id(\"listed-only\")\nforbid (principal, action, resource) when { !resource.in_catalog };\n",
+    );
+    let mut p = proxy(
+        &s,
+        &["--policy", policy.to_str().unwrap()],
+        &[("FIXTURE_TOOLS", "40000")],
+    );
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let listed = p.recv_json();
+    assert_eq!(
+        listed["result"]["tools"].as_array().map(Vec::len),
+        Some(40_009)
+    );
+    p.send(&call(2, "read_file", json!({})));
+    assert_eq!(p.recv_json()["error"]["code"], -32001);
+    p.close_stdin();
+    p.wait(Duration::from_secs(10));
+    assert!(
+        p.stderr()
+            .contains("a tools/list response longer than 4 MiB was relayed but not read"),
+        "{}",
+        p.stderr()
+    );
+}
+
+/// Observe mode forwards a call the schema refuses, and records what would have
+/// happened; a listing fetched inside a batch feeds the catalog too.
+#[test]
+fn observe_mode_records_schema_refusals_and_batched_listings_count() {
+    let s = Scratch::new("catalog-observe");
+    let mut p = proxy(&s, &["--enforcement-mode", "observe"], &[]);
+    p.send(r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#);
+    let listed = p.recv_json();
+    assert!(listed.to_string().contains("\"launch\""), "{listed}");
+    p.send(&call(2, "launch", json!({"armed": "true"})));
+    assert_eq!(
+        p.recv_json()["result"]["isError"],
+        false,
+        "observe never blocks"
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let audit = audit_text(&s);
+    assert!(
+        audit.lines().any(
+            |l| l.contains("arguments do not match the tool's inputSchema")
+                && l.contains("\"would_be\":\"BLOCK\"")
+        ),
+        "{audit}"
+    );
+
+    let s = Scratch::new("catalog-batched");
+    let mut p = proxy(&s, &[], &[]);
+    p.send(r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#);
+    p.recv_json();
+    p.send(&call(2, "launch", json!({"armed": "true"})));
+    assert_eq!(p.recv_json()["error"]["code"], -32602);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+}

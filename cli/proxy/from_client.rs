@@ -374,6 +374,7 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
 /// `rewrite`: the frame needs its canonical line (MODIFYed elements come out of the
 /// splice as canonical lines already).
 async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
+    watch_in_batch(ctx, frame);
     let mut planned = plan_batch(frame);
     for p in planned.iter_mut() {
         if let Planned::Decide {
@@ -399,6 +400,24 @@ async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
     }
     if let Some(errors) = to_client {
         ctx.answer_client(errors).await;
+    }
+}
+
+/// The tools/list and initialize requests of a batch are watched as single ones are
+/// (their answers feed the catalog and name the protocol revision).
+fn watch_in_batch(ctx: &Ctx, frame: &[u8]) {
+    let Ok(Message::Batch(batch)) = thoth_core::scan(frame) else {
+        return;
+    };
+    for element in batch.elements().flatten() {
+        if let Message::Request(call) = element {
+            let key = id_key(call.id().map_or(&b"null"[..], |id| id.raw));
+            if call.method().eq_str("tools/list") {
+                ctx.calls.borrow_mut().watch_tools_list(&key);
+            } else if call.method().eq_str("initialize") {
+                ctx.calls.borrow_mut().watch_initialize(&key);
+            }
+        }
     }
 }
 
@@ -756,11 +775,15 @@ fn catalog_gate(
         Err(refusal) => {
             drop(catalog);
             let why = refusal.to_string();
-            let decided = Decided {
-                decision: Decision::new(Verdict::Block, why.clone()).with_code("SCHEMA_INVALID"),
-                would_be: None,
-            };
+            // Observe mode forwards every call and records what would have happened.
+            let decided = observe(
+                ctx.settings.mode,
+                Decision::new(Verdict::Block, why.clone()).with_code("SCHEMA_INVALID"),
+            );
             record(ctx, tool, &decided, Instant::now());
+            if decided.decision.verdict == Verdict::Allow {
+                return Ok(facts);
+            }
             ctx.emit("TOOL_CALL_BLOCK", tool, Some(&decided.decision));
             Err(answers::schema_refused(
                 raw_id,

@@ -92,6 +92,8 @@ pub enum Watched {
     Response { key: String, line: Vec<u8> },
     /// `notifications/tools/list_changed`.
     ToolsChanged,
+    /// A response to a watched request, too long to hold (streamed): not read.
+    TooLong { key: String },
 }
 
 impl Relay {
@@ -311,7 +313,11 @@ impl Relay {
                     out.push(b'\n');
                     // Too long to scan, but its id was read: the request is answered.
                     if let Some(id) = self.streamed_id.take() {
-                        found.answered.push(id_key(&id));
+                        let key = id_key(&id);
+                        if self.capture.contains(&key) {
+                            found.watched.push(Watched::TooLong { key: key.clone() });
+                        }
+                        found.answered.push(key);
                     }
                 }
                 Err(e) => self.cut(out, found, e.kind.as_str()),
@@ -448,7 +454,9 @@ pub async fn pump(
                     }
                     Ok(n) => {
                         let state = book(&shared);
-                        relay.scan_responses = !state.in_flight.is_empty();
+                        relay.scan_responses = !state.in_flight.is_empty()
+                            || !state.tools_list.is_empty()
+                            || !state.initialize.is_empty();
                         if relay.capture_generation != state.watch_generation {
                             relay.capture = state
                                 .tools_list
@@ -503,6 +511,13 @@ pub async fn pump(
                         state.catalog_event(CatalogEvent::Page(line));
                     }
                     Watched::ToolsChanged => state.catalog_event(CatalogEvent::Changed),
+                    Watched::TooLong { key } if state.tools_list.contains(&key) => {
+                        tracing::warn!(
+                            "a tools/list response longer than {} MiB was relayed but not read: its tools are decided as not listed (resource.in_catalog == false), their arguments unchecked",
+                            SCAN_LIMIT / (1024 * 1024)
+                        );
+                    }
+                    Watched::TooLong { .. } => {}
                 }
             }
             for key in &found.answered {
