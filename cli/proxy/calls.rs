@@ -64,7 +64,8 @@ pub struct RelayBook {
     pub watch_generation: u64,
     /// Catalog pages and changes seen by the relay, not yet read by the client pump.
     pub catalog_events: Vec<CatalogEvent>,
-    /// The protocol revision the server answered initialize with.
+    /// The protocol revision the server answered its latest initialize with, when the
+    /// client pump has not read it yet.
     pub protocol_version: Option<String>,
     /// Lines the server printed on stdout that were not JSON-RPC messages (diverted to
     /// stderr), including a partial last line.
@@ -191,16 +192,14 @@ impl ProxyState {
         }
     }
 
-    /// The catalog events since the last call, and the protocol revision unless the
-    /// caller has it already (one lock).
-    pub fn take_catalog_events(&self, have_protocol: bool) -> (Vec<CatalogEvent>, Option<String>) {
+    /// The catalog events since the last call, and a protocol revision negotiated since
+    /// (one lock).
+    pub fn take_catalog_events(&self) -> (Vec<CatalogEvent>, Option<String>) {
         let mut book = book(&self.book);
-        let protocol = if have_protocol {
-            None
-        } else {
-            book.protocol_version.clone()
-        };
-        (std::mem::take(&mut book.catalog_events), protocol)
+        (
+            std::mem::take(&mut book.catalog_events),
+            book.protocol_version.take(),
+        )
     }
 
     /// Remembers a request forwarded to the server (by its [`id_key`], which the caller

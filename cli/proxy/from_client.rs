@@ -797,8 +797,7 @@ fn catalog_gate(
 
 /// Reads what the relay saw of the catalog since the last call, in order.
 fn sync_catalog(ctx: &Ctx) {
-    let have_protocol = ctx.protocol.borrow().is_some();
-    let (events, protocol) = ctx.calls.borrow().take_catalog_events(have_protocol);
+    let (events, protocol) = ctx.calls.borrow().take_catalog_events();
     if protocol.is_some() {
         *ctx.protocol.borrow_mut() = protocol;
     }

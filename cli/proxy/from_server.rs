@@ -502,7 +502,9 @@ pub async fn pump(
             for watched in found.watched.drain(..) {
                 match watched {
                     Watched::Response { key, line } if state.initialize.contains(&key) => {
-                        state.protocol_version = protocol_of(&line);
+                        if let Some(version) = protocol_of(&line) {
+                            state.protocol_version = Some(version);
+                        }
                     }
                     Watched::Response { line, .. } => {
                         if inventory.is_some() {
