@@ -32,6 +32,8 @@ pub const MAX_TOOLS: usize = 4096;
 pub const MAX_SCHEMA_BYTES: usize = 256 * 1024;
 /// Nesting of one schema at most (objects and arrays).
 pub const MAX_SCHEMA_DEPTH: usize = 32;
+/// Bytes of a pagination cursor followed at most.
+const MAX_CURSOR_BYTES: usize = 4096;
 /// Bytes of a title kept.
 const MAX_TITLE_BYTES: usize = 1024;
 
@@ -61,6 +63,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Catalog {
     tools: HashMap<String, Entry>,
+    /// The `nextCursor` of the last page read (thoth's own listing follows it).
+    next_cursor: Option<String>,
 }
 
 impl Catalog {
@@ -83,12 +87,17 @@ impl Catalog {
             one => vec![one],
         };
         for response in responses {
-            if let Some(tools) = response
-                .get("result")
+            let result = response.get("result");
+            if let Some(tools) = result
                 .and_then(|r| r.get("tools"))
                 .and_then(Value::as_array)
             {
                 self.absorb_tools(tools);
+                self.next_cursor = result
+                    .and_then(|r| r.get("nextCursor"))
+                    .and_then(Value::as_str)
+                    .filter(|c| c.len() <= MAX_CURSOR_BYTES)
+                    .map(str::to_string);
             }
         }
     }
@@ -108,6 +117,16 @@ impl Catalog {
             }
             self.tools.insert(name.to_string(), entry_of(tool));
         }
+    }
+
+    /// Whether the server listed `tool`.
+    pub fn knows(&self, tool: &str) -> bool {
+        self.tools.contains_key(tool)
+    }
+
+    /// The cursor of the page after the last one read, once.
+    pub fn take_next_cursor(&mut self) -> Option<String> {
+        self.next_cursor.take()
     }
 
     /// The server said its list changed: what it listed before no longer holds.

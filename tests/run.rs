@@ -1403,3 +1403,45 @@ fn observe_mode_records_schema_refusals_and_batched_listings_count() {
     p.close_stdin();
     p.wait(Duration::from_secs(5));
 }
+
+/// A client that never lists: thoth lists the server's tools itself before deciding,
+/// with an id of its own namespace whose answer the client never sees; a client
+/// request in that namespace is refused.
+#[test]
+fn thoth_lists_the_tools_itself_when_the_client_did_not() {
+    let s = Scratch::new("catalog-own");
+    let mut p = proxy(&s, &[], &[]);
+    p.send(r#"{"jsonrpc":"2.0","id":"thoth:mine","method":"ping"}"#);
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "reserved_id");
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#);
+    assert!(p.recv_json()["result"].is_object());
+    p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    p.send(&call(2, "launch", json!({"armed": "true"})));
+    let v = p.recv_json();
+    // The fixture answers initialize with 2025-06-18: -32602.
+    assert_eq!(
+        v["id"], 2,
+        "the client sees only answers to its own requests: {v}"
+    );
+    assert_eq!(
+        v["error"]["data"]["reason"], "arguments_do_not_match_schema",
+        "{v}"
+    );
+    p.send(&call(3, "launch", json!({"armed": false})));
+    assert_eq!(p.recv_json()["result"]["isError"], false);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let log = received(&s);
+    assert!(
+        log.contains(r#""id":"thoth:"#) && log.contains("tools/list"),
+        "{log}"
+    );
+    assert!(!log.contains("thoth:mine"), "{log}");
+    assert!(
+        p.rest().iter().all(|l| !l.contains("thoth:")),
+        "{:?}",
+        p.rest()
+    );
+}

@@ -64,6 +64,9 @@ pub struct RelayBook {
     pub watch_generation: u64,
     /// Catalog pages and changes seen by the relay, not yet read by the client pump.
     pub catalog_events: Vec<CatalogEvent>,
+    /// Notified when the server answers one of thoth's own requests (after its line,
+    /// if a listing, is queued in `catalog_events`).
+    pub own_answered: std::sync::Arc<tokio::sync::Notify>,
     /// The protocol revision the server answered its latest initialize with, when the
     /// client pump has not read it yet.
     pub protocol_version: Option<String>,

@@ -68,6 +68,11 @@ pub struct Ctx {
     pub catalog: RefCell<Catalog>,
     /// The protocol revision the server answered initialize with.
     pub protocol: RefCell<Option<String>>,
+    /// The client has sent `notifications/initialized` (thoth may then ask the server
+    /// itself).
+    pub initialized: std::cell::Cell<bool>,
+    /// thoth listed the server's tools itself (once per session).
+    pub own_listing_done: std::cell::Cell<bool>,
 }
 
 impl Ctx {
@@ -101,6 +106,8 @@ impl Ctx {
             gov: RefCell::new(None),
             catalog: RefCell::new(Catalog::default()),
             protocol: RefCell::new(None),
+            initialized: std::cell::Cell::new(false),
+            own_listing_done: std::cell::Cell::new(false),
         });
         (ctx, queues)
     }
@@ -355,6 +362,10 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
             if ctx.calls.borrow().is_pending(&key) {
                 return Route::Reply(reused_id(raw));
             }
+            if super::from_server::is_own_key(&key) {
+                // The answer would be taken for the answer to thoth's own request.
+                return Route::Reply(reserved_id(raw));
+            }
             let mut state = ctx.calls.borrow_mut();
             if call.method().eq_str("tools/list") {
                 state.watch_tools_list(&key);
@@ -365,6 +376,11 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
             Route::Forward
         }
         Message::Batch(_) => Route::Batch,
+        Message::Notification(call) if call.method().eq_str("notifications/initialized") => {
+            // From here on thoth may ask the server itself (its own tools/list).
+            ctx.initialized.set(true);
+            Route::Forward
+        }
         Message::Notification(_) | Message::Response(_) => Route::Forward,
     }
 }
@@ -417,6 +433,75 @@ fn watch_in_batch(ctx: &Ctx, frame: &[u8]) {
             } else if call.method().eq_str("initialize") {
                 ctx.calls.borrow_mut().watch_initialize(&key);
             }
+        }
+    }
+}
+
+fn reserved_id(raw: &[u8]) -> Vec<u8> {
+    answers::error(
+        Some(raw),
+        -32600,
+        "Invalid Request",
+        Some(
+            &json!({ "reason": "reserved_id", "detail": "ids starting with \"thoth:\" are thoth's own" }),
+        ),
+    )
+}
+
+/// Pages of thoth's own listing followed at most.
+const MAX_OWN_PAGES: usize = 16;
+/// How long thoth waits for the server to answer each page of its own listing.
+const OWN_LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A call names a tool the catalog does not know (the client never listed, or not
+/// every page): thoth asks the server itself, once per session, before deciding, so the
+/// tool's schema and claims count. Its requests use ids of its own namespace and their
+/// answers are consumed by the relay, never relayed. Before the client's
+/// `notifications/initialized` nothing is asked (the session has not begun).
+async fn fetch_catalog(ctx: &Ctx, tool: &str) {
+    sync_catalog(ctx);
+    if ctx.own_listing_done.get() || !ctx.initialized.get() || ctx.catalog.borrow().knows(tool) {
+        return;
+    }
+    ctx.own_listing_done.set(true);
+    let signal = crate::proxy::calls::book(&ctx.calls.borrow().book)
+        .own_answered
+        .clone();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_OWN_PAGES {
+        let id = format!(
+            "{}{}",
+            super::from_server::OWN_ID_PREFIX,
+            uuid::Uuid::new_v4()
+        );
+        let key = id_key(json!(id).to_string().as_bytes());
+        ctx.calls.borrow_mut().watch_tools_list(&key);
+        let params = cursor
+            .as_ref()
+            .map_or_else(|| json!({}), |c| json!({ "cursor": c }));
+        let mut frame =
+            json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params })
+                .to_string()
+                .into_bytes();
+        frame.push(b'\n');
+        let answered = signal.notified();
+        tokio::pin!(answered);
+        answered.as_mut().enable();
+        ctx.out.send_server(frame).await;
+        if tokio::time::timeout(OWN_LISTING_WAIT, answered)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the server did not answer thoth's own tools/list within {} s",
+                OWN_LISTING_WAIT.as_secs()
+            );
+            return;
+        }
+        sync_catalog(ctx);
+        cursor = ctx.catalog.borrow_mut().take_next_cursor();
+        if cursor.is_none() || ctx.catalog.borrow().knows(tool) {
+            return;
         }
     }
 }
@@ -525,6 +610,7 @@ async fn tools_call(
             return AfterCall::Done;
         }
     };
+    fetch_catalog(ctx, tc.name.as_str()).await;
     let facts = match catalog_gate(ctx, tc.name.as_str(), args.as_ref(), &raw_id) {
         Ok(facts) => facts,
         Err(answer) => {
@@ -763,7 +849,7 @@ fn catalog_gate(
     args: Option<&Value>,
     raw_id: &[u8],
 ) -> Result<ToolFacts, Vec<u8>> {
-    sync_catalog(ctx);
+    // (The caller's `fetch_catalog` has read what the relay queued.)
     let mut catalog = ctx.catalog.borrow_mut();
     let facts = catalog.facts(tool);
     let Some(args) = args else {
@@ -915,6 +1001,7 @@ async fn decide_element<'e>(
         Err(refusal) => return Action::Answer(refused(frame, raw_id, &refusal)),
     };
     let tool = tc.name.as_str();
+    fetch_catalog(ctx, tool).await;
     let facts = match catalog_gate(ctx, tool, args.as_ref(), raw_id) {
         Ok(facts) => facts,
         Err(answer) => return Action::Answer(answer),

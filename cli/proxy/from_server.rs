@@ -172,8 +172,9 @@ impl Relay {
             found.diverted.push(shown(line, line.len(), ""));
             return;
         }
-        if self.scan_responses {
-            bookkeeping(line, &self.capture, found);
+        if self.scan_responses && bookkeeping(line, &self.capture, found) {
+            // The answer to one of thoth's own requests: read, never relayed.
+            return;
         }
         // A notification the client pump must hear of (found without scanning lines
         // that cannot be one).
@@ -401,8 +402,15 @@ fn is_tools_list_changed(line: &[u8]) -> bool {
     )
 }
 
-fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: &mut Found) {
+/// Notes the responses in a line; true when the line answers one of thoth's own
+/// requests (ids in [`OWN_ID_PREFIX`]'s namespace), which the client never sees.
+fn bookkeeping(
+    line: &[u8],
+    capture: &std::collections::HashSet<String>,
+    found: &mut Found,
+) -> bool {
     let mut wanted = Vec::new();
+    let mut own = false;
     let mut note = |m: &Message<'_>| {
         if let Message::Response(r) = m {
             let key = id_key(r.id().raw);
@@ -414,7 +422,10 @@ fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: 
     };
     match thoth_core::scan(line) {
         Ok(Message::Batch(b)) => b.elements().flatten().for_each(|m| note(&m)),
-        Ok(m) => note(&m),
+        Ok(m) => {
+            own = matches!(&m, Message::Response(r) if is_own_key(&id_key(r.id().raw)));
+            note(&m);
+        }
         Err(_) => {}
     }
     for key in wanted {
@@ -423,6 +434,16 @@ fn bookkeeping(line: &[u8], capture: &std::collections::HashSet<String>, found: 
             line: line.to_vec(),
         });
     }
+    own
+}
+
+/// The id namespace of thoth's own requests to the server: `"thoth:<uuid>"`.
+pub const OWN_ID_PREFIX: &str = "thoth:";
+
+/// Whether an id key (see `id_key`) is in thoth's own namespace.
+pub fn is_own_key(key: &str) -> bool {
+    key.strip_prefix('"')
+        .is_some_and(|k| k.starts_with(OWN_ID_PREFIX))
 }
 
 /// Relays the server's stdout and thoth's replies to the client's stdout until the
@@ -523,6 +544,9 @@ pub async fn pump(
                 }
             }
             for key in &found.answered {
+                if is_own_key(key) {
+                    state.own_answered.notify_waiters();
+                }
                 state.in_flight.remove(key);
                 if state.tools_list.remove(key) | state.initialize.remove(key) {
                     state.watch_generation += 1;
