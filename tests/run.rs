@@ -54,8 +54,16 @@ fn allowed_traffic_relays_byte_for_byte() {
     p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     p.close_stdin();
     assert!(p.wait(Duration::from_secs(5)).success());
+    // Every client frame byte for byte, in order; besides them only thoth's own
+    // listing (read_file was not listed by the client), in its own id namespace.
+    let log = received(&s);
+    let (own, client): (Vec<&str>, Vec<&str>) = log
+        .lines()
+        .partition(|l| l.starts_with(r#"{"jsonrpc":"2.0","id":"thoth:"#));
+    assert_eq!(own.len(), 1, "{log}");
+    assert!(own[0].contains(r#""method":"tools/list""#), "{log}");
     assert_eq!(
-        received(&s),
+        client.join("\n") + "\n",
         format!(
             "{init}\n{read}\n{}\n",
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
@@ -1411,13 +1419,22 @@ fn observe_mode_records_schema_refusals_and_batched_listings_count() {
 fn thoth_lists_the_tools_itself_when_the_client_did_not() {
     let s = Scratch::new("catalog-own");
     let mut p = proxy(&s, &[], &[]);
-    p.send(r#"{"jsonrpc":"2.0","id":"thoth:mine","method":"ping"}"#);
+    for frame in [
+        r#"{"jsonrpc":"2.0","id":"thoth:mine","method":"ping"}"#.to_string(),
+        r#"{"jsonrpc":"2.0","id":"thoth\u003amine","method":"tools/call","params":{"name":"echo"}}"#.to_string(),
+    ] {
+        p.send(&frame);
+        let v = p.recv_json();
+        assert_eq!(v["error"]["code"], -32600, "{v}");
+        assert_eq!(v["error"]["data"]["reason"], "reserved_id");
+    }
+    p.send(r#"[{"jsonrpc":"2.0","id":"thoth:b","method":"tools/call","params":{"name":"echo"}}]"#);
     let v = p.recv_json();
-    assert_eq!(v["error"]["code"], -32600, "{v}");
-    assert_eq!(v["error"]["data"]["reason"], "reserved_id");
+    assert_eq!(v[0]["error"]["data"]["reason"], "reserved_id", "{v}");
     p.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#);
     assert!(p.recv_json()["result"].is_object());
-    p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    // (No notifications/initialized: the server's answer to initialize is enough, so a
+    // client cannot turn the listing off by leaving it out.)
     p.send(&call(2, "launch", json!({"armed": "true"})));
     let v = p.recv_json();
     // The fixture answers initialize with 2025-06-18: -32602.

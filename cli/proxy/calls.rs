@@ -180,7 +180,8 @@ impl ProxyState {
     /// catalog and the inventory.
     pub fn watch_tools_list(&mut self, key: &str) {
         let mut book = book(&self.book);
-        if book.tools_list.len() < MAX_WATCHED {
+        // thoth's own requests are always watched: their answers are never relayed.
+        if book.tools_list.len() < MAX_WATCHED || crate::proxy::from_server::is_own_key(key) {
             book.tools_list.insert(key.to_string());
             book.watch_generation += 1;
         }

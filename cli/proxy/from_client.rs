@@ -68,8 +68,7 @@ pub struct Ctx {
     pub catalog: RefCell<Catalog>,
     /// The protocol revision the server answered initialize with.
     pub protocol: RefCell<Option<String>>,
-    /// The client has sent `notifications/initialized` (thoth may then ask the server
-    /// itself).
+    /// The server has answered initialize (thoth may then ask it itself).
     pub initialized: std::cell::Cell<bool>,
     /// thoth listed the server's tools itself (once per session).
     pub own_listing_done: std::cell::Cell<bool>,
@@ -174,6 +173,13 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                         Route::Done => {}
                         Route::Reply(answer) => ctx.answer_client(answer).await,
                         Route::ToolCall { raw_id, call } => {
+                            // thoth's own tools/list must not overtake what was read before.
+                            if call
+                                .as_ref()
+                                .is_ok_and(|tc| fetch_due(&ctx, tc.name.as_str()))
+                            {
+                                flush_kept(&ctx, &buf, &mut kept).await;
+                            }
                             match tools_call(&ctx, frame.of(&buf), rewrite, raw_id, call).await {
                                 AfterCall::Done => {}
                                 // In order with what came before, without a copy.
@@ -376,11 +382,6 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
             Route::Forward
         }
         Message::Batch(_) => Route::Batch,
-        Message::Notification(call) if call.method().eq_str("notifications/initialized") => {
-            // From here on thoth may ask the server itself (its own tools/list).
-            ctx.initialized.set(true);
-            Route::Forward
-        }
         Message::Notification(_) | Message::Response(_) => Route::Forward,
     }
 }
@@ -450,8 +451,14 @@ fn reserved_id(raw: &[u8]) -> Vec<u8> {
 
 /// Pages of thoth's own listing followed at most.
 const MAX_OWN_PAGES: usize = 16;
-/// How long thoth waits for the server to answer each page of its own listing.
-const OWN_LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long thoth waits for the server to answer its whole own listing.
+const OWN_LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a call to `tool` makes thoth list the tools itself first.
+fn fetch_due(ctx: &Ctx, tool: &str) -> bool {
+    sync_catalog(ctx);
+    !ctx.own_listing_done.get() && ctx.initialized.get() && !ctx.catalog.borrow().knows(tool)
+}
 
 /// A call names a tool the catalog does not know (the client never listed, or not
 /// every page): thoth asks the server itself, once per session, before deciding, so the
@@ -459,14 +466,16 @@ const OWN_LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(10)
 /// answers are consumed by the relay, never relayed. Before the client's
 /// `notifications/initialized` nothing is asked (the session has not begun).
 async fn fetch_catalog(ctx: &Ctx, tool: &str) {
-    sync_catalog(ctx);
-    if ctx.own_listing_done.get() || !ctx.initialized.get() || ctx.catalog.borrow().knows(tool) {
+    if !fetch_due(ctx, tool) {
         return;
     }
     ctx.own_listing_done.set(true);
-    let signal = crate::proxy::calls::book(&ctx.calls.borrow().book)
-        .own_answered
-        .clone();
+    let shared = ctx.calls.borrow().book.clone();
+    let (signal, eof) = {
+        let book = crate::proxy::calls::book(&shared);
+        (book.own_answered.clone(), book.server_eof_signal.clone())
+    };
+    let deadline = tokio::time::Instant::now() + OWN_LISTING_WAIT;
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_OWN_PAGES {
         let id = format!(
@@ -484,16 +493,34 @@ async fn fetch_catalog(ctx: &Ctx, tool: &str) {
                 .to_string()
                 .into_bytes();
         frame.push(b'\n');
-        let answered = signal.notified();
-        tokio::pin!(answered);
-        answered.as_mut().enable();
-        ctx.out.send_server(frame).await;
-        if tokio::time::timeout(OWN_LISTING_WAIT, answered)
-            .await
-            .is_err()
-        {
+        let answered_own = |key: &str| {
+            let book = crate::proxy::calls::book(&shared);
+            book.server_eof || !book.tools_list.contains(key)
+        };
+        let sent = tokio::time::timeout_at(deadline, ctx.out.send_server(frame)).await;
+        let waited = tokio::time::timeout_at(deadline, async {
+            // Woken by any of thoth's own answers and by the server's end: this
+            // request's answer is the one that removed its key.
+            loop {
+                let answered = signal.notified();
+                tokio::pin!(answered);
+                answered.as_mut().enable();
+                let ended = eof.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                if answered_own(&key) {
+                    return;
+                }
+                tokio::select! {
+                    () = answered => {}
+                    () = ended => {}
+                }
+            }
+        })
+        .await;
+        if sent.is_err() || waited.is_err() {
             tracing::warn!(
-                "the server did not answer thoth's own tools/list within {} s",
+                "the server did not answer thoth's own tools/list within {} s: unlisted tools are decided as not listed",
                 OWN_LISTING_WAIT.as_secs()
             );
             return;
@@ -584,6 +611,10 @@ async fn tools_call(
     call: Result<Box<ToolCall>, Refusal>,
 ) -> AfterCall {
     let key = id_key(&raw_id);
+    if super::from_server::is_own_key(&key) {
+        ctx.answer_client(reserved_id(&raw_id)).await;
+        return AfterCall::Done;
+    }
     let (reused, busy) = {
         let state = ctx.calls.borrow();
         (state.is_pending(&key), state.deciding() >= MAX_PENDING)
@@ -886,6 +917,7 @@ fn sync_catalog(ctx: &Ctx) {
     let (events, protocol) = ctx.calls.borrow().take_catalog_events();
     if protocol.is_some() {
         *ctx.protocol.borrow_mut() = protocol;
+        ctx.initialized.set(true);
     }
     if events.is_empty() {
         return;
@@ -894,7 +926,11 @@ fn sync_catalog(ctx: &Ctx) {
     for event in events {
         match event {
             CatalogEvent::Page(line) => catalog.absorb_page(&line),
-            CatalogEvent::Changed => catalog.forget(),
+            CatalogEvent::Changed => {
+                catalog.forget();
+                // What thoth listed itself no longer holds either.
+                ctx.own_listing_done.set(false);
+            }
         }
     }
 }
@@ -1041,6 +1077,13 @@ fn plan_batch(frame: &[u8]) -> Vec<Planned> {
         .elements()
         .map(|element| match element {
             Err(e) => Planned::Answer(answers::rejected(frame, &e)),
+            Ok(Message::Request(call))
+                if super::from_server::is_own_key(&id_key(
+                    call.id().map_or(&b"null"[..], |id| id.raw),
+                )) =>
+            {
+                Planned::Answer(reserved_id(call.id().map_or(&b"null"[..], |id| id.raw)))
+            }
             Ok(Message::Request(call)) if call.is_tool_call() => {
                 let raw_id = call.id().map_or(&b"null"[..], |id| id.raw);
                 match checks::tool_call(&call) {

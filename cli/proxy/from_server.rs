@@ -244,6 +244,17 @@ impl Relay {
                 id.extend_from_slice(seg.get(from_seg)?);
                 Some(id)
             });
+        if self
+            .streamed_id
+            .as_ref()
+            .is_some_and(|id| is_own_key(&id_key(id)))
+        {
+            // An answer to thoth's own request, too long to read: it never reaches the
+            // client (the rest of the line is dropped; thoth's wait ends at its deadline).
+            self.streamed_id = None;
+            self.line = Line::Cut;
+            return;
+        }
         self.rewriter = LineRewriter::new();
         self.cr_pending = false;
         out.reserve(held.len() + seg.len());
