@@ -463,8 +463,9 @@ fn fetch_due(ctx: &Ctx, tool: &str) -> bool {
 /// A call names a tool the catalog does not know (the client never listed, or not
 /// every page): thoth asks the server itself, once per session, before deciding, so the
 /// tool's schema and claims count. Its requests use ids of its own namespace and their
-/// answers are consumed by the relay, never relayed. Before the client's
-/// `notifications/initialized` nothing is asked (the session has not begun).
+/// answers are consumed by the relay, never relayed. Nothing is asked before the
+/// server has answered initialize (the session has not begun); once it has, the client
+/// cannot turn this off by leaving out `notifications/initialized`.
 async fn fetch_catalog(ctx: &Ctx, tool: &str) {
     if !fetch_due(ctx, tool) {
         return;
