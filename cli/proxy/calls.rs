@@ -27,6 +27,15 @@ pub enum CatalogEvent {
     Changed,
 }
 
+/// The id namespace of thoth's own requests to the server: `"thoth:<uuid>"`.
+pub const OWN_ID_PREFIX: &str = "thoth:";
+
+/// Whether an id key (see `id_key`) is in thoth's own namespace.
+pub fn is_own_key(key: &str) -> bool {
+    key.strip_prefix('"')
+        .is_some_and(|k| k.starts_with(OWN_ID_PREFIX))
+}
+
 /// A JSON-RPC id normalised so `"a"` and `"\u0061"` are the same key.
 pub fn id_key(raw: &[u8]) -> String {
     if raw.contains(&b'\\') {
@@ -181,7 +190,7 @@ impl ProxyState {
     pub fn watch_tools_list(&mut self, key: &str) {
         let mut book = book(&self.book);
         // thoth's own requests are always watched: their answers are never relayed.
-        if book.tools_list.len() < MAX_WATCHED || crate::proxy::from_server::is_own_key(key) {
+        if book.tools_list.len() < MAX_WATCHED || is_own_key(key) {
             book.tools_list.insert(key.to_string());
             book.watch_generation += 1;
         }

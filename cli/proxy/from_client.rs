@@ -368,7 +368,7 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
             if ctx.calls.borrow().is_pending(&key) {
                 return Route::Reply(reused_id(raw));
             }
-            if super::from_server::is_own_key(&key) {
+            if super::calls::is_own_key(&key) {
                 // The answer would be taken for the answer to thoth's own request.
                 return Route::Reply(reserved_id(raw));
             }
@@ -479,11 +479,7 @@ async fn fetch_catalog(ctx: &Ctx, tool: &str) {
     let deadline = tokio::time::Instant::now() + OWN_LISTING_WAIT;
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_OWN_PAGES {
-        let id = format!(
-            "{}{}",
-            super::from_server::OWN_ID_PREFIX,
-            uuid::Uuid::new_v4()
-        );
+        let id = format!("{}{}", super::calls::OWN_ID_PREFIX, uuid::Uuid::new_v4());
         let key = id_key(json!(id).to_string().as_bytes());
         ctx.calls.borrow_mut().watch_tools_list(&key);
         let params = cursor
@@ -612,7 +608,7 @@ async fn tools_call(
     call: Result<Box<ToolCall>, Refusal>,
 ) -> AfterCall {
     let key = id_key(&raw_id);
-    if super::from_server::is_own_key(&key) {
+    if super::calls::is_own_key(&key) {
         ctx.answer_client(reserved_id(&raw_id)).await;
         return AfterCall::Done;
     }
@@ -1079,7 +1075,7 @@ fn plan_batch(frame: &[u8]) -> Vec<Planned> {
         .map(|element| match element {
             Err(e) => Planned::Answer(answers::rejected(frame, &e)),
             Ok(Message::Request(call))
-                if super::from_server::is_own_key(&id_key(
+                if super::calls::is_own_key(&id_key(
                     call.id().map_or(&b"null"[..], |id| id.raw),
                 )) =>
             {

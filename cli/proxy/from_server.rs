@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::answers;
-use super::calls::{CatalogEvent, SharedBook, book, id_key};
+use super::calls::{CatalogEvent, SharedBook, book, id_key, is_own_key};
 
 /// Lines up to this size are held whole and scanned.
 pub const SCAN_LIMIT: usize = 4 * 1024 * 1024;
@@ -414,7 +414,7 @@ fn is_tools_list_changed(line: &[u8]) -> bool {
 }
 
 /// Notes the responses in a line; true when the line answers one of thoth's own
-/// requests (ids in [`OWN_ID_PREFIX`]'s namespace), which the client never sees.
+/// requests (ids in `calls::OWN_ID_PREFIX`'s namespace), which the client never sees.
 fn bookkeeping(
     line: &[u8],
     capture: &std::collections::HashSet<String>,
@@ -446,15 +446,6 @@ fn bookkeeping(
         });
     }
     own
-}
-
-/// The id namespace of thoth's own requests to the server: `"thoth:<uuid>"`.
-pub const OWN_ID_PREFIX: &str = "thoth:";
-
-/// Whether an id key (see `id_key`) is in thoth's own namespace.
-pub fn is_own_key(key: &str) -> bool {
-    key.strip_prefix('"')
-        .is_some_and(|k| k.starts_with(OWN_ID_PREFIX))
 }
 
 /// Relays the server's stdout and thoth's replies to the client's stdout until the
