@@ -107,20 +107,24 @@ pub fn denied(id: &[u8], decision: &Decision, data: &Value, style: DenyStyle) ->
     };
     match style {
         DenyStyle::Error => error(Some(id), code, &message, Some(data)),
-        DenyStyle::ToolResult => {
-            let result = json!({
-                "content": [{ "type": "text", "text": message }],
-                "isError": true,
-                "_meta": { "thoth": data },
-            });
-            let mut out = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
-            out.extend_from_slice(id);
-            out.extend_from_slice(b",\"result\":");
-            out.extend_from_slice(result.to_string().as_bytes());
-            out.push(b'}');
-            out
-        }
+        DenyStyle::ToolResult => error_result(id, &message, data),
     }
+}
+
+/// A tool result with `isError: true` saying `message` (the model reads it), thoth's
+/// `data` under `_meta.thoth`.
+fn error_result(id: &[u8], message: &str, data: &Value) -> Vec<u8> {
+    let result = json!({
+        "content": [{ "type": "text", "text": message }],
+        "isError": true,
+        "_meta": { "thoth": data },
+    });
+    let mut out = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
+    out.extend_from_slice(id);
+    out.extend_from_slice(b",\"result\":");
+    out.extend_from_slice(result.to_string().as_bytes());
+    out.push(b'}');
+    out
 }
 
 /// The first protocol revision whose clients get schema errors as a tool result (the
@@ -136,19 +140,7 @@ pub fn schema_refused(id: &[u8], tool: &str, why: &str, protocol: Option<&str>) 
         json!({ "reason": "arguments_do_not_match_schema", "tool_name": tool, "detail": why });
     match protocol {
         // Revisions are dates: their strings order as the dates do.
-        Some(version) if version >= TOOL_RESULT_SCHEMA_ERRORS => {
-            let result = json!({
-                "content": [{ "type": "text", "text": message }],
-                "isError": true,
-                "_meta": { "thoth": data },
-            });
-            let mut out = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
-            out.extend_from_slice(id);
-            out.extend_from_slice(b",\"result\":");
-            out.extend_from_slice(result.to_string().as_bytes());
-            out.push(b'}');
-            out
-        }
+        Some(version) if version >= TOOL_RESULT_SCHEMA_ERRORS => error_result(id, &message, &data),
         _ => error(Some(id), -32602, &message, Some(&data)),
     }
 }
