@@ -173,14 +173,17 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                         Route::Done => {}
                         Route::Reply(answer) => ctx.answer_client(answer).await,
                         Route::ToolCall { raw_id, call } => {
-                            // thoth's own tools/list must not overtake what was read before.
-                            if call
+                            // (This also reads what the relay queued for the catalog.)
+                            let fetch = call
                                 .as_ref()
-                                .is_ok_and(|tc| fetch_due(&ctx, tc.name.as_str()))
-                            {
+                                .is_ok_and(|tc| fetch_due(&ctx, tc.name.as_str()));
+                            if fetch {
+                                // thoth's own tools/list must not overtake what was read before.
                                 flush_kept(&ctx, &buf, &mut kept).await;
                             }
-                            match tools_call(&ctx, frame.of(&buf), rewrite, raw_id, call).await {
+                            match tools_call(&ctx, frame.of(&buf), rewrite, raw_id, call, fetch)
+                                .await
+                            {
                                 AfterCall::Done => {}
                                 // In order with what came before, without a copy.
                                 AfterCall::ForwardFrame => {
@@ -465,11 +468,9 @@ fn fetch_due(ctx: &Ctx, tool: &str) -> bool {
 /// tool's schema and claims count. Its requests use ids of its own namespace and their
 /// answers are consumed by the relay, never relayed. Nothing is asked before the
 /// server has answered initialize (the session has not begun); once it has, the client
-/// cannot turn this off by leaving out `notifications/initialized`.
+/// cannot turn this off by leaving out `notifications/initialized`. The caller has
+/// asked [`fetch_due`].
 async fn fetch_catalog(ctx: &Ctx, tool: &str) {
-    if !fetch_due(ctx, tool) {
-        return;
-    }
     ctx.own_listing_done.set(true);
     let shared = ctx.calls.borrow().book.clone();
     let (signal, eof) = {
@@ -600,12 +601,14 @@ enum AfterCall {
 /// Decides a tools/call request: at once with the local engine (whose decisions never
 /// wait), else in a task of its own so a slow enforcer or a hold never stalls other
 /// traffic (observe mode then forwards the frame at once and decides for the record).
+/// `fetch`: thoth first lists the tools itself ([`fetch_due`], asked by the pump).
 async fn tools_call(
     ctx: &Rc<Ctx>,
     frame: &[u8],
     rewrite: bool,
     raw_id: Vec<u8>,
     call: Result<Box<ToolCall>, Refusal>,
+    fetch: bool,
 ) -> AfterCall {
     let key = id_key(&raw_id);
     if super::calls::is_own_key(&key) {
@@ -638,7 +641,9 @@ async fn tools_call(
             return AfterCall::Done;
         }
     };
-    fetch_catalog(ctx, tc.name.as_str()).await;
+    if fetch {
+        fetch_catalog(ctx, tc.name.as_str()).await;
+    }
     let facts = match catalog_gate(ctx, tc.name.as_str(), args.as_ref(), &raw_id) {
         Ok(facts) => facts,
         Err(answer) => {
@@ -1034,7 +1039,9 @@ async fn decide_element<'e>(
         Err(refusal) => return Action::Answer(refused(frame, raw_id, &refusal)),
     };
     let tool = tc.name.as_str();
-    fetch_catalog(ctx, tool).await;
+    if fetch_due(ctx, tool) {
+        fetch_catalog(ctx, tool).await;
+    }
     let facts = match catalog_gate(ctx, tool, args.as_ref(), raw_id) {
         Ok(facts) => facts,
         Err(answer) => return Action::Answer(answer),
