@@ -59,7 +59,9 @@ fn round_trips(iters: u64) {
         dir: std::env::temp_dir().join(format!("thoth-instructions-{}", std::process::id())),
     };
     let settings = thoth::RunSettings::local(policy.clone(), profile).expect("settings");
-    let engine = thoth::Engine::Local(Box::new(thoth::LocalEngine::load(&policy).expect("policy")));
+    let engine = thoth::Engine::Local(std::sync::Arc::new(
+        thoth::LocalEngine::load(&policy).expect("policy"),
+    ));
     let parts = (settings, engine, thoth::Session::new());
     let frame = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/etc/hosts"}}}
 "#;

@@ -30,6 +30,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Audit log tools.
     Audit(AuditArgs),
+    /// Review tool-definition pins: what changed since a server was pinned.
+    Pins(PinsArgs),
     /// The local Cedar engine as an enforcer service.
     Enforcer(EnforcerArgs),
     /// Approve a step-up hold on an enforcer served by `thoth enforcer serve`.
@@ -271,6 +273,36 @@ pub struct ResolveArgs {
 pub struct AuditArgs {
     #[command(subcommand)]
     pub command: AuditCommand,
+}
+
+/// `thoth pins`.
+#[derive(Debug, Args)]
+pub struct PinsArgs {
+    #[command(subcommand)]
+    pub command: PinsCommand,
+}
+
+/// Pins subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PinsCommand {
+    /// Every pinned server, its tools, and the definitions waiting for review.
+    List {
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin the definitions seen since (every pending one of AGENT, or TOOL's).
+    Accept {
+        /// The agent id (as `thoth pins list` shows it).
+        agent: String,
+        /// One tool; every pending tool of the agent when absent.
+        tool: Option<String>,
+    },
+    /// Remove every pin of AGENT: its next session pins what it sees.
+    Forget {
+        /// The agent id.
+        agent: String,
+    },
 }
 
 /// Audit subcommands.

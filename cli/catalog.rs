@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::enforce::ToolFacts;
+use crate::enforce::{DescriptionFlags, ToolFacts};
+use crate::pins::{Notice, PinSession, PinState};
 
 /// Tools kept at most (later ones in a listing are dropped, and their calls treated as
 /// not in the catalog).
@@ -54,6 +55,8 @@ type Compiled = Result<Arc<jsonschema::Validator>, String>;
 /// One listed tool.
 struct Entry {
     facts: ToolFacts,
+    /// The definition's pin digest (`crate::pins::digest_of`).
+    digest: String,
     /// The declared `inputSchema` until its first call compiles it.
     schema: Option<Value>,
     compiled: Option<Compiled>,
@@ -65,9 +68,30 @@ pub struct Catalog {
     tools: HashMap<String, Entry>,
     /// The `nextCursor` of the last page read (thoth's own listing follows it).
     next_cursor: Option<String>,
+    /// The pins of this session's (agent, server), when pinning is on.
+    pins: Option<PinSession>,
+    /// Tools seen in a state other than pinned, not yet reported.
+    notices: Vec<Notice>,
+    /// Pinned tools a complete listing left out, not yet reported.
+    gone: Vec<String>,
+}
+
+/// What the catalog found about pins since it was last asked.
+#[derive(Debug, Default)]
+pub struct PinReport {
+    pub notices: Vec<Notice>,
+    pub gone: Vec<String>,
 }
 
 impl Catalog {
+    /// A catalog that judges each tool's definition against `pins`.
+    pub fn with_pins(pins: PinSession) -> Self {
+        Self {
+            pins: Some(pins),
+            ..Self::default()
+        }
+    }
+
     /// Reads one `tools/list` response line (a page): each tool replaces any entry of
     /// the same name. Lines that are not such a response change nothing.
     pub fn absorb_page(&mut self, line: &[u8]) {
@@ -93,13 +117,52 @@ impl Catalog {
                 .and_then(Value::as_array)
             {
                 self.absorb_tools(tools);
-                self.next_cursor = result
-                    .and_then(|r| r.get("nextCursor"))
+                let cursor = result.and_then(|r| r.get("nextCursor"));
+                self.next_cursor = cursor
                     .and_then(Value::as_str)
                     .filter(|c| c.len() <= MAX_CURSOR_BYTES)
                     .map(str::to_string);
+                if cursor.is_none() {
+                    self.note_gone();
+                }
             }
         }
+        self.save_pins();
+    }
+
+    /// The last page of a listing was read: pinned names it does not hold are gone.
+    fn note_gone(&mut self) {
+        let Some(pins) = self.pins.as_mut() else {
+            return;
+        };
+        let listed = self.tools.keys().map(String::as_str).collect();
+        self.gone.extend(pins.gone(&listed));
+    }
+
+    fn save_pins(&mut self) {
+        if let Some(Err(e)) = self.pins.as_mut().map(PinSession::save) {
+            tracing::warn!(
+                "{}: pins found in this session are kept in memory only",
+                crate::logging::escaped(&e.to_string())
+            );
+        }
+    }
+
+    /// The pin notices and gone tools found since the last call.
+    pub fn take_pin_report(&mut self) -> PinReport {
+        PinReport {
+            notices: std::mem::take(&mut self.notices),
+            gone: std::mem::take(&mut self.gone),
+        }
+    }
+
+    /// Each listed tool's pin state, for the inventory.
+    pub fn pin_states(&self) -> HashMap<String, PinState> {
+        self.tools
+            .iter()
+            .filter(|_| self.pins.is_some())
+            .map(|(name, entry)| (name.clone(), entry.facts.pin))
+            .collect()
     }
 
     /// Reads the `tools` array of one `tools/list` result.
@@ -115,7 +178,17 @@ impl Catalog {
                 );
                 break;
             }
-            self.tools.insert(name.to_string(), entry_of(tool));
+            let mut entry = entry_of(tool);
+            entry.facts.pin = match self.pins.as_mut() {
+                Some(pins) => {
+                    let (state, notice) = pins.observe(name, &entry.digest);
+                    self.notices.extend(notice);
+                    state
+                }
+                // Without pins (doctor, tests), a listed tool counts as pinned.
+                None => PinState::Pinned,
+            };
+            self.tools.insert(name.to_string(), entry);
         }
     }
 
@@ -134,8 +207,22 @@ impl Catalog {
         self.tools.clear();
     }
 
-    /// What the policy is told about `tool` (the spec's defaults when not listed).
-    pub fn facts(&self, tool: &str) -> ToolFacts {
+    /// What the policy is told about `tool` (the spec's defaults when not listed). A
+    /// tool not pinned is judged again first (a `thoth pins accept` since counts).
+    pub fn facts(&mut self, tool: &str) -> ToolFacts {
+        let Some(entry) = self.tools.get_mut(tool) else {
+            return ToolFacts::default();
+        };
+        if entry.facts.pin != PinState::Pinned
+            && let Some(pins) = self.pins.as_mut()
+        {
+            entry.facts.pin = pins.recheck(tool, &entry.digest);
+        }
+        entry.facts.clone()
+    }
+
+    /// What the policy would be told about `tool`, without judging its pin again.
+    pub fn facts_as_listed(&self, tool: &str) -> ToolFacts {
         self.tools
             .get(tool)
             .map_or_else(ToolFacts::default, |e| e.facts.clone())
@@ -170,6 +257,12 @@ impl Catalog {
     }
 }
 
+/// What the policy is told about a tool from its definition alone (pinned: no pins
+/// are read), as `proxy::hide` judges a listing.
+pub fn listed_facts(tool: &Value) -> ToolFacts {
+    entry_of(tool).facts
+}
+
 fn entry_of(tool: &Value) -> Entry {
     let hint = |name: &str, default: bool| {
         tool.get("annotations")
@@ -184,7 +277,20 @@ fn entry_of(tool: &Value) -> Entry {
         .map(|t| truncated(t, MAX_TITLE_BYTES))
         .unwrap_or_default();
     let defaults = ToolFacts::default();
+    let mut description_flags = DescriptionFlags::default();
+    for text in [tool.get("title"), tool.get("description")]
+        .into_iter()
+        .flatten()
+        .chain(tool.get("annotations").and_then(|a| a.get("title")))
+        .filter_map(Value::as_str)
+    {
+        description_flags.scan(text);
+    }
+    if let Some(schema) = tool.get("inputSchema") {
+        scan_descriptions(schema, 0, &mut description_flags);
+    }
     Entry {
+        digest: crate::pins::digest_of(tool),
         facts: ToolFacts {
             in_catalog: true,
             title,
@@ -193,6 +299,8 @@ fn entry_of(tool: &Value) -> Entry {
             destructive: hint("destructiveHint", defaults.destructive),
             idempotent: hint("idempotentHint", defaults.idempotent),
             open_world: hint("openWorldHint", defaults.open_world),
+            pin: PinState::Pinned,
+            description_flags,
         },
         // The spec requires an object schema; a tool without one takes an object.
         schema: Some(
@@ -201,6 +309,30 @@ fn entry_of(tool: &Value) -> Entry {
                 .unwrap_or_else(|| serde_json::json!({"type": "object"})),
         ),
         compiled: None,
+    }
+}
+
+/// Raises the flags of every `description` and `title` string in a schema (its
+/// parameters' descriptions are read by the model too), within the schema depth bound.
+fn scan_descriptions(schema: &Value, depth: usize, flags: &mut DescriptionFlags) {
+    if depth > MAX_SCHEMA_DEPTH {
+        return;
+    }
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match value {
+                    Value::String(text) if matches!(key.as_str(), "description" | "title") => {
+                        flags.scan(text);
+                    }
+                    _ => scan_descriptions(value, depth + 1, flags),
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| scan_descriptions(item, depth + 1, flags)),
+        _ => {}
     }
 }
 
@@ -435,7 +567,7 @@ mod tests {
 
     #[test]
     fn annotations_and_their_spec_defaults() {
-        let c = catalog(json!([
+        let mut c = catalog(json!([
             {"name": "read", "title": "Read", "inputSchema": {"type": "object"},
              "annotations": {"readOnlyHint": true, "openWorldHint": false}},
             {"name": "bare", "inputSchema": {"type": "object"}}

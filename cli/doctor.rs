@@ -81,6 +81,14 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         .map(|(_, v)| v.to_string_lossy().into_owned())
         .unwrap_or_default();
     let resolution = json!({ "command": program.to_string_lossy(), "resolved": resolved.path, "tried": resolved.tried, "child_path": child_path });
+    // Pins as they were before the session below (its `thoth run` pins what it lists
+    // when nothing was pinned): each row shows what that session judged.
+    let (pins, pinned_before) = crate::pins::PinSession::open_read_only(
+        &crate::pins::dir_in(&settings.profile.dir),
+        &settings.agent_id,
+        &crate::pins::server_key(&args.command),
+        &settings.tool_pins,
+    );
     let exchange = talk_to_server(
         &settings,
         &args.flags,
@@ -120,12 +128,19 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
     };
     // The server's own definitions, as the proxy's catalog reads them: each row is
     // decided with the tool's title and annotations.
-    let mut catalog = crate::catalog::Catalog::default();
+    let mut catalog = crate::catalog::Catalog::with_pins(pins);
     catalog.absorb_tools(&listed);
     let tools: Vec<String> = listed
         .iter()
         .filter_map(|t| t["name"].as_str().map(str::to_string))
         .collect();
+    let hidden = |name: &str, facts: &ToolFacts| match &engine {
+        Engine::Local(local) => {
+            let history = crate::enforce::SessionHistory::default();
+            local.hides(&input(&settings, "", &history, name, facts, None))
+        }
+        Engine::Remote(_) => None,
+    };
     let rows: Vec<(String, ToolFacts, Decision)> = tools
         .iter()
         .map(|name| {
@@ -155,6 +170,10 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
                     }
                 }
             };
+            let mut decision = decision;
+            if let Some(rule) = hidden(name, &facts) {
+                decision.extra.insert("hidden_by".into(), json!(rule));
+            }
             (name.clone(), facts, decision)
         })
         .collect();
@@ -166,7 +185,9 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
                 json!({ "name": name, "title": facts.title, "annotations": {
                 "readOnlyHint": facts.read_only, "destructiveHint": facts.destructive,
                 "idempotentHint": facts.idempotent, "openWorldHint": facts.open_world,
-            }, "decision": d.verdict.as_str(), "reason": d.reason, "rule_ids": d.matched_rule_ids })
+            }, "pin": facts.pin.as_str(), "description_flags": facts.description_flags.names(),
+               "hidden_by": d.extra.get("hidden_by"),
+               "decision": d.verdict.as_str(), "reason": d.reason, "rule_ids": d.matched_rule_ids })
             })
             .collect();
         println!(
@@ -183,6 +204,11 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             crate::logging::escaped(server_info["name"].as_str().unwrap_or("?")),
             crate::logging::escaped(server_info["version"].as_str().unwrap_or(""))
         );
+        if !pinned_before {
+            println!(
+                "pins:        first sight of this agent and server: this session pinned every tool it listed (`thoth pins list`)"
+            );
+        }
         println!("\n{}:", crate::wording::count(rows.len(), "tool"));
         let names: Vec<String> = rows
             .iter()
@@ -192,13 +218,24 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         let width = names.iter().map(String::len).max().unwrap_or(4).max(4);
         let claims_width = claims.iter().map(String::len).max().unwrap_or(0).max(6);
         println!(
-            "  {:<width$}  {:<8}  {:<claims_width$}  REASON",
-            "TOOL", "DECISION", "CLAIMS"
+            "  {:<width$}  {:<8}  {:<claims_width$}  {:<7}  REASON",
+            "TOOL", "DECISION", "CLAIMS", "PIN"
         );
-        for ((name, claimed), (_, _, d)) in names.iter().zip(&claims).zip(&rows) {
+        for ((name, claimed), (_, facts, d)) in names.iter().zip(&claims).zip(&rows) {
+            let mut notes = String::new();
+            if d.extra.contains_key("hidden_by") {
+                notes.push_str(" (hidden from the client's tool list)");
+            }
+            if !facts.description_flags.is_empty() {
+                notes.push_str(&format!(
+                    " (description holds {})",
+                    facts.description_flags.names().join(", ")
+                ));
+            }
             println!(
-                "  {name:<width$}  {:<8}  {claimed:<claims_width$}  {}",
+                "  {name:<width$}  {:<8}  {claimed:<claims_width$}  {:<7}  {}{notes}",
                 d.verdict.as_str(),
+                facts.pin.as_str(),
                 crate::logging::escaped(&d.reason)
             );
         }

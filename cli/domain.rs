@@ -1,5 +1,5 @@
 //! The words thoth's settings and decisions are made of: enforcement mode, environment,
-//! failure decision and deny style.
+//! failure decision, deny style and a tool's pin state.
 //!
 //! A leaf: it imports nothing from the crate, so flags, settings, engines and the proxy
 //! can all use it without depending on each other. Each enum has exactly one string
@@ -51,6 +51,19 @@ macro_rules! named {
             }
         }
     };
+}
+
+named! {
+    /// What a tool's definition is against its pin (`crate::pins`), as a policy reads
+    /// it in `resource.pin`.
+    PinState {
+        /// The definition is the one pinned.
+        Pinned = "pinned",
+        /// No definition of this name was pinned (or the tool was never listed).
+        New = "new",
+        /// The definition differs from the one pinned.
+        Changed = "changed",
+    }
 }
 
 named! {

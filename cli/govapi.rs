@@ -93,14 +93,20 @@ impl Counters {
     }
 }
 
+/// One tools/list response line and the pin state of its tools (`crate::pins`).
+pub struct InventoryPage {
+    pub line: Vec<u8>,
+    pub pins: std::collections::HashMap<String, crate::domain::PinState>,
+}
+
 /// Hands tools/list response lines to the agent (any thread; never waits).
 #[derive(Clone)]
-pub struct InventorySender(mpsc::Sender<Vec<u8>>);
+pub struct InventorySender(mpsc::Sender<InventoryPage>);
 
 impl InventorySender {
     /// Queues one response line; dropped when the queue is full.
-    pub fn send(&self, line: &[u8]) {
-        if self.0.try_send(line.to_vec()).is_err() {
+    pub fn send(&self, page: InventoryPage) {
+        if self.0.try_send(page).is_err() {
             tracing::debug!("GovAPI inventory queue full: a tools/list response was not sent");
         }
     }
@@ -109,7 +115,7 @@ impl InventorySender {
 /// The proxy's side of the agent.
 pub struct Handle {
     pub counters: Arc<Counters>,
-    tx: Option<mpsc::Sender<Vec<u8>>>,
+    tx: Option<mpsc::Sender<InventoryPage>>,
     done: std::sync::mpsc::Receiver<()>,
 }
 
@@ -156,7 +162,7 @@ impl Handle {
         })
     }
 
-    /// The sender the server → client relay hands tools/list responses to.
+    /// The sender the client side hands tools/list responses to, once read.
     pub fn inventory_sender(&self) -> Option<InventorySender> {
         self.tx.clone().map(InventorySender)
     }
@@ -412,8 +418,12 @@ pub fn os_version() -> String {
 
 /// The tools of a tools/list response (or of each response in a batch), sanitised:
 /// name, title, description (≤ 4096 characters), input schema without `default`,
-/// `example` or `examples` values, annotations.
-pub fn inventory_tools(line: &[u8]) -> Vec<Value> {
+/// `example` or `examples` values, annotations, and the pin state (`pin`: `pinned`,
+/// `new` or `changed`) when pinning judged it.
+pub fn inventory_tools(
+    line: &[u8],
+    pins: &std::collections::HashMap<String, crate::domain::PinState>,
+) -> Vec<Value> {
     let Ok(value) = serde_json::from_slice::<Value>(line) else {
         return Vec::new();
     };
@@ -446,6 +456,9 @@ pub fn inventory_tools(line: &[u8]) -> Vec<Value> {
             }
             if let Some(a) = tool.get("annotations").filter(|a| a.is_object()) {
                 entry.insert("annotations".into(), a.clone());
+            }
+            if let Some(pin) = pins.get(name) {
+                entry.insert("pin".into(), json!(pin.as_str()));
             }
             out.push(Value::Object(entry));
         }
@@ -488,7 +501,7 @@ struct Agent {
 }
 
 impl Agent {
-    async fn run(mut self, mut rx: mpsc::Receiver<Vec<u8>>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<InventoryPage>) {
         let date = today_utc();
         let _ = self.state.update(|s| s.today_mut(&date).sessions += 1);
         let interval = self.api.settings.heartbeat_interval;
@@ -497,9 +510,9 @@ impl Agent {
         let mut next = tokio::time::Instant::now() + if registered { interval } else { backoff };
         loop {
             tokio::select! {
-                line = rx.recv() => match line {
-                    Some(line) => {
-                        let tools = inventory_tools(&line);
+                page = rx.recv() => match page {
+                    Some(page) => {
+                        let tools = inventory_tools(&page.line, &page.pins);
                         let room = PENDING_TOOLS.saturating_sub(self.pending_tools.len());
                         self.pending_tools.extend(tools.into_iter().take(room));
                         if registered {
@@ -645,7 +658,7 @@ mod tests {
             {"name": "plain"}
         ]}})
         .to_string();
-        let tools = inventory_tools(line.as_bytes());
+        let tools = inventory_tools(line.as_bytes(), &Default::default());
         assert_eq!(tools.len(), 2);
         assert_eq!(tools[0]["description"].as_str().map(str::len), Some(4096));
         let schema = tools[0]["input_schema"].to_string();
@@ -655,9 +668,12 @@ mod tests {
         );
         assert!(schema.contains("\"sql\""));
         assert_eq!(tools[1], json!({"name": "plain"}));
-        assert!(inventory_tools(b"not json").is_empty());
+        assert!(inventory_tools(b"not json", &Default::default()).is_empty());
         let batch = format!("[{line},{{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{{}}}}]");
-        assert_eq!(inventory_tools(batch.as_bytes()).len(), 2);
+        assert_eq!(
+            inventory_tools(batch.as_bytes(), &Default::default()).len(),
+            2
+        );
     }
 
     #[test]

@@ -21,8 +21,11 @@ mod exit;
 mod govapi;
 mod harden;
 mod health;
+mod jcs;
 mod logging;
 mod net;
+mod pins;
+mod pins_cmd;
 mod private_files;
 mod proxy;
 mod readers;
@@ -85,6 +88,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(argv: I) -> ExitCode {
         args::Command::Run(run_args) => run_cmd::run(&run_args),
         args::Command::Doctor(doctor_args) => doctor::run(&doctor_args),
         args::Command::Audit(audit_args) => audit_cmd::run(&audit_args),
+        args::Command::Pins(pins_args) => pins_cmd::run(&pins_args),
         args::Command::Enforcer(args::EnforcerArgs {
             command: args::EnforcerCommand::Serve(serve),
         }) => enforcer_service::run(&serve),

@@ -136,9 +136,9 @@ impl EngineError {
 /// The engine the settings chose.
 pub fn load_engine(settings: &RunSettings) -> Result<Engine, EngineError> {
     match &settings.engine {
-        EngineChoice::Local { policy, .. } => {
-            Ok(Engine::Local(Box::new(LocalEngine::load(policy)?)))
-        }
+        EngineChoice::Local { policy, .. } => Ok(Engine::Local(std::sync::Arc::new(
+            LocalEngine::load(policy)?,
+        ))),
         EngineChoice::Remote { url, .. } => {
             let key = settings.api_key.clone().ok_or(EngineError::NoApiKey)?;
             let tls = settings.tls.client_config()?;
@@ -187,5 +187,12 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(crate::exit::CONFIG);
         }
     };
-    proxy::run(settings, engine, session, &resolved, rest, audit)
+    let pins = crate::pins::PinSession::open(
+        &crate::pins::dir_in(&settings.profile.dir),
+        &settings.agent_id,
+        &crate::pins::server_key(&args.command),
+        &settings.tool_pins,
+    );
+    let catalog = crate::catalog::Catalog::with_pins(pins);
+    proxy::run(settings, engine, session, &resolved, rest, audit, catalog)
 }

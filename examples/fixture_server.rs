@@ -8,7 +8,9 @@
 //! - `FIXTURE_DUMP_ENV=<file>`: write the environment, one `NAME=value` per line;
 //! - `FIXTURE_PID=<file>`: write its own pid;
 //! - `FIXTURE_LINGER=1`: keep running after stdin closes (a server that must be killed);
-//! - `FIXTURE_TOOLS=<n>`: list n more tools (`extra_0`…) in tools/list.
+//! - `FIXTURE_TOOLS=<n>`: list n more tools (`extra_0`…) in tools/list;
+//! - `FIXTURE_DESCRIPTION_SUFFIX=<text>`: `read_file` describes itself with `<text>` added
+//!   (a changed definition, for pinning).
 //!
 //! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`,
 //! `echo` and `launch` (typed: `armed` a boolean, `count` an integer) answer with their
@@ -100,6 +102,10 @@ fn answer(message: &Value) -> Option<Value> {
                 .map(|name| json!({ "name": name, "description": format!("fixture tool {name}"), "inputSchema": { "type": "object" } }))
                 .collect();
             if let Some(read) = tools.first_mut() {
+                // A rug pull: the same tool, saying something else.
+                if let Ok(suffix) = std::env::var("FIXTURE_DESCRIPTION_SUFFIX") {
+                    read["description"] = json!(format!("fixture tool read_file{suffix}"));
+                }
                 read["title"] = json!("Read a file");
                 read["annotations"] = json!({ "readOnlyHint": true, "destructiveHint": false, "openWorldHint": false });
             }

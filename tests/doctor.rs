@@ -45,9 +45,13 @@ fn reports_every_tool_with_its_decision() {
         .unwrap();
     let table = String::from_utf8_lossy(&text.stdout);
     assert!(
-        table.contains("write_file      BLOCK     destructive,open-world  read-only policy"),
+        table.contains(
+            "write_file      BLOCK     destructive,open-world  pinned   read-only policy"
+        ),
         "{table}"
     );
+    // The --json run above was the first sight: it pinned every tool.
+    assert!(!table.contains("first sight"), "{table}");
     // Each tool's own claims, as the server listed them.
     assert!(
         table.contains("read_file       ALLOW     read-only               "),

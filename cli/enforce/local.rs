@@ -59,6 +59,10 @@ impl PolicyError {
             }
             Self::ReadSchema { path, source } => format!("{}: {source}", path.display()),
             Self::EntityType { .. } => self.to_string(),
+            // The rule id is the file's text: not quoted here.
+            Self::Hide { path, why, .. } => {
+                format!("{}: a policy has @hide but {why}", path.display())
+            }
         }
     }
 }
@@ -93,6 +97,16 @@ pub enum PolicyError {
     Invalid { placed: Vec<Placed> },
     #[error("internal: entity type {name}: {detail}")]
     EntityType { name: String, detail: String },
+    /// An `@hide` policy that could not prove every call of a tool is denied.
+    #[error(
+        "{}: policy {rule_id} has @hide but {why}: a tool is hidden only when every call of it is blocked, whatever its arguments; remove @hide or the condition",
+        path.display()
+    )]
+    Hide {
+        path: std::path::PathBuf,
+        rule_id: String,
+        why: &'static str,
+    },
 }
 
 /// Why one evaluation failed (the call is then denied, with this as the reason).
@@ -189,6 +203,8 @@ pub struct LocalEngine {
     subjects: std::sync::Mutex<HashMap<SubjectKey, std::sync::Arc<Subjects>>>,
     path: PathBuf,
     policies: PolicySet,
+    /// The `@hide` forbids alone: a tool one of them forbids is left out of listings.
+    hide: PolicySet,
     schema: Option<Schema>,
     authorizer: Authorizer,
     agent_type: EntityTypeName,
@@ -261,8 +277,10 @@ impl LocalEngine {
                 )
             })
             .collect();
+        let hide = hide_policies(path, &policies)?;
         let reads = super::reads::ContextReads::of(&policies);
         Ok(Self {
+            hide,
             last_subjects: std::sync::Mutex::new(None),
             notes,
             reads_arguments: reads.reads("arguments"),
@@ -333,6 +351,46 @@ impl LocalEngine {
             cache.insert(key, outcome.clone());
         }
         outcome
+    }
+
+    /// Whether some policy hides tools (`@hide`).
+    pub fn hides_tools(&self) -> bool {
+        !self.hide.is_empty()
+    }
+
+    /// The rule id of an `@hide` policy forbidding every call of `input`'s tool (its
+    /// arguments and session history are not read: such a policy cannot read them),
+    /// or `None`. Observe mode hides nothing, since it blocks nothing.
+    pub fn hides(&self, input: &DecisionInput<'_>) -> Option<String> {
+        if self.hide.is_empty() || input.mode == crate::domain::Mode::Observe {
+            return None;
+        }
+        let subjects = self.subjects(input).ok()?;
+        let string = |s: &str| RestrictedExpression::new_string(s.to_string());
+        let context = Context::from_pairs([
+            ("tool_name".to_string(), string(input.tool_name)),
+            ("session_intent".to_string(), string(input.session_intent)),
+            ("enforcement_mode".to_string(), string(input.mode.as_str())),
+        ])
+        .ok()?;
+        // No schema here: a schema requires every context field, and these policies
+        // read only the three above.
+        let request = Request::new(
+            subjects.principal.clone(),
+            self.action.clone(),
+            subjects.resource.clone(),
+            context,
+            None,
+        )
+        .ok()?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.hide, &subjects.entities);
+        response.diagnostics().reason().next().map(|id| {
+            self.notes
+                .get(id)
+                .map_or_else(|| id.to_string(), |n| n.rule_id.clone())
+        })
     }
 
     /// Whether outcomes are reused (no policy reads per-call context).
@@ -429,6 +487,13 @@ impl LocalEngine {
                     RestrictedExpression::new_bool(facts.annotated),
                 ),
                 ("annotations".to_string(), annotations),
+                ("pin".to_string(), string(facts.pin.as_str())),
+                (
+                    "description_flags".to_string(),
+                    RestrictedExpression::new_set(
+                        facts.description_flags.names().into_iter().map(string),
+                    ),
+                ),
             ]),
             HashSet::new(),
         )
@@ -567,6 +632,46 @@ impl LocalEngine {
     }
 }
 
+/// The context fields an `@hide` policy may read: fixed for a whole session.
+const SESSION_FIXED: [&str; 3] = ["tool_name", "session_intent", "enforcement_mode"];
+
+/// The `@hide` policies, each checked to forbid a tool whatever its calls carry: a
+/// hard forbid (not `@decision("step_up")`) reading no context but [`SESSION_FIXED`].
+fn hide_policies(path: &Path, policies: &PolicySet) -> Result<PolicySet, PolicyError> {
+    let mut hide = PolicySet::new();
+    for policy in policies
+        .policies()
+        .filter(|p| p.annotation("hide").is_some())
+    {
+        let refuse = |why| PolicyError::Hide {
+            path: path.to_path_buf(),
+            rule_id: policy
+                .annotation("id")
+                .map_or_else(|| policy.id().to_string(), str::to_string),
+            why,
+        };
+        if policy.effect() != Effect::Forbid {
+            return Err(refuse("is a permit (only a forbid can hide a tool)"));
+        }
+        if policy.annotation("decision") == Some("step_up") {
+            return Err(refuse(
+                "asks for a step-up (an approved call is allowed, so the tool must stay listed)",
+            ));
+        }
+        let mut one = PolicySet::new();
+        one.add(policy.clone())
+            .map_err(|_| refuse("cannot be analysed"))?;
+        if !super::reads::ContextReads::of(&one).only(&SESSION_FIXED) {
+            return Err(refuse(
+                "reads the call's context (its arguments or the session's history)",
+            ));
+        }
+        hide.add(policy.clone())
+            .map_err(|_| refuse("cannot be analysed"))?;
+    }
+    Ok(hide)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,6 +731,8 @@ mod tests {
             destructive: false,
             idempotent: true,
             open_world: false,
+            pin: crate::domain::PinState::Pinned,
+            description_flags: Default::default(),
         };
         let mut call = input("read", &args, &history);
         assert!(
@@ -677,5 +784,81 @@ mod tests {
         let mut other = input("read", &tmp, &history);
         other.session_intent = "clinical";
         assert!(allowed(&by_name.evaluate(&other)));
+    }
+
+    #[test]
+    fn pins_and_description_flags_are_resource_attributes() {
+        let history = SessionHistory::default();
+        let args = json!({});
+        let e = engine(
+            "pins",
+            r#"permit (principal, action, resource);
+               @id("changed") forbid (principal, action, resource) when { resource.pin == "changed" };
+               @id("hidden-text") forbid (principal, action, resource) when { resource.description_flags.contains("tag_characters") };"#,
+        );
+        let mut facts = ToolFacts {
+            in_catalog: true,
+            pin: crate::domain::PinState::Pinned,
+            ..ToolFacts::default()
+        };
+        let mut call = input("read", &args, &history);
+        call.tool = &facts;
+        assert!(allowed(&e.evaluate(&call)));
+        facts.pin = crate::domain::PinState::Changed;
+        let mut call = input("read", &args, &history);
+        call.tool = &facts;
+        assert!(!allowed(&e.evaluate(&call)));
+        facts.pin = crate::domain::PinState::Pinned;
+        facts.description_flags.scan("read\u{E0041}");
+        let mut call = input("read", &args, &history);
+        call.tool = &facts;
+        assert!(!allowed(&e.evaluate(&call)));
+    }
+
+    #[test]
+    fn hide_policies_hide_only_what_every_call_is_denied() {
+        let history = SessionHistory::default();
+        let args = json!({});
+        let e = engine(
+            "hide",
+            r#"permit (principal, action, resource);
+               @id("no-export") @hide("") forbid (principal, action, resource) when { resource.name like "*export*" && context.session_intent != "clinical" };
+               @id("not-hidden") forbid (principal, action, resource) when { resource.name == "rm" };"#,
+        );
+        assert!(e.hides_tools());
+        assert_eq!(
+            e.hides(&input("export_all", &args, &history)),
+            Some("no-export".into())
+        );
+        assert_eq!(e.hides(&input("rm", &args, &history)), None, "no @hide");
+        assert_eq!(e.hides(&input("read", &args, &history)), None);
+        let mut observe = input("export_all", &args, &history);
+        observe.mode = Mode::Observe;
+        assert_eq!(e.hides(&observe), None, "observe mode blocks nothing");
+        for (policy, why) in [
+            (
+                r#"@hide("") permit (principal, action, resource);"#,
+                "is a permit",
+            ),
+            (
+                r#"@hide("") @decision("step_up") forbid (principal, action, resource);"#,
+                "asks for a step-up",
+            ),
+            (
+                r#"@hide("") forbid (principal, action, resource) when { context.arguments has x };"#,
+                "reads the call's context",
+            ),
+            (
+                r#"@hide("") forbid (principal, action, resource) when { context.previous_tool == "a" };"#,
+                "reads the call's context",
+            ),
+        ] {
+            let path =
+                std::env::temp_dir().join(format!("thoth-hide-{}.cedar", uuid::Uuid::new_v4()));
+            std::fs::write(&path, policy).expect("write");
+            let err = LocalEngine::load(&path).err().expect("refused").to_string();
+            let _ = std::fs::remove_file(&path);
+            assert!(err.contains(why), "{policy}: {err}");
+        }
     }
 }

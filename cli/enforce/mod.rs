@@ -13,7 +13,7 @@ pub mod remote;
 
 use serde_json::Value;
 
-use crate::domain::{Environment, Mode};
+use crate::domain::{Environment, Mode, PinState};
 
 /// The outcome of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +96,79 @@ pub struct ToolFacts {
     pub idempotent: bool,
     /// `annotations.openWorldHint` (default true).
     pub open_world: bool,
+    /// The definition against its pin (`new` for a tool not listed).
+    pub pin: PinState,
+    /// Invisible or format characters in the tool's descriptions.
+    pub description_flags: DescriptionFlags,
+}
+
+/// A description flag's name and the characters that raise it.
+type Flag = (&'static str, fn(char) -> bool);
+
+/// Characters a reviewer cannot see, found in a tool's title or descriptions (its own
+/// and its parameters'): text the model reads that a person reviewing it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct DescriptionFlags(u8);
+
+impl DescriptionFlags {
+    /// Each flag's name (`resource.description_flags`) and the characters that raise it.
+    const TABLE: [Flag; 4] = [
+        // Unicode tag characters: ASCII spelled invisibly.
+        ("tag_characters", |c| matches!(c, '\u{E0000}'..='\u{E007F}')),
+        ("zero_width", |c| {
+            matches!(
+                c,
+                '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}'
+            )
+        }),
+        (
+            "bidi_controls",
+            |c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'),
+        ),
+        (
+            "other_format",
+            |c| matches!(c, '\u{00AD}' | '\u{2061}'..='\u{2064}' | '\u{FFF9}'..='\u{FFFB}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}'),
+        ),
+    ];
+
+    /// Adds what `text` holds.
+    pub fn scan(&mut self, text: &str) {
+        if text.is_ascii() {
+            return;
+        }
+        for c in text.chars() {
+            for (bit, (_, raises)) in Self::TABLE.iter().enumerate() {
+                if raises(c) {
+                    self.0 |= 1 << bit;
+                }
+            }
+        }
+    }
+
+    /// The names raised, in table order.
+    pub fn names(self) -> Vec<&'static str> {
+        Self::TABLE
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| self.0 & (1 << bit) != 0)
+            .map(|(_, (name, _))| *name)
+            .collect()
+    }
+
+    /// The flags named (unknown names are ignored).
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut flags = Self::default();
+        for name in names {
+            if let Some(bit) = Self::TABLE.iter().position(|(n, _)| *n == name) {
+                flags.0 |= 1 << bit;
+            }
+        }
+        flags
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
 }
 
 impl Default for ToolFacts {
@@ -109,6 +182,8 @@ impl Default for ToolFacts {
             destructive: true,
             idempotent: false,
             open_world: true,
+            pin: PinState::New,
+            description_flags: DescriptionFlags::default(),
         }
     }
 }
@@ -182,3 +257,32 @@ impl SessionHistory {
 
 /// Arguments larger than this are not mapped into Cedar (docs/architecture.md §3).
 pub const MAX_POLICY_ARGUMENTS: usize = 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_flags_name_what_a_reviewer_cannot_see() {
+        let cases: [(&str, &[&str]); 6] = [
+            ("Reads a file.", &[]),
+            ("Lit un fichier \u{e9}.", &[]),
+            (
+                "Reads\u{E0049}\u{E0067}\u{E006E} a file",
+                &["tag_characters"],
+            ),
+            ("Reads\u{200B} a file", &["zero_width"]),
+            ("Reads \u{202E}elif a", &["bidi_controls"]),
+            (
+                "Re\u{00AD}ads\u{FEFF}\u{2067}",
+                &["zero_width", "bidi_controls", "other_format"],
+            ),
+        ];
+        for (text, names) in cases {
+            let mut flags = DescriptionFlags::default();
+            flags.scan(text);
+            assert_eq!(flags.names(), names, "{text:?}");
+            assert_eq!(DescriptionFlags::from_names(names.iter().copied()), flags);
+        }
+    }
+}

@@ -118,6 +118,8 @@ impl RemoteEnforcer {
                 json!({
                     "tool_in_catalog": facts.in_catalog,
                     "tool_annotated": facts.annotated,
+                    "tool_pin": facts.pin.as_str(),
+                    "tool_description_flags": facts.description_flags.names(),
                     "tool_annotations": {
                         "title": facts.title,
                         "readOnlyHint": facts.read_only,
@@ -646,7 +648,7 @@ fn bounded_value(v: &Value) -> Value {
 }
 
 /// The tool's facts an enforce request carries in `metadata` (`tool_in_catalog`,
-/// `tool_annotations`), as `thoth enforcer serve` gives them to its policy: absent
+/// `tool_annotations`, `tool_pin`, `tool_description_flags`), as `thoth enforcer serve` gives them to its policy: absent
 /// members take the spec's defaults; a title longer than 1 KiB is refused.
 pub fn facts_from_metadata(metadata: Option<&Value>) -> Result<ToolFacts, &'static str> {
     let mut facts = ToolFacts::default();
@@ -675,6 +677,20 @@ pub fn facts_from_metadata(metadata: Option<&Value>) -> Result<ToolFacts, &'stat
         return Err("metadata.tool_annotations.title is longer than 1024 bytes");
     }
     facts.title = title.to_string();
+    if let Some(pin) = metadata.get("tool_pin") {
+        facts.pin = pin
+            .as_str()
+            .and_then(crate::domain::PinState::parse)
+            .ok_or("metadata.tool_pin is not one of pinned, new, changed")?;
+    }
+    if let Some(flags) = metadata.get("tool_description_flags") {
+        let names = flags
+            .as_array()
+            .filter(|names| names.len() <= 16)
+            .ok_or("metadata.tool_description_flags is not an array of at most 16 names")?;
+        facts.description_flags =
+            super::DescriptionFlags::from_names(names.iter().filter_map(Value::as_str));
+    }
     Ok(facts)
 }
 
@@ -788,6 +804,8 @@ mod tests {
             destructive: false,
             idempotent: true,
             open_world: false,
+            pin: crate::domain::PinState::Changed,
+            description_flags: crate::enforce::DescriptionFlags::from_names(["zero_width"]),
         };
         let history = crate::enforce::SessionHistory::default();
         let input = DecisionInput {

@@ -25,6 +25,8 @@ pub enum CatalogEvent {
     Page(Vec<u8>),
     /// `notifications/tools/list_changed`: earlier pages no longer hold.
     Changed,
+    /// A tool left out of a listing relayed to the client (for the audit log).
+    Hidden(super::hide::Hidden),
 }
 
 /// The id namespace of thoth's own requests to the server: `"thoth:<uuid>"`.
@@ -73,6 +75,9 @@ pub struct RelayBook {
     pub watch_generation: u64,
     /// Catalog pages and changes seen by the relay, not yet read by the client pump.
     pub catalog_events: Vec<CatalogEvent>,
+    /// Notified when an event is queued in `catalog_events` (the client side reads it
+    /// at once, not only at the next call).
+    pub catalog_signal: std::sync::Arc<tokio::sync::Notify>,
     /// Notified when the server answers one of thoth's own requests (after its line,
     /// if a listing, is queued in `catalog_events`).
     pub own_answered: std::sync::Arc<tokio::sync::Notify>,
@@ -84,6 +89,8 @@ pub struct RelayBook {
     pub diverted_lines: u64,
     /// Streamed server lines cut off when they turned out not to be JSON-RPC.
     pub cut_lines: u64,
+    /// Tools left out of the listings relayed to the client (`super::hide`).
+    pub tools_hidden: u64,
     /// Canonical-line substitutions in frames forwarded to the server.
     pub client_rewrites: thoth_core::Rewrites,
     /// Canonical-line substitutions in lines relayed to the client.
@@ -102,6 +109,7 @@ impl RelayBook {
         let size = |e: &CatalogEvent| match e {
             CatalogEvent::Page(line) => line.len(),
             CatalogEvent::Changed => 0,
+            CatalogEvent::Hidden(h) => h.tool.len() + h.rule.len(),
         };
         let mut held: usize = self.catalog_events.iter().map(size).sum::<usize>() + size(&event);
         while !self.catalog_events.is_empty()
@@ -113,6 +121,7 @@ impl RelayBook {
             );
         }
         self.catalog_events.push(event);
+        self.catalog_signal.notify_one();
     }
 }
 

@@ -49,7 +49,7 @@ impl Default for Session {
 
 /// The decision point of this proxy.
 pub enum Engine {
-    Local(Box<LocalEngine>),
+    Local(std::sync::Arc<LocalEngine>),
     /// Shared with the holds it polls in the background.
     Remote(std::sync::Arc<RemoteEnforcer>),
 }

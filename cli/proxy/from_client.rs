@@ -35,6 +35,7 @@ use super::outbox::{Outbox, Queues};
 use crate::audit::{AuditLog, Record};
 use crate::catalog::Catalog;
 use crate::domain::Mode;
+use crate::domain::PinState;
 use crate::enforce::local::LocalEngine;
 use crate::enforce::modes::{Decided, observe, too_large};
 use crate::enforce::{Decision, ToolFacts, Verdict};
@@ -924,16 +925,103 @@ fn sync_catalog(ctx: &Ctx) {
     if events.is_empty() {
         return;
     }
+    let inventory = ctx.gov.borrow().as_ref().and_then(|g| g.inventory_sender());
     let mut catalog = ctx.catalog.borrow_mut();
     for event in events {
         match event {
-            CatalogEvent::Page(line) => catalog.absorb_page(&line),
+            CatalogEvent::Page(line) => {
+                catalog.absorb_page(&line);
+                if let Some(inventory) = &inventory {
+                    inventory.send(crate::govapi::InventoryPage {
+                        line,
+                        pins: catalog.pin_states(),
+                    });
+                }
+            }
             CatalogEvent::Changed => {
                 catalog.forget();
                 // What thoth listed itself no longer holds either.
                 ctx.own_listing_done.set(false);
             }
+            CatalogEvent::Hidden(hidden) => {
+                let mut fields = serde_json::Map::new();
+                fields.insert("agent".into(), json!(ctx.settings.agent_id));
+                fields.insert("tool".into(), json!(hidden.tool));
+                fields.insert("rule_ids".into(), json!([hidden.rule]));
+                ctx.audit.event("tool_hidden", fields);
+            }
         }
+    }
+    let report = catalog.take_pin_report();
+    drop(catalog);
+    report_pins(ctx, report);
+}
+
+/// Says what pinning found: one stderr line, one audit record and one telemetry
+/// event per tool and definition (docs/architecture.md §4).
+fn report_pins(ctx: &Ctx, report: crate::catalog::PinReport) {
+    let agent = crate::logging::escaped(&ctx.settings.agent_id);
+    for notice in report.notices {
+        let tool = crate::logging::escaped(&notice.tool);
+        let whose = if notice.managed {
+            "the managed settings' pin"
+        } else {
+            "its pin"
+        };
+        match notice.state {
+            PinState::Changed => tracing::warn!(
+                "tool {tool} of agent {agent} changed its definition since it was pinned ({} is not {whose} {}): policies see resource.pin == \"changed\"; review with `thoth pins list` and `thoth pins accept {agent} {tool}`",
+                short(&notice.digest),
+                notice.pinned.as_deref().map_or("", short),
+            ),
+            _ => tracing::warn!(
+                "tool {tool} of agent {agent} is new since this server was pinned: policies see resource.pin == \"new\"; review with `thoth pins list` and `thoth pins accept {agent} {tool}`"
+            ),
+        }
+        let mut fields = serde_json::Map::new();
+        fields.insert("agent".into(), json!(ctx.settings.agent_id));
+        fields.insert("tool".into(), json!(notice.tool));
+        fields.insert("pin".into(), json!(notice.state.as_str()));
+        fields.insert("digest".into(), json!(notice.digest));
+        fields.insert("pinned".into(), json!(notice.pinned));
+        fields.insert("managed".into(), json!(notice.managed));
+        ctx.audit.event("tool_pin", fields);
+        let kind = match notice.state {
+            PinState::Changed => "TOOL_DEFINITION_CHANGED",
+            _ => "TOOL_DEFINITION_NEW",
+        };
+        ctx.emit(kind, &notice.tool, None);
+    }
+    for gone in report.gone {
+        tracing::warn!(
+            "tool {} of agent {agent} is pinned but no longer listed (renamed or removed)",
+            crate::logging::escaped(&gone)
+        );
+        let mut fields = serde_json::Map::new();
+        fields.insert("agent".into(), json!(ctx.settings.agent_id));
+        fields.insert("tool".into(), json!(gone));
+        fields.insert("pin".into(), json!("gone"));
+        ctx.audit.event("tool_pin", fields);
+        ctx.emit("TOOL_DEFINITION_GONE", &gone, None);
+    }
+}
+
+/// A digest as messages show it: its first 12 hex digits.
+fn short(digest: &str) -> &str {
+    digest.get(..("sha256:".len() + 12)).unwrap_or(digest)
+}
+
+/// Reads what the relay queues for the catalog as soon as it is queued, so pins are
+/// judged, reported and sent to the inventory when the server lists its tools, not
+/// at the next call. Ends with the session.
+pub async fn watch_catalog(ctx: Rc<Ctx>) {
+    let signal = {
+        let shared = ctx.calls.borrow().book.clone();
+        crate::proxy::calls::book(&shared).catalog_signal.clone()
+    };
+    loop {
+        signal.notified().await;
+        sync_catalog(&ctx);
     }
 }
 

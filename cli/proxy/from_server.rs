@@ -67,6 +67,8 @@ pub struct Relay {
     streamed_id: Option<Vec<u8>>,
     /// A streamed piece ended in a CR not relayed yet.
     cr_pending: bool,
+    /// Which listed tools the client is not shown (`super::hide`).
+    pub hide: Option<std::sync::Arc<super::hide::HideRule>>,
 }
 
 /// What the relay found in a chunk, besides the bytes for stdout.
@@ -83,6 +85,8 @@ pub struct Found {
     /// Whole lines answering an id in [`Relay::capture`], and tool-list changes, in
     /// the order the server wrote them.
     pub watched: Vec<Watched>,
+    /// Tools left out of the listings relayed.
+    pub hidden: Vec<super::hide::Hidden>,
 }
 
 /// A line the client side wants to know about.
@@ -110,6 +114,7 @@ impl Relay {
             rewriter: LineRewriter::new(),
             streamed_id: None,
             cr_pending: false,
+            hide: None,
         }
     }
 
@@ -172,10 +177,26 @@ impl Relay {
             found.diverted.push(shown(line, line.len(), ""));
             return;
         }
+        let watched = found.watched.len();
         if self.scan_responses && bookkeeping(line, &self.capture, found) {
             // The answer to one of thoth's own requests: read, never relayed.
             return;
         }
+        // A listing the client asked for: the catalog reads it whole (above), the
+        // client gets it without the tools it may never call.
+        let rewritten = match &self.hide {
+            Some(rule) if found.watched.len() > watched => {
+                super::hide::without_hidden(line, rule.as_ref())
+            }
+            _ => None,
+        };
+        let line = match &rewritten {
+            Some((shown, hidden)) => {
+                found.hidden.extend(hidden.iter().cloned());
+                shown.as_slice()
+            }
+            None => line,
+        };
         // A notification the client pump must hear of (found without scanning lines
         // that cannot be one).
         if memchr::memmem::find(line, b"list_changed").is_some() && is_tools_list_changed(line) {
@@ -452,12 +473,13 @@ fn bookkeeping(
 /// server's stdout has ended and every reply sender is gone.
 pub async fn pump(
     shared: SharedBook,
-    inventory: Option<crate::govapi::InventorySender>,
+    hide: Option<std::sync::Arc<super::hide::HideRule>>,
     mut from_server: impl AsyncRead + Unpin,
     mut replies: mpsc::Receiver<Vec<u8>>,
     mut stdout: impl AsyncWrite + Unpin,
 ) -> std::io::Result<()> {
     let mut relay = Relay::new(SCAN_LIMIT);
+    relay.hide = hide;
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut server_open = true;
@@ -512,12 +534,12 @@ pub async fn pump(
                 }
             }
         }
-        let mut pages = Vec::new();
         if !found.answered.is_empty()
             || !found.diverted.is_empty()
             || !found.cut.is_empty()
             || !found.rewrites.is_empty()
             || !found.watched.is_empty()
+            || !found.hidden.is_empty()
         {
             let mut state = book(&shared);
             // Before the lines reach the client: a call it sends on reading a listing
@@ -530,9 +552,6 @@ pub async fn pump(
                         }
                     }
                     Watched::Response { line, .. } => {
-                        if inventory.is_some() {
-                            pages.push(line.clone());
-                        }
                         state.catalog_event(CatalogEvent::Page(line));
                     }
                     Watched::ToolsChanged => state.catalog_event(CatalogEvent::Changed),
@@ -554,14 +573,13 @@ pub async fn pump(
                     state.watch_generation += 1;
                 }
             }
+            state.tools_hidden += found.hidden.len() as u64;
+            for hidden in found.hidden.drain(..) {
+                state.catalog_event(CatalogEvent::Hidden(hidden));
+            }
             state.diverted_lines += found.diverted.len() as u64;
             state.cut_lines += found.cut.len() as u64;
             state.server_rewrites.add(found.rewrites);
-        }
-        if let Some(inventory) = &inventory {
-            for line in &pages {
-                inventory.send(line);
-            }
         }
         for text in found.diverted {
             tracing::warn!(target: "server", "a line on the server's stdout is not a JSON-RPC message (diverted to stderr): {text}");

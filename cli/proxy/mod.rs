@@ -22,6 +22,7 @@ pub mod checks;
 pub mod decide;
 pub mod from_client;
 pub mod from_server;
+pub mod hide;
 pub mod hold;
 pub mod modify;
 pub mod outbox;
@@ -62,6 +63,7 @@ pub fn run(
     resolved: &Resolved,
     args: &[OsString],
     audit: AuditLog,
+    catalog: crate::catalog::Catalog,
 ) -> ExitCode {
     let runtime = match crate::runtime::current_thread() {
         Ok(rt) => rt,
@@ -73,7 +75,7 @@ pub fn run(
     let local = tokio::task::LocalSet::new();
     local.block_on(
         &runtime,
-        serve(settings, engine, session, resolved, args, audit),
+        serve(settings, engine, session, resolved, args, audit, catalog),
     )
 }
 
@@ -84,6 +86,7 @@ async fn serve(
     resolved: &Resolved,
     args: &[OsString],
     audit: AuditLog,
+    catalog: crate::catalog::Catalog,
 ) -> ExitCode {
     let mut server = match child::spawn(resolved, args, Stdio::inherit()) {
         Ok(s) => s,
@@ -110,6 +113,7 @@ async fn serve(
     let term_delay = settings.child_term_delay;
     let kill_delay = settings.child_kill_delay;
     let (ctx, queues) = Ctx::new(settings, engine, session, audit);
+    *ctx.catalog.borrow_mut() = catalog;
     if let Some(gov) = ctx.settings.govapi.clone() {
         let identity =
             crate::govapi::Identity::from_settings(&ctx.settings, &ctx.session.borrow().id);
@@ -260,6 +264,7 @@ fn report_relay_changes(ctx: &Ctx) {
         ),
         ("server_lines_diverted", book.diverted_lines),
         ("server_lines_cut", book.cut_lines),
+        ("tools_hidden", book.tools_hidden),
     ];
     drop(book);
     if counts.iter().all(|(_, n)| *n == 0) {
@@ -471,9 +476,9 @@ pub fn start_pumps(
         ctx.out.spare(),
         ctx.settings.server_stall_warn,
     ));
-    let inventory = ctx.gov.borrow().as_ref().and_then(|g| g.inventory_sender());
     let book = ctx.calls.borrow().book.clone();
-    let relay = relay_thread(book, inventory, server_out, to_client, client_out);
+    let relay = relay_thread(book, hide_rule(ctx), server_out, to_client, client_out);
+    tokio::task::spawn_local(from_client::watch_catalog(ctx.clone()));
     let client = tokio::task::spawn_local(from_client::pump(ctx.clone(), client_in));
     Pumps {
         client,
@@ -539,7 +544,11 @@ pub fn run_bytes(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let settings = RunSettings::local(policy.to_path_buf(), profile)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let parts = (settings, Engine::Local(Box::new(local)), Session::new());
+    let parts = (
+        settings,
+        Engine::Local(std::sync::Arc::new(local)),
+        Session::new(),
+    );
     let (client_in, mut feed) = std::io::pipe()?;
     let (mut back, client_out) = std::io::pipe()?;
     let (server_in, server_out, capture) = if loopback {
@@ -583,12 +592,49 @@ pub fn run_bytes(
     Ok((to_server, to_client))
 }
 
+/// Which listed tools the client is not shown: those an `@hide` policy of the local
+/// engine forbids for this session's principal (`hide`).
+fn hide_rule(ctx: &Ctx) -> Option<std::sync::Arc<hide::HideRule>> {
+    let Engine::Local(engine) = &ctx.engine else {
+        return None;
+    };
+    if !engine.hides_tools() {
+        return None;
+    }
+    let engine = engine.clone();
+    let s = &ctx.settings;
+    let (agent, tenant, user, intent) = (
+        s.agent_id.clone(),
+        s.tenant_id.clone(),
+        s.user_id.clone(),
+        s.session_intent.clone(),
+    );
+    let (environment, mode) = (s.environment, s.mode);
+    let rule = move |tool: &str, definition: &serde_json::Value| {
+        let facts = crate::catalog::listed_facts(definition);
+        engine.hides(&crate::enforce::DecisionInput {
+            agent_id: &agent,
+            tenant_id: &tenant,
+            user_id: &user,
+            environment,
+            mode,
+            session_id: "",
+            session_intent: &intent,
+            tool_name: tool,
+            tool: &facts,
+            arguments: None,
+            session: &crate::enforce::SessionHistory::default(),
+        })
+    };
+    Some(std::sync::Arc::new(rule))
+}
+
 /// Runs the server → client relay on a thread of its own (Unix), so relaying the
 /// server's output never waits behind scanning the client's, and the two directions
 /// use both cores. The returned receiver resolves when the relay has ended.
 fn relay_thread(
     book: calls::SharedBook,
-    inventory: Option<crate::govapi::InventorySender>,
+    hide: Option<std::sync::Arc<hide::HideRule>>,
     server_out: ServerOutput,
     replies: mpsc::Receiver<Vec<u8>>,
     client_out: ClientOutput,
@@ -599,8 +645,7 @@ fn relay_thread(
         let relay = move || async move {
             match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(server_out) {
                 Ok(from_server) => {
-                    let _ = from_server::pump(book, inventory, from_server, replies, client_out())
-                        .await;
+                    let _ = from_server::pump(book, hide, from_server, replies, client_out()).await;
                 }
                 Err(e) => tracing::error!("the server's stdout cannot be relayed: {e}"),
             }
@@ -615,7 +660,7 @@ fn relay_thread(
     #[cfg(not(unix))]
     {
         tokio::task::spawn_local(async move {
-            let _ = from_server::pump(book, inventory, server_out, replies, client_out()).await;
+            let _ = from_server::pump(book, hide, server_out, replies, client_out()).await;
             let _ = done_tx.send(());
         });
     }

@@ -46,6 +46,27 @@ struct ManagedFile {
     /// The oldest thoth that understands this file (`"0.2.0"`): an older one refuses it,
     /// and names that version when the file holds a key it does not know.
     min_thoth_version: Option<String>,
+    /// Fleet-approved tool-definition pins (`crate::pins`).
+    tool_pins: Option<Vec<ManagedPin>>,
+}
+
+/// Tool digests an administrator approved for one agent (and, when `server` is set,
+/// one server command as `crate::pins::server_key` writes it): they win over the
+/// user's pins for the tools they name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedPin {
+    pub agent_id: String,
+    #[serde(default)]
+    pub server: Option<String>,
+    /// Tool name → `sha256:<64 lowercase hex digits>` (what `thoth pins list` shows).
+    pub tools: std::collections::BTreeMap<String, String>,
+}
+
+/// Whether `text` is a pin digest: `sha256:` and 64 lowercase hex digits.
+pub fn is_pin_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// `major.minor.patch` of a version string (a pre-release or build suffix after `-` or
@@ -102,6 +123,7 @@ pub struct Managed {
     pub govapi_url: Option<String>,
     pub api_url: Option<String>,
     pub step_up_hold_seconds: Option<u64>,
+    pub tool_pins: Vec<ManagedPin>,
 }
 
 impl Managed {
@@ -187,6 +209,16 @@ impl Managed {
         {
             return Err(bad("step_up_hold_seconds", &h.to_string(), "use 1 to 600"));
         }
+        let tool_pins = file.tool_pins.unwrap_or_default();
+        for (i, pin) in tool_pins.iter().enumerate() {
+            if let Some((tool, digest)) = pin.tools.iter().find(|(_, d)| !is_pin_digest(d)) {
+                return Err(bad(
+                    &format!("tool_pins[{i}].tools.{}", crate::logging::escaped(tool)),
+                    digest,
+                    "use the digest `thoth pins list` shows: sha256: and 64 lowercase hex digits",
+                ));
+            }
+        }
         Ok(Some(Self {
             path: path.to_path_buf(),
             tenant_id: file.tenant_id,
@@ -204,6 +236,7 @@ impl Managed {
             govapi_url: file.govapi_url,
             api_url: file.api_url,
             step_up_hold_seconds: file.step_up_hold_seconds,
+            tool_pins,
         }))
     }
 

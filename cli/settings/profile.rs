@@ -21,12 +21,22 @@ pub const STARTER_POLICY: &str = r#"// thoth starter policy (created on first ru
 //   hipaa.cedar      uses the session intent to keep PHI tools to clinical sessions
 //
 // Request shape: principal Thoth::Agent::"<agent id>", action Thoth::Action::"tools/call",
-// resource Thoth::Tool::"<tool name>" (attribute `name`), and a context with tool_name,
-// arguments, session_intent, enforcement_mode, session_tool_calls, session_call_count,
+// resource Thoth::Tool::"<tool name>" (attributes name, title, in_catalog, annotated,
+// annotations, pin, description_flags), and a context with tool_name, arguments,
+// session_intent, enforcement_mode, session_tool_calls, session_call_count,
 // previous_tool.
 @id("starter-allow-all")
 @reason("starter policy allows every tool")
 permit (principal, action, resource);
+
+// A tool whose definition (description, schema, annotations) changed since its
+// server's first session was pinned waits for a person: review it with
+// `thoth pins list`, then `thoth pins accept <agent> <tool>`.
+@id("starter-changed-tool")
+@reason("this tool's definition changed since it was pinned: review it with `thoth pins list`, then `thoth pins accept`")
+@decision("step_up")
+forbid (principal, action, resource)
+when { resource.pin == "changed" };
 "#;
 
 /// `~/.thoth`.

@@ -68,6 +68,8 @@ pub struct RunSettings {
     /// Registration, heartbeats and inventory; `None` in local mode unless
     /// `THOTH_GOVAPI_URL` (or managed `govapi_url`) is set.
     pub govapi: Option<GovApiSettings>,
+    /// Fleet-approved tool pins from the managed settings file (`crate::pins`).
+    pub tool_pins: Vec<crate::settings::managed::ManagedPin>,
 }
 
 /// Default apex domain of the Thoth service.
@@ -289,6 +291,7 @@ impl RunSettings {
             None => profile.session_intent(&agent_id)?.unwrap_or_default(),
         };
         Ok(Self {
+            tool_pins: m.tool_pins.clone(),
             agent_id,
             tenant_id: tenant.unwrap_or_else(|| "local".into()),
             user_id: flags
