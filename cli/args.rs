@@ -297,6 +297,10 @@ pub enum PinsCommand {
         agent: String,
         /// One tool; every pending tool of the agent when absent.
         tool: Option<String>,
+        /// Accept only the definition with this digest (the one `thoth pins list`
+        /// showed you), not one that changed again since.
+        #[arg(long)]
+        digest: Option<String>,
     },
     /// Remove every pin of AGENT: its next session pins what it sees.
     Forget {

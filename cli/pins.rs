@@ -37,6 +37,14 @@ const MAX_PIN_FILE: u64 = 4 * 1024 * 1024;
 pub const MAX_PINNED: usize = 4096;
 /// The version of the pin file format this release writes.
 const FORMAT: u32 = 1;
+/// Bytes of a tool name pinned at most (the spec suggests at most 128 characters); a
+/// longer name is never pinned, so it stays `new`.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Bytes of a pending definition kept for review (`thoth pins list --json`) at most.
+const MAX_KEPT_DEFINITION: usize = 64 * 1024;
+/// Tools noticed (stderr, audit, telemetry) per session at most: a server changing its
+/// definitions on every listing cannot flood the log or rewrite the pin file forever.
+const MAX_NOTICES: usize = 1024;
 
 /// The members of a tool's definition that are pinned.
 const PINNED_MEMBERS: [&str; 6] = [
@@ -98,6 +106,9 @@ pub struct Pending {
     pub state: String,
     /// When it was first seen (UTC, RFC 3339).
     pub seen: String,
+    /// The definition seen, for review (absent when larger than 64 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<Value>,
 }
 
 /// One pin file: the pins of one (agent, server).
@@ -111,8 +122,6 @@ pub struct PinFile {
     pub created: String,
     /// Tool name → digest, as accepted.
     pub tools: BTreeMap<String, String>,
-    /// Digest of the sorted names pinned (the set a rename changes).
-    pub set: String,
     /// Definitions seen that differ from their pin, or have none.
     #[serde(default)]
     pub pending: BTreeMap<String, Pending>,
@@ -120,34 +129,25 @@ pub struct PinFile {
 
 impl PinFile {
     fn new(agent_id: &str, server: &str) -> Self {
-        let mut file = Self {
+        Self {
             format: FORMAT,
             agent_id: agent_id.to_string(),
             server: server.to_string(),
             created: crate::clock::now_rfc3339(),
             tools: BTreeMap::new(),
-            set: String::new(),
             pending: BTreeMap::new(),
-        };
-        file.reseal();
-        file
+        }
     }
 
-    /// Recomputes the digest of the set of names.
-    pub fn reseal(&mut self) {
-        let names: Vec<&String> = self.tools.keys().collect();
-        let bytes = serde_json::to_vec(&names).unwrap_or_default();
-        self.set = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    }
-
-    /// Accepts the pending definition of `tool`, or of every tool: returns the names
-    /// accepted.
-    pub fn accept(&mut self, tool: Option<&str>) -> Vec<String> {
+    /// Accepts the pending definition of `tool`, or of every tool, when its digest is
+    /// `digest` (if given: what the reviewer saw): returns the names accepted.
+    pub fn accept(&mut self, tool: Option<&str>, digest: Option<&str>) -> Vec<String> {
         let names: Vec<String> = self
             .pending
-            .keys()
-            .filter(|n| tool.is_none_or(|t| t == n.as_str()))
-            .cloned()
+            .iter()
+            .filter(|(n, _)| tool.is_none_or(|t| t == n.as_str()))
+            .filter(|(_, p)| digest.is_none_or(|d| d == p.digest))
+            .map(|(n, _)| n.clone())
             .collect();
         for name in &names {
             if let Some(pending) = self.pending.remove(name)
@@ -156,7 +156,6 @@ impl PinFile {
                 self.tools.insert(name.clone(), pending.digest);
             }
         }
-        self.reseal();
         names
     }
 }
@@ -186,13 +185,9 @@ pub enum PinError {
         source: std::io::Error,
     },
     #[error(
-        "{path}: not a pin file this release can read ({detail}); fix: `thoth pins forget {agent}` removes it"
+        "{path}: not a pin file this release can read ({detail}); fix: delete it (the next session of its server pins afresh)"
     )]
-    Damaged {
-        path: PathBuf,
-        detail: String,
-        agent: String,
-    },
+    Damaged { path: PathBuf, detail: String },
     #[error("{path}: cannot write the pin file: {source}")]
     Write {
         path: PathBuf,
@@ -201,7 +196,7 @@ pub enum PinError {
 }
 
 /// Reads a pin file; `Ok(None)` when there is none.
-pub fn read_file(path: &Path, agent_hint: &str) -> Result<Option<PinFile>, PinError> {
+pub fn read_file(path: &Path) -> Result<Option<PinFile>, PinError> {
     let bytes = match crate::user_file::read(path, MAX_PIN_FILE) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -215,7 +210,6 @@ pub fn read_file(path: &Path, agent_hint: &str) -> Result<Option<PinFile>, PinEr
     let damaged = |detail: String| PinError::Damaged {
         path: path.to_path_buf(),
         detail,
-        agent: agent_hint.to_string(),
     };
     let file: PinFile = serde_json::from_slice(&bytes)
         .map_err(|e| damaged(format!("line {} column {}: {e}", e.line(), e.column())))?;
@@ -248,6 +242,12 @@ pub fn write_file(path: &Path, file: &PinFile) -> Result<(), PinError> {
     }
     let mut bytes = serde_json::to_vec_pretty(file).map_err(|e| fail(std::io::Error::other(e)))?;
     bytes.push(b'\n');
+    if bytes.len() as u64 > MAX_PIN_FILE {
+        return Err(fail(std::io::Error::other(format!(
+            "{} bytes, more than the {MAX_PIN_FILE} a pin file may hold",
+            bytes.len()
+        ))));
+    }
     let temporary = path.with_extension(format!("json.{}.tmp", uuid::Uuid::new_v4()));
     crate::private_files::write_new(&temporary, &bytes).map_err(fail)?;
     std::fs::rename(&temporary, path).map_err(|e| {
@@ -277,28 +277,47 @@ pub struct PinSession {
     server: String,
     /// The file as last read (or as this session made it).
     file: PinFile,
-    /// This session found no pin file: it pins the names it sees.
+    /// No pin file was found: this session pins the names of its first complete
+    /// listing (until [`PinSession::listing_complete`] or a list change).
     trusting: bool,
-    /// The file could not be read: nothing is pinned and nothing is written.
+    /// A pin file exists (found at open, or written since): if it disappears, it was
+    /// forgotten, and this session does not write it back.
+    existed: bool,
+    /// The file could not be read: nothing is pinned, every tool is `changed` (nothing
+    /// says it is not), and nothing is written.
     damaged: bool,
-    /// Judges without pinning or writing anything (`thoth doctor`).
+    /// Judges without writing anything (`thoth doctor`).
     read_only: bool,
     /// Changes not written yet.
     dirty: bool,
     /// When the file was last read (a later change is read again).
     modified: Option<SystemTime>,
     managed: BTreeMap<String, String>,
-    /// (tool, digest) already noticed this session.
-    noticed: BTreeSet<(String, String)>,
+    /// Tools this session found not pinned, with the digest it found: they stay not
+    /// pinned (a server answering a later listing with the old definition does not
+    /// make them pinned) until that very digest is pinned.
+    flagged: BTreeMap<String, String>,
+    /// The digest last noticed per tool, and how many notices were given.
+    noticed: BTreeMap<String, String>,
+    notices: usize,
 }
 
 impl PinSession {
-    /// Opens the pins of (agent, server) in `dir`, with the managed pins that apply.
+    /// Opens the pins of (agent, server) in `dir`, with the managed pins that apply
+    /// (an entry naming this server wins over one for every server of the agent).
     pub fn open(dir: &Path, agent_id: &str, server: &str, managed: &[ManagedPin]) -> Self {
         let path = file_for(dir, agent_id, server);
+        let mine = |m: &&ManagedPin| m.agent_id == agent_id;
         let managed = managed
             .iter()
-            .filter(|m| m.agent_id == agent_id && m.server.as_deref().is_none_or(|s| s == server))
+            .filter(mine)
+            .filter(|m| m.server.is_none())
+            .chain(
+                managed
+                    .iter()
+                    .filter(mine)
+                    .filter(|m| m.server.as_deref() == Some(server)),
+            )
             .flat_map(|m| m.tools.iter().map(|(n, d)| (n.clone(), d.clone())))
             .collect();
         let mut session = Self {
@@ -307,29 +326,34 @@ impl PinSession {
             agent_id: agent_id.to_string(),
             server: server.to_string(),
             trusting: false,
+            existed: true,
             damaged: false,
             read_only: false,
             dirty: false,
             modified: None,
             managed,
-            noticed: BTreeSet::new(),
+            flagged: BTreeMap::new(),
+            noticed: BTreeMap::new(),
+            notices: 0,
         };
-        match read_file(&session.path, agent_id) {
+        match read_file(&session.path) {
             Ok(Some(file)) if file.agent_id == agent_id && file.server == server => {
                 session.file = file;
             }
             Ok(Some(_)) => {
                 tracing::warn!(
-                    "{}: the pin file names another agent or server: every tool is decided as new until `thoth pins forget {}`",
+                    "{}: the pin file names another agent or server: every tool is decided as changed until it is deleted",
                     session.path.display(),
-                    crate::logging::escaped(agent_id)
                 );
                 session.damaged = true;
             }
-            Ok(None) => session.trusting = true,
+            Ok(None) => {
+                session.trusting = true;
+                session.existed = false;
+            }
             Err(e) => {
                 tracing::warn!(
-                    "{}: every tool is decided as new until then",
+                    "{}: every tool is decided as changed until then",
                     crate::logging::escaped(&e.to_string())
                 );
                 session.damaged = true;
@@ -350,19 +374,50 @@ impl PinSession {
     ) -> (Self, bool) {
         let mut session = Self::open(dir, agent_id, server, managed);
         session.read_only = true;
-        let exists = !session.trusting;
+        let exists = session.existed;
         (session, exists)
     }
 
-    /// The state of a tool's definition; a first sight in the trusting session pins
-    /// it. Returns the state and, the first time this session sees the tool in a
-    /// state other than pinned with this digest, the notice to give.
-    pub fn observe(&mut self, tool: &str, digest: &str) -> (PinState, Option<Notice>) {
+    /// A complete listing was read (its last page has no `nextCursor`), or the server
+    /// said its list changed: a tool first seen after that is `new`, not pinned.
+    pub fn listing_complete(&mut self) {
+        self.trusting = false;
+    }
+
+    /// The state of a tool's definition (`definition` is kept for review when it is
+    /// not pinned); a first sight in the trusting session pins it. Returns the state
+    /// and, the first time this session sees the tool in a state other than pinned
+    /// with this digest, the notice to give.
+    pub fn observe(
+        &mut self,
+        tool: &str,
+        digest: &str,
+        definition: &Value,
+    ) -> (PinState, Option<Notice>) {
         let (state, pinned, managed) = self.judge(tool, digest);
-        if state == PinState::Pinned {
+        // Not pinned only because another definition was found before (that one is
+        // what waits for review): nothing new to record.
+        if state == PinState::Pinned || pinned.as_deref() == Some(digest) {
             return (state, None);
         }
-        if !managed && !self.damaged {
+        if self.noticed.get(tool).is_some_and(|d| d == digest) {
+            return (state, None);
+        }
+        if self.notices >= MAX_NOTICES {
+            if self.notices == MAX_NOTICES {
+                tracing::warn!(
+                    "more than {MAX_NOTICES} tool definitions of agent {} changed in this session: later changes are decided but not reported",
+                    crate::logging::escaped(&self.agent_id)
+                );
+                self.notices += 1;
+            }
+            return (state, None);
+        }
+        self.notices += 1;
+        if self.noticed.len() < MAX_PINNED || self.noticed.contains_key(tool) {
+            self.noticed.insert(tool.to_string(), digest.to_string());
+        }
+        if !managed && !self.damaged && tool.len() <= MAX_NAME_BYTES {
             let kept = self
                 .file
                 .pending
@@ -371,29 +426,46 @@ impl PinSession {
             if !kept
                 && (self.file.pending.len() < MAX_PINNED || self.file.pending.contains_key(tool))
             {
+                let bytes = serde_json::to_vec(definition).map_or(usize::MAX, |b| b.len());
                 self.file.pending.insert(
                     tool.to_string(),
                     Pending {
                         digest: digest.to_string(),
                         state: state.as_str().to_string(),
                         seen: crate::clock::now_rfc3339(),
+                        definition: (bytes <= MAX_KEPT_DEFINITION).then(|| definition.clone()),
                     },
                 );
                 self.dirty = true;
             }
         }
-        let first = self.noticed.insert((tool.to_string(), digest.to_string()));
-        let notice = first.then(|| Notice {
+        let notice = Notice {
             tool: tool.to_string(),
             state,
             digest: digest.to_string(),
             pinned,
             managed,
-        });
-        (state, notice)
+        };
+        (state, Some(notice))
     }
 
     fn judge(&mut self, tool: &str, digest: &str) -> (PinState, Option<String>, bool) {
+        let (state, pinned, managed) = self.judge_against_pins(tool, digest);
+        if state != PinState::Pinned {
+            if self.flagged.len() < MAX_PINNED || self.flagged.contains_key(tool) {
+                self.flagged.insert(tool.to_string(), digest.to_string());
+            }
+            return (state, pinned, managed);
+        }
+        // Found not pinned earlier in this session with another digest: that
+        // definition is not pinned yet, whatever the server says now.
+        match self.flagged.get(tool) {
+            Some(seen) if seen != digest => (PinState::Changed, pinned, managed),
+            _ => (state, pinned, managed),
+        }
+    }
+
+    fn judge_against_pins(&mut self, tool: &str, digest: &str) -> (PinState, Option<String>, bool) {
         if let Some(managed) = self.managed.get(tool) {
             let state = if managed == digest {
                 PinState::Pinned
@@ -403,17 +475,22 @@ impl PinSession {
             return (state, Some(managed.clone()), true);
         }
         if self.damaged {
-            return (PinState::New, None, false);
+            return (PinState::Changed, None, false);
         }
         match self.file.tools.get(tool) {
-            Some(pinned) if pinned == digest => (PinState::Pinned, None, false),
+            Some(pinned) if pinned == digest => (PinState::Pinned, Some(pinned.clone()), false),
             Some(pinned) => (PinState::Changed, Some(pinned.clone()), false),
-            None if self.trusting && self.file.tools.len() < MAX_PINNED => {
+            None if self.trusting
+                && self.file.tools.len() < MAX_PINNED
+                && tool.len() <= MAX_NAME_BYTES
+                && !self.read_only =>
+            {
                 self.file.tools.insert(tool.to_string(), digest.to_string());
-                self.file.reseal();
                 self.dirty = true;
                 (PinState::Pinned, None, false)
             }
+            // Doctor shows what the first session would pin, and pins nothing.
+            None if self.trusting && self.read_only => (PinState::Pinned, None, false),
             None => (PinState::New, None, false),
         }
     }
@@ -421,19 +498,33 @@ impl PinSession {
     /// The state of a tool not pinned when last judged, with the file read again if
     /// it changed since (`thoth pins accept` in another terminal counts at once).
     pub fn recheck(&mut self, tool: &str, digest: &str) -> PinState {
+        self.reload_if_changed();
+        self.judge(tool, digest).0
+    }
+
+    /// A tool not in the catalog: `changed` when this session found it not pinned and
+    /// that definition is still not pinned (the server then stopped listing it).
+    pub fn flagged_state(&mut self, tool: &str) -> Option<PinState> {
+        let seen = self.flagged.get(tool)?.clone();
+        self.reload_if_changed();
+        let pinned = self.managed.get(tool).or_else(|| self.file.tools.get(tool));
+        (pinned != Some(&seen)).then_some(PinState::Changed)
+    }
+
+    fn reload_if_changed(&mut self) {
         let now = modified(&self.path);
         if now != self.modified {
             self.modified = now;
-            if let Ok(Some(file)) = read_file(&self.path, &self.agent_id)
+            if let Ok(Some(file)) = read_file(&self.path)
                 && file.agent_id == self.agent_id
                 && file.server == self.server
             {
                 self.file = file;
                 self.damaged = false;
                 self.trusting = false;
+                self.existed = true;
             }
         }
-        self.judge(tool, digest).0
     }
 
     /// Pinned names missing from a complete listing (`listed`), once each.
@@ -442,27 +533,30 @@ impl PinSession {
             .file
             .tools
             .keys()
-            .chain(self.managed.keys())
             .filter(|n| !listed.contains(n.as_str()))
+            .filter(|n| self.noticed.get(n.as_str()).is_none_or(|d| !d.is_empty()))
             .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
-        gone.into_iter()
-            .filter(|n| self.noticed.insert((n.clone(), String::new())))
-            .collect()
+        for name in &gone {
+            if self.noticed.len() < MAX_PINNED {
+                self.noticed.insert(name.clone(), String::new());
+            }
+        }
+        gone
     }
 
     /// Writes what changed, merged into the file as it is now on disk (another
-    /// session of the same server, or `thoth pins accept`, may have written it).
+    /// session of the same server, or `thoth pins accept`, may have written it); a
+    /// file forgotten since (`thoth pins forget`) stays forgotten.
     pub fn save(&mut self) -> Result<(), PinError> {
         if !self.dirty || self.damaged || self.read_only {
             return Ok(());
         }
         self.dirty = false;
-        let mut merged = match read_file(&self.path, &self.agent_id)? {
+        let mut merged = match read_file(&self.path)? {
             Some(disk) if disk.agent_id == self.agent_id && disk.server == self.server => disk,
             Some(_) => return Ok(()),
+            None if self.existed => return Ok(()),
             None => PinFile::new(&self.agent_id, &self.server),
         };
         for (name, digest) in &self.file.tools {
@@ -485,8 +579,8 @@ impl PinSession {
                     .or_insert_with(|| pending.clone());
             }
         }
-        merged.reseal();
         write_file(&self.path, &merged)?;
+        self.existed = true;
         self.modified = modified(&self.path);
         self.file = merged;
         Ok(())
@@ -539,59 +633,101 @@ mod tests {
     #[test]
     fn first_session_pins_later_ones_compare() {
         let dir = dir();
+        let def = json!({});
         let mut first = PinSession::open(&dir, "agent", "[\"srv\"]", &[]);
-        assert_eq!(first.observe("read", &d('a')).0, PinState::Pinned);
+        assert_eq!(first.observe("read", &d('a'), &def).0, PinState::Pinned);
+        first.listing_complete();
         first.save().expect("save");
-        // A changed definition in the first session is still a change.
-        assert_eq!(first.observe("read", &d('b')).0, PinState::Changed);
+        // A changed definition in the first session is still a change, and a name
+        // first seen after its first complete listing is new.
+        assert_eq!(first.observe("read", &d('b'), &def).0, PinState::Changed);
+        assert_eq!(first.observe("late", &d('e'), &def).0, PinState::New);
 
         let mut later = PinSession::open(&dir, "agent", "[\"srv\"]", &[]);
-        assert_eq!(later.observe("read", &d('a')).0, PinState::Pinned);
-        let (state, notice) = later.observe("read", &d('c'));
+        assert_eq!(later.observe("read", &d('a'), &def).0, PinState::Pinned);
+        let (state, notice) = later.observe("read", &d('c'), &json!({"name": "read"}));
         assert_eq!(state, PinState::Changed);
         let notice = notice.expect("first notice");
         assert_eq!(notice.pinned, Some(d('a')));
         assert_eq!(
-            later.observe("read", &d('c')).1,
+            later.observe("read", &d('c'), &def).1,
             None,
             "one notice per digest"
         );
-        assert_eq!(later.observe("write", &d('d')).0, PinState::New);
+        // The server answering again with the pinned definition does not undo it.
+        assert_eq!(later.observe("read", &d('a'), &def).0, PinState::Changed);
+        assert_eq!(later.flagged_state("read"), Some(PinState::Changed));
+        assert_eq!(later.observe("write", &d('d'), &def).0, PinState::New);
         later.save().expect("save");
 
         let path = file_for(&dir, "agent", "[\"srv\"]");
-        let mut file = read_file(&path, "agent").expect("read").expect("exists");
-        assert_eq!(file.pending.len(), 2);
-        assert_eq!(file.accept(Some("read")), ["read"]);
+        let mut file = read_file(&path).expect("read").expect("exists");
+        assert_eq!(file.pending.len(), 2, "{file:?}");
+        assert_eq!(
+            file.pending["read"].definition,
+            Some(json!({"name": "read"}))
+        );
+        // Accepting what was not reviewed does nothing.
+        assert!(file.accept(Some("read"), Some(&d('f'))).is_empty());
+        assert_eq!(file.accept(Some("read"), Some(&d('c'))), ["read"]);
         write_file(&path, &file).expect("write");
         // Another session sees the accept at its next check.
         assert_eq!(later.recheck("read", &d('c')), PinState::Pinned);
+        assert_eq!(later.flagged_state("read"), None);
+        assert_eq!(later.recheck("read", &d('a')), PinState::Changed);
         assert_eq!(later.recheck("write", &d('d')), PinState::New);
         let listed = BTreeSet::from(["write"]);
         assert_eq!(later.gone(&listed), ["read"]);
         assert!(later.gone(&listed).is_empty(), "said once");
+
+        // Forgotten while a session runs: the session does not write it back.
+        std::fs::remove_file(&path).expect("forget");
+        assert_eq!(later.observe("other", &d('9'), &def).0, PinState::New);
+        later.save().expect("save");
+        assert!(!path.exists());
     }
 
     #[test]
     fn managed_pins_win_and_a_damaged_file_pins_nothing() {
         let dir = dir();
-        let managed = [ManagedPin {
+        let def = json!({});
+        let pin = |server: Option<&str>, digest: char| ManagedPin {
             agent_id: "agent".into(),
-            server: None,
-            tools: BTreeMap::from([("read".to_string(), d('a'))]),
-        }];
+            server: server.map(str::to_string),
+            tools: BTreeMap::from([("read".to_string(), d(digest))]),
+        };
+        // The entry naming this server wins over the agent-wide one, in any order.
+        let managed = [pin(Some("[\"srv\"]"), 'a'), pin(None, 'b')];
         let mut session = PinSession::open(&dir, "agent", "[\"srv\"]", &managed);
-        assert_eq!(session.observe("read", &d('b')).0, PinState::Changed);
-        assert_eq!(session.observe("read", &d('a')).0, PinState::Pinned);
-        let mut other = PinSession::open(&dir, "other", "[\"srv\"]", &managed);
-        assert_eq!(other.observe("read", &d('b')).0, PinState::Pinned);
+        assert_eq!(session.observe("read", &d('a'), &def).0, PinState::Pinned);
+        assert_eq!(session.observe("read", &d('b'), &def).0, PinState::Changed);
+        let mut other = PinSession::open(&dir, "agent", "[\"other\"]", &managed);
+        assert_eq!(other.observe("read", &d('b'), &def).0, PinState::Pinned);
+        let mut stranger = PinSession::open(&dir, "stranger", "[\"srv\"]", &managed);
+        assert_eq!(stranger.observe("read", &d('c'), &def).0, PinState::Pinned);
 
         let path = file_for(&dir, "agent", "[\"x\"]");
         std::fs::write(&path, b"{not json").expect("write");
         let mut damaged = PinSession::open(&dir, "agent", "[\"x\"]", &[]);
-        assert_eq!(damaged.observe("read", &d('a')).0, PinState::New);
+        assert_eq!(damaged.observe("read", &d('a'), &def).0, PinState::Changed);
         damaged.save().expect("nothing to save");
         assert_eq!(std::fs::read(&path).expect("kept"), b"{not json");
+    }
+
+    #[test]
+    fn names_too_long_are_never_pinned_and_a_file_never_outgrows_its_bound() {
+        let dir = dir();
+        let def = json!({});
+        let long = "n".repeat(MAX_NAME_BYTES + 1);
+        let mut session = PinSession::open(&dir, "agent", "[\"srv\"]", &[]);
+        assert_eq!(session.observe(&long, &d('a'), &def).0, PinState::New);
+        let mut huge = PinFile::new("agent", "[\"srv\"]");
+        for i in 0..40_000 {
+            huge.tools.insert(format!("{i:0>100}"), d('a'));
+        }
+        let path = dir.join("huge.json");
+        assert!(write_file(&path, &huge).is_err());
+        assert!(!path.exists());
     }
 
     #[test]

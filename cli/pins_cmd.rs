@@ -40,9 +40,18 @@ pub fn run(args: &PinsArgs) -> ExitCode {
     };
     match &args.command {
         PinsCommand::List { json } => list(&files, &managed, *json),
-        PinsCommand::Accept { agent, tool } => {
-            accept(&profile, &files, &managed, agent, tool.as_deref())
-        }
+        PinsCommand::Accept {
+            agent,
+            tool,
+            digest,
+        } => accept(
+            &profile,
+            &files,
+            &managed,
+            agent,
+            tool.as_deref(),
+            digest.as_deref(),
+        ),
         PinsCommand::Forget { agent } => forget(&profile, &files, agent),
     }
 }
@@ -77,9 +86,10 @@ fn pin_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, PinFile)>> {
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        match pins::read_file(&path, "<agent>") {
+        match pins::read_file(&path) {
             Ok(Some(file)) => files.push((path, file)),
             Ok(None) => {}
+            // Its server's tools are all `changed` until it is deleted.
             Err(e) => tracing::warn!("{}", escaped(&e.to_string())),
         }
     }
@@ -108,6 +118,7 @@ fn list(files: &[(PathBuf, PinFile)], managed: &[ManagedPin], as_json: bool) -> 
                         json!({
                             "tool": r.tool, "state": r.state, "digest": r.digest,
                             "pending": r.pending, "managed": r.managed, "seen": r.seen,
+                            "definition": r.definition,
                         })
                     })
                     .collect();
@@ -141,7 +152,7 @@ fn list(files: &[(PathBuf, PinFile)], managed: &[ManagedPin], as_json: bool) -> 
                         "  {:<32} {:<8} {} seen {}, pinned {}{managed}",
                         escaped(&row.tool),
                         row.state,
-                        short(pending),
+                        pending,
                         escaped(&row.seen),
                         row.digest.as_deref().map_or("nothing", short),
                     );
@@ -174,6 +185,8 @@ struct Row {
     pending: Option<String>,
     managed: bool,
     seen: String,
+    /// The pending definition, for review (JSON output only).
+    definition: Option<serde_json::Value>,
 }
 
 fn rows(file: &PinFile, managed: &[ManagedPin]) -> Vec<Row> {
@@ -201,6 +214,7 @@ fn rows(file: &PinFile, managed: &[ManagedPin]) -> Vec<Row> {
                 pending: pending.map(|p| p.digest.clone()),
                 managed: fleet.is_some(),
                 seen: pending.map(|p| p.seen.clone()).unwrap_or_default(),
+                definition: pending.and_then(|p| p.definition.clone()),
             }
         })
         .collect()
@@ -216,6 +230,7 @@ fn accept(
     managed: &[ManagedPin],
     agent: &str,
     tool: Option<&str>,
+    digest: Option<&str>,
 ) -> ExitCode {
     let mut accepted = 0;
     let mut refused = Vec::new();
@@ -245,7 +260,7 @@ fn accept(
                 refused.push(name);
             }
         }
-        let names = file.accept(tool);
+        let names = file.accept(tool, digest);
         if names.is_empty() && refused.is_empty() {
             continue;
         }
@@ -276,7 +291,10 @@ fn accept(
     }
     if accepted == 0 {
         if refused.is_empty() {
-            let what = tool.map_or_else(String::new, |t| format!(" for {}", escaped(t)));
+            let mut what = tool.map_or_else(String::new, |t| format!(" for {}", escaped(t)));
+            if let Some(d) = digest {
+                what.push_str(&format!(" with digest {}", escaped(d)));
+            }
             tracing::error!(
                 "nothing of agent {} waits for review{what}: `thoth pins list` shows what does",
                 escaped(agent)
@@ -301,7 +319,6 @@ fn forget(profile: &Profile, files: &[(PathBuf, PinFile)], agent: &str) -> ExitC
         );
         forgotten.push(json!({ "server": file.server, "tools": file.tools.len() }));
     }
-    // A damaged file of this agent cannot name its agent: it is found by its name.
     if forgotten.is_empty() {
         tracing::error!(
             "agent {} has no pins: `thoth pins list` shows the agents that do",

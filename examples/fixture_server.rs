@@ -10,7 +10,10 @@
 //! - `FIXTURE_LINGER=1`: keep running after stdin closes (a server that must be killed);
 //! - `FIXTURE_TOOLS=<n>`: list n more tools (`extra_0`…) in tools/list;
 //! - `FIXTURE_DESCRIPTION_SUFFIX=<text>`: `read_file` describes itself with `<text>` added
-//!   (a changed definition, for pinning).
+//!   (a changed definition, for pinning);
+//! - `FIXTURE_PAGE_SIZE=<n>`: tools/list answers in pages of n tools (`nextCursor`).
+//!
+//! The request `fixture/list_changed` makes it send `notifications/tools/list_changed`.
 //!
 //! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`,
 //! `echo` and `launch` (typed: `armed` a boolean, `count` an integer) answer with their
@@ -120,7 +123,34 @@ fn answer(message: &Value) -> Option<Value> {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
             tools.extend((0..extra).map(|i| json!({ "name": format!("extra_{i}"), "inputSchema": { "type": "object", "properties": { "q": { "type": "string", "default": "secret-default" } } } })));
-            json!({ "tools": tools })
+            // Pages of FIXTURE_PAGE_SIZE tools; the cursor is the next page's first index.
+            let page: usize = std::env::var("FIXTURE_PAGE_SIZE")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if page > 0 {
+                let from: usize = message["params"]["cursor"]
+                    .as_str()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                let to = (from + page).min(tools.len());
+                let mut result = json!({ "tools": tools.get(from..to).unwrap_or_default() });
+                if to < tools.len() {
+                    result["nextCursor"] = json!(to.to_string());
+                }
+                result
+            } else {
+                json!({ "tools": tools })
+            }
+        }
+        // A test asks the server to say its tool list changed.
+        "fixture/list_changed" => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" })
+            );
+            json!({})
         }
         "tools/call" => {
             let name = message["params"]["name"].as_str().unwrap_or_default();

@@ -1346,36 +1346,45 @@ fn the_servers_own_tool_definitions_check_calls_and_inform_the_policy() {
     assert!(audit_text(&s).contains("arguments do not match the tool's inputSchema"));
 }
 
-/// A tools/list page longer than the relay holds is relayed, not read: its tools are
+/// A tools/list page longer than the relay holds streams to the client and is still
+/// read for the catalog (up to 16 MiB); a longer one is relayed, not read: its tools are
 /// decided as not listed, and thoth says so.
 #[test]
-fn a_listing_too_long_to_read_leaves_its_tools_out_of_the_catalog() {
+fn long_listings_are_read_up_to_their_limit() {
     let s = Scratch::new("catalog-long");
     let policy = s.write(
         "listed.cedar",
         "permit (principal, action, resource);\n@id(\"listed-only\")\nforbid (principal, action, resource) when { !resource.in_catalog };\n",
     );
-    let mut p = proxy(
-        &s,
-        &["--policy", policy.to_str().unwrap()],
-        &[("FIXTURE_TOOLS", "40000")],
-    );
-    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
-    let listed = p.recv_json();
-    assert_eq!(
-        listed["result"]["tools"].as_array().map(Vec::len),
-        Some(40_009)
-    );
-    p.send(&call(2, "read_file", json!({})));
-    assert_eq!(p.recv_json()["error"]["code"], -32001);
-    p.close_stdin();
-    p.wait(Duration::from_secs(10));
-    assert!(
-        p.stderr()
-            .contains("a tools/list response longer than 4 MiB was relayed but not read"),
-        "{}",
-        p.stderr()
-    );
+    for (tools, listed) in [(40_000, true), (160_000, false)] {
+        let mut p = proxy(
+            &s,
+            &["--policy", policy.to_str().unwrap()],
+            &[("FIXTURE_TOOLS", &tools.to_string())],
+        );
+        p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+        let line = p.recv();
+        assert!(line.len() > 4 * 1024 * 1024, "{}", line.len());
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["result"]["tools"].as_array().map(Vec::len),
+            Some(tools + 9)
+        );
+        p.send(&call(2, "read_file", json!({})));
+        let answer = p.recv_json();
+        p.close_stdin();
+        p.wait(Duration::from_secs(10));
+        let warned = p
+            .stderr()
+            .contains("a tools/list response longer than 16 MiB was relayed but not read");
+        if listed {
+            assert_eq!(answer["result"]["isError"], false, "{answer}");
+            assert!(!warned, "{}", p.stderr());
+        } else {
+            assert_eq!(answer["error"]["code"], -32001, "{answer}");
+            assert!(warned, "{}", p.stderr());
+        }
+    }
 }
 
 /// Observe mode forwards a call the schema refuses, and records what would have
@@ -1650,6 +1659,53 @@ fn a_hidden_tool_is_absent_from_the_list_and_blocked_when_called() {
         audit.contains(r#""event":"tool_hidden""#) && audit.contains(r#""tools_hidden":1"#),
         "{audit}"
     );
+
+    // In pages, and after the server says its list changed: still hidden, cursors kept.
+    let mut paged = proxy(
+        &s,
+        &["--policy", policy.to_str().unwrap()],
+        &[("FIXTURE_PAGE_SIZE", "3")],
+    );
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for id in 1..=5 {
+        let mut params = json!({});
+        if let Some(c) = &cursor {
+            params["cursor"] = json!(c);
+        }
+        paged.send(
+            &json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params })
+                .to_string(),
+        );
+        let page = paged.recv_json();
+        seen.extend(
+            page["result"]["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string()),
+        );
+        cursor = page["result"]["nextCursor"].as_str().map(str::to_string);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    assert!(!seen.contains(&"exec_command".to_string()), "{seen:?}");
+    paged.send(r#"{"jsonrpc":"2.0","id":9,"method":"fixture/list_changed"}"#);
+    let mut got_changed = false;
+    for _ in 0..2 {
+        let v = paged.recv_json();
+        got_changed |= v["method"] == "notifications/tools/list_changed";
+    }
+    assert!(got_changed);
+    let first = list_tools(&mut paged, 10);
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert!(!first.contains(&"exec_command".to_string()), "{first:?}");
+    paged.send(&call(11, "exec_command", json!({})));
+    assert_eq!(paged.recv_json()["error"]["code"], -32001);
+    paged.close_stdin();
+    paged.wait(Duration::from_secs(5));
 
     let reads_arguments = s.write(
         "bad-hide.cedar",

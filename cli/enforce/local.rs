@@ -21,6 +21,7 @@ use cedar_policy::{
 use super::cedar_value::to_cedar;
 use super::policy_place::{Placed, place, place_all};
 use super::{DecisionInput, ToolFacts};
+use crate::domain::PinState;
 
 impl PolicyError {
     /// Every line to show the user: each error's `file:line:column: message`, then the
@@ -360,11 +361,26 @@ impl LocalEngine {
 
     /// The rule id of an `@hide` policy forbidding every call of `input`'s tool (its
     /// arguments and session history are not read: such a policy cannot read them),
-    /// or `None`. Observe mode hides nothing, since it blocks nothing.
+    /// or `None`. Observe mode hides nothing, since it blocks nothing. The tool's pin
+    /// state is the one fact that changes while a listing stands (`thoth pins accept`),
+    /// and the relay does not know it: a tool is hidden only when it is forbidden in
+    /// every pin state.
     pub fn hides(&self, input: &DecisionInput<'_>) -> Option<String> {
         if self.hide.is_empty() || input.mode == crate::domain::Mode::Observe {
             return None;
         }
+        let mut facts = input.tool.clone();
+        let mut rule = None;
+        for pin in [PinState::Pinned, PinState::New, PinState::Changed] {
+            facts.pin = pin;
+            let mut one = input.clone();
+            one.tool = &facts;
+            rule = Some(self.hides_in(&one)?);
+        }
+        rule
+    }
+
+    fn hides_in(&self, input: &DecisionInput<'_>) -> Option<String> {
         let subjects = self.subjects(input).ok()?;
         let string = |s: &str| RestrictedExpression::new_string(s.to_string());
         let context = Context::from_pairs([
@@ -832,6 +848,14 @@ mod tests {
         );
         assert_eq!(e.hides(&input("rm", &args, &history)), None, "no @hide");
         assert_eq!(e.hides(&input("read", &args, &history)), None);
+        // A condition on the pin state hides nothing: `thoth pins accept` changes it
+        // while the listing stands.
+        let on_pin = engine(
+            "hide-pin",
+            r#"permit (principal, action, resource);
+               @hide("") forbid (principal, action, resource) when { resource.pin == "pinned" };"#,
+        );
+        assert_eq!(on_pin.hides(&input("read", &args, &history)), None);
         let mut observe = input("export_all", &args, &history);
         observe.mode = Mode::Observe;
         assert_eq!(e.hides(&observe), None, "observe mode blocks nothing");

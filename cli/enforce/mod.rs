@@ -111,8 +111,10 @@ type Flag = (&'static str, fn(char) -> bool);
 pub struct DescriptionFlags(u8);
 
 impl DescriptionFlags {
-    /// Each flag's name (`resource.description_flags`) and the characters that raise it.
-    const TABLE: [Flag; 4] = [
+    /// Each flag's name (`resource.description_flags`) and the characters that raise it:
+    /// together, Unicode's format characters (general category Cf) and the variation
+    /// selectors, which render as nothing.
+    const TABLE: [Flag; 5] = [
         // Unicode tag characters: ASCII spelled invisibly.
         ("tag_characters", |c| matches!(c, '\u{E0000}'..='\u{E007F}')),
         ("zero_width", |c| {
@@ -126,9 +128,33 @@ impl DescriptionFlags {
             |c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'),
         ),
         (
-            "other_format",
-            |c| matches!(c, '\u{00AD}' | '\u{2061}'..='\u{2064}' | '\u{FFF9}'..='\u{FFFB}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}'),
+            "variation_selectors",
+            |c| matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}' | '\u{180B}'..='\u{180D}' | '\u{180F}'),
         ),
+        ("other_format", |c| {
+            matches!(
+                c,
+                '\u{00AD}'
+                    | '\u{034F}'
+                    | '\u{0600}'..='\u{0605}'
+                    | '\u{06DD}'
+                    | '\u{070F}'
+                    | '\u{0890}'..='\u{0891}'
+                    | '\u{08E2}'
+                    | '\u{115F}'..='\u{1160}'
+                    | '\u{17B4}'..='\u{17B5}'
+                    | '\u{2061}'..='\u{2064}'
+                    | '\u{206A}'..='\u{206F}'
+                    | '\u{3164}'
+                    | '\u{FFA0}'
+                    | '\u{FFF9}'..='\u{FFFB}'
+                    | '\u{110BD}'
+                    | '\u{110CD}'
+                    | '\u{13430}'..='\u{1343F}'
+                    | '\u{1BCA0}'..='\u{1BCA3}'
+                    | '\u{1D173}'..='\u{1D17A}'
+            )
+        }),
     ];
 
     /// Adds what `text` holds.
@@ -264,7 +290,12 @@ mod tests {
 
     #[test]
     fn description_flags_name_what_a_reviewer_cannot_see() {
-        let cases: [(&str, &[&str]); 6] = [
+        let cases: [(&str, &[&str]); 8] = [
+            ("Reads\u{FE0F} a file", &["variation_selectors"]),
+            (
+                "Reads\u{E0101}\u{1D173}",
+                &["variation_selectors", "other_format"],
+            ),
             ("Reads a file.", &[]),
             ("Lit un fichier \u{e9}.", &[]),
             (

@@ -27,6 +27,9 @@ pub enum CatalogEvent {
     Changed,
     /// A tool left out of a listing relayed to the client (for the audit log).
     Hidden(super::hide::Hidden),
+    /// A listing reached the client without being read (too long, not watched, or
+    /// dropped from this queue).
+    Unread,
 }
 
 /// The id namespace of thoth's own requests to the server: `"thoth:<uuid>"`.
@@ -108,17 +111,23 @@ impl RelayBook {
     pub fn catalog_event(&mut self, event: CatalogEvent) {
         let size = |e: &CatalogEvent| match e {
             CatalogEvent::Page(line) => line.len(),
-            CatalogEvent::Changed => 0,
+            CatalogEvent::Changed | CatalogEvent::Unread => 0,
             CatalogEvent::Hidden(h) => h.tool.len() + h.rule.len(),
         };
         let mut held: usize = self.catalog_events.iter().map(size).sum::<usize>() + size(&event);
+        let mut dropped = false;
         while !self.catalog_events.is_empty()
             && (self.catalog_events.len() >= MAX_CATALOG_EVENTS || held > MAX_CATALOG_BYTES)
         {
             held -= size(&self.catalog_events.remove(0));
+            dropped = true;
+        }
+        if dropped {
             tracing::warn!(
-                "tools/list responses pile up with no call to read them: the oldest is left out of the catalog"
+                "tools/list responses pile up faster than thoth reads them: the oldest is left out of the catalog"
             );
+            // First in line, so the catalog hears of it before anything newer.
+            self.catalog_events.insert(0, CatalogEvent::Unread);
         }
         self.catalog_events.push(event);
         self.catalog_signal.notify_one();
@@ -202,6 +211,10 @@ impl ProxyState {
         if book.tools_list.len() < MAX_WATCHED || is_own_key(key) {
             book.tools_list.insert(key.to_string());
             book.watch_generation += 1;
+        } else {
+            // Its answer reaches the client unread: the catalog must not trust what it
+            // holds as what the client shows.
+            book.catalog_event(CatalogEvent::Unread);
         }
     }
 

@@ -860,6 +860,19 @@ fn decide_locally(
     args_len: usize,
 ) -> Decided {
     let started = Instant::now();
+    let hidden = ctx.catalog.borrow().hidden_by(tool).map(str::to_string);
+    if let Some(rule) = hidden {
+        // Hidden from the client's listing: blocked whatever the facts are now (the
+        // server may describe it differently since).
+        ctx.session.borrow_mut().history.record(tool);
+        let mut decision = Decision::new(
+            Verdict::Block,
+            format!("tool {tool:?} is hidden from the tool list by policy {rule}"),
+        )
+        .with_code("POLICY_FORBID");
+        decision.matched_rule_ids = vec![rule];
+        return conclude(ctx, tool, decision, started);
+    }
     let decision = {
         let mut session = ctx.session.borrow_mut();
         decide(
@@ -943,7 +956,9 @@ fn sync_catalog(ctx: &Ctx) {
                 // What thoth listed itself no longer holds either.
                 ctx.own_listing_done.set(false);
             }
+            CatalogEvent::Unread => catalog.mark_unread(),
             CatalogEvent::Hidden(hidden) => {
+                catalog.hide(&hidden.tool, &hidden.rule);
                 let mut fields = serde_json::Map::new();
                 fields.insert("agent".into(), json!(ctx.settings.agent_id));
                 fields.insert("tool".into(), json!(hidden.tool));

@@ -32,6 +32,9 @@ const READ_CHUNK: usize = 256 * 1024;
 const DIVERT_LOG_LIMIT: usize = 4096;
 /// Bytes of a streamed line's id kept for the error that follows a cut.
 const MAX_ID_BYTES: usize = 256;
+/// Bytes of a streamed (longer than [`SCAN_LIMIT`]) watched response kept for the
+/// catalog at most: a listing longer than this is relayed and not read.
+pub const MAX_STREAMED_LISTING: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Line {
@@ -69,6 +72,9 @@ pub struct Relay {
     cr_pending: bool,
     /// Which listed tools the client is not shown (`super::hide`).
     pub hide: Option<std::sync::Arc<super::hide::HideRule>>,
+    /// The streamed line as relayed, when it answers a watched request (the catalog
+    /// reads it at its end), within [`MAX_STREAMED_LISTING`].
+    captured: Option<Vec<u8>>,
 }
 
 /// What the relay found in a chunk, besides the bytes for stdout.
@@ -115,6 +121,7 @@ impl Relay {
             streamed_id: None,
             cr_pending: false,
             hide: None,
+            captured: None,
         }
     }
 
@@ -278,16 +285,43 @@ impl Relay {
         }
         self.rewriter = LineRewriter::new();
         self.cr_pending = false;
+        // A watched answer (a long tools/list page) is kept as the client reads it.
+        self.captured = self
+            .streamed_id
+            .as_ref()
+            .filter(|id| self.capture.contains(&id_key(id)))
+            .map(|_| Vec::with_capacity(held.len() + seg.len()));
         out.reserve(held.len() + seg.len());
+        let start = out.len();
         self.rewriter
             .feed(&held, |piece| out.extend_from_slice(piece));
+        self.keep_captured(out, start);
         self.stream_out(seg, out);
         self.line = Line::Streaming;
+    }
+
+    /// Adds what was relayed of a watched streamed line since `start` to its capture,
+    /// or gives the capture up once it outgrows [`MAX_STREAMED_LISTING`].
+    fn keep_captured(&mut self, out: &[u8], start: usize) {
+        if let Some(captured) = self.captured.as_mut() {
+            let piece = out.get(start..).unwrap_or_default();
+            if captured.len() + piece.len() > MAX_STREAMED_LISTING {
+                self.captured = None;
+            } else {
+                captured.extend_from_slice(piece);
+            }
+        }
     }
 
     /// Relays a piece of a streamed line. A CR at its end waits for the next piece: it
     /// may be the line's terminator (`\r\n`), which is not relayed.
     fn stream_out(&mut self, seg: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        self.stream_piece(seg, out);
+        self.keep_captured(out, start);
+    }
+
+    fn stream_piece(&mut self, seg: &[u8], out: &mut Vec<u8>) {
         if std::mem::take(&mut self.cr_pending) && !seg.is_empty() {
             self.rewriter
                 .feed(b"\r", |piece| out.extend_from_slice(piece));
@@ -341,14 +375,22 @@ impl Relay {
             }
             Line::Streaming => match self.lax.finish() {
                 Ok(()) => {
+                    let start = out.len();
                     let rewrites = self.rewriter.finish(|piece| out.extend_from_slice(piece));
+                    self.keep_captured(out, start);
                     found.rewrites.add(rewrites);
                     out.push(b'\n');
                     // Too long to scan, but its id was read: the request is answered.
                     if let Some(id) = self.streamed_id.take() {
                         let key = id_key(&id);
                         if self.capture.contains(&key) {
-                            found.watched.push(Watched::TooLong { key: key.clone() });
+                            found.watched.push(match self.captured.take() {
+                                Some(line) => Watched::Response {
+                                    key: key.clone(),
+                                    line,
+                                },
+                                None => Watched::TooLong { key: key.clone() },
+                            });
                         }
                         found.answered.push(key);
                     }
@@ -369,6 +411,7 @@ impl Relay {
         }
         self.line_len = 0;
         self.streamed_id = None;
+        self.captured = None;
     }
 }
 
@@ -556,9 +599,10 @@ pub async fn pump(
                     }
                     Watched::ToolsChanged => state.catalog_event(CatalogEvent::Changed),
                     Watched::TooLong { key } if state.tools_list.contains(&key) => {
+                        state.catalog_event(CatalogEvent::Unread);
                         tracing::warn!(
                             "a tools/list response longer than {} MiB was relayed but not read: its tools are decided as not listed (resource.in_catalog == false), their arguments unchecked",
-                            SCAN_LIMIT / (1024 * 1024)
+                            MAX_STREAMED_LISTING / (1024 * 1024)
                         );
                     }
                     Watched::TooLong { .. } => {}

@@ -88,7 +88,11 @@ pub fn without_hidden(line: &[u8], rule: &HideRule) -> Option<(Vec<u8>, Vec<Hidd
     let mut kept = Vec::with_capacity(tools.len());
     let mut hidden = Vec::new();
     for tool in &tools {
-        let definition: Option<Value> = serde_json::from_str(tool.get()).ok();
+        // Judged as the catalog reads it (lone surrogates as U+FFFD); kept as written.
+        let definition: Option<Value> = serde_json::from_str(tool.get()).ok().or_else(|| {
+            let repaired = crate::catalog::without_lone_surrogates(tool.get().as_bytes());
+            serde_json::from_slice(&repaired).ok()
+        });
         let verdict = definition.as_ref().and_then(|d| {
             let name = d.get("name")?.as_str()?;
             rule(name, d).map(|rule| Hidden {
@@ -151,5 +155,16 @@ mod tests {
         let all = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"export"}]}}"#;
         let (out, _) = without_hidden(all, &rule).expect("hides");
         assert_eq!(out, br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#);
+    }
+
+    #[test]
+    fn a_lone_surrogate_neither_shows_a_hidden_tool_nor_changes_a_kept_one() {
+        let line = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"export","description":"\ud800"},{"name":"read","description":"\udc00x"}]}}"#;
+        let (out, hidden) = without_hidden(line, &hide_named("export")).expect("hides");
+        assert_eq!(hidden.len(), 1);
+        assert_eq!(
+            out,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read","description":"\udc00x"}]}}"#
+        );
     }
 }

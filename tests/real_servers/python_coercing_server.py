@@ -4,7 +4,9 @@ the declared types, so `{"armed": "true"}` runs as `armed=True` and `{"count": "
 as `count=500`. The server a schema check in front of it must protect. Tool:
   launch(armed: bool = False, count: int = 0): creates launch-armed-<unique> in
          $THOTH_TEST_MARKER_DIR when armed, launch-500-<unique> when count == 500, and
-         answers what it received.
+         answers what it received. $THOTH_TEST_LAUNCH_DESCRIPTION, when set, is its
+         description instead of its docstring (a changed definition, for pinning).
+  wipe(): creates launch-wipe-<unique> (a tool a policy hides).
 Run with install.sh's DIR/venv/bin/python.
 """
 
@@ -23,7 +25,7 @@ def mark(kind):
     open(os.path.join(MARKER_DIR, f"launch-{kind}-{os.getpid()}-{time.time_ns()}"), "x").close()
 
 
-@app.tool()
+@app.tool(description=os.environ.get("THOTH_TEST_LAUNCH_DESCRIPTION") or None)
 def launch(armed: bool = False, count: int = 0) -> str:
     """Launches when armed."""
     if armed:
@@ -31,6 +33,13 @@ def launch(armed: bool = False, count: int = 0) -> str:
     if count == 500:
         mark("500")
     return f"armed={armed!r} count={count!r}"
+
+
+@app.tool()
+def wipe() -> str:
+    """Wipes everything."""
+    mark("wipe")
+    return "wiped"
 
 
 app.run("stdio")
