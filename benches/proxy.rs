@@ -509,7 +509,14 @@ fn local_decision(c: &mut Criterion) {
     // What the catalog adds before the policy: the arguments checked against the
     // tool's listed inputSchema (compiled on the first call, then reused), then the
     // same decision.
-    let mut catalog = Catalog::default();
+    // With pins, as `thoth run` has them: a pinned tool's facts cost no file access.
+    let pins_dir = std::env::temp_dir().join(format!("thoth-bench-pins-{}", std::process::id()));
+    let mut catalog = Catalog::with_pins(thoth::PinSession::open(
+        &pins_dir,
+        "bench",
+        "[\"srv\"]",
+        &[],
+    ));
     let page = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{
         "name": "read_file",
         "inputSchema": {"type": "object", "required": ["path"], "properties": {
@@ -523,11 +530,11 @@ fn local_decision(c: &mut Criterion) {
     }]}});
     catalog.absorb_page(page.to_string().as_bytes());
     let engine = LocalEngine::load(&policy("read-only.cedar")).unwrap();
-    let listed = catalog.facts("read_file");
     group.bench_function("read-only_schema_checked", |b| {
         b.iter_batched(
             Session::new,
             |mut session| {
+                let listed = catalog.facts("read_file");
                 let checked = catalog.check("read_file", &args).is_ok();
                 let verdict = decide(
                     &engine,

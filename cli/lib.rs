@@ -47,6 +47,7 @@ pub use catalog::Catalog;
 pub use domain::Mode;
 pub use enforce::ToolFacts;
 pub use enforce::local::LocalEngine;
+pub use pins::PinSession;
 pub use proxy::decide::{Engine, Session, decide};
 pub use proxy::from_server::relay_bytes;
 #[cfg(unix)]
