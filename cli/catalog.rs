@@ -33,6 +33,8 @@ pub const MAX_TOOLS: usize = 4096;
 pub const MAX_SCHEMA_BYTES: usize = 256 * 1024;
 /// Nesting of one schema at most (objects and arrays).
 pub const MAX_SCHEMA_DEPTH: usize = 32;
+/// Tools hidden from the client remembered per session at most.
+const MAX_HIDDEN: usize = 65_536;
 /// Bytes of a pagination cursor followed at most.
 const MAX_CURSOR_BYTES: usize = 4096;
 /// Bytes of a title kept.
@@ -81,6 +83,8 @@ pub struct Catalog {
     /// Tools left out of a listing the client got (`proxy::hide`), with the rule that
     /// hid them: their calls are blocked for the rest of the session.
     hidden: HashMap<String, String>,
+    /// Pages read this session.
+    pages_read: u64,
 }
 
 /// What the catalog found about pins since it was last asked.
@@ -119,8 +123,11 @@ impl Catalog {
             tracing::warn!(
                 "a tools/list response could not be read: its tools are decided as not listed"
             );
+            // What the client made of it is unknown.
+            self.mark_unread();
             return;
         };
+        self.pages_read += 1;
         // A batch answer holds the page as one of its elements.
         let responses = match &response {
             Value::Array(elements) => elements.iter().collect(),
@@ -183,8 +190,11 @@ impl Catalog {
 
     /// A tool was left out of a listing the client got.
     pub fn hide(&mut self, tool: &str, rule: &str) {
-        if self.hidden.len() < MAX_TOOLS || self.hidden.contains_key(tool) {
+        if self.hidden.len() < MAX_HIDDEN || self.hidden.contains_key(tool) {
             self.hidden.insert(tool.to_string(), rule.to_string());
+        } else {
+            // A hidden name that cannot be remembered: nothing listed can be trusted.
+            self.mark_unread();
         }
     }
 
@@ -287,7 +297,11 @@ impl Catalog {
     /// tool it lists from now on was not in the listing first trusted.
     pub fn forget(&mut self) {
         self.tools.clear();
-        if let Some(pins) = self.pins.as_mut() {
+        // (A server that registers its tools after connecting says so before the
+        // first listing: trust on first use still covers that listing.)
+        if self.pages_read > 0
+            && let Some(pins) = self.pins.as_mut()
+        {
             pins.listing_complete();
         }
     }
@@ -296,10 +310,15 @@ impl Catalog {
     /// tool not pinned is judged again first (a `thoth pins accept` since counts).
     pub fn facts(&mut self, tool: &str) -> ToolFacts {
         let Some(entry) = self.tools.get_mut(tool) else {
-            // Not listed now, but found not pinned before in this session: still so.
+            // Not listed now, but found not pinned before in this session (or a listing
+            // went unread): still not pinned.
             let mut facts = ToolFacts::default();
-            if let Some(state) = self.pins.as_mut().and_then(|p| p.flagged_state(tool)) {
-                facts.pin = state;
+            if let Some(pins) = self.pins.as_mut() {
+                if self.unread || pins.overflowed() {
+                    facts.pin = PinState::Changed;
+                } else if let Some(state) = pins.flagged_state(tool) {
+                    facts.pin = state;
+                }
             }
             return facts;
         };
@@ -313,7 +332,11 @@ impl Catalog {
             };
         }
         let mut facts = entry.facts.clone();
-        if self.unread && self.pins.is_some() {
+        if self
+            .pins
+            .as_ref()
+            .is_some_and(|p| self.unread || p.overflowed())
+        {
             facts.pin = PinState::Changed;
         }
         facts

@@ -241,6 +241,12 @@ pub fn write_file(path: &Path, file: &PinFile) -> Result<(), PinError> {
         crate::private_files::create_dirs(dir).map_err(fail)?;
     }
     let mut bytes = serde_json::to_vec_pretty(file).map_err(|e| fail(std::io::Error::other(e)))?;
+    if bytes.len() as u64 >= MAX_PIN_FILE {
+        // The definitions kept for review go first: the digests are what count.
+        let mut lean = file.clone();
+        lean.pending.values_mut().for_each(|p| p.definition = None);
+        bytes = serde_json::to_vec_pretty(&lean).map_err(|e| fail(std::io::Error::other(e)))?;
+    }
     bytes.push(b'\n');
     if bytes.len() as u64 > MAX_PIN_FILE {
         return Err(fail(std::io::Error::other(format!(
@@ -254,6 +260,28 @@ pub fn write_file(path: &Path, file: &PinFile) -> Result<(), PinError> {
         let _ = std::fs::remove_file(&temporary);
         fail(e)
     })
+}
+
+/// The managed digests that hold for (agent, server): an entry naming this server wins
+/// over one for every server of the agent.
+pub fn managed_for(
+    managed: &[ManagedPin],
+    agent_id: &str,
+    server: &str,
+) -> BTreeMap<String, String> {
+    let mine = |m: &&ManagedPin| m.agent_id == agent_id;
+    managed
+        .iter()
+        .filter(mine)
+        .filter(|m| m.server.is_none())
+        .chain(
+            managed
+                .iter()
+                .filter(mine)
+                .filter(|m| m.server.as_deref() == Some(server)),
+        )
+        .flat_map(|m| m.tools.iter().map(|(n, d)| (n.clone(), d.clone())))
+        .collect()
 }
 
 /// A tool seen in a state other than pinned, once per session and digest, for the
@@ -300,6 +328,8 @@ pub struct PinSession {
     /// The digest last noticed per tool, and how many notices were given.
     noticed: BTreeMap<String, String>,
     notices: usize,
+    /// More tools were found not pinned than `flagged` holds: none counts as pinned.
+    overflowed: bool,
 }
 
 impl PinSession {
@@ -307,19 +337,7 @@ impl PinSession {
     /// (an entry naming this server wins over one for every server of the agent).
     pub fn open(dir: &Path, agent_id: &str, server: &str, managed: &[ManagedPin]) -> Self {
         let path = file_for(dir, agent_id, server);
-        let mine = |m: &&ManagedPin| m.agent_id == agent_id;
-        let managed = managed
-            .iter()
-            .filter(mine)
-            .filter(|m| m.server.is_none())
-            .chain(
-                managed
-                    .iter()
-                    .filter(mine)
-                    .filter(|m| m.server.as_deref() == Some(server)),
-            )
-            .flat_map(|m| m.tools.iter().map(|(n, d)| (n.clone(), d.clone())))
-            .collect();
+        let managed = managed_for(managed, agent_id, server);
         let mut session = Self {
             file: PinFile::new(agent_id, server),
             path,
@@ -335,6 +353,7 @@ impl PinSession {
             flagged: BTreeMap::new(),
             noticed: BTreeMap::new(),
             notices: 0,
+            overflowed: false,
         };
         match read_file(&session.path) {
             Ok(Some(file)) if file.agent_id == agent_id && file.server == server => {
@@ -378,6 +397,12 @@ impl PinSession {
         (session, exists)
     }
 
+    /// More tools were found not pinned than a session remembers: none counts as
+    /// pinned for the rest of it.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
     /// A complete listing was read (its last page has no `nextCursor`), or the server
     /// said its list changed: a tool first seen after that is `new`, not pinned.
     pub fn listing_complete(&mut self) {
@@ -403,29 +428,19 @@ impl PinSession {
         if self.noticed.get(tool).is_some_and(|d| d == digest) {
             return (state, None);
         }
-        if self.notices >= MAX_NOTICES {
-            if self.notices == MAX_NOTICES {
-                tracing::warn!(
-                    "more than {MAX_NOTICES} tool definitions of agent {} changed in this session: later changes are decided but not reported",
-                    crate::logging::escaped(&self.agent_id)
-                );
-                self.notices += 1;
-            }
-            return (state, None);
-        }
-        self.notices += 1;
-        if self.noticed.len() < MAX_PINNED || self.noticed.contains_key(tool) {
-            self.noticed.insert(tool.to_string(), digest.to_string());
-        }
+        let capped = self.notices >= MAX_NOTICES;
         if !managed && !self.damaged && tool.len() <= MAX_NAME_BYTES {
             let kept = self
                 .file
                 .pending
                 .get(tool)
                 .is_some_and(|p| p.digest == digest);
-            if !kept
-                && (self.file.pending.len() < MAX_PINNED || self.file.pending.contains_key(tool))
-            {
+            // Past the cap a definition already pending is not replaced (a server
+            // flipping definitions cannot rewrite the file forever), but a tool with
+            // none gets one, so there is always something to accept.
+            let replaces = self.file.pending.contains_key(tool);
+            let held = capped && replaces;
+            if !kept && !held && (self.file.pending.len() < MAX_PINNED || replaces) {
                 let bytes = serde_json::to_vec(definition).map_or(usize::MAX, |b| b.len());
                 self.file.pending.insert(
                     tool.to_string(),
@@ -438,6 +453,20 @@ impl PinSession {
                 );
                 self.dirty = true;
             }
+        }
+        if capped {
+            if self.notices == MAX_NOTICES {
+                tracing::warn!(
+                    "more than {MAX_NOTICES} tool definitions of agent {} changed in this session: later changes are decided but not reported",
+                    crate::logging::escaped(&self.agent_id)
+                );
+                self.notices += 1;
+            }
+            return (state, None);
+        }
+        self.notices += 1;
+        if self.noticed.len() < MAX_PINNED || self.noticed.contains_key(tool) {
+            self.noticed.insert(tool.to_string(), digest.to_string());
         }
         let notice = Notice {
             tool: tool.to_string(),
@@ -454,8 +483,13 @@ impl PinSession {
         if state != PinState::Pinned {
             if self.flagged.len() < MAX_PINNED || self.flagged.contains_key(tool) {
                 self.flagged.insert(tool.to_string(), digest.to_string());
+            } else {
+                self.overflowed = true;
             }
             return (state, pinned, managed);
+        }
+        if self.overflowed {
+            return (PinState::Changed, pinned, managed);
         }
         // Found not pinned earlier in this session with another digest: that
         // definition is not pinned yet, whatever the server says now.
@@ -490,7 +524,9 @@ impl PinSession {
                 (PinState::Pinned, None, false)
             }
             // Doctor shows what the first session would pin, and pins nothing.
-            None if self.trusting && self.read_only => (PinState::Pinned, None, false),
+            None if self.trusting && self.read_only && tool.len() <= MAX_NAME_BYTES => {
+                (PinState::Pinned, None, false)
+            }
             None => (PinState::New, None, false),
         }
     }

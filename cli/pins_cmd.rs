@@ -97,14 +97,9 @@ fn pin_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, PinFile)>> {
     Ok(files)
 }
 
-/// The managed digest of (agent, server, tool), if any.
-fn managed_digest<'a>(managed: &'a [ManagedPin], file: &PinFile, tool: &str) -> Option<&'a String> {
-    managed
-        .iter()
-        .filter(|m| {
-            m.agent_id == file.agent_id && m.server.as_deref().is_none_or(|s| s == file.server)
-        })
-        .find_map(|m| m.tools.get(tool))
+/// The managed digest of (agent, server, tool), if any, as a session judges it.
+fn managed_digest(managed: &[ManagedPin], file: &PinFile, tool: &str) -> Option<String> {
+    pins::managed_for(managed, &file.agent_id, &file.server).remove(tool)
 }
 
 fn list(files: &[(PathBuf, PinFile)], managed: &[ManagedPin], as_json: bool) -> ExitCode {
@@ -197,7 +192,8 @@ fn rows(file: &PinFile, managed: &[ManagedPin]) -> Vec<Row> {
         .into_iter()
         .map(|name| {
             let fleet = managed_digest(managed, file, name);
-            let pinned = fleet.or_else(|| file.tools.get(name)).cloned();
+            let managed = fleet.is_some();
+            let pinned = fleet.or_else(|| file.tools.get(name).cloned());
             let pending = file
                 .pending
                 .get(name)
@@ -212,7 +208,7 @@ fn rows(file: &PinFile, managed: &[ManagedPin]) -> Vec<Row> {
                 state,
                 digest: pinned,
                 pending: pending.map(|p| p.digest.clone()),
-                managed: fleet.is_some(),
+                managed,
                 seen: pending.map(|p| p.seen.clone()).unwrap_or_default(),
                 definition: pending.and_then(|p| p.definition.clone()),
             }
@@ -235,9 +231,10 @@ fn accept(
     let mut accepted = 0;
     let mut refused = Vec::new();
     if let Some(tool) = tool
-        && managed
+        && files
             .iter()
-            .any(|m| m.agent_id == agent && m.tools.contains_key(tool))
+            .filter(|(_, f)| f.agent_id == agent)
+            .any(|(_, f)| managed_digest(managed, f, tool).is_some())
     {
         refused.push(tool.to_string());
     }

@@ -13,7 +13,8 @@
 //!   (a changed definition, for pinning);
 //! - `FIXTURE_PAGE_SIZE=<n>`: tools/list answers in pages of n tools (`nextCursor`).
 //!
-//! The request `fixture/list_changed` makes it send `notifications/tools/list_changed`.
+//! The request `fixture/list_changed` makes it send `notifications/tools/list_changed`;
+//! `fixture/retitle` changes `read_file`'s title first.
 //!
 //! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`,
 //! `echo` and `launch` (typed: `armed` a boolean, `count` an integer) answer with their
@@ -90,6 +91,9 @@ fn main() {
     }
 }
 
+/// `read_file`'s title changed (`fixture/retitle`).
+static RETITLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn answer(message: &Value) -> Option<Value> {
     let id = message.get("id")?.clone();
     let method = message.get("method")?.as_str()?;
@@ -109,7 +113,11 @@ fn answer(message: &Value) -> Option<Value> {
                 if let Ok(suffix) = std::env::var("FIXTURE_DESCRIPTION_SUFFIX") {
                     read["description"] = json!(format!("fixture tool read_file{suffix}"));
                 }
-                read["title"] = json!("Read a file");
+                read["title"] = json!(if RETITLED.load(std::sync::atomic::Ordering::Relaxed) {
+                    "Read any file"
+                } else {
+                    "Read a file"
+                });
                 read["annotations"] = json!({ "readOnlyHint": true, "destructiveHint": false, "openWorldHint": false });
             }
             tools.push(json!({
@@ -142,6 +150,16 @@ fn answer(message: &Value) -> Option<Value> {
             } else {
                 json!({ "tools": tools })
             }
+        }
+        // A test asks the server to retitle read_file, and to say its list changed.
+        "fixture/retitle" => {
+            RETITLED.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" })
+            );
+            json!({})
         }
         // A test asks the server to say its tool list changed.
         "fixture/list_changed" => {

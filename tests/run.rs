@@ -1354,7 +1354,7 @@ fn long_listings_are_read_up_to_their_limit() {
     let s = Scratch::new("catalog-long");
     let policy = s.write(
         "listed.cedar",
-        "permit (principal, action, resource);\n@id(\"listed-only\")\nforbid (principal, action, resource) when { !resource.in_catalog };\n",
+        "permit (principal, action, resource);\n@id(\"listed-only\")\nforbid (principal, action, resource) when { !resource.in_catalog };\n@id(\"changed\")\nforbid (principal, action, resource) when { resource.pin == \"changed\" };\n",
     );
     for (tools, listed) in [(40_000, true), (160_000, false)] {
         let mut p = proxy(
@@ -1381,7 +1381,10 @@ fn long_listings_are_read_up_to_their_limit() {
             assert_eq!(answer["result"]["isError"], false, "{answer}");
             assert!(!warned, "{}", p.stderr());
         } else {
+            // Not read: no tool can count as pinned for the rest of the session.
             assert_eq!(answer["error"]["code"], -32001, "{answer}");
+            let rules = answer["error"]["data"]["matched_rule_ids"].to_string();
+            assert!(rules.contains("\"changed\""), "{answer}");
             assert!(warned, "{}", p.stderr());
         }
     }
@@ -1549,7 +1552,31 @@ fn a_changed_tool_definition_is_flagged_and_stepped_up_until_accepted() {
     assert_eq!(state("extra_0"), "new", "{report}");
     assert_eq!(state("write_file"), "pinned", "{report}");
 
-    let accepted = pins(&s, &["accept", "fixture", "read_file"]);
+    let pending = tools
+        .iter()
+        .find(|t| t["tool"] == "read_file")
+        .and_then(|t| t["pending"].as_str())
+        .unwrap()
+        .to_string();
+    // The definition kept for review is the one the server changed to.
+    let kept =
+        tools.iter().find(|t| t["tool"] == "read_file").unwrap()["definition"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    assert!(kept.contains("id_rsa"), "{report}");
+    // An accept bound to another digest accepts nothing.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(
+        pins(&s, &["accept", "fixture", "read_file", "--digest", &wrong])
+            .status
+            .code(),
+        Some(1)
+    );
+    let accepted = pins(
+        &s,
+        &["accept", "fixture", "read_file", "--digest", &pending],
+    );
     assert_ok(&accepted);
     assert!(String::from_utf8_lossy(&accepted.stdout).contains("pinned read_file"));
     // The running session sees the accept at its next call.
@@ -1706,6 +1733,32 @@ fn a_hidden_tool_is_absent_from_the_list_and_blocked_when_called() {
     assert_eq!(paged.recv_json()["error"]["code"], -32001);
     paged.close_stdin();
     paged.wait(Duration::from_secs(5));
+
+    // Hidden by an attribute: once hidden, the tool stays blocked in the session even
+    // after the server describes it so that the policy no longer matches.
+    let by_title = s.write(
+        "hide-title.cedar",
+        "permit (principal, action, resource);\n\
+         @id(\"no-read-a-file\")\n@hide(\"\")\nforbid (principal, action, resource) when { resource.title == \"Read a file\" };\n",
+    );
+    let mut p = proxy(&s, &["--policy", by_title.to_str().unwrap()], &[]);
+    assert!(!list_tools(&mut p, 1).contains(&"read_file".to_string()));
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"fixture/retitle"}"#);
+    p.recv_json();
+    p.recv_json();
+    assert!(
+        list_tools(&mut p, 3).contains(&"read_file".to_string()),
+        "retitled: listed"
+    );
+    p.send(&call(4, "read_file", json!({})));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert_eq!(
+        v["error"]["data"]["matched_rule_ids"],
+        json!(["no-read-a-file"])
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
 
     let reads_arguments = s.write(
         "bad-hide.cedar",

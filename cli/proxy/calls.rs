@@ -15,6 +15,9 @@ const MAX_WATCHED: usize = 64;
 /// Catalog events waiting for the client pump at most (pages beyond are dropped: their
 /// tools are then not in the catalog, which the policy sees).
 const MAX_CATALOG_EVENTS: usize = 256;
+/// Hidden tools waiting for the client pump at most (past it, every tool counts as
+/// changed for the session).
+const MAX_HIDDEN_EVENTS: usize = 65_536;
 /// Bytes of tools/list pages waiting for the client pump at most.
 const MAX_CATALOG_BYTES: usize = 16 * 1024 * 1024;
 
@@ -106,20 +109,38 @@ pub struct RelayBook {
 
 impl RelayBook {
     /// Queues a catalog event for the client pump, within [`MAX_CATALOG_EVENTS`] and
-    /// [`MAX_CATALOG_BYTES`]: past them the oldest events go first (a later listing
-    /// supersedes them; a tool only they listed is then not in the catalog).
+    /// [`MAX_CATALOG_BYTES`]: past them the oldest pages and changes go first (the
+    /// catalog is then told a listing went unread). Hidden tools are never dropped
+    /// (their calls must stay blocked) and count only against [`MAX_HIDDEN_EVENTS`].
     pub fn catalog_event(&mut self, event: CatalogEvent) {
         let size = |e: &CatalogEvent| match e {
             CatalogEvent::Page(line) => line.len(),
-            CatalogEvent::Changed | CatalogEvent::Unread => 0,
-            CatalogEvent::Hidden(h) => h.tool.len() + h.rule.len(),
+            CatalogEvent::Changed | CatalogEvent::Unread | CatalogEvent::Hidden(_) => 0,
         };
+        let hidden = |e: &CatalogEvent| matches!(e, CatalogEvent::Hidden(_));
+        if hidden(&event) {
+            if self.catalog_events.iter().filter(|e| hidden(e)).count() >= MAX_HIDDEN_EVENTS {
+                // Past every bound a session can legitimately reach: no tool can be
+                // trusted as the client shows it.
+                self.catalog_events.push(CatalogEvent::Unread);
+                self.catalog_signal.notify_one();
+                return;
+            }
+            self.catalog_events.push(event);
+            self.catalog_signal.notify_one();
+            return;
+        }
         let mut held: usize = self.catalog_events.iter().map(size).sum::<usize>() + size(&event);
         let mut dropped = false;
-        while !self.catalog_events.is_empty()
-            && (self.catalog_events.len() >= MAX_CATALOG_EVENTS || held > MAX_CATALOG_BYTES)
-        {
-            held -= size(&self.catalog_events.remove(0));
+        loop {
+            let queued = self.catalog_events.iter().filter(|e| !hidden(e)).count();
+            if queued < MAX_CATALOG_EVENTS && held <= MAX_CATALOG_BYTES {
+                break;
+            }
+            let Some(oldest) = self.catalog_events.iter().position(|e| !hidden(e)) else {
+                break;
+            };
+            held -= size(&self.catalog_events.remove(oldest));
             dropped = true;
         }
         if dropped {

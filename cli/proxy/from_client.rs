@@ -985,12 +985,14 @@ fn report_pins(ctx: &Ctx, report: crate::catalog::PinReport) {
         };
         match notice.state {
             PinState::Changed => tracing::warn!(
-                "tool {tool} of agent {agent} changed its definition since it was pinned ({} is not {whose} {}): policies see resource.pin == \"changed\"; review with `thoth pins list` and `thoth pins accept {agent} {tool}`",
+                "tool {tool} of agent {agent} changed its definition since it was pinned ({} is not {whose} {}): policies see resource.pin == \"changed\"; review with `thoth pins list --json`, then `thoth pins accept {agent} {tool} --digest {}`",
                 short(&notice.digest),
                 notice.pinned.as_deref().map_or("", short),
+                notice.digest,
             ),
             _ => tracing::warn!(
-                "tool {tool} of agent {agent} is new since this server was pinned: policies see resource.pin == \"new\"; review with `thoth pins list` and `thoth pins accept {agent} {tool}`"
+                "tool {tool} of agent {agent} is new since this server was pinned: policies see resource.pin == \"new\"; review with `thoth pins list --json`, then `thoth pins accept {agent} {tool} --digest {}`",
+                notice.digest,
             ),
         }
         let mut fields = serde_json::Map::new();

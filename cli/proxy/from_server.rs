@@ -104,6 +104,8 @@ pub enum Watched {
     ToolsChanged,
     /// A response to a watched request, too long to hold (streamed): not read.
     TooLong { key: String },
+    /// A long response whose id thoth could not read, while a listing was awaited.
+    Unknown,
 }
 
 impl Relay {
@@ -286,11 +288,10 @@ impl Relay {
         self.rewriter = LineRewriter::new();
         self.cr_pending = false;
         // A watched answer (a long tools/list page) is kept as the client reads it.
-        self.captured = self
-            .streamed_id
-            .as_ref()
-            .filter(|id| self.capture.contains(&id_key(id)))
-            .map(|_| Vec::with_capacity(held.len() + seg.len()));
+        // While a listing is awaited, any long response is kept too: its id may be
+        // written another way than the request's (see `bookkeeping`).
+        self.captured =
+            (!self.capture.is_empty()).then(|| Vec::with_capacity(held.len() + seg.len()));
         out.reserve(held.len() + seg.len());
         let start = out.len();
         self.rewriter
@@ -380,18 +381,34 @@ impl Relay {
                     self.keep_captured(out, start);
                     found.rewrites.add(rewrites);
                     out.push(b'\n');
-                    // Too long to scan, but its id was read: the request is answered.
-                    if let Some(id) = self.streamed_id.take() {
-                        let key = id_key(&id);
-                        if self.capture.contains(&key) {
-                            found.watched.push(match self.captured.take() {
-                                Some(line) => Watched::Response {
-                                    key: key.clone(),
-                                    line,
-                                },
-                                None => Watched::TooLong { key: key.clone() },
+                    // A long response whose id was not in its first 4 MiB, while a
+                    // listing is awaited: it may be that listing, unread.
+                    let key = self.streamed_id.take().map(|id| id_key(&id));
+                    let watched = key.as_ref().is_some_and(|k| self.capture.contains(k));
+                    match (self.captured.take(), watched) {
+                        (Some(line), true) => found.watched.push(Watched::Response {
+                            key: key.clone().unwrap_or_default(),
+                            line,
+                        }),
+                        (None, true) => found.watched.push(Watched::TooLong {
+                            key: key.clone().unwrap_or_default(),
+                        }),
+                        // Not the awaited id, but a tools list all the same.
+                        (Some(line), false) if answers_with_tools(&line) => {
+                            found.watched.push(Watched::Response {
+                                key: key.clone().unwrap_or_default(),
+                                line,
                             });
                         }
+                        // Too long to keep, or without a readable id, while a listing
+                        // is awaited: it may be that listing, unread.
+                        (None, false) if !self.capture.is_empty() => {
+                            found.watched.push(Watched::Unknown);
+                        }
+                        _ => {}
+                    }
+                    // Too long to scan, but its id was read: the request is answered.
+                    if let Some(key) = key {
                         found.answered.push(key);
                     }
                 }
@@ -503,6 +520,18 @@ fn bookkeeping(
         }
         Err(_) => {}
     }
+    // A response with a tools list that matches no watched request — its id written
+    // another way (`"1"` or `1.0` for 1, which a JavaScript client takes for its
+    // request), or unasked — may be the listing the client shows: the catalog reads
+    // it, and it is hidden from as a listing is.
+    if wanted.is_empty()
+        && !own
+        && !capture.is_empty()
+        && memchr::memmem::find(line, b"\"tools\"").is_some()
+        && answers_with_tools(line)
+    {
+        wanted.push(found.answered.last().cloned().unwrap_or_default());
+    }
     for key in wanted {
         found.watched.push(Watched::Response {
             key,
@@ -510,6 +539,18 @@ fn bookkeeping(
         });
     }
     own
+}
+
+/// Whether a response line (or a batch of them) carries `result.tools` as an array.
+fn answers_with_tools(line: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return false;
+    };
+    let has = |v: &serde_json::Value| v.pointer("/result/tools").is_some_and(|t| t.is_array());
+    match &value {
+        serde_json::Value::Array(items) => items.iter().any(has),
+        one => has(one),
+    }
 }
 
 /// Relays the server's stdout and thoth's replies to the client's stdout until the
@@ -606,6 +647,7 @@ pub async fn pump(
                         );
                     }
                     Watched::TooLong { .. } => {}
+                    Watched::Unknown => state.catalog_event(CatalogEvent::Unread),
                 }
             }
             for key in &found.answered {
@@ -802,5 +844,54 @@ mod tests {
         r.feed(b"[1, 2, 3, 4, 5, 6, 7]\n", &mut out, &mut found);
         assert!(out.is_empty());
         assert_eq!(found.diverted.len(), 2);
+    }
+
+    /// A listing answered under an id written another way than the request's (which
+    /// a JavaScript client takes for its own) is read for the catalog all the same,
+    /// held or streamed; a long line without a readable id while a listing is awaited
+    /// is reported as possibly unread.
+    #[test]
+    fn listings_under_another_spelling_of_the_id_are_still_read() {
+        let listing = |id: &str, pad: usize| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[{{"name":"x","description":"{}"}}]}}}}"#,
+                "p".repeat(pad)
+            )
+        };
+        for (line, limit) in [
+            (listing("\"1\"", 0), 1 << 20),
+            (listing("1.0", 0), 1 << 20),
+            (listing("\"1\"", 4096), 1024),
+        ] {
+            let mut r = Relay::new(limit);
+            r.capture.insert("1".to_string());
+            let (mut out, mut found) = (Vec::new(), Found::default());
+            r.feed(format!("{line}\n").as_bytes(), &mut out, &mut found);
+            assert!(
+                matches!(found.watched.as_slice(), [Watched::Response { .. }]),
+                "{:?}",
+                found.watched
+            );
+        }
+        // The id after the part that is scanned: unknown, so the catalog is told.
+        let late = format!(
+            r#"{{"jsonrpc":"2.0","result":{{"tools":[],"pad":"{}"}},"id":1}}"#,
+            "p".repeat(4096)
+        );
+        let mut r = Relay::new(1024);
+        r.capture.insert("1".to_string());
+        let (mut out, mut found) = (Vec::new(), Found::default());
+        r.feed(format!("{late}\n").as_bytes(), &mut out, &mut found);
+        assert!(
+            found
+                .watched
+                .iter()
+                .any(|w| matches!(w, Watched::Response { .. } | Watched::Unknown)),
+            "{:?}",
+            found.watched
+        );
+        // Nothing awaited: nothing watched.
+        let (_, found) = relay_all(&[format!("{}\n", listing("\"1\"", 0)).as_bytes()], 1 << 20);
+        assert!(found.watched.is_empty());
     }
 }
