@@ -13,7 +13,8 @@
 //!   (a changed definition, for pinning);
 //! - `FIXTURE_PAGE_SIZE=<n>`: tools/list answers in pages of n tools (`nextCursor`).
 //!
-//! The request `fixture/list_changed` makes it send `notifications/tools/list_changed`;
+//! `resources/read`, `resources/subscribe`, `prompts/get` and `completion/complete`
+//! answer with what they were asked. The request `fixture/list_changed` makes it send `notifications/tools/list_changed`;
 //! `fixture/retitle` changes `read_file`'s title first.
 //!
 //! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`,
@@ -200,6 +201,16 @@ fn answer(message: &Value) -> Option<Value> {
             }
         }
         "ping" => json!({}),
+        // Resources, prompts and completions answer with what they were asked.
+        "resources/read" => {
+            let uri = message["params"]["uri"].clone();
+            json!({ "contents": [{ "uri": uri, "text": format!("contents of {}", uri.as_str().unwrap_or_default()) }] })
+        }
+        "resources/subscribe" => json!({}),
+        "prompts/get" => {
+            json!({ "messages": [{ "role": "user", "content": { "type": "text", "text": format!("prompt {}", message["params"]["name"]) } }] })
+        }
+        "completion/complete" => json!({ "completion": { "values": [] } }),
         _ => {
             return Some(
                 json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32601, "message": "Method not found" } }),

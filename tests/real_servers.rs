@@ -331,7 +331,6 @@ fn coerced_arguments_never_reach_a_lax_python_server() {
     }
 }
 
-/// Every file's text under `dir`, concatenated.
 /// Against a real Python SDK server: a tool an `@hide` policy forbids is absent from
 /// the listing the client gets and blocked when called anyway; a tool whose
 /// definition changed since the first session pinned it is flagged and stepped up,
@@ -418,6 +417,78 @@ fn hidden_and_changed_tools_of_a_python_server_never_run() {
     );
 }
 
+/// A Python SDK server's resource template and prompt run server code when read or
+/// rendered. A policy that names `resources/read` and `prompts/get` decides them before
+/// the server sees them; a policy written for tools/call alone lets them through, as
+/// before, and the audit log says they were not governed.
+#[test]
+#[ignore = "needs the official SDKs (see the module doc)"]
+fn resources_and_prompts_of_a_python_server_are_governed() {
+    for governed in [true, false] {
+        let s = Scratch::new(&format!("methods-python-{governed}"));
+        let markers = s.path("markers");
+        std::fs::create_dir_all(&markers).unwrap();
+        let mut text = String::from(
+            "permit (principal, action == Thoth::Action::\"tools/call\", resource);\n",
+        );
+        if governed {
+            text.push_str(
+                "@id(\"ok-resources\")\npermit (principal, action == Thoth::Action::\"resources/read\", resource) when { resource.uri like \"res://ok/*\" };\n\
+                 @id(\"prompts\")\npermit (principal, action == Thoth::Action::\"prompts/get\", resource);\n\
+                 @id(\"no-admin\")\nforbid (principal, action == Thoth::Action::\"prompts/get\", resource) when { resource.name == \"admin\" };\n",
+            );
+        }
+        let policy = s.write("methods.cedar", &text);
+        let mut cmd = s.thoth();
+        cmd.args(["run", "--agent-id", "methods", "--policy"])
+            .arg(&policy)
+            .arg("--")
+            .arg(installed().join("venv/bin/python"))
+            .arg(script("python_coercing_server.py"))
+            .env("THOTH_TEST_MARKER_DIR", &markers);
+        let mut p = Proxy::start(cmd);
+        p.send(&json!({"jsonrpc":"2.0","id":100,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"thoth-test","version":"1"}}}).to_string());
+        answer(&p, 100);
+        p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let send = |p: &mut Proxy, id: u64, method: &str, params: Value| {
+            p.send(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string());
+            answer(p, id)
+        };
+        let ok = send(&mut p, 1, "resources/read", json!({"uri": "res://ok/a"}));
+        assert_eq!(ok["result"]["contents"][0]["text"], "ok a", "{ok}");
+        let evil = send(&mut p, 2, "resources/read", json!({"uri": "res://evil/a"}));
+        let prompt = send(
+            &mut p,
+            3,
+            "prompts/get",
+            json!({"name": "admin", "arguments": {"reason": "r"}}),
+        );
+        p.close_stdin();
+        p.wait(Duration::from_secs(20));
+        let ran = std::fs::read_dir(&markers).unwrap().count();
+        let audit = walk_text(&s.path(".thoth/audit"));
+        if governed {
+            assert_eq!(evil["error"]["code"], -32001, "{evil}");
+            assert_eq!(prompt["error"]["code"], -32001, "{prompt}");
+            assert_eq!(
+                prompt["error"]["data"]["matched_rule_ids"],
+                json!(["no-admin"])
+            );
+            assert_eq!(ran, 0, "a denied resource or prompt ran");
+        } else {
+            // Not governed: what happened before governance, now audited.
+            assert!(evil.get("result").is_some(), "{evil}");
+            assert_eq!(ran, 2, "{}", p.stderr());
+            assert_eq!(
+                audit.matches(r#""code":"NOT_GOVERNED""#).count(),
+                3,
+                "{audit}"
+            );
+        }
+    }
+}
+
+/// Every file's text under `dir`, concatenated.
 fn walk_text(dir: &Path) -> String {
     let mut text = String::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -1778,3 +1778,195 @@ fn a_hidden_tool_is_absent_from_the_list_and_blocked_when_called() {
         "{stderr}"
     );
 }
+
+fn request(id: u32, method: &str, params: Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string()
+}
+
+/// A policy that names `resources/read`, `prompts/get`… governs them: allowed requests
+/// reach the server byte for byte, denied ones never do (-32001), params a server
+/// could read two ways are refused (-32602), and each is audited.
+#[test]
+fn resources_and_prompts_are_governed_when_a_policy_names_them() {
+    let s = Scratch::new("methods");
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policies/file-roots.cedar"
+    );
+    let mut p = proxy(&s, &["--policy", policy], &[]);
+    let allowed = [
+        request(
+            1,
+            "resources/read",
+            json!({"uri": "file:///srv/shared/notes.txt"}),
+        ),
+        request(2, "resources/read", json!({"uri": "https://example.com/a"})),
+        request(
+            3,
+            "resources/subscribe",
+            json!({"uri": "file:///home/ann/projects/x"}),
+        ),
+        request(
+            4,
+            "prompts/get",
+            json!({"name": "review", "arguments": {"code": "x"}}),
+        ),
+        request(
+            5,
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "review"}, "argument": {"name": "code", "value": "x"}}),
+        ),
+    ];
+    for (i, frame) in allowed.iter().enumerate() {
+        p.send(frame);
+        let v = p.recv_json();
+        assert_eq!(v["id"], i as u64 + 1, "{v}");
+        assert!(v.get("result").is_some(), "{frame}: {v}");
+    }
+    let denied = [
+        (
+            10,
+            request(10, "resources/read", json!({"uri": "file:///etc/passwd"})),
+        ),
+        (
+            11,
+            request(
+                11,
+                "resources/read",
+                json!({"uri": "file:///srv/shared/../../etc/passwd"}),
+            ),
+        ),
+        (
+            12,
+            request(
+                12,
+                "resources/read",
+                json!({"uri": "file:///srv/shared/%2e%2e/%2e%2e/etc/shadow"}),
+            ),
+        ),
+        (
+            13,
+            request(
+                13,
+                "resources/subscribe",
+                json!({"uri": "file:///root/.ssh/id_rsa"}),
+            ),
+        ),
+        (
+            14,
+            request(14, "prompts/get", json!({"name": "admin_reset"})),
+        ),
+    ];
+    for (id, frame) in &denied {
+        p.send(frame);
+        let v = p.recv_json();
+        assert_eq!(v["id"], *id, "{v}");
+        assert_eq!(v["error"]["code"], -32001, "{frame}: {v}");
+    }
+    // `uri` twice: a server keeping the first would read /etc/passwd.
+    p.send(r#"{"jsonrpc":"2.0","id":20,"method":"resources/read","params":{"uri":"file:///etc/passwd","uri":"file:///srv/shared/a"}}"#);
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "params_not_decidable", "{v}");
+    p.send(&request(21, "resources/read", json!({})));
+    assert_eq!(p.recv_json()["error"]["code"], -32602);
+    // Inside a batch, the same decision per element.
+    p.send(&format!(
+        "[{},{}]",
+        request(30, "resources/read", json!({"uri": "file:///etc/hosts"})),
+        request(31, "resources/read", json!({"uri": "file:///srv/shared/b"}))
+    ));
+    let mut batch = Vec::new();
+    for _ in 0..2 {
+        let v = p.recv_json();
+        batch.extend(v.as_array().cloned().unwrap_or_else(|| vec![v]));
+    }
+    let by_id = |id: u32| {
+        batch
+            .iter()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(by_id(30)["error"]["code"], -32001, "{batch:?}");
+    assert!(by_id(31).get("result").is_some(), "{batch:?}");
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let log = received(&s);
+    for frame in &allowed {
+        assert!(
+            log.contains(frame.as_str()),
+            "byte for byte: {frame}\n{log}"
+        );
+    }
+    for forbidden in [
+        "/etc/passwd",
+        "%2e%2e",
+        "id_rsa",
+        "admin_reset",
+        "/etc/hosts",
+    ] {
+        assert!(
+            !log.contains(forbidden),
+            "{forbidden} reached the server:\n{log}"
+        );
+    }
+    let audit = audit_text(&s);
+    assert_eq!(audit.matches(r#""event":"method""#).count(), 14, "{audit}");
+    assert!(
+        audit.contains(r#""target":"file:///etc/passwd""#),
+        "{audit}"
+    );
+}
+
+/// Policies written for tools/call — every example, and the starter — never judge a
+/// resource, prompt or completion: those pass byte for byte, audited as not governed.
+#[test]
+fn policies_for_tools_never_judge_resources_or_prompts() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies");
+    for name in ["", "allow-all.cedar", "read-only.cedar", "hipaa.cedar"] {
+        let s = Scratch::new(&format!("ungoverned-{name}"));
+        let flags: Vec<String> = if name.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--policy".into(), format!("{examples}/{name}")]
+        };
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut p = proxy(&s, &flags, &[]);
+        let frames = [
+            request(
+                1,
+                "resources/read",
+                json!({"uri": "file:///etc/write_delete_exec"}),
+            ),
+            request(2, "resources/subscribe", json!({"uri": "file:///x"})),
+            request(
+                3,
+                "prompts/get",
+                json!({"name": "patient_export", "arguments": {"a": "b"}}),
+            ),
+            request(
+                4,
+                "completion/complete",
+                json!({"ref": {"type": "ref/resource", "uri": "res://{x}"}, "argument": {"name": "x", "value": "y"}}),
+            ),
+        ];
+        for frame in &frames {
+            p.send(frame);
+            let v = p.recv_json();
+            assert!(v.get("result").is_some(), "{name}: {frame}: {v}");
+        }
+        p.close_stdin();
+        p.wait(Duration::from_secs(5));
+        let log = received(&s);
+        for frame in &frames {
+            assert!(log.contains(frame.as_str()), "{name}: {frame}");
+        }
+        let audit = audit_text(&s);
+        assert_eq!(
+            audit.matches(r#""code":"NOT_GOVERNED""#).count(),
+            4,
+            "{name}: {audit}"
+        );
+    }
+}

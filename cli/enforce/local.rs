@@ -206,6 +206,11 @@ pub struct LocalEngine {
     policies: PolicySet,
     /// The `@hide` forbids alone: a tool one of them forbids is left out of listings.
     hide: PolicySet,
+    /// For each governable method besides tools/call, the policies whose scope names
+    /// its action (`enforce::methods`): a method no policy names is not governed.
+    methods: HashMap<&'static str, PolicySet>,
+    resource_type: EntityTypeName,
+    prompt_type: EntityTypeName,
     schema: Option<Schema>,
     authorizer: Authorizer,
     agent_type: EntityTypeName,
@@ -279,9 +284,13 @@ impl LocalEngine {
             })
             .collect();
         let hide = hide_policies(path, &policies)?;
+        let methods = method_policies(&policies);
         let reads = super::reads::ContextReads::of(&policies);
         Ok(Self {
             hide,
+            methods,
+            resource_type: type_name("Thoth::Resource")?,
+            prompt_type: type_name("Thoth::Prompt")?,
             last_subjects: std::sync::Mutex::new(None),
             notes,
             reads_arguments: reads.reads("arguments"),
@@ -352,6 +361,123 @@ impl LocalEngine {
             cache.insert(key, outcome.clone());
         }
         outcome
+    }
+
+    /// Whether `method` (besides tools/call) is governed: some policy's scope names
+    /// its action.
+    pub fn governs(&self, method: &str) -> bool {
+        self.methods.contains_key(method)
+    }
+
+    /// Decides one governed request (`governs` its method) with the policies whose
+    /// scope names its action, and only those: a policy written for tools/call is
+    /// never asked about a resource. The context has the fields tools/call has
+    /// (`tool_name` is the URI or prompt name; `arguments` the prompt's or the
+    /// completion's) and `method`.
+    pub fn evaluate_method(
+        &self,
+        input: &DecisionInput<'_>,
+        call: &super::methods::MethodCall,
+    ) -> PolicyOutcome {
+        let Some(policies) = self.methods.get(call.method) else {
+            return PolicyOutcome::EvalFailed {
+                reason: format!("internal: {} is not governed", call.method),
+                rule_ids: Vec::new(),
+            };
+        };
+        let outcome = self.authorize_method(input, call, policies);
+        match outcome {
+            Ok(outcome) => outcome,
+            Err(EvalError::Policies { reason, rule_ids }) => PolicyOutcome::EvalFailed {
+                reason: format!("policy evaluation failed: {reason}"),
+                rule_ids,
+            },
+            Err(e @ EvalError::Build(_)) => PolicyOutcome::EvalFailed {
+                reason: format!("policy evaluation failed: {e}"),
+                rule_ids: Vec::new(),
+            },
+        }
+    }
+
+    fn authorize_method(
+        &self,
+        input: &DecisionInput<'_>,
+        call: &super::methods::MethodCall,
+        policies: &PolicySet,
+    ) -> Result<PolicyOutcome, EvalError> {
+        use super::methods::Target;
+        let string = |s: &str| RestrictedExpression::new_string(s.to_string());
+        let principal = EntityUid::from_type_name_and_id(
+            self.agent_type.clone(),
+            EntityId::new(input.agent_id),
+        );
+        let agent = Entity::new(
+            principal.clone(),
+            HashMap::from([
+                ("tenant".to_string(), string(input.tenant_id)),
+                ("user".to_string(), string(input.user_id)),
+                (
+                    "environment".to_string(),
+                    string(input.environment.as_str()),
+                ),
+            ]),
+            HashSet::new(),
+        )
+        .map_err(EvalError::build)?;
+        let (kind, attrs) = match &call.target {
+            Target::Resource { uri } => {
+                let (scheme, path) = Target::uri_parts(uri);
+                (
+                    self.resource_type.clone(),
+                    HashMap::from([
+                        ("name".to_string(), string(uri)),
+                        ("uri".to_string(), string(uri)),
+                        ("scheme".to_string(), string(&scheme)),
+                        ("path".to_string(), string(&path)),
+                    ]),
+                )
+            }
+            Target::Prompt { name } => (
+                self.prompt_type.clone(),
+                HashMap::from([("name".to_string(), string(name))]),
+            ),
+        };
+        let resource = EntityUid::from_type_name_and_id(kind, EntityId::new(call.target.label()));
+        let target =
+            Entity::new(resource.clone(), attrs, HashSet::new()).map_err(EvalError::build)?;
+        // No schema: a schema written for tools/call does not declare these actions.
+        let entities = Entities::from_entities([agent, target], None).map_err(EvalError::build)?;
+        let history = input.session;
+        let arguments = match &call.arguments {
+            value @ serde_json::Value::Object(_) => to_cedar(value),
+            _ => RestrictedExpression::new_record([]).map_err(EvalError::build)?,
+        };
+        let context = Context::from_pairs([
+            ("tool_name".to_string(), string(call.target.label())),
+            ("method".to_string(), string(call.method)),
+            ("arguments".to_string(), arguments),
+            ("session_intent".to_string(), string(input.session_intent)),
+            ("enforcement_mode".to_string(), string(input.mode.as_str())),
+            (
+                "session_tool_calls".to_string(),
+                RestrictedExpression::new_set(history.distinct.iter().map(|c| string(c))),
+            ),
+            (
+                "session_call_count".to_string(),
+                RestrictedExpression::new_long(i64::try_from(history.count).unwrap_or(i64::MAX)),
+            ),
+            ("previous_tool".to_string(), string(history.previous())),
+        ])
+        .map_err(EvalError::build)?;
+        let action_type = self.action.type_name().clone();
+        let action = EntityUid::from_type_name_and_id(action_type, EntityId::new(call.method));
+        let request =
+            Request::new(principal, action, resource, context, None).map_err(EvalError::build)?;
+        let response = self.authorizer.is_authorized(&request, policies, &entities);
+        self.outcome_of(
+            &response,
+            &format!("{} of {:?}", call.method, call.target.label()),
+        )
     }
 
     /// Whether some policy hides tools (`@hide`).
@@ -586,7 +712,16 @@ impl LocalEngine {
         let response = self
             .authorizer
             .is_authorized(&request, &self.policies, &subjects.entities);
+        self.outcome_of(&response, &format!("tool {:?}", input.tool_name))
+    }
 
+    /// What Cedar's answer means: errors, then permits, hard forbids and step-ups
+    /// (`denied` names what no policy permits, for the soft denial's reason).
+    fn outcome_of(
+        &self,
+        response: &cedar_policy::Response,
+        denied: &str,
+    ) -> Result<PolicyOutcome, EvalError> {
         let (mut failures, mut failed) = (Vec::new(), Vec::new());
         for error in response.diagnostics().errors() {
             let cedar_policy::AuthorizationError::PolicyEvaluationError(error) = error;
@@ -629,7 +764,7 @@ impl LocalEngine {
         let forbids: Vec<&Notes> = determining.into_iter().filter(|p| p.forbid).collect();
         if forbids.is_empty() {
             return Ok(PolicyOutcome::SoftDeny {
-                reason: format!("no policy permits tool {:?}", input.tool_name),
+                reason: format!("no policy permits {denied}"),
             });
         }
         let (step_up, hard): (Vec<&Notes>, Vec<&Notes>) =
@@ -646,6 +781,29 @@ impl LocalEngine {
             PolicyOutcome::HardDeny { reason, rule_ids }
         })
     }
+}
+
+/// For each governable method, the policies whose action scope names it
+/// (`action == Thoth::Action::"resources/read"` or `action in [...]` with it).
+fn method_policies(policies: &PolicySet) -> HashMap<&'static str, PolicySet> {
+    let mut methods: HashMap<&'static str, PolicySet> = HashMap::new();
+    for policy in policies.policies() {
+        let named = match policy.action_constraint() {
+            cedar_policy::ActionConstraint::Any => Vec::new(),
+            cedar_policy::ActionConstraint::Eq(uid) => vec![uid],
+            cedar_policy::ActionConstraint::In(uids) => uids,
+        };
+        for uid in named {
+            if uid.type_name().to_string() != "Thoth::Action" {
+                continue;
+            }
+            if let Some(method) = super::methods::governable(uid.id().unescaped()) {
+                // A policy id is unique in its set: adding it again cannot fail.
+                let _ = methods.entry(method).or_default().add(policy.clone());
+            }
+        }
+    }
+    methods
 }
 
 /// The context fields an `@hide` policy may read: fixed for a whole session.

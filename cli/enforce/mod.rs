@@ -6,6 +6,7 @@
 pub mod arguments;
 pub mod cedar_value;
 pub mod local;
+pub mod methods;
 pub mod modes;
 pub mod policy_place;
 pub mod reads;

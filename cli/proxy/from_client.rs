@@ -376,6 +376,11 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
                 // The answer would be taken for the answer to thoth's own request.
                 return Route::Reply(reserved_id(raw));
             }
+            if let Some(method) = governable_method(&call)
+                && let Some(answer) = govern(ctx, frame, &call, method)
+            {
+                return Route::Reply(answer);
+            }
             let mut state = ctx.calls.borrow_mut();
             if call.method().eq_str("tools/list") {
                 state.watch_tools_list(&key);
@@ -390,13 +395,159 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
     }
 }
 
+/// The governable method a request names besides tools/call (`enforce::methods`).
+fn governable_method(call: &Call<'_>) -> Option<&'static str> {
+    crate::enforce::methods::GOVERNABLE
+        .iter()
+        .copied()
+        .find(|m| call.method().eq_str(m))
+}
+
+/// A request of a governable method besides tools/call: decided when the local policy
+/// governs it (a policy's scope names its action), else passed as before. `None`:
+/// forward it; `Some(answer)`: the client's answer, and the server never sees it.
+/// Every request is audited, governed or not.
+fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Option<Vec<u8>> {
+    use crate::enforce::methods;
+    let raw_id = call.id().map_or(&b"null"[..], |id| id.raw);
+    let started = Instant::now();
+    let params = call.params().map(|p| p.of(frame));
+    let local = match &ctx.engine {
+        Engine::Local(local) if local.governs(method) => local,
+        _ => {
+            let target = params
+                .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+                .and_then(|p| methods::parse(method, Some(&p)).ok())
+                .map(|c| c.target.label().to_string())
+                .unwrap_or_default();
+            let why = match &ctx.engine {
+                Engine::Local(_) => format!(
+                    "{method} is not governed: no policy's scope names Thoth::Action::\"{method}\""
+                ),
+                Engine::Remote(_) => format!("{method} is not sent to the enforcer"),
+            };
+            record_method(
+                ctx,
+                method,
+                &target,
+                &Decided {
+                    decision: Decision::new(Verdict::Allow, why).with_code("NOT_GOVERNED"),
+                    would_be: None,
+                },
+                started,
+            );
+            return None;
+        }
+    };
+    // Read as every server reads it: a member named twice (`uri` twice) or a value a
+    // parser could read two ways is refused, never guessed.
+    let parsed = match params {
+        None => Ok(None),
+        Some(p) if crate::catalog::has_duplicate_members(p) => {
+            Err("a member is named twice".to_string())
+        }
+        Some(p) => serde_json::from_slice::<Value>(p)
+            .map(Some)
+            .map_err(|e| format!("params are not readable: {e}")),
+    }
+    .and_then(|p| methods::parse(method, p.as_ref()).map_err(|e| e.to_string()));
+    let method_call = match parsed {
+        Ok(c) => c,
+        Err(why) => {
+            let decided = observe(
+                ctx.settings.mode,
+                Decision::new(Verdict::Block, format!("{method} refused: {why}"))
+                    .with_code("PARAMS_INVALID"),
+            );
+            record_method(ctx, method, "", &decided, started);
+            if decided.decision.verdict == Verdict::Allow {
+                return None;
+            }
+            return Some(answers::error(
+                Some(raw_id),
+                -32602,
+                "Invalid params",
+                Some(&json!({ "reason": "params_not_decidable", "detail": why })),
+            ));
+        }
+    };
+    let label = method_call.target.label().to_string();
+    let decision = {
+        let mut session = ctx.session.borrow_mut();
+        let facts = ToolFacts::default();
+        let outcome = local.evaluate_method(
+            &input(
+                &ctx.settings,
+                &session.id,
+                &session.history,
+                &label,
+                &facts,
+                Some(&method_call.arguments),
+            ),
+            &method_call,
+        );
+        let key = format!("{method} {label}");
+        crate::enforce::modes::apply_mode(
+            outcome,
+            ctx.settings.mode,
+            &key,
+            &mut session.soft_denied,
+        )
+    };
+    let decided = observe(ctx.settings.mode, decision);
+    record_method(ctx, method, &label, &decided, started);
+    if decided.decision.verdict == Verdict::Allow {
+        return None;
+    }
+    let attestation = uuid::Uuid::new_v4().to_string();
+    let session_id = ctx.session.borrow().id.clone();
+    let data = answers::decision_data(&decided.decision, &label, &session_id, &attestation);
+    // A JSON-RPC error whatever the deny style: only a tool call has a tool result.
+    Some(answers::denied(
+        raw_id,
+        &decided.decision,
+        &data,
+        crate::domain::DenyStyle::Error,
+    ))
+}
+
+/// The audit record of a request besides tools/call: a `method` event (the decision
+/// records of tools/call keep their shape).
+fn record_method(ctx: &Ctx, method: &str, target: &str, decided: &Decided, started: Instant) {
+    let d = &decided.decision;
+    if let Some(gov) = ctx.gov.borrow().as_ref() {
+        gov.counters.count(d.verdict.as_str());
+    }
+    let mut fields = serde_json::Map::new();
+    fields.insert("agent".into(), json!(ctx.settings.agent_id));
+    fields.insert("method".into(), json!(method));
+    fields.insert("target".into(), json!(target));
+    fields.insert("decision".into(), json!(d.verdict.as_str()));
+    fields.insert(
+        "reason".into(),
+        json!(decided.would_be.as_ref().unwrap_or(d).reason),
+    );
+    fields.insert("code".into(), json!(d.decision_reason_code));
+    fields.insert("mode".into(), json!(ctx.settings.mode.as_str()));
+    fields.insert("rule_ids".into(), json!(d.matched_rule_ids));
+    fields.insert(
+        "latency_us".into(),
+        json!(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)),
+    );
+    fields.insert(
+        "would_be".into(),
+        json!(decided.would_be.as_ref().map(|w| w.verdict.as_str())),
+    );
+    ctx.audit.event("method", fields);
+}
+
 /// Decides a batch element by element: allowed elements go to the server as one batch,
 /// the answers to the client as one array.
 /// `rewrite`: the frame needs its canonical line (MODIFYed elements come out of the
 /// splice as canonical lines already).
 async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
     watch_in_batch(ctx, frame);
-    let mut planned = plan_batch(frame);
+    let mut planned = plan_batch(ctx, frame);
     for p in planned.iter_mut() {
         if let Planned::Decide {
             element,
@@ -1178,7 +1329,7 @@ enum Planned {
 }
 
 /// Classifies each element of a batch frame.
-fn plan_batch(frame: &[u8]) -> Vec<Planned> {
+fn plan_batch(ctx: &Ctx, frame: &[u8]) -> Vec<Planned> {
     let Ok(Message::Batch(batch)) = thoth_core::scan(frame) else {
         return Vec::new();
     };
@@ -1207,6 +1358,14 @@ fn plan_batch(frame: &[u8]) -> Vec<Planned> {
             Ok(Message::Notification(call)) if call.is_tool_call() => {
                 tracing::warn!("dropped a tools/call notification inside a batch");
                 Planned::Drop
+            }
+            // Governed as a single request is (its params are the element's).
+            Ok(Message::Request(call)) if governable_method(&call).is_some() => {
+                let method = governable_method(&call).unwrap_or_default();
+                match govern(ctx, frame, &call, method) {
+                    Some(answer) => Planned::Answer(answer),
+                    None => Planned::Forward(call.span().of(frame).to_vec()),
+                }
             }
             Ok(Message::Request(call) | Message::Notification(call)) => {
                 Planned::Forward(call.span().of(frame).to_vec())

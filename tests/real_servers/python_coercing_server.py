@@ -7,6 +7,8 @@ as `count=500`. The server a schema check in front of it must protect. Tool:
          answers what it received. $THOTH_TEST_LAUNCH_DESCRIPTION, when set, is its
          description instead of its docstring (a changed definition, for pinning).
   wipe(): creates launch-wipe-<unique> (a tool a policy hides).
+Resources res://evil/{tag} (creates launch-resource-<unique> when read) and res://ok/{tag};
+prompt admin(reason) (creates launch-prompt-<unique> when rendered).
 Run with install.sh's DIR/venv/bin/python.
 """
 
@@ -40,6 +42,26 @@ def wipe() -> str:
     """Wipes everything."""
     mark("wipe")
     return "wiped"
+
+
+@app.resource("res://evil/{tag}")
+def evil_resource(tag: str) -> str:
+    """Runs code when read (a resource template)."""
+    mark("resource")
+    return f"evil {tag}"
+
+
+@app.resource("res://ok/{tag}")
+def ok_resource(tag: str) -> str:
+    """Reads harmlessly."""
+    return f"ok {tag}"
+
+
+@app.prompt()
+def admin(reason: str) -> str:
+    """A prompt whose rendering runs code."""
+    mark("prompt")
+    return f"admin because {reason}"
 
 
 app.run("stdio")

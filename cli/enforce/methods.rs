@@ -1,0 +1,289 @@
+//! The MCP requests besides `tools/call` a policy can govern: what each one targets
+//! (a resource URI, a prompt name) and the arguments it carries, read from its params.
+//!
+//! Why: `resources/read` on a server's resource template runs server code as a tool
+//! call does, and `prompts/get` hands a server arguments too; neither was decided.
+//! A method is governed only when some policy's scope names its action (see
+//! `enforce::local`): a policy written for tools/call never starts judging resources.
+//! This module only reads params; it never decides and never answers.
+
+use serde_json::{Map, Value};
+
+/// The client → server methods a policy can govern, each its own Cedar action
+/// (`Thoth::Action::"resources/read"`, …).
+pub const GOVERNABLE: [&str; 4] = [
+    "resources/read",
+    "resources/subscribe",
+    "prompts/get",
+    "completion/complete",
+];
+
+/// Bytes of a URI or prompt name read at most (a longer one is refused).
+pub const MAX_TARGET_BYTES: usize = 64 * 1024;
+
+/// The governable method named `method`, as its static name.
+pub fn governable(method: &str) -> Option<&'static str> {
+    GOVERNABLE.iter().copied().find(|m| *m == method)
+}
+
+/// What a governed request targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A resource (`resources/read`, `resources/subscribe`, a `ref/resource`
+    /// completion): `Thoth::Resource::"<uri>"`.
+    Resource { uri: String },
+    /// A prompt (`prompts/get`, a `ref/prompt` completion): `Thoth::Prompt::"<name>"`.
+    Prompt { name: String },
+}
+
+impl Target {
+    /// The URI or the prompt name.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Resource { uri } => uri,
+            Self::Prompt { name } => name,
+        }
+    }
+
+    /// A URI's scheme (before the first `:`, lowercased) and its path (after the
+    /// authority of `scheme://authority/path`, else after `scheme:`), as policies
+    /// compare them (`resource.scheme == "file" && resource.path like "/srv/*"`). The
+    /// path is percent-decoded and its `.` and `..` segments resolved (`\` counts as
+    /// `/`), as a server resolving it would: `/srv/../etc/passwd` and
+    /// `/srv/%2e%2e/etc/passwd` are `/etc/passwd`, never under `/srv/`.
+    pub fn uri_parts(uri: &str) -> (String, String) {
+        let Some((scheme, rest)) = uri.split_once(':') else {
+            return (String::new(), normalised(uri));
+        };
+        let path = match rest.strip_prefix("//") {
+            Some(after) => after.find('/').map_or("", |i| &after[i..]),
+            None => rest,
+        };
+        // Query and fragment are not part of the path.
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        (scheme.to_ascii_lowercase(), normalised(path))
+    }
+}
+
+/// `path` percent-decoded, with `.`, `..` and empty segments resolved lexically; a
+/// path that started with a separator keeps one.
+fn normalised(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|h| (*h as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in text.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let joined = segments.join("/");
+    if text.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+/// One governed request: its method, target and arguments (a JSON object of the
+/// prompt's arguments, or `{<argument name>: <value>}` of a completion; empty for
+/// resources).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodCall {
+    pub method: &'static str,
+    pub target: Target,
+    pub arguments: Value,
+}
+
+/// Why a governed request's params cannot be decided (it is refused, -32602).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    #[error("params.uri must be a string of at most 64 KiB")]
+    Uri,
+    #[error("params.name must be a string of at most 64 KiB")]
+    Name,
+    #[error("params.arguments must be an object")]
+    Arguments,
+    #[error("params.ref must be a ref/prompt with a name or a ref/resource with a uri")]
+    Ref,
+    #[error("params.argument must be an object with a string name and value")]
+    Argument,
+}
+
+/// Reads a governed request's params (`None` when absent).
+pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall, ParamsError> {
+    let empty = Map::new();
+    let params = params.and_then(Value::as_object).unwrap_or(&empty);
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .filter(|s| s.len() <= MAX_TARGET_BYTES)
+            .map(str::to_string)
+    };
+    let none = || Value::Object(Map::new());
+    match method {
+        "prompts/get" => {
+            let name = text(params.get("name")).ok_or(ParamsError::Name)?;
+            let arguments = match params.get("arguments") {
+                None | Some(Value::Null) => none(),
+                Some(args @ Value::Object(_)) => args.clone(),
+                Some(_) => return Err(ParamsError::Arguments),
+            };
+            Ok(MethodCall {
+                method,
+                target: Target::Prompt { name },
+                arguments,
+            })
+        }
+        "completion/complete" => {
+            let reference = params.get("ref").and_then(Value::as_object);
+            let kind = reference
+                .and_then(|r| r.get("type"))
+                .and_then(Value::as_str);
+            let target = match kind {
+                Some("ref/prompt") => Target::Prompt {
+                    name: text(reference.and_then(|r| r.get("name"))).ok_or(ParamsError::Ref)?,
+                },
+                Some("ref/resource") => Target::Resource {
+                    uri: text(reference.and_then(|r| r.get("uri"))).ok_or(ParamsError::Ref)?,
+                },
+                _ => return Err(ParamsError::Ref),
+            };
+            let argument = params.get("argument").and_then(Value::as_object);
+            let name = argument.and_then(|a| a.get("name")).and_then(Value::as_str);
+            let value = argument
+                .and_then(|a| a.get("value"))
+                .and_then(Value::as_str);
+            let (Some(name), Some(value)) = (name, value) else {
+                return Err(ParamsError::Argument);
+            };
+            let mut arguments = Map::new();
+            arguments.insert(name.to_string(), Value::String(value.to_string()));
+            Ok(MethodCall {
+                method,
+                target,
+                arguments: Value::Object(arguments),
+            })
+        }
+        // resources/read, resources/subscribe
+        _ => Ok(MethodCall {
+            method,
+            target: Target::Resource {
+                uri: text(params.get("uri")).ok_or(ParamsError::Uri)?,
+            },
+            arguments: none(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_method_names_its_target() {
+        let read = parse(
+            "resources/read",
+            Some(&json!({"uri": "file:///etc/passwd"})),
+        );
+        assert_eq!(
+            read.map(|c| c.target),
+            Ok(Target::Resource {
+                uri: "file:///etc/passwd".into()
+            })
+        );
+        let prompt = parse(
+            "prompts/get",
+            Some(&json!({"name": "review", "arguments": {"code": "x"}})),
+        )
+        .expect("prompt");
+        assert_eq!(prompt.target.label(), "review");
+        assert_eq!(prompt.arguments, json!({"code": "x"}));
+        let completion = parse(
+            "completion/complete",
+            Some(&json!({"ref": {"type": "ref/resource", "uri": "res://{tag}"}, "argument": {"name": "tag", "value": "ev"}})),
+        )
+        .expect("completion");
+        assert_eq!(completion.target.label(), "res://{tag}");
+        assert_eq!(completion.arguments, json!({"tag": "ev"}));
+    }
+
+    #[test]
+    fn params_that_cannot_be_decided_are_refused() {
+        for (method, params, error) in [
+            ("resources/read", json!({}), ParamsError::Uri),
+            ("resources/read", json!({"uri": 7}), ParamsError::Uri),
+            (
+                "resources/subscribe",
+                json!({"uri": "x".repeat(MAX_TARGET_BYTES + 1)}),
+                ParamsError::Uri,
+            ),
+            ("prompts/get", json!({"arguments": {}}), ParamsError::Name),
+            (
+                "prompts/get",
+                json!({"name": "p", "arguments": []}),
+                ParamsError::Arguments,
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/tool"}}),
+                ParamsError::Ref,
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "p"}}),
+                ParamsError::Argument,
+            ),
+        ] {
+            let method = governable(method).expect("governable");
+            assert_eq!(
+                parse(method, Some(&params)).err(),
+                Some(error),
+                "{method} {params}"
+            );
+        }
+        assert_eq!(governable("tools/call"), None);
+    }
+
+    #[test]
+    fn uri_parts_split_scheme_and_path() {
+        for (uri, scheme, path) in [
+            ("file:///home/ann/a.txt", "file", "/home/ann/a.txt"),
+            ("FILE://host/srv/x?y#z", "file", "/srv/x"),
+            ("res://evil/tag", "res", "/tag"),
+            ("urn:isbn:123", "urn", "isbn:123"),
+            ("no-scheme", "", "no-scheme"),
+            ("https://example.com", "https", ""),
+            ("file:///srv/../etc/passwd", "file", "/etc/passwd"),
+            ("file:///srv/%2e%2e/etc/passwd", "file", "/etc/passwd"),
+            ("file:///srv/a%2F..%2F..%2Fetc", "file", "/etc"),
+            ("file:///srv/./a//b/", "file", "/srv/a/b"),
+            ("file:///C:\\Users\\..\\x", "file", "/C:/x"),
+            ("file:///%zz%", "file", "/%zz%"),
+        ] {
+            assert_eq!(
+                Target::uri_parts(uri),
+                (scheme.to_string(), path.to_string()),
+                "{uri}"
+            );
+        }
+    }
+}
