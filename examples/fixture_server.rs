@@ -15,7 +15,8 @@
 //!
 //! `resources/read`, `resources/subscribe`, `prompts/get` and `completion/complete`
 //! answer with what they were asked. The request `fixture/list_changed` makes it send `notifications/tools/list_changed`;
-//! `fixture/retitle` changes `read_file`'s title first.
+//! `fixture/retitle` changes `read_file`'s title first; `fixture/ask` with params
+//! `{method, params}` makes it send that request to the client (id `"srv-<id>"`).
 //!
 //! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`,
 //! `echo` and `launch` (typed: `armed` a boolean, `count` an integer) answer with their
@@ -159,6 +160,16 @@ fn answer(message: &Value) -> Option<Value> {
                 std::io::stdout(),
                 "{}",
                 json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" })
+            );
+            json!({})
+        }
+        // A test has the server send the client a request of its own (id "srv-<id>"),
+        // before the answer to this one.
+        "fixture/ask" => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                json!({ "jsonrpc": "2.0", "id": format!("srv-{id}"), "method": message["params"]["method"], "params": message["params"]["params"] })
             );
             json!({})
         }

@@ -1970,3 +1970,103 @@ fn policies_for_tools_never_judge_resources_or_prompts() {
         );
     }
 }
+
+/// Has the fixture send the client `method` (id `"srv-<id>"`); returns whether the
+/// client got it (the answer to the ask comes after it).
+fn server_asks(p: &mut Proxy, id: u32, method: &str, params: Value) -> bool {
+    p.send(&request(
+        id,
+        "fixture/ask",
+        json!({ "method": method, "params": params }),
+    ));
+    let mut seen = false;
+    loop {
+        let v = p.recv_json();
+        if v["id"] == format!("srv-{id}") && v["method"] == method {
+            seen = true;
+            // The client answers, as a client would.
+            p.send(&json!({ "jsonrpc": "2.0", "id": v["id"], "result": {} }).to_string());
+        } else if v["id"] == id {
+            return seen;
+        }
+    }
+}
+
+/// The server's requests to the client — sampling (with the tools it offers the model),
+/// elicitation (with its URL's host), roots — are decided before the client sees them
+/// when a policy names their action; a refused one is answered to the server with an
+/// error. Policies for tools alone let them through, audited as not governed.
+#[test]
+fn server_requests_to_the_client_are_governed() {
+    let s = Scratch::new("server-asks");
+    let policy = s.write(
+        "asks.cedar",
+        "permit (principal, action == Thoth::Action::\"tools/call\", resource);\n\
+         @id(\"sampling-without-tools\")\npermit (principal, action == Thoth::Action::\"sampling/createMessage\", resource) when { resource.tools.isEmpty() };\n\
+         @id(\"elicit\")\npermit (principal, action == Thoth::Action::\"elicitation/create\", resource) when { resource.mode == \"form\" || resource.host == \"login.example.com\" };\n\
+         @id(\"roots\")\npermit (principal, action == Thoth::Action::\"roots/list\", resource);\n",
+    );
+    let mut p = proxy(&s, &["--policy", policy.to_str().unwrap()], &[]);
+    let sampling = json!({"messages": [], "maxTokens": 10});
+    let with_tools = json!({"messages": [], "maxTokens": 10, "tools": [{"name": "rm", "inputSchema": {"type": "object"}}]});
+    let cases = [
+        (1, "sampling/createMessage", sampling.clone(), true),
+        (2, "sampling/createMessage", with_tools.clone(), false),
+        (
+            3,
+            "elicitation/create",
+            json!({"mode": "url", "url": "https://evil.example/x", "message": "m", "elicitationId": "e1"}),
+            false,
+        ),
+        (
+            4,
+            "elicitation/create",
+            json!({"mode": "url", "url": "https://login.example.com/ok", "message": "m", "elicitationId": "e2"}),
+            true,
+        ),
+        (
+            5,
+            "elicitation/create",
+            json!({"message": "m", "requestedSchema": {"type": "object"}}),
+            true,
+        ),
+        (6, "roots/list", json!({}), true),
+    ];
+    for (id, method, params, relayed) in &cases {
+        assert_eq!(
+            server_asks(&mut p, *id, method, params.clone()),
+            *relayed,
+            "{method} {params}"
+        );
+    }
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let log = received(&s);
+    for (id, _, _, relayed) in &cases {
+        let answered: Vec<Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["id"] == format!("srv-{id}"))
+            .collect();
+        assert_eq!(answered.len(), 1, "srv-{id}: {log}");
+        if *relayed {
+            assert!(answered[0].get("result").is_some(), "srv-{id}: {log}");
+        } else {
+            assert_eq!(answered[0]["error"]["code"], -32001, "srv-{id}: {log}");
+        }
+    }
+    let audit = audit_text(&s);
+    assert!(
+        audit.contains(r#""method":"sampling/createMessage""#),
+        "{audit}"
+    );
+    assert!(audit.contains(r#""target":"url""#), "{audit}");
+
+    // Not named by any policy: relayed, audited as not governed.
+    let s = Scratch::new("server-asks-ungoverned");
+    let mut p = proxy(&s, &[], &[]);
+    assert!(server_asks(&mut p, 1, "sampling/createMessage", with_tools));
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    assert!(audit_text(&s).contains(r#""code":"NOT_GOVERNED""#));
+}

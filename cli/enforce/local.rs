@@ -211,6 +211,9 @@ pub struct LocalEngine {
     methods: HashMap<&'static str, PolicySet>,
     resource_type: EntityTypeName,
     prompt_type: EntityTypeName,
+    sampling_type: EntityTypeName,
+    elicitation_type: EntityTypeName,
+    roots_type: EntityTypeName,
     schema: Option<Schema>,
     authorizer: Authorizer,
     agent_type: EntityTypeName,
@@ -291,6 +294,9 @@ impl LocalEngine {
             methods,
             resource_type: type_name("Thoth::Resource")?,
             prompt_type: type_name("Thoth::Prompt")?,
+            sampling_type: type_name("Thoth::Sampling")?,
+            elicitation_type: type_name("Thoth::Elicitation")?,
+            roots_type: type_name("Thoth::Roots")?,
             last_subjects: std::sync::Mutex::new(None),
             notes,
             reads_arguments: reads.reads("arguments"),
@@ -441,6 +447,35 @@ impl LocalEngine {
                 self.prompt_type.clone(),
                 HashMap::from([("name".to_string(), string(name))]),
             ),
+            Target::Sampling {
+                tools,
+                tool_choice,
+                max_tokens,
+                include_context,
+            } => (
+                self.sampling_type.clone(),
+                HashMap::from([
+                    (
+                        "tools".to_string(),
+                        RestrictedExpression::new_set(tools.iter().map(|t| string(t))),
+                    ),
+                    ("tool_choice".to_string(), string(tool_choice)),
+                    (
+                        "max_tokens".to_string(),
+                        RestrictedExpression::new_long(*max_tokens),
+                    ),
+                    ("include_context".to_string(), string(include_context)),
+                ]),
+            ),
+            Target::Elicitation { mode, url, host } => (
+                self.elicitation_type.clone(),
+                HashMap::from([
+                    ("mode".to_string(), string(mode)),
+                    ("url".to_string(), string(url)),
+                    ("host".to_string(), string(host)),
+                ]),
+            ),
+            Target::Roots => (self.roots_type.clone(), HashMap::new()),
         };
         let resource = EntityUid::from_type_name_and_id(kind, EntityId::new(call.target.label()));
         let target =

@@ -9,14 +9,34 @@
 
 use serde_json::{Map, Value};
 
-/// The client → server methods a policy can govern, each its own Cedar action
-/// (`Thoth::Action::"resources/read"`, …).
-pub const GOVERNABLE: [&str; 4] = [
+/// The methods besides tools/call a policy can govern, each its own Cedar action
+/// (`Thoth::Action::"resources/read"`, …): client → server requests, then the server →
+/// client ones ([`SERVER_REQUESTS`]).
+pub const GOVERNABLE: [&str; 7] = [
+    "resources/read",
+    "resources/subscribe",
+    "prompts/get",
+    "completion/complete",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+];
+
+/// The client → server requests among [`GOVERNABLE`].
+pub const CLIENT_REQUESTS: [&str; 4] = [
     "resources/read",
     "resources/subscribe",
     "prompts/get",
     "completion/complete",
 ];
+
+/// The server → client requests among [`GOVERNABLE`]: decided before the client sees
+/// them (the principal is still the session's agent).
+pub const SERVER_REQUESTS: [&str; 3] =
+    ["sampling/createMessage", "elicitation/create", "roots/list"];
+
+/// Tools named in one sampling request read at most (more are refused).
+const MAX_SAMPLING_TOOLS: usize = 1024;
 
 /// Bytes of a URI or prompt name read at most (a longer one is refused).
 pub const MAX_TARGET_BYTES: usize = 64 * 1024;
@@ -34,6 +54,22 @@ pub enum Target {
     Resource { uri: String },
     /// A prompt (`prompts/get`, a `ref/prompt` completion): `Thoth::Prompt::"<name>"`.
     Prompt { name: String },
+    /// `sampling/createMessage`: `Thoth::Sampling::"sampling/createMessage"`. The tools
+    /// it offers the model are run by the server without any tools/call.
+    Sampling {
+        tools: Vec<String>,
+        tool_choice: String,
+        max_tokens: i64,
+        include_context: String,
+    },
+    /// `elicitation/create`: `Thoth::Elicitation::"<mode>"` (`form` or `url`).
+    Elicitation {
+        mode: String,
+        url: String,
+        host: String,
+    },
+    /// `roots/list`: `Thoth::Roots::"roots/list"`.
+    Roots,
 }
 
 impl Target {
@@ -42,6 +78,9 @@ impl Target {
         match self {
             Self::Resource { uri } => uri,
             Self::Prompt { name } => name,
+            Self::Sampling { .. } => "sampling/createMessage",
+            Self::Elicitation { mode, .. } => mode,
+            Self::Roots => "roots/list",
         }
     }
 
@@ -103,6 +142,22 @@ fn normalised(path: &str) -> String {
     }
 }
 
+/// The host of a URL as a browser reaches it: after `scheme://` and any `user@`,
+/// before the port, path, query or fragment, lowercased (empty when there is none).
+fn host_of(url: &str) -> String {
+    let Some((_, rest)) = url.split_once("://") else {
+        return String::new();
+    };
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// One governed request: its method, target and arguments (a JSON object of the
 /// prompt's arguments, or `{<argument name>: <value>}` of a completion; empty for
 /// resources).
@@ -126,6 +181,10 @@ pub enum ParamsError {
     Ref,
     #[error("params.argument must be an object with a string name and value")]
     Argument,
+    #[error("params.tools must be an array of at most 1024 tools with string names")]
+    Tools,
+    #[error("params.mode must be \"form\" or \"url\", and a url request needs params.url")]
+    Elicitation,
 }
 
 /// Reads a governed request's params (`None` when absent).
@@ -182,6 +241,59 @@ pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall,
                 arguments: Value::Object(arguments),
             })
         }
+        "sampling/createMessage" => {
+            let tools = match params.get("tools") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(tools)) if tools.len() <= MAX_SAMPLING_TOOLS => tools
+                    .iter()
+                    .map(|t| text(t.get("name")).ok_or(ParamsError::Tools))
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(ParamsError::Tools),
+            };
+            let tool_choice = params
+                .get("toolChoice")
+                .and_then(|c| c.get("mode").or(Some(c)))
+                .and_then(Value::as_str)
+                .unwrap_or(if tools.is_empty() { "none" } else { "auto" })
+                .to_string();
+            Ok(MethodCall {
+                method,
+                target: Target::Sampling {
+                    tools,
+                    tool_choice,
+                    max_tokens: params.get("maxTokens").and_then(Value::as_i64).unwrap_or(0),
+                    include_context: params
+                        .get("includeContext")
+                        .and_then(Value::as_str)
+                        .unwrap_or("none")
+                        .to_string(),
+                },
+                arguments: none(),
+            })
+        }
+        "elicitation/create" => {
+            // Form mode is the default (2025-06-18 has no mode).
+            let mode = match params.get("mode") {
+                None | Some(Value::Null) => "form".to_string(),
+                Some(Value::String(m)) if m == "form" || m == "url" => m.clone(),
+                Some(_) => return Err(ParamsError::Elicitation),
+            };
+            let url = match mode.as_str() {
+                "url" => text(params.get("url")).ok_or(ParamsError::Elicitation)?,
+                _ => String::new(),
+            };
+            let host = host_of(&url);
+            Ok(MethodCall {
+                method,
+                target: Target::Elicitation { mode, url, host },
+                arguments: none(),
+            })
+        }
+        "roots/list" => Ok(MethodCall {
+            method,
+            target: Target::Roots,
+            arguments: none(),
+        }),
         // resources/read, resources/subscribe
         _ => Ok(MethodCall {
             method,
@@ -261,6 +373,67 @@ mod tests {
             );
         }
         assert_eq!(governable("tools/call"), None);
+    }
+
+    #[test]
+    fn server_requests_name_what_a_policy_judges() {
+        let sampling = parse(
+            "sampling/createMessage",
+            Some(&json!({"messages": [], "maxTokens": 100, "tools": [{"name": "rm", "inputSchema": {}}], "toolChoice": {"mode": "required"}})),
+        )
+        .expect("sampling");
+        assert_eq!(
+            sampling.target,
+            Target::Sampling {
+                tools: vec!["rm".into()],
+                tool_choice: "required".into(),
+                max_tokens: 100,
+                include_context: "none".into()
+            }
+        );
+        assert_eq!(
+            parse("sampling/createMessage", Some(&json!({"tools": [{}]}))).err(),
+            Some(ParamsError::Tools)
+        );
+        for (url, host) in [
+            ("https://Login.Example.com/x", "login.example.com"),
+            ("https://user:pw@evil.com:8443/p?q#f", "evil.com"),
+            ("https://good.com\\@evil.com/", "good.com"),
+            ("https://[::1]:80/", "[::1]"),
+            ("https://example.com./", "example.com"),
+            ("javascript:alert(1)", ""),
+        ] {
+            let call = parse(
+                "elicitation/create",
+                Some(&json!({"mode": "url", "url": url, "message": "m", "elicitationId": "e"})),
+            )
+            .expect("url elicitation");
+            assert_eq!(
+                call.target,
+                Target::Elicitation {
+                    mode: "url".into(),
+                    url: url.into(),
+                    host: host.into()
+                },
+                "{url}"
+            );
+        }
+        let form = parse(
+            "elicitation/create",
+            Some(&json!({"message": "m", "requestedSchema": {}})),
+        );
+        assert_eq!(
+            form.map(|c| c.target.label().to_string()),
+            Ok("form".into())
+        );
+        assert_eq!(
+            parse("elicitation/create", Some(&json!({"mode": "url"}))).err(),
+            Some(ParamsError::Elicitation)
+        );
+        assert_eq!(
+            parse("roots/list", None).map(|c| c.target),
+            Ok(Target::Roots)
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::{Decision, MAX_POLICY_ARGUMENTS, Verdict};
 use crate::domain::Mode;
 
 /// A decision with what observe mode would have done.
+#[derive(Debug)]
 pub struct Decided {
     /// What the proxy does.
     pub decision: Decision,

@@ -15,6 +15,9 @@ const MAX_WATCHED: usize = 64;
 /// Catalog events waiting for the client pump at most (pages beyond are dropped: their
 /// tools are then not in the catalog, which the policy sees).
 const MAX_CATALOG_EVENTS: usize = 256;
+/// Judged server requests waiting for the audit log at most (the oldest record goes
+/// first; the server's answers are kept apart and never dropped below that bound).
+pub const MAX_SERVER_ASKED: usize = 4096;
 /// Hidden tools waiting for the client pump at most (past it, every tool counts as
 /// changed for the session).
 const MAX_HIDDEN_EVENTS: usize = 65_536;
@@ -97,6 +100,13 @@ pub struct RelayBook {
     pub cut_lines: u64,
     /// Tools left out of the listings relayed to the client (`super::hide`).
     pub tools_hidden: u64,
+    /// Id keys of the server's requests relayed to the client and not answered yet
+    /// (at most [`MAX_PENDING`]: past it the server's requests are refused).
+    pub server_pending: std::collections::HashSet<String>,
+    /// The server's requests judged, not audited yet (at most [`MAX_SERVER_ASKED`]).
+    pub server_asked: Vec<super::server_asks::Judged>,
+    /// Answers for the server to requests the client must not see.
+    pub server_answers: Vec<Vec<u8>>,
     /// Canonical-line substitutions in frames forwarded to the server.
     pub client_rewrites: thoth_core::Rewrites,
     /// Canonical-line substitutions in lines relayed to the client.

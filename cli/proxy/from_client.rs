@@ -391,13 +391,21 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
             Route::Forward
         }
         Message::Batch(_) => Route::Batch,
-        Message::Notification(_) | Message::Response(_) => Route::Forward,
+        Message::Response(r) => {
+            // The client answered one of the server's requests.
+            let shared = ctx.calls.borrow().book.clone();
+            super::calls::book(&shared)
+                .server_pending
+                .remove(&id_key(r.id().raw));
+            Route::Forward
+        }
+        Message::Notification(_) => Route::Forward,
     }
 }
 
 /// The governable method a request names besides tools/call (`enforce::methods`).
 fn governable_method(call: &Call<'_>) -> Option<&'static str> {
-    crate::enforce::methods::GOVERNABLE
+    crate::enforce::methods::CLIENT_REQUESTS
         .iter()
         .copied()
         .find(|m| call.method().eq_str(m))
@@ -1190,6 +1198,33 @@ pub async fn watch_catalog(ctx: Rc<Ctx>) {
     loop {
         signal.notified().await;
         sync_catalog(&ctx);
+        settle_server_asks(&ctx).await;
+    }
+}
+
+/// Audits the server's requests the relay judged, and answers the server for those
+/// the client must not see.
+async fn settle_server_asks(ctx: &Ctx) {
+    let (asked, answers) = {
+        let shared = ctx.calls.borrow().book.clone();
+        let mut book = super::calls::book(&shared);
+        (
+            std::mem::take(&mut book.server_asked),
+            std::mem::take(&mut book.server_answers),
+        )
+    };
+    for judged in &asked {
+        record_method(
+            ctx,
+            judged.method,
+            &judged.target,
+            &judged.decided,
+            judged.started,
+        );
+    }
+    for mut answer in answers {
+        answer.push(b'\n');
+        ctx.out.send_server(answer).await;
     }
 }
 

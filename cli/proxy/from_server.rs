@@ -75,10 +75,14 @@ pub struct Relay {
     /// The streamed line as relayed, when it answers a watched request (the catalog
     /// reads it at its end), within [`MAX_STREAMED_LISTING`].
     captured: Option<Vec<u8>>,
+    /// Who decides the server's requests to the client (`super::server_asks`).
+    pub asks: Option<std::sync::Arc<super::server_asks::ServerAsks>>,
+    /// The server's requests waiting for the client's answer (as of this chunk).
+    pub server_pending: usize,
 }
 
 /// What the relay found in a chunk, besides the bytes for stdout.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Found {
     /// Ids of responses seen (normalised keys).
     pub answered: Vec<String>,
@@ -93,6 +97,13 @@ pub struct Found {
     pub watched: Vec<Watched>,
     /// Tools left out of the listings relayed.
     pub hidden: Vec<super::hide::Hidden>,
+    /// The server's requests judged (relayed or refused), for the audit log and the
+    /// server's answers.
+    pub asked: Vec<super::server_asks::Judged>,
+    /// Id keys of the server's requests relayed to the client.
+    pub server_requests: Vec<String>,
+    /// Id keys of the server's requests it cancelled.
+    pub server_cancelled: Vec<String>,
 }
 
 /// A line the client side wants to know about.
@@ -124,6 +135,8 @@ impl Relay {
             cr_pending: false,
             hide: None,
             captured: None,
+            asks: None,
+            server_pending: 0,
         }
     }
 
@@ -181,9 +194,16 @@ impl Relay {
     }
 
     /// Relays a complete line that passes the lax check, else diverts it.
-    fn relay_or_divert(&self, line: &[u8], out: &mut Vec<u8>, found: &mut Found) {
+    fn relay_or_divert(&mut self, line: &[u8], out: &mut Vec<u8>, found: &mut Found) {
         if thoth_core::check_line(line).is_err() {
             found.diverted.push(shown(line, line.len(), ""));
+            return;
+        }
+        if self.asks.is_some()
+            && memchr::memmem::find(line, b"\"method\"").is_some()
+            && !self.server_request(line, found)
+        {
+            // Refused: the server gets the answer, the client never sees it.
             return;
         }
         let watched = found.watched.len();
@@ -214,6 +234,54 @@ impl Relay {
         let rewrites = thoth_core::write_canonical(line, |piece| out.extend_from_slice(piece));
         found.rewrites.add(rewrites);
         out.push(b'\n');
+    }
+
+    /// A server → client request or notification: judged, counted and bounded. False
+    /// when the request must not reach the client.
+    fn server_request(&mut self, line: &[u8], found: &mut Found) -> bool {
+        let Some(asks) = self.asks.clone() else {
+            return true;
+        };
+        match thoth_core::scan(line) {
+            Ok(Message::Request(call)) => {
+                let raw = call.id().map_or(&b"null"[..], |id| id.raw);
+                let method = crate::enforce::methods::SERVER_REQUESTS
+                    .iter()
+                    .copied()
+                    .find(|m| call.method().eq_str(m));
+                if self.server_pending >= super::calls::MAX_PENDING {
+                    found.asked.push(super::server_asks::ServerAsks::too_many(
+                        method.unwrap_or("request"),
+                        raw,
+                        super::calls::MAX_PENDING,
+                    ));
+                    return false;
+                }
+                if let Some(judged) =
+                    method.and_then(|m| asks.judge(m, raw, call.params().map(|p| p.of(line))))
+                {
+                    let refused = judged.refusal.is_some();
+                    found.asked.push(judged);
+                    if refused {
+                        return false;
+                    }
+                }
+                self.server_pending += 1;
+                found.server_requests.push(id_key(raw));
+                true
+            }
+            Ok(Message::Notification(call)) if call.method().eq_str("notifications/cancelled") => {
+                let request = call
+                    .params()
+                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(p.of(line)).ok())
+                    .and_then(|p| p.get("requestId").map(|id| id.to_string()));
+                if let Some(key) = request {
+                    found.server_cancelled.push(id_key(key.as_bytes()));
+                }
+                true
+            }
+            _ => true,
+        }
     }
 
     fn segment(&mut self, mut seg: &[u8], out: &mut Vec<u8>, found: &mut Found) {
@@ -558,12 +626,14 @@ fn answers_with_tools(line: &[u8]) -> bool {
 pub async fn pump(
     shared: SharedBook,
     hide: Option<std::sync::Arc<super::hide::HideRule>>,
+    asks: Option<std::sync::Arc<super::server_asks::ServerAsks>>,
     mut from_server: impl AsyncRead + Unpin,
     mut replies: mpsc::Receiver<Vec<u8>>,
     mut stdout: impl AsyncWrite + Unpin,
 ) -> std::io::Result<()> {
     let mut relay = Relay::new(SCAN_LIMIT);
     relay.hide = hide;
+    relay.asks = asks;
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut server_open = true;
@@ -583,6 +653,7 @@ pub async fn pump(
                     }
                     Ok(n) => {
                         let state = book(&shared);
+                        relay.server_pending = state.server_pending.len();
                         relay.scan_responses = !state.in_flight.is_empty()
                             || !state.tools_list.is_empty()
                             || !state.initialize.is_empty();
@@ -624,6 +695,9 @@ pub async fn pump(
             || !found.rewrites.is_empty()
             || !found.watched.is_empty()
             || !found.hidden.is_empty()
+            || !found.asked.is_empty()
+            || !found.server_requests.is_empty()
+            || !found.server_cancelled.is_empty()
         {
             let mut state = book(&shared);
             // Before the lines reach the client: a call it sends on reading a listing
@@ -658,6 +732,22 @@ pub async fn pump(
                 if state.tools_list.remove(key) | state.initialize.remove(key) {
                     state.watch_generation += 1;
                 }
+            }
+            for key in found.server_cancelled.drain(..) {
+                state.server_pending.remove(&key);
+            }
+            state.server_pending.extend(found.server_requests.drain(..));
+            if !found.asked.is_empty() {
+                for mut judged in found.asked.drain(..) {
+                    if let Some(answer) = judged.refusal.take() {
+                        state.server_answers.push(answer);
+                    }
+                    if state.server_asked.len() >= super::calls::MAX_SERVER_ASKED {
+                        state.server_asked.remove(0);
+                    }
+                    state.server_asked.push(judged);
+                }
+                state.catalog_signal.notify_one();
             }
             state.tools_hidden += found.hidden.len() as u64;
             for hidden in found.hidden.drain(..) {

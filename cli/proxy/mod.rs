@@ -26,6 +26,7 @@ pub mod hide;
 pub mod hold;
 pub mod modify;
 pub mod outbox;
+pub mod server_asks;
 mod stdio;
 
 use std::cell::RefCell;
@@ -477,7 +478,26 @@ pub fn start_pumps(
         ctx.settings.server_stall_warn,
     ));
     let book = ctx.calls.borrow().book.clone();
-    let relay = relay_thread(book, hide_rule(ctx), server_out, to_client, client_out);
+    let asks = std::sync::Arc::new(server_asks::ServerAsks::new(
+        match &ctx.engine {
+            Engine::Local(engine) => Some(engine.clone()),
+            Engine::Remote(_) => None,
+        },
+        &ctx.settings.agent_id,
+        &ctx.settings.tenant_id,
+        &ctx.settings.user_id,
+        ctx.settings.environment,
+        ctx.settings.mode,
+        &ctx.settings.session_intent,
+        &ctx.session.borrow().id,
+    ));
+    let relay = relay_thread(
+        book,
+        (hide_rule(ctx), Some(asks)),
+        server_out,
+        to_client,
+        client_out,
+    );
     tokio::task::spawn_local(from_client::watch_catalog(ctx.clone()));
     let client = tokio::task::spawn_local(from_client::pump(ctx.clone(), client_in));
     Pumps {
@@ -634,7 +654,10 @@ fn hide_rule(ctx: &Ctx) -> Option<std::sync::Arc<hide::HideRule>> {
 /// use both cores. The returned receiver resolves when the relay has ended.
 fn relay_thread(
     book: calls::SharedBook,
-    hide: Option<std::sync::Arc<hide::HideRule>>,
+    (hide, asks): (
+        Option<std::sync::Arc<hide::HideRule>>,
+        Option<std::sync::Arc<server_asks::ServerAsks>>,
+    ),
     server_out: ServerOutput,
     replies: mpsc::Receiver<Vec<u8>>,
     client_out: ClientOutput,
@@ -645,7 +668,8 @@ fn relay_thread(
         let relay = move || async move {
             match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(server_out) {
                 Ok(from_server) => {
-                    let _ = from_server::pump(book, hide, from_server, replies, client_out()).await;
+                    let _ = from_server::pump(book, hide, asks, from_server, replies, client_out())
+                        .await;
                 }
                 Err(e) => tracing::error!("the server's stdout cannot be relayed: {e}"),
             }
@@ -660,7 +684,7 @@ fn relay_thread(
     #[cfg(not(unix))]
     {
         tokio::task::spawn_local(async move {
-            let _ = from_server::pump(book, hide, server_out, replies, client_out()).await;
+            let _ = from_server::pump(book, hide, asks, server_out, replies, client_out()).await;
             let _ = done_tx.send(());
         });
     }

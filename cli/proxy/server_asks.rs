@@ -1,0 +1,217 @@
+//! Requests the server sends the client — `sampling/createMessage` (with the tools the
+//! model may call there, which the server then runs without any tools/call),
+//! `elicitation/create`, `roots/list` — decided before the client sees them, on the
+//! relay's thread.
+//!
+//! Why: sampling with tools is tool use the tools/call path never sees, and an
+//! elicitation can send the user to any URL. The principal is the session's agent; a
+//! refused request is answered to the server with an error and never relayed. A
+//! method is governed only when a policy's scope names its action (as for resources).
+//! This module decides and writes the server's answer; the relay does the relaying,
+//! and the client pump the audit records.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::domain::{DenyStyle, Environment, Mode};
+use crate::enforce::local::LocalEngine;
+use crate::enforce::methods::{self, SERVER_REQUESTS};
+use crate::enforce::modes::{Decided, apply_mode, observe};
+use crate::enforce::{Decision, DecisionInput, SessionHistory, ToolFacts, Verdict};
+
+/// Who decides, for whom.
+pub struct ServerAsks {
+    /// The local engine; `None` in remote mode (nothing is decided, all is audited).
+    pub engine: Option<Arc<LocalEngine>>,
+    pub agent_id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub environment: Environment,
+    pub mode: Mode,
+    pub session_intent: String,
+    pub session_id: String,
+    /// Soft denials so far (progressive mode), by method and target.
+    soft_denied: Mutex<HashSet<String>>,
+}
+
+/// One server request judged: what the audit log records, and the server's answer
+/// when it is refused.
+#[derive(Debug)]
+pub struct Judged {
+    pub method: &'static str,
+    pub target: String,
+    pub decided: Decided,
+    /// The error for the server, when the client must not see the request.
+    pub refusal: Option<Vec<u8>>,
+    pub started: Instant,
+}
+
+impl ServerAsks {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: Option<Arc<LocalEngine>>,
+        agent_id: &str,
+        tenant_id: &str,
+        user_id: &str,
+        environment: Environment,
+        mode: Mode,
+        session_intent: &str,
+        session_id: &str,
+    ) -> Self {
+        Self {
+            engine,
+            agent_id: agent_id.to_string(),
+            tenant_id: tenant_id.to_string(),
+            user_id: user_id.to_string(),
+            environment,
+            mode,
+            session_intent: session_intent.to_string(),
+            session_id: session_id.to_string(),
+            soft_denied: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Judges a server request of `method` (`None` when it is not one of
+    /// [`SERVER_REQUESTS`]) with raw id `raw_id` and params `params` (their bytes).
+    pub fn judge(&self, method: &str, raw_id: &[u8], params: Option<&[u8]>) -> Option<Judged> {
+        let method = SERVER_REQUESTS.iter().copied().find(|m| *m == method)?;
+        let started = Instant::now();
+        self.judge_known(method, raw_id, params, started)
+    }
+
+    /// A request the client could not be sent: too many of the server's requests wait
+    /// for the client's answer already.
+    pub fn too_many(method: &'static str, raw_id: &[u8], limit: usize) -> Judged {
+        let why = format!("more than {limit} requests of the server wait for the client's answer");
+        Judged {
+            method,
+            target: String::new(),
+            refusal: Some(super::answers::error(
+                Some(raw_id),
+                super::answers::INTERNAL,
+                "thoth: too many requests pending",
+                Some(&json!({ "reason": "too_many_pending", "detail": why })),
+            )),
+            decided: Decided {
+                decision: Decision::new(Verdict::Block, why).with_code("PENDING_LIMIT"),
+                would_be: None,
+            },
+            started: Instant::now(),
+        }
+    }
+
+    fn judge_known(
+        &self,
+        method: &'static str,
+        raw_id: &[u8],
+        params: Option<&[u8]>,
+        started: Instant,
+    ) -> Option<Judged> {
+        let passed = |why: String| Judged {
+            method,
+            target: String::new(),
+            decided: Decided {
+                decision: Decision::new(Verdict::Allow, why).with_code("NOT_GOVERNED"),
+                would_be: None,
+            },
+            refusal: None,
+            started,
+        };
+        let Some(engine) = self.engine.as_ref().filter(|e| e.governs(method)) else {
+            return Some(passed(match self.engine {
+                Some(_) => format!(
+                    "{method} is not governed: no policy's scope names Thoth::Action::\"{method}\""
+                ),
+                None => format!("{method} is not sent to the enforcer"),
+            }));
+        };
+        // Read as every client reads it: a member named twice is refused, never guessed.
+        let parsed = match params {
+            None => Ok(None),
+            Some(p) if crate::catalog::has_duplicate_members(p) => {
+                Err("a member is named twice".to_string())
+            }
+            Some(p) => serde_json::from_slice::<Value>(p)
+                .map(Some)
+                .map_err(|e| format!("params are not readable: {e}")),
+        }
+        .and_then(|p| methods::parse(method, p.as_ref()).map_err(|e| e.to_string()));
+        let call = match parsed {
+            Ok(call) => call,
+            Err(why) => {
+                let decided = observe(
+                    self.mode,
+                    Decision::new(Verdict::Block, format!("{method} refused: {why}"))
+                        .with_code("PARAMS_INVALID"),
+                );
+                let refusal = (decided.decision.verdict != Verdict::Allow).then(|| {
+                    super::answers::error(
+                        Some(raw_id),
+                        -32602,
+                        "Invalid params",
+                        Some(&json!({ "reason": "params_not_decidable", "detail": why })),
+                    )
+                });
+                return Some(Judged {
+                    method,
+                    target: String::new(),
+                    decided,
+                    refusal,
+                    started,
+                });
+            }
+        };
+        let label = call.target.label().to_string();
+        let facts = ToolFacts::default();
+        let history = SessionHistory::default();
+        let outcome = engine.evaluate_method(
+            &DecisionInput {
+                agent_id: &self.agent_id,
+                tenant_id: &self.tenant_id,
+                user_id: &self.user_id,
+                environment: self.environment,
+                mode: self.mode,
+                session_id: &self.session_id,
+                session_intent: &self.session_intent,
+                tool_name: &label,
+                tool: &facts,
+                arguments: Some(&call.arguments),
+                session: &history,
+            },
+            &call,
+        );
+        let decision = match self.soft_denied.lock() {
+            Ok(mut denied) => apply_mode(
+                outcome,
+                self.mode,
+                &format!("{method} {label}"),
+                &mut denied,
+            ),
+            Err(_) => Decision::new(
+                Verdict::Block,
+                "internal: the soft-denial record is unusable",
+            ),
+        };
+        let decided = observe(self.mode, decision);
+        let refusal = (decided.decision.verdict != Verdict::Allow).then(|| {
+            let attestation = uuid::Uuid::new_v4().to_string();
+            let data = super::answers::decision_data(
+                &decided.decision,
+                &label,
+                &self.session_id,
+                &attestation,
+            );
+            super::answers::denied(raw_id, &decided.decision, &data, DenyStyle::Error)
+        });
+        Some(Judged {
+            method,
+            target: label,
+            decided,
+            refusal,
+            started,
+        })
+    }
+}
