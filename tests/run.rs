@@ -1856,6 +1856,23 @@ fn resources_and_prompts_are_governed_when_a_policy_names_them() {
             14,
             request(14, "prompts/get", json!({"name": "admin_reset"})),
         ),
+        // Authorities and relative forms a URL parser reads where a naive split does not.
+        (
+            15,
+            request(
+                15,
+                "resources/read",
+                json!({"uri": "file:\\\\localhost\\etc\\passwd"}),
+            ),
+        ),
+        (
+            16,
+            request(16, "resources/read", json!({"uri": "file:etc/passwd"})),
+        ),
+        (
+            17,
+            request(17, "resources/read", json!({"uri": "res://anything/x"})),
+        ),
     ];
     for (id, frame) in &denied {
         p.send(frame);
@@ -1869,6 +1886,23 @@ fn resources_and_prompts_are_governed_when_a_policy_names_them() {
     assert_eq!(v["error"]["code"], -32602, "{v}");
     assert_eq!(v["error"]["data"]["reason"], "params_not_decidable", "{v}");
     p.send(&request(21, "resources/read", json!({})));
+    assert_eq!(p.recv_json()["error"]["code"], -32602);
+    // What a URL parser rewrites before reading (a space, a tab) is refused, not guessed.
+    for (id, uri) in [
+        (22, " file:///etc/passwd"),
+        (23, "fi\tle:///etc/passwd"),
+        (24, "file:///srv/shared/.\t./.\t./etc/passwd"),
+        (25, "file:///srv/shared/x?/../../../etc/passwd"),
+    ] {
+        p.send(&request(id, "resources/read", json!({ "uri": uri })));
+        let v = p.recv_json();
+        assert_eq!(v["error"]["code"], -32602, "{uri:?}: {v}");
+    }
+    p.send(&request(
+        26,
+        "prompts/get",
+        json!({"name": "review", "arguments": {"env": ["prod"]}}),
+    ));
     assert_eq!(p.recv_json()["error"]["code"], -32602);
     // Inside a batch, the same decision per element.
     p.send(&format!(
@@ -1905,6 +1939,9 @@ fn resources_and_prompts_are_governed_when_a_policy_names_them() {
         "id_rsa",
         "admin_reset",
         "/etc/hosts",
+        "etc\\\\passwd",
+        "res://",
+        "prod",
     ] {
         assert!(
             !log.contains(forbidden),
@@ -1912,7 +1949,7 @@ fn resources_and_prompts_are_governed_when_a_policy_names_them() {
         );
     }
     let audit = audit_text(&s);
-    assert_eq!(audit.matches(r#""event":"method""#).count(), 14, "{audit}");
+    assert_eq!(audit.matches(r#""event":"method""#).count(), 22, "{audit}");
     assert!(
         audit.contains(r#""target":"file:///etc/passwd""#),
         "{audit}"

@@ -431,18 +431,23 @@ impl LocalEngine {
         )
         .map_err(EvalError::build)?;
         let (kind, attrs) = match &call.target {
-            Target::Resource { uri } => {
-                let (scheme, path) = Target::uri_parts(uri);
-                (
-                    self.resource_type.clone(),
-                    HashMap::from([
-                        ("name".to_string(), string(uri)),
-                        ("uri".to_string(), string(uri)),
-                        ("scheme".to_string(), string(&scheme)),
-                        ("path".to_string(), string(&path)),
-                    ]),
-                )
-            }
+            Target::Resource {
+                uri,
+                scheme,
+                host,
+                path,
+                query,
+            } => (
+                self.resource_type.clone(),
+                HashMap::from([
+                    ("name".to_string(), string(uri)),
+                    ("uri".to_string(), string(uri)),
+                    ("scheme".to_string(), string(scheme)),
+                    ("host".to_string(), string(host)),
+                    ("path".to_string(), string(path)),
+                    ("query".to_string(), string(query)),
+                ]),
+            ),
             Target::Prompt { name } => (
                 self.prompt_type.clone(),
                 HashMap::from([("name".to_string(), string(name))]),
@@ -829,10 +834,26 @@ fn method_policies(policies: &PolicySet) -> HashMap<&'static str, PolicySet> {
             cedar_policy::ActionConstraint::In(uids) => uids,
         };
         for uid in named {
-            if uid.type_name().to_string() != "Thoth::Action" {
+            let id = uid.id().unescaped();
+            let known = id == "tools/call" || super::methods::governable(id).is_some();
+            if uid.type_name().to_string() != "Thoth::Action" || !known {
+                // A misspelt action (or an action group: there are no action entities)
+                // would silently govern nothing.
+                tracing::warn!(
+                    "policy {} names the action {}, which thoth never asks about: it applies to no request (actions: Thoth::Action::\"tools/call\", {})",
+                    policy
+                        .annotation("id")
+                        .map_or_else(|| policy.id().to_string(), str::to_string),
+                    crate::logging::escaped(&uid.to_string()),
+                    super::methods::GOVERNABLE
+                        .iter()
+                        .map(|m| format!("\"{m}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 continue;
             }
-            if let Some(method) = super::methods::governable(uid.id().unescaped()) {
+            if let Some(method) = super::methods::governable(id) {
                 // A policy id is unique in its set: adding it again cannot fail.
                 let _ = methods.entry(method).or_default().add(policy.clone());
             }

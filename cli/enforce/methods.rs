@@ -50,8 +50,15 @@ pub fn governable(method: &str) -> Option<&'static str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A resource (`resources/read`, `resources/subscribe`, a `ref/resource`
-    /// completion): `Thoth::Resource::"<uri>"`.
-    Resource { uri: String },
+    /// completion): `Thoth::Resource::"<uri>"`, the URI as a WHATWG parser (the SDKs')
+    /// serialises it, with its parts as policies compare them.
+    Resource {
+        uri: String,
+        scheme: String,
+        host: String,
+        path: String,
+        query: String,
+    },
     /// A prompt (`prompts/get`, a `ref/prompt` completion): `Thoth::Prompt::"<name>"`.
     Prompt { name: String },
     /// `sampling/createMessage`: `Thoth::Sampling::"sampling/createMessage"`. The tools
@@ -76,7 +83,7 @@ impl Target {
     /// The URI or the prompt name.
     pub fn label(&self) -> &str {
         match self {
-            Self::Resource { uri } => uri,
+            Self::Resource { uri, .. } => uri,
             Self::Prompt { name } => name,
             Self::Sampling { .. } => "sampling/createMessage",
             Self::Elicitation { mode, .. } => mode,
@@ -84,23 +91,29 @@ impl Target {
         }
     }
 
-    /// A URI's scheme (before the first `:`, lowercased) and its path (after the
-    /// authority of `scheme://authority/path`, else after `scheme:`), as policies
-    /// compare them (`resource.scheme == "file" && resource.path like "/srv/*"`). The
-    /// path is percent-decoded and its `.` and `..` segments resolved (`\` counts as
-    /// `/`), as a server resolving it would: `/srv/../etc/passwd` and
-    /// `/srv/%2e%2e/etc/passwd` are `/etc/passwd`, never under `/srv/`.
-    pub fn uri_parts(uri: &str) -> (String, String) {
-        let Some((scheme, rest)) = uri.split_once(':') else {
-            return (String::new(), normalised(uri));
-        };
-        let path = match rest.strip_prefix("//") {
-            Some(after) => after.find('/').map_or("", |i| &after[i..]),
-            None => rest,
-        };
-        // Query and fragment are not part of the path.
-        let path = path.split(['?', '#']).next().unwrap_or_default();
-        (scheme.to_ascii_lowercase(), normalised(path))
+    /// A resource as a server's URL parser reads `uri` (WHATWG, as pydantic's `AnyUrl`
+    /// and JavaScript's `URL`): canonical URI, lowercased scheme and host, and the path
+    /// percent-decoded with its `.` and `..` segments resolved, so
+    /// `file:///srv/../etc/passwd` and `file:///srv/%2e%2e/etc/passwd` are `/etc/passwd`.
+    /// Refused (`None`): a URI such a parser rejects or rewrites before reading
+    /// (spaces, control characters), and a `file:` URI with a query or fragment (which
+    /// a server may take for part of the file name).
+    pub fn resource(uri: &str) -> Option<Self> {
+        if uri.bytes().any(|b| b <= 0x20 || b == 0x7f) {
+            return None;
+        }
+        let parsed = url::Url::parse(uri).ok()?;
+        let scheme = parsed.scheme().to_ascii_lowercase();
+        if scheme == "file" && (parsed.query().is_some() || parsed.fragment().is_some()) {
+            return None;
+        }
+        Some(Self::Resource {
+            uri: parsed.as_str().to_string(),
+            host: parsed.host_str().unwrap_or_default().to_ascii_lowercase(),
+            path: normalised(parsed.path()),
+            query: parsed.query().unwrap_or_default().to_string(),
+            scheme,
+        })
     }
 }
 
@@ -171,11 +184,13 @@ pub struct MethodCall {
 /// Why a governed request's params cannot be decided (it is refused, -32602).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParamsError {
-    #[error("params.uri must be a string of at most 64 KiB")]
+    #[error(
+        "params.uri must be a URL of at most 64 KiB, without spaces or control characters (and a file: URL without a query or fragment)"
+    )]
     Uri,
     #[error("params.name must be a string of at most 64 KiB")]
     Name,
-    #[error("params.arguments must be an object")]
+    #[error("params.arguments must be an object of strings, of at most 1 MiB")]
     Arguments,
     #[error("params.ref must be a ref/prompt with a name or a ref/resource with a uri")]
     Ref,
@@ -200,9 +215,17 @@ pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall,
     match method {
         "prompts/get" => {
             let name = text(params.get("name")).ok_or(ParamsError::Name)?;
+            // The spec (and both SDKs) take string values only: anything else would be
+            // compared by the policy as one type and read by a lax server as another.
             let arguments = match params.get("arguments") {
                 None | Some(Value::Null) => none(),
-                Some(args @ Value::Object(_)) => args.clone(),
+                Some(Value::Object(args))
+                    if args.values().all(Value::is_string)
+                        && serde_json::to_vec(args).map_or(usize::MAX, |b| b.len())
+                            <= super::MAX_POLICY_ARGUMENTS =>
+                {
+                    Value::Object(args.clone())
+                }
                 Some(_) => return Err(ParamsError::Arguments),
             };
             Ok(MethodCall {
@@ -220,9 +243,21 @@ pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall,
                 Some("ref/prompt") => Target::Prompt {
                     name: text(reference.and_then(|r| r.get("name"))).ok_or(ParamsError::Ref)?,
                 },
-                Some("ref/resource") => Target::Resource {
-                    uri: text(reference.and_then(|r| r.get("uri"))).ok_or(ParamsError::Ref)?,
-                },
+                // A template (`res://{tag}`) is not a URL: compared as written.
+                Some("ref/resource") => {
+                    let uri = text(reference.and_then(|r| r.get("uri"))).ok_or(ParamsError::Ref)?;
+                    Target::resource(&uri).unwrap_or(Target::Resource {
+                        scheme: uri
+                            .split(':')
+                            .next()
+                            .unwrap_or_default()
+                            .to_ascii_lowercase(),
+                        host: String::new(),
+                        path: String::new(),
+                        query: String::new(),
+                        uri,
+                    })
+                }
                 _ => return Err(ParamsError::Ref),
             };
             let argument = params.get("argument").and_then(Value::as_object);
@@ -297,9 +332,10 @@ pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall,
         // resources/read, resources/subscribe
         _ => Ok(MethodCall {
             method,
-            target: Target::Resource {
-                uri: text(params.get("uri")).ok_or(ParamsError::Uri)?,
-            },
+            target: text(params.get("uri"))
+                .as_deref()
+                .and_then(Target::resource)
+                .ok_or(ParamsError::Uri)?,
             arguments: none(),
         }),
     }
@@ -317,10 +353,8 @@ mod tests {
             Some(&json!({"uri": "file:///etc/passwd"})),
         );
         assert_eq!(
-            read.map(|c| c.target),
-            Ok(Target::Resource {
-                uri: "file:///etc/passwd".into()
-            })
+            read.map(|c| c.target.label().to_string()),
+            Ok("file:///etc/passwd".to_string())
         );
         let prompt = parse(
             "prompts/get",
@@ -437,26 +471,55 @@ mod tests {
     }
 
     #[test]
-    fn uri_parts_split_scheme_and_path() {
-        for (uri, scheme, path) in [
-            ("file:///home/ann/a.txt", "file", "/home/ann/a.txt"),
-            ("FILE://host/srv/x?y#z", "file", "/srv/x"),
-            ("res://evil/tag", "res", "/tag"),
-            ("urn:isbn:123", "urn", "isbn:123"),
-            ("no-scheme", "", "no-scheme"),
-            ("https://example.com", "https", ""),
-            ("file:///srv/../etc/passwd", "file", "/etc/passwd"),
-            ("file:///srv/%2e%2e/etc/passwd", "file", "/etc/passwd"),
-            ("file:///srv/a%2F..%2F..%2Fetc", "file", "/etc"),
-            ("file:///srv/./a//b/", "file", "/srv/a/b"),
-            ("file:///C:\\Users\\..\\x", "file", "/C:/x"),
-            ("file:///%zz%", "file", "/%zz%"),
+    fn resources_are_read_as_a_url_parser_reads_them() {
+        let parts = |uri: &str| match Target::resource(uri) {
+            Some(Target::Resource {
+                uri,
+                scheme,
+                host,
+                path,
+                ..
+            }) => Some((uri, scheme, host, path)),
+            _ => None,
+        };
+        for (given, scheme, host, path) in [
+            ("file:///home/ann/a.txt", "file", "", "/home/ann/a.txt"),
+            ("FILE://Host/srv/x", "file", "host", "/srv/x"),
+            ("res://evil/tag", "res", "evil", "/tag"),
+            ("urn:isbn:123", "urn", "", "isbn:123"),
+            ("https://example.com", "https", "example.com", "/"),
+            ("file:///srv/../etc/passwd", "file", "", "/etc/passwd"),
+            ("file:///srv/%2e%2e/etc/passwd", "file", "", "/etc/passwd"),
+            ("file:///srv/a%2F..%2F..%2Fetc", "file", "", "/etc"),
+            ("file:///srv/./a//b/", "file", "", "/srv/a/b"),
+            ("file:\\\\localhost\\etc\\passwd", "file", "", "/etc/passwd"),
+            ("file:etc/passwd", "file", "", "/etc/passwd"),
+            ("file:/\\host/srv", "file", "host", "/srv"),
         ] {
+            let (_, s, h, p) = parts(given).unwrap_or_else(|| panic!("{given}"));
             assert_eq!(
-                Target::uri_parts(uri),
-                (scheme.to_string(), path.to_string()),
-                "{uri}"
+                (s.as_str(), h.as_str(), p.as_str()),
+                (scheme, host, path),
+                "{given}"
             );
         }
+        // What a URL parser would rewrite or reject before reading is refused.
+        for refused in [
+            " file:///etc/passwd",
+            "fi\tle:///etc/passwd",
+            "\u{1}file:///etc/passwd",
+            "file:///srv/shared/.\t./etc",
+            "file:///srv/x?/../../etc/passwd",
+            "file:///srv/x#y",
+            "no-scheme",
+            "",
+        ] {
+            assert_eq!(parts(refused), None, "{refused:?}");
+        }
+        assert_eq!(
+            parts("FILE:///a").map(|p| p.0),
+            Some("file:///a".to_string()),
+            "the URI as the parser serialises it"
+        );
     }
 }

@@ -359,6 +359,12 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
             );
             Route::Done
         }
+        Message::Notification(call) if governable_method(&call).is_some() => {
+            tracing::warn!(
+                "dropped a notification named as a request thoth governs (no id: a denial could not be answered)"
+            );
+            Route::Done
+        }
         Message::Notification(call) if call.method().eq_str("notifications/cancelled") => {
             if cancel_pending(ctx, frame, &call) {
                 Route::Done
@@ -523,7 +529,8 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Opt
 /// records of tools/call keep their shape).
 fn record_method(ctx: &Ctx, method: &str, target: &str, decided: &Decided, started: Instant) {
     let d = &decided.decision;
-    if let Some(gov) = ctx.gov.borrow().as_ref() {
+    let undecided = d.decision_reason_code.as_deref() == Some("NOT_GOVERNED");
+    if let Some(gov) = ctx.gov.borrow().as_ref().filter(|_| !undecided) {
         gov.counters.count(d.verdict.as_str());
     }
     let mut fields = serde_json::Map::new();
