@@ -100,8 +100,9 @@ fn answer(message: &Value) -> Option<Value> {
     let id = message.get("id")?.clone();
     let method = message.get("method")?.as_str()?;
     let result = match method {
+        // The revision the client asks for, as SDK servers answer one they support.
         "initialize" => json!({
-            "protocolVersion": "2025-06-18",
+            "protocolVersion": message["params"]["protocolVersion"].as_str().unwrap_or("2025-06-18"),
             "capabilities": { "tools": {} },
             "serverInfo": { "name": "fixture", "version": "1.0.0" }
         }),

@@ -1445,13 +1445,13 @@ fn thoth_lists_the_tools_itself_when_the_client_did_not() {
     p.send(r#"[{"jsonrpc":"2.0","id":"thoth:b","method":"tools/call","params":{"name":"echo"}}]"#);
     let v = p.recv_json();
     assert_eq!(v[0]["error"]["data"]["reason"], "reserved_id", "{v}");
-    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#);
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#);
     assert!(p.recv_json()["result"].is_object());
     // (No notifications/initialized: the server's answer to initialize is enough, so a
     // client cannot turn the listing off by leaving it out.)
     p.send(&call(2, "launch", json!({"armed": "true"})));
     let v = p.recv_json();
-    // The fixture answers initialize with 2025-06-18: -32602.
+    // The fixture answers initialize with the client's 2025-06-18: -32602.
     assert_eq!(
         v["id"], 2,
         "the client sees only answers to its own requests: {v}"
@@ -2106,4 +2106,48 @@ fn server_requests_to_the_client_are_governed() {
     p.close_stdin();
     p.wait(Duration::from_secs(5));
     assert!(audit_text(&s).contains(r#""code":"NOT_GOVERNED""#));
+}
+
+/// Batches left MCP with 2025-06-18, and SDK servers of later revisions never answer
+/// one: under such a revision thoth answers each request of a client's batch with
+/// -32600 and sends the server nothing of it; under 2025-03-26 batches work as before.
+#[test]
+fn batches_are_refused_under_revisions_without_them() {
+    for (version, batching) in [
+        ("2025-03-26", true),
+        ("2025-06-18", false),
+        ("2025-11-25", false),
+    ] {
+        let s = Scratch::new(&format!("batch-{version}"));
+        let mut p = proxy(&s, &[], &[]);
+        p.send(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":version,"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}).to_string());
+        assert_eq!(p.recv_json()["result"]["protocolVersion"], version);
+        let batch = format!(
+            "[{},{},{}]",
+            call(1, "echo", json!({"m": "a"})),
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#
+        );
+        p.send(&batch);
+        let mut answered = Vec::new();
+        while answered.len() < 2 {
+            let v = p.recv_json();
+            answered.extend(v.as_array().cloned().unwrap_or_else(|| vec![v]));
+        }
+        for answer in &answered {
+            if batching {
+                assert!(answer.get("result").is_some(), "{version}: {answer}");
+            } else {
+                assert_eq!(answer["error"]["code"], -32600, "{version}: {answer}");
+                assert_eq!(answer["error"]["data"]["reason"], "batch_not_in_protocol");
+            }
+        }
+        p.close_stdin();
+        p.wait(Duration::from_secs(5));
+        assert_eq!(
+            received(&s).contains("notifications/progress"),
+            batching,
+            "{version}"
+        );
+    }
 }

@@ -409,6 +409,49 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
     }
 }
 
+/// Whether a negotiated protocol revision has JSON-RPC batches: 2025-03-26 has them;
+/// 2025-06-18 removed them, and SDK servers of later revisions never answer one (a
+/// client waiting for that answer hangs).
+fn batching_allowed(version: &str) -> bool {
+    // Revisions are dates: they compare as strings.
+    version < "2025-06-18"
+}
+
+/// The answer to a batch under a revision without batches: -32600 for each request in
+/// it (so no request of the client waits for an answer that never comes); nothing of
+/// it reaches the server. `None` when it holds no request.
+fn batch_refused(frame: &[u8], version: &str) -> Option<Vec<u8>> {
+    let Ok(Message::Batch(batch)) = thoth_core::scan(frame) else {
+        return None;
+    };
+    let detail = format!(
+        "protocol revision {version} has no JSON-RPC batches: send each request on its own line"
+    );
+    let answers: Vec<Vec<u8>> = batch
+        .elements()
+        .filter_map(|element| match element {
+            Ok(Message::Request(call)) => Some(answers::error(
+                Some(call.id().map_or(&b"null"[..], |id| id.raw)),
+                -32600,
+                "Invalid Request",
+                Some(&json!({ "reason": "batch_not_in_protocol", "detail": detail })),
+            )),
+            _ => None,
+        })
+        .collect();
+    tracing::warn!(
+        "refused a batch of {}: {detail}",
+        crate::wording::count(answers.len(), "request")
+    );
+    if answers.is_empty() {
+        return None;
+    }
+    let mut out = b"[".to_vec();
+    out.extend_from_slice(&answers.join(&b","[..]));
+    out.push(b']');
+    Some(out)
+}
+
 /// The governable method a request names besides tools/call (`enforce::methods`).
 fn governable_method(call: &Call<'_>) -> Option<&'static str> {
     crate::enforce::methods::CLIENT_REQUESTS
@@ -561,6 +604,14 @@ fn record_method(ctx: &Ctx, method: &str, target: &str, decided: &Decided, start
 /// `rewrite`: the frame needs its canonical line (MODIFYed elements come out of the
 /// splice as canonical lines already).
 async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
+    sync_catalog(ctx);
+    let protocol = ctx.protocol.borrow().clone();
+    if let Some(version) = protocol.filter(|v| !batching_allowed(v)) {
+        if let Some(answer) = batch_refused(frame, &version) {
+            ctx.answer_client(answer).await;
+        }
+        return;
+    }
     watch_in_batch(ctx, frame);
     let mut planned = plan_batch(ctx, frame);
     for p in planned.iter_mut() {
