@@ -16,7 +16,8 @@
 //! `resources/read`, `resources/subscribe`, `prompts/get` and `completion/complete`
 //! answer with what they were asked. The request `fixture/list_changed` makes it send `notifications/tools/list_changed`;
 //! `fixture/retitle` changes `read_file`'s title first; `fixture/ask` with params
-//! `{method, params}` makes it send that request to the client (id `"srv-<id>"`).
+//! `{method, params}` makes it send that request to the client (id `"srv-<id>"`);
+//! `fixture/raw` with `{line}` writes that line as it is.
 //!
 //! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`,
 //! `echo` and `launch` (typed: `armed` a boolean, `count` an integer) answer with their
@@ -171,6 +172,15 @@ fn answer(message: &Value) -> Option<Value> {
                 std::io::stdout(),
                 "{}",
                 json!({ "jsonrpc": "2.0", "id": format!("srv-{id}"), "method": message["params"]["method"], "params": message["params"]["params"] })
+            );
+            json!({})
+        }
+        // A test has the server write a line of its choosing, as it is.
+        "fixture/raw" => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                message["params"]["line"].as_str().unwrap_or_default()
             );
             json!({})
         }

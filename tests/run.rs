@@ -2099,6 +2099,51 @@ fn server_requests_to_the_client_are_governed() {
     );
     assert!(audit.contains(r#""target":"url""#), "{audit}");
 
+    // Lines a strict reader refuses but clients read, a batch, and a line too long to
+    // hold: none reaches the client; the server is answered for each.
+    let s = Scratch::new("server-asks-odd");
+    let mut p = proxy(&s, &["--policy", policy.to_str().unwrap()], &[]);
+    let tools = r#"[{"name":"rm","inputSchema":{"type":"object"}}]"#;
+    let pad = "p".repeat(5 * 1024 * 1024);
+    let odd = [
+        format!(r#"{{"jsonrpc":"2.0","id":"r1","method":"ping","method":"sampling/createMessage","params":{{"messages":[],"maxTokens":1,"tools":{tools}}}}}"#),
+        r#"{"jsonrpc":"2.0","id":"r2","\u006dethod":"elicitation/create","params":{"mode":"url","url":"https://evil.example/","message":"m"}}"#.to_string(),
+        format!(r#"[{{"jsonrpc":"2.0","id":"r3","method":"sampling/createMessage","params":{{"messages":[],"maxTokens":1,"tools":{tools}}}}}]"#),
+        format!(r#"{{"jsonrpc":"2.0","id":"r4","method":"sampling/createMessage","params":{{"messages":[{{"role":"user","content":{{"type":"text","text":"{pad}"}}}}],"maxTokens":1,"tools":{tools}}}}}"#),
+        r#"{"jsonrpc":"2.0","id":"r5","method":"sampling/createMessage","params":{"messages":[],"maxTokens":1,"tools":[{"name":"rm\ud800"}]}}"#.to_string(),
+    ];
+    for (i, line) in odd.iter().enumerate() {
+        let id = 40 + i as u32;
+        p.send(&request(id, "fixture/raw", json!({ "line": line })));
+        loop {
+            let text = p.recv();
+            let v: Value = serde_json::from_str(&text).unwrap_or_default();
+            let first = v
+                .as_array()
+                .and_then(|a| a.first())
+                .cloned()
+                .unwrap_or(v.clone());
+            assert!(
+                first.get("method").is_none(),
+                "a server request reached the client: {}",
+                &text[..text.len().min(300)]
+            );
+            if v["id"] == id {
+                break;
+            }
+        }
+    }
+    p.close_stdin();
+    p.wait(Duration::from_secs(10));
+    let log = received(&s);
+    for id in ["r1", "r2", "r3", "r4", "r5"] {
+        let answered = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["id"] == id && v.get("error").is_some());
+        assert!(answered, "{id} not answered to the server");
+    }
+
     // Not named by any policy: relayed, audited as not governed.
     let s = Scratch::new("server-asks-ungoverned");
     let mut p = proxy(&s, &[], &[]);

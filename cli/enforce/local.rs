@@ -472,11 +472,17 @@ impl LocalEngine {
                     ("include_context".to_string(), string(include_context)),
                 ]),
             ),
-            Target::Elicitation { mode, url, host } => (
+            Target::Elicitation {
+                mode,
+                url,
+                scheme,
+                host,
+            } => (
                 self.elicitation_type.clone(),
                 HashMap::from([
                     ("mode".to_string(), string(mode)),
                     ("url".to_string(), string(url)),
+                    ("scheme".to_string(), string(scheme)),
                     ("host".to_string(), string(host)),
                 ]),
             ),

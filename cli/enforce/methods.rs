@@ -69,10 +69,12 @@ pub enum Target {
         max_tokens: i64,
         include_context: String,
     },
-    /// `elicitation/create`: `Thoth::Elicitation::"<mode>"` (`form` or `url`).
+    /// `elicitation/create`: `Thoth::Elicitation::"<mode>"` (`form` or `url`); for a
+    /// URL, as a browser reads it (scheme and host lowercased).
     Elicitation {
         mode: String,
         url: String,
+        scheme: String,
         host: String,
     },
     /// `roots/list`: `Thoth::Roots::"roots/list"`.
@@ -155,22 +157,6 @@ fn normalised(path: &str) -> String {
     }
 }
 
-/// The host of a URL as a browser reaches it: after `scheme://` and any `user@`,
-/// before the port, path, query or fragment, lowercased (empty when there is none).
-fn host_of(url: &str) -> String {
-    let Some((_, rest)) = url.split_once("://") else {
-        return String::new();
-    };
-    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.starts_with('[') {
-        host.split_inclusive(']').next().unwrap_or(host)
-    } else {
-        host.split(':').next().unwrap_or(host)
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
-}
-
 /// One governed request: its method, target and arguments (a JSON object of the
 /// prompt's arguments, or `{<argument name>: <value>}` of a completion; empty for
 /// resources).
@@ -196,8 +182,12 @@ pub enum ParamsError {
     Ref,
     #[error("params.argument must be an object with a string name and value")]
     Argument,
-    #[error("params.tools must be an array of at most 1024 tools with string names")]
+    #[error(
+        "params.tools must be an array of at most 1024 tools with string names, and params.toolChoice {{\"mode\": \"auto\" | \"required\" | \"none\"}}"
+    )]
     Tools,
+    #[error("params.maxTokens must be an integer")]
+    MaxTokens,
     #[error("params.mode must be \"form\" or \"url\", and a url request needs params.url")]
     Elicitation,
 }
@@ -285,18 +275,32 @@ pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall,
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err(ParamsError::Tools),
             };
-            let tool_choice = params
-                .get("toolChoice")
-                .and_then(|c| c.get("mode").or(Some(c)))
-                .and_then(Value::as_str)
-                .unwrap_or(if tools.is_empty() { "none" } else { "auto" })
-                .to_string();
+            // `toolChoice` is `{"mode": "auto" | "required" | "none"}`; another shape could
+            // name a tool a policy never saw named.
+            let tool_choice = match params.get("toolChoice") {
+                None | Some(Value::Null) => {
+                    if tools.is_empty() { "none" } else { "auto" }.to_string()
+                }
+                Some(Value::Object(choice)) => match choice.get("mode").and_then(Value::as_str) {
+                    Some(mode @ ("auto" | "required" | "none")) if choice.len() == 1 => {
+                        mode.to_string()
+                    }
+                    _ => return Err(ParamsError::Tools),
+                },
+                Some(_) => return Err(ParamsError::Tools),
+            };
+            // A count the policy would read as one number and an SDK as another is
+            // refused: an integer, as the SDKs require.
+            let max_tokens = match params.get("maxTokens") {
+                None | Some(Value::Null) => 0,
+                Some(n) => n.as_i64().ok_or(ParamsError::MaxTokens)?,
+            };
             Ok(MethodCall {
                 method,
                 target: Target::Sampling {
                     tools,
                     tool_choice,
-                    max_tokens: params.get("maxTokens").and_then(Value::as_i64).unwrap_or(0),
+                    max_tokens,
                     include_context: params
                         .get("includeContext")
                         .and_then(Value::as_str)
@@ -313,14 +317,36 @@ pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall,
                 Some(Value::String(m)) if m == "form" || m == "url" => m.clone(),
                 Some(_) => return Err(ParamsError::Elicitation),
             };
-            let url = match mode.as_str() {
-                "url" => text(params.get("url")).ok_or(ParamsError::Elicitation)?,
-                _ => String::new(),
+            // A URL is read as the browser that opens it reads it (WHATWG): one that
+            // does not parse, or that a browser would rewrite first (spaces, control
+            // characters), is refused.
+            let (url, scheme, host) = match mode.as_str() {
+                "url" => {
+                    let given = text(params.get("url")).ok_or(ParamsError::Elicitation)?;
+                    if given.bytes().any(|b| b <= 0x20 || b == 0x7f) {
+                        return Err(ParamsError::Elicitation);
+                    }
+                    let parsed = url::Url::parse(&given).map_err(|_| ParamsError::Elicitation)?;
+                    (
+                        parsed.as_str().to_string(),
+                        parsed.scheme().to_ascii_lowercase(),
+                        parsed
+                            .host_str()
+                            .unwrap_or_default()
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase(),
+                    )
+                }
+                _ => (String::new(), String::new(), String::new()),
             };
-            let host = host_of(&url);
             Ok(MethodCall {
                 method,
-                target: Target::Elicitation { mode, url, host },
+                target: Target::Elicitation {
+                    mode,
+                    url,
+                    scheme,
+                    host,
+                },
                 arguments: none(),
             })
         }
@@ -429,27 +455,59 @@ mod tests {
             parse("sampling/createMessage", Some(&json!({"tools": [{}]}))).err(),
             Some(ParamsError::Tools)
         );
-        for (url, host) in [
-            ("https://Login.Example.com/x", "login.example.com"),
-            ("https://user:pw@evil.com:8443/p?q#f", "evil.com"),
-            ("https://good.com\\@evil.com/", "good.com"),
-            ("https://[::1]:80/", "[::1]"),
-            ("https://example.com./", "example.com"),
-            ("javascript:alert(1)", ""),
+        for (url, scheme, host) in [
+            ("https://Login.Example.com/x", "https", "login.example.com"),
+            ("https://user:pw@evil.com:8443/p?q#f", "https", "evil.com"),
+            ("https://good.com\\@evil.com/", "https", "good.com"),
+            ("https://[::1]:80/", "https", "[::1]"),
+            ("https://example.com./", "https", "example.com"),
+            ("https:evil.com/x://login.example.com", "https", "evil.com"),
+            (
+                "javascript:alert(1)//://login.example.com",
+                "javascript",
+                "",
+            ),
+            ("https://%65vil.com/", "https", "evil.com"),
+            ("https://\u{ff45}vil.com/", "https", "evil.com"),
+            ("https://0x7f.1/", "https", "127.0.0.1"),
         ] {
             let call = parse(
                 "elicitation/create",
                 Some(&json!({"mode": "url", "url": url, "message": "m", "elicitationId": "e"})),
             )
             .expect("url elicitation");
-            assert_eq!(
-                call.target,
+            match call.target {
                 Target::Elicitation {
-                    mode: "url".into(),
-                    url: url.into(),
-                    host: host.into()
-                },
-                "{url}"
+                    scheme: s, host: h, ..
+                } => assert_eq!((s.as_str(), h.as_str()), (scheme, host), "{url}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        for refused in [
+            "ev\til.com",
+            "https://ev\til.com/",
+            "not a url",
+            " https://x/",
+        ] {
+            assert_eq!(
+                parse(
+                    "elicitation/create",
+                    Some(&json!({"mode": "url", "url": refused, "message": "m"}))
+                )
+                .err(),
+                Some(ParamsError::Elicitation),
+                "{refused:?}"
+            );
+        }
+        for bad in [
+            json!({"maxTokens": 1e6}),
+            json!({"maxTokens": "10"}),
+            json!({"toolChoice": {"type": "tool", "name": "rm"}}),
+            json!({"toolChoice": "auto"}),
+        ] {
+            assert!(
+                parse("sampling/createMessage", Some(&bad)).is_err(),
+                "{bad}"
             );
         }
         let form = parse(

@@ -105,8 +105,11 @@ pub struct RelayBook {
     pub server_pending: std::collections::HashSet<String>,
     /// The server's requests judged, not audited yet (at most [`MAX_SERVER_ASKED`]).
     pub server_asked: Vec<super::server_asks::Judged>,
-    /// Answers for the server to requests the client must not see.
+    /// Answers for the server to requests the client must not see (at most
+    /// [`MAX_SERVER_ASKED`]).
     pub server_answers: Vec<Vec<u8>>,
+    /// Judged server requests the audit log could not be given (queue past its bound).
+    pub server_asked_unrecorded: u64,
     /// Canonical-line substitutions in frames forwarded to the server.
     pub client_rewrites: thoth_core::Rewrites,
     /// Canonical-line substitutions in lines relayed to the client.

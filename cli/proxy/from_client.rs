@@ -1260,6 +1260,12 @@ pub async fn watch_catalog(ctx: Rc<Ctx>) {
     }
 }
 
+/// The last of what the relay queued, read before the session's audit log closes.
+pub async fn settle_last(ctx: &Ctx) {
+    sync_catalog(ctx);
+    settle_server_asks(ctx).await;
+}
+
 /// Audits the server's requests the relay judged, and answers the server for those
 /// the client must not see.
 async fn settle_server_asks(ctx: &Ctx) {

@@ -199,8 +199,10 @@ impl Relay {
             found.diverted.push(shown(line, line.len(), ""));
             return;
         }
+        // (`\u` too: a member name may be escaped, `"\u006dethod"`.)
         if self.asks.is_some()
-            && memchr::memmem::find(line, b"\"method\"").is_some()
+            && (memchr::memmem::find(line, b"\"method\"").is_some()
+                || memchr::memmem::find(line, b"\\u").is_some())
             && !self.server_request(line, found)
         {
             // Refused: the server gets the answer, the client never sees it.
@@ -237,7 +239,7 @@ impl Relay {
     }
 
     /// A server → client request or notification: judged, counted and bounded. False
-    /// when the request must not reach the client.
+    /// when the line must not reach the client.
     fn server_request(&mut self, line: &[u8], found: &mut Found) -> bool {
         let Some(asks) = self.asks.clone() else {
             return true;
@@ -249,26 +251,7 @@ impl Relay {
                     .iter()
                     .copied()
                     .find(|m| call.method().eq_str(m));
-                if self.server_pending >= super::calls::MAX_PENDING {
-                    found.asked.push(super::server_asks::ServerAsks::too_many(
-                        method.unwrap_or("request"),
-                        raw,
-                        super::calls::MAX_PENDING,
-                    ));
-                    return false;
-                }
-                if let Some(judged) =
-                    method.and_then(|m| asks.judge(m, raw, call.params().map(|p| p.of(line))))
-                {
-                    let refused = judged.refusal.is_some();
-                    found.asked.push(judged);
-                    if refused {
-                        return false;
-                    }
-                }
-                self.server_pending += 1;
-                found.server_requests.push(id_key(raw));
-                true
+                self.one_request(&asks, method, raw, call.params().map(|p| p.of(line)), found)
             }
             Ok(Message::Notification(call)) if call.method().eq_str("notifications/cancelled") => {
                 let request = call
@@ -280,7 +263,98 @@ impl Relay {
                 }
                 true
             }
-            _ => true,
+            Ok(Message::Response(_) | Message::Notification(_)) => true,
+            // A batch, or a line the strict reader refuses (a member twice, a lone
+            // surrogate, an odd id) that clients still read: judged as they read it.
+            Ok(Message::Batch(_)) | Err(_) => self.as_clients_read_it(&asks, line, found),
+        }
+    }
+
+    /// Judges one server request; false when it must not reach the client.
+    fn one_request(
+        &mut self,
+        asks: &super::server_asks::ServerAsks,
+        method: Option<&'static str>,
+        raw: &[u8],
+        params: Option<&[u8]>,
+        found: &mut Found,
+    ) -> bool {
+        if self.server_pending >= super::calls::MAX_PENDING && asks.blocks() {
+            found.asked.push(super::server_asks::ServerAsks::too_many(
+                method.unwrap_or("request"),
+                raw,
+                super::calls::MAX_PENDING,
+            ));
+            return false;
+        }
+        if let Some(judged) = method.and_then(|m| asks.judge(m, raw, params)) {
+            let refused = judged.refusal.is_some();
+            found.asked.push(judged);
+            if refused {
+                return false;
+            }
+        }
+        self.server_pending += 1;
+        found.server_requests.push(id_key(raw));
+        true
+    }
+
+    /// A line the strict scan does not classify as one message, read as JavaScript's
+    /// `JSON.parse` and Python's `json` read it (the last of a member named twice; a
+    /// lone surrogate as U+FFFD): a governed request in it is judged; a batch holding
+    /// one is refused whole (each of its requests answered), since its elements cannot
+    /// be relayed apart.
+    fn as_clients_read_it(
+        &mut self,
+        asks: &super::server_asks::ServerAsks,
+        line: &[u8],
+        found: &mut Found,
+    ) -> bool {
+        let parsed = serde_json::from_slice::<serde_json::Value>(line)
+            .or_else(|_| serde_json::from_slice(&crate::catalog::without_lone_surrogates(line)));
+        let Ok(value) = parsed else {
+            return true;
+        };
+        let governed = |v: &serde_json::Value| {
+            v.get("method")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|m| {
+                    crate::enforce::methods::SERVER_REQUESTS
+                        .iter()
+                        .copied()
+                        .find(|s| *s == m)
+                })
+                .filter(|_| v.get("id").is_some())
+        };
+        let id_of = |v: &serde_json::Value| {
+            v.get("id")
+                .map_or_else(|| b"null".to_vec(), |id| id.to_string().into_bytes())
+        };
+        match &value {
+            serde_json::Value::Array(elements) => {
+                if !elements.iter().any(|e| governed(e).is_some()) || !asks.blocks() {
+                    return true;
+                }
+                for element in elements
+                    .iter()
+                    .filter(|e| e.get("method").is_some() && e.get("id").is_some())
+                {
+                    found
+                        .asked
+                        .push(super::server_asks::ServerAsks::refused_batch(
+                            governed(element).unwrap_or("request"),
+                            &id_of(element),
+                        ));
+                }
+                false
+            }
+            one => match governed(one) {
+                Some(method) => {
+                    let params = one.get("params").map(|p| p.to_string().into_bytes());
+                    self.one_request(asks, Some(method), &id_of(one), params.as_deref(), found)
+                }
+                None => true,
+            },
         }
     }
 
@@ -300,7 +374,7 @@ impl Relay {
             Line::Start | Line::Held if self.held.len() + seg.len() <= self.scan_limit => {
                 self.held.extend_from_slice(seg);
             }
-            Line::Start | Line::Held => self.start_streaming(seg, out),
+            Line::Start | Line::Held => self.start_streaming(seg, out, found),
             Line::Streaming => match self.lax.feed(seg) {
                 Ok(()) => self.stream_out(seg, out),
                 Err(e) => self.cut(out, found, e.kind.as_str()),
@@ -315,7 +389,7 @@ impl Relay {
 
     /// The held bytes and `seg` outgrow the scan limit: the held bytes are checked
     /// before anything of the line is relayed, then the line streams.
-    fn start_streaming(&mut self, seg: &[u8], out: &mut Vec<u8>) {
+    fn start_streaming(&mut self, seg: &[u8], out: &mut Vec<u8>, found: &mut Found) {
         let held = std::mem::take(&mut self.held);
         self.lax = LaxLine::new();
         if self
@@ -342,6 +416,38 @@ impl Relay {
                 id.extend_from_slice(seg.get(from_seg)?);
                 Some(id)
             });
+        let maybe_request = |bytes: &[u8]| {
+            memchr::memmem::find(bytes, b"\"method\"").is_some()
+                || memchr::memmem::find(bytes, b"\\u").is_some()
+        };
+        if self.asks.as_ref().is_some_and(|a| a.governs_any())
+            && (maybe_request(&held) || maybe_request(seg))
+        {
+            // Possibly a request of the server's, too long to judge whole: neither side
+            // is left waiting — the client gets an error for the id, the server too.
+            let id = self.streamed_id.take();
+            let raw = id.as_deref().unwrap_or(b"null");
+            found
+                .asked
+                .push(super::server_asks::ServerAsks::refused_long(raw));
+            let answer = answers::error(
+                id.as_deref(),
+                answers::INTERNAL,
+                "thoth did not relay a server line too long to judge",
+                Some(&json!({ "reason": "server_line_too_long_to_judge" })),
+            );
+            found
+                .rewrites
+                .add(thoth_core::write_canonical(&answer, |piece| {
+                    out.extend_from_slice(piece)
+                }));
+            out.push(b'\n');
+            if let Some(id) = &id {
+                found.answered.push(id_key(id));
+            }
+            self.line = Line::Cut;
+            return;
+        }
         if self
             .streamed_id
             .as_ref()
@@ -740,10 +846,15 @@ pub async fn pump(
             if !found.asked.is_empty() {
                 for mut judged in found.asked.drain(..) {
                     if let Some(answer) = judged.refusal.take() {
-                        state.server_answers.push(answer);
+                        // (A server that never reads its answers cannot grow them
+                        // without bound: past the bound it is not answered.)
+                        if state.server_answers.len() < super::calls::MAX_SERVER_ASKED {
+                            state.server_answers.push(answer);
+                        }
                     }
                     if state.server_asked.len() >= super::calls::MAX_SERVER_ASKED {
                         state.server_asked.remove(0);
+                        state.server_asked_unrecorded += 1;
                     }
                     state.server_asked.push(judged);
                 }

@@ -207,6 +207,9 @@ async fn serve(
     if let Some(gov) = gov {
         gov.finish();
     }
+    // What the relay judged last (listings, hidden tools, the server's requests) is
+    // audited before the log closes.
+    from_client::settle_last(&ctx).await;
     report_relay_changes(&ctx);
     let dropped = ctx.audit.dropped();
     ctx.audit.finish();
@@ -266,6 +269,7 @@ fn report_relay_changes(ctx: &Ctx) {
         ("server_lines_diverted", book.diverted_lines),
         ("server_lines_cut", book.cut_lines),
         ("tools_hidden", book.tools_hidden),
+        ("server_requests_unrecorded", book.server_asked_unrecorded),
     ];
     drop(book);
     if counts.iter().all(|(_, n)| *n == 0) {

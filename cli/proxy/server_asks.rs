@@ -16,11 +16,23 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::domain::{DenyStyle, Environment, Mode};
+use crate::domain::{Environment, Mode};
 use crate::enforce::local::LocalEngine;
 use crate::enforce::methods::{self, SERVER_REQUESTS};
 use crate::enforce::modes::{Decided, apply_mode, observe};
 use crate::enforce::{Decision, DecisionInput, SessionHistory, ToolFacts, Verdict};
+
+/// Ids echoed to the server at most (a longer one is answered with a null id: the
+/// server wrote it, and it is not kept in memory a second time).
+const MAX_ECHOED_ID: usize = 256;
+
+fn bounded_id(raw_id: &[u8]) -> &[u8] {
+    if raw_id.len() <= MAX_ECHOED_ID {
+        raw_id
+    } else {
+        b"null"
+    }
+}
 
 /// Who decides, for whom.
 pub struct ServerAsks {
@@ -82,6 +94,65 @@ impl ServerAsks {
         self.judge_known(method, raw_id, params, started)
     }
 
+    /// Whether a request of the server can be refused at all: not in observe mode, and
+    /// not in remote mode (nothing is decided there).
+    pub fn blocks(&self) -> bool {
+        self.engine.is_some() && self.mode != Mode::Observe
+    }
+
+    /// Whether some server request can be refused: a line too long to read whole may
+    /// then not be streamed to the client unread.
+    pub fn governs_any(&self) -> bool {
+        self.blocks()
+            && self
+                .engine
+                .as_ref()
+                .is_some_and(|e| SERVER_REQUESTS.iter().any(|m| e.governs(m)))
+    }
+
+    /// A server line longer than the relay holds, that may be one of its requests,
+    /// while server requests are governed: not relayed, and answered to the server.
+    pub fn refused_long(raw_id: &[u8]) -> Judged {
+        let why = "a line of the server's too long to judge whole may be a request thoth governs: not relayed".to_string();
+        Judged {
+            method: "request",
+            target: String::new(),
+            refusal: Some(super::answers::error(
+                Some(bounded_id(raw_id)),
+                -32600,
+                "Invalid Request",
+                Some(&json!({ "reason": "line_too_long_to_judge", "detail": why })),
+            )),
+            decided: Decided {
+                decision: Decision::new(Verdict::Block, why).with_code("TOO_LONG_TO_JUDGE"),
+                would_be: None,
+            },
+            started: Instant::now(),
+        }
+    }
+
+    /// A request inside a server batch that holds a governed one: refused with the
+    /// batch (its elements cannot be relayed apart).
+    pub fn refused_batch(method: &'static str, raw_id: &[u8]) -> Judged {
+        let why =
+            "a batch of the server's holding a request thoth governs is not relayed".to_string();
+        Judged {
+            method,
+            target: String::new(),
+            refusal: Some(super::answers::error(
+                Some(bounded_id(raw_id)),
+                -32600,
+                "Invalid Request",
+                Some(&json!({ "reason": "batch_refused", "detail": why })),
+            )),
+            decided: Decided {
+                decision: Decision::new(Verdict::Block, why).with_code("BATCH_REFUSED"),
+                would_be: None,
+            },
+            started: Instant::now(),
+        }
+    }
+
     /// A request the client could not be sent: too many of the server's requests wait
     /// for the client's answer already.
     pub fn too_many(method: &'static str, raw_id: &[u8], limit: usize) -> Judged {
@@ -90,7 +161,7 @@ impl ServerAsks {
             method,
             target: String::new(),
             refusal: Some(super::answers::error(
-                Some(raw_id),
+                Some(bounded_id(raw_id)),
                 super::answers::INTERNAL,
                 "thoth: too many requests pending",
                 Some(&json!({ "reason": "too_many_pending", "detail": why })),
@@ -149,7 +220,7 @@ impl ServerAsks {
                 );
                 let refusal = (decided.decision.verdict != Verdict::Allow).then(|| {
                     super::answers::error(
-                        Some(raw_id),
+                        Some(bounded_id(raw_id)),
                         -32602,
                         "Invalid params",
                         Some(&json!({ "reason": "params_not_decidable", "detail": why })),
@@ -196,15 +267,18 @@ impl ServerAsks {
             ),
         };
         let decided = observe(self.mode, decision);
+        // The server is the party the policy guards against: it learns that it was
+        // refused, not why (rule ids and reasons stay in the audit log).
         let refusal = (decided.decision.verdict != Verdict::Allow).then(|| {
-            let attestation = uuid::Uuid::new_v4().to_string();
-            let data = super::answers::decision_data(
-                &decided.decision,
-                &label,
-                &self.session_id,
-                &attestation,
-            );
-            super::answers::denied(raw_id, &decided.decision, &data, DenyStyle::Error)
+            super::answers::error(
+                Some(bounded_id(raw_id)),
+                match decided.decision.verdict {
+                    Verdict::StepUp => super::answers::STEP_UP_REQUIRED,
+                    _ => super::answers::BLOCKED,
+                },
+                "Refused by Thoth policy",
+                Some(&json!({ "reason": "refused_by_policy" })),
+            )
         });
         Some(Judged {
             method,
