@@ -1518,3 +1518,56 @@ fn serve_says_where_it_created_the_approver_key() {
         "the key is never logged"
     );
 }
+
+/// With `THOTH_ENFORCER_GOVERN_METHODS`, resources and prompts are asked of the
+/// enforcer (`tool_name` the method, `metadata.mcp_method`, `target`, `mcp_params`), and
+/// `thoth enforcer serve` decides them with the policies that name their actions;
+/// without it they pass, audited as not governed.
+#[test]
+fn resources_go_to_the_enforcer_when_set_to() {
+    let s = Scratch::new("remote-methods");
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policies/file-roots.cedar"
+    );
+    let enforcer = Enforcer::start(&s, policy, KEY, "approver-9c1");
+    let read = |id: u32, uri: &str| {
+        json!({"jsonrpc":"2.0","id":id,"method":"resources/read","params":{"uri":uri}}).to_string()
+    };
+    let mut p = remote_proxy(&s, &enforcer.url, &[("THOTH_ENFORCER_GOVERN_METHODS", "1")]);
+    p.send(&read(1, "file:///srv/shared/a.txt"));
+    assert!(p.recv_json().get("result").is_some());
+    p.send(&read(2, "file:///srv/shared/../../etc/passwd"));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    p.send(
+        &json!({"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"admin_reset"}})
+            .to_string(),
+    );
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert_eq!(
+        v["error"]["data"]["matched_rule_ids"],
+        json!(["no-admin-prompts"]),
+        "{v}"
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let log = std::fs::read_to_string(s.path("received.log")).unwrap_or_default();
+    assert!(
+        log.contains("/srv/shared/a.txt")
+            && !log.contains("etc/passwd")
+            && !log.contains("admin_reset"),
+        "{log}"
+    );
+
+    let s = Scratch::new("remote-methods-off");
+    let mut p = remote_proxy(&s, &enforcer.url, &[]);
+    p.send(&read(1, "file:///etc/passwd"));
+    assert!(
+        p.recv_json().get("result").is_some(),
+        "not governed: passed"
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+}

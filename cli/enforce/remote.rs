@@ -157,12 +157,47 @@ impl RemoteEnforcer {
         trace_id: &str,
         attestation_id: &str,
     ) -> Decision {
+        let body = self.enforce_body(input, trace_id, attestation_id);
+        self.ask(body, Self::body(input, trace_id, attestation_id))
+            .await
+    }
+
+    /// Asks the enforcer about a request besides tools/call (docs/architecture.md §4):
+    /// `tool_name` is the method, `tool_args` its arguments, and `metadata` carries
+    /// `mcp_method`, `target` (the URI or prompt name) and `mcp_params` (the request's
+    /// params, for the enforcer to read the target as thoth did).
+    pub async fn enforce_method(
+        &self,
+        input: &DecisionInput<'_>,
+        call: &super::methods::MethodCall,
+        params: &Value,
+        trace_id: &str,
+        attestation_id: &str,
+    ) -> Decision {
+        let with_method = |mut body: Value| {
+            if let Some(map) = body.as_object_mut() {
+                map.insert("tool_name".into(), json!(call.method));
+                map.insert("tool_args".into(), call.arguments.clone());
+                if let Some(metadata) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.insert("mcp_method".into(), json!(call.method));
+                    metadata.insert("target".into(), json!(call.target.label()));
+                    metadata.insert("mcp_params".into(), params.clone());
+                }
+            }
+            body
+        };
+        let body = with_method(self.enforce_body(input, trace_id, attestation_id));
+        let explain = with_method(Self::body(input, trace_id, attestation_id));
+        self.ask(body, explain).await
+    }
+
+    async fn ask(&self, body: Value, explain_body: Value) -> Decision {
         let url = format!("{}/v1/enforce", self.base);
         let request = self
             .client
             .post(&url)
             .header("x-api-key", self.api_key.expose())
-            .json(&self.enforce_body(input, trace_id, attestation_id));
+            .json(&body);
         let answer = match exchange(request, self.read_timeout, ENFORCE_BODY_LIMIT).await {
             Ok(answer) => answer,
             Err(failure) => return self.failed(failure),
@@ -190,9 +225,7 @@ impl RemoteEnforcer {
                 Ok(body) => {
                     let mut decision = with_status(parse_decision(&body), status);
                     if matches!(decision.verdict, Verdict::Block | Verdict::StepUp)
-                        && let Some(explanation) = self
-                            .explain(Self::body(input, trace_id, attestation_id), &decision)
-                            .await
+                        && let Some(explanation) = self.explain(explain_body, &decision).await
                     {
                         if let Some(next) =
                             explanation.get("what_to_do_next").and_then(Value::as_str)

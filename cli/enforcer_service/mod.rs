@@ -471,7 +471,40 @@ async fn enforce(
         arguments: Some(&args),
         session: &history,
     };
-    let outcome = state.engine.evaluate(&input);
+    // A request besides tools/call (`metadata.mcp_method`): its target read from its
+    // params as the proxy read them, decided by the policies that name its action
+    // (none: allowed, not governed here).
+    let method = body
+        .get("metadata")
+        .and_then(|m| m.get("mcp_method"))
+        .and_then(Value::as_str);
+    let outcome = match method {
+        None => state.engine.evaluate(&input),
+        Some(name) => {
+            let Some(method) = crate::enforce::methods::CLIENT_REQUESTS
+                .iter()
+                .copied()
+                .find(|m| *m == name)
+            else {
+                return bad_request("metadata.mcp_method is not a method thoth governs");
+            };
+            let params = body.get("metadata").and_then(|m| m.get("mcp_params"));
+            let call = match crate::enforce::methods::parse(method, params) {
+                Ok(call) => call,
+                Err(why) => return bad_request(&format!("metadata.mcp_params: {why}")),
+            };
+            if state.engine.governs(method) {
+                state.engine.evaluate_method(&input, &call)
+            } else {
+                crate::enforce::local::PolicyOutcome::Allow {
+                    reason: format!(
+                        "{method} is not governed: no policy's scope names Thoth::Action::\"{method}\""
+                    ),
+                    rule_ids: Vec::new(),
+                }
+            }
+        }
+    };
     let decision = {
         let mut sessions = state
             .sessions

@@ -197,6 +197,23 @@ pub async fn pump(ctx: Rc<Ctx>, mut input: impl AsyncRead + Unpin) -> std::io::R
                                 }
                             }
                         }
+                        Route::Ask {
+                            raw_id,
+                            call,
+                            params,
+                        } => {
+                            // What was read before it goes first; nothing after it
+                            // overtakes it.
+                            flush_kept(&ctx, &buf, &mut kept).await;
+                            match ask_enforcer(&ctx, &raw_id, &call, &params).await {
+                                Some(answer) => ctx.answer_client(answer).await,
+                                None => {
+                                    let key = id_key(&raw_id);
+                                    ctx.calls.borrow_mut().forwarded(key, &raw_id);
+                                    kept = forward(&ctx, &mut buf, kept, frame, rewrite).await;
+                                }
+                            }
+                        }
                         Route::Batch => {
                             // What was read before it goes first.
                             flush_kept(&ctx, &buf, &mut kept).await;
@@ -341,6 +358,12 @@ enum Route {
     },
     /// A batch: decided element by element, after the bytes read before it.
     Batch,
+    /// A governed request the enforcer is asked about first (remote mode).
+    Ask {
+        raw_id: Vec<u8>,
+        call: Box<crate::enforce::methods::MethodCall>,
+        params: Value,
+    },
 }
 
 fn route(ctx: &Ctx, frame: &[u8]) -> Route {
@@ -382,10 +405,21 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
                 // The answer would be taken for the answer to thoth's own request.
                 return Route::Reply(reserved_id(raw));
             }
-            if let Some(method) = governable_method(&call)
-                && let Some(answer) = govern(ctx, frame, &call, method)
-            {
-                return Route::Reply(answer);
+            if let Some(method) = governable_method(&call) {
+                match govern(ctx, frame, &call, method) {
+                    Governed::Pass => {}
+                    Governed::Answer(answer) => return Route::Reply(answer),
+                    Governed::Ask {
+                        call: asked,
+                        params,
+                    } => {
+                        return Route::Ask {
+                            raw_id: raw.to_vec(),
+                            call: asked,
+                            params,
+                        };
+                    }
+                }
             }
             let mut state = ctx.calls.borrow_mut();
             if call.method().eq_str("tools/list") {
@@ -460,17 +494,32 @@ fn governable_method(call: &Call<'_>) -> Option<&'static str> {
         .find(|m| call.method().eq_str(m))
 }
 
+/// What becomes of a request of a governable method besides tools/call.
+enum Governed {
+    /// Forward it (allowed, or not governed: audited either way).
+    Pass,
+    /// Answer the client with this; the server never sees the request.
+    Answer(Vec<u8>),
+    /// Ask the enforcer first (remote mode with `THOTH_ENFORCER_GOVERN_METHODS`).
+    Ask {
+        call: Box<crate::enforce::methods::MethodCall>,
+        params: Value,
+    },
+}
+
 /// A request of a governable method besides tools/call: decided when the local policy
-/// governs it (a policy's scope names its action), else passed as before. `None`:
-/// forward it; `Some(answer)`: the client's answer, and the server never sees it.
-/// Every request is audited, governed or not.
-fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Option<Vec<u8>> {
+/// governs it (a policy's scope names its action), asked of the enforcer when remote
+/// mode is set to, else passed as before. Every request is audited, governed or not.
+fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Governed {
     use crate::enforce::methods;
     let raw_id = call.id().map_or(&b"null"[..], |id| id.raw);
     let started = Instant::now();
     let params = call.params().map(|p| p.of(frame));
+    let asks_enforcer =
+        matches!(&ctx.engine, Engine::Remote(_)) && ctx.settings.enforcer_govern_methods;
     let local = match &ctx.engine {
-        Engine::Local(local) if local.governs(method) => local,
+        Engine::Local(local) if local.governs(method) => Some(local),
+        Engine::Remote(_) if asks_enforcer => None,
         _ => {
             let target = params
                 .and_then(|p| serde_json::from_slice::<Value>(p).ok())
@@ -493,7 +542,7 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Opt
                 },
                 started,
             );
-            return None;
+            return Governed::Pass;
         }
     };
     // Read as every server reads it: a member named twice (`uri` twice) or a value a
@@ -518,15 +567,24 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Opt
             );
             record_method(ctx, method, "", &decided, started);
             if decided.decision.verdict == Verdict::Allow {
-                return None;
+                return Governed::Pass;
             }
-            return Some(answers::error(
+            return Governed::Answer(answers::error(
                 Some(raw_id),
                 -32602,
                 "Invalid params",
                 Some(&json!({ "reason": "params_not_decidable", "detail": why })),
             ));
         }
+    };
+    let Some(local) = local else {
+        let params = params
+            .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+            .unwrap_or(Value::Null);
+        return Governed::Ask {
+            call: Box::new(method_call),
+            params,
+        };
     };
     let label = method_call.target.label().to_string();
     let decision = {
@@ -553,12 +611,20 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Opt
     };
     let decided = observe(ctx.settings.mode, decision);
     record_method(ctx, method, &label, &decided, started);
+    match method_answer(ctx, raw_id, &label, &decided) {
+        Some(answer) => Governed::Answer(answer),
+        None => Governed::Pass,
+    }
+}
+
+/// The client's answer to a governed request that is not allowed (`None` when it is).
+fn method_answer(ctx: &Ctx, raw_id: &[u8], label: &str, decided: &Decided) -> Option<Vec<u8>> {
     if decided.decision.verdict == Verdict::Allow {
         return None;
     }
     let attestation = uuid::Uuid::new_v4().to_string();
     let session_id = ctx.session.borrow().id.clone();
-    let data = answers::decision_data(&decided.decision, &label, &session_id, &attestation);
+    let data = answers::decision_data(&decided.decision, label, &session_id, &attestation);
     // A JSON-RPC error whatever the deny style: only a tool call has a tool result.
     Some(answers::denied(
         raw_id,
@@ -566,6 +632,56 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Opt
         &data,
         crate::domain::DenyStyle::Error,
     ))
+}
+
+/// Asks the enforcer about a governed request (remote mode); `None`: forward it.
+/// A MODIFY is not applied to these methods: it is refused.
+async fn ask_enforcer(
+    ctx: &Ctx,
+    raw_id: &[u8],
+    call: &crate::enforce::methods::MethodCall,
+    params: &Value,
+) -> Option<Vec<u8>> {
+    let Engine::Remote(remote) = &ctx.engine else {
+        return None;
+    };
+    let started = Instant::now();
+    let label = call.target.label().to_string();
+    let (session_id, history) = {
+        let session = ctx.session.borrow();
+        (session.id.clone(), session.history.clone())
+    };
+    let facts = ToolFacts::default();
+    let attestation = uuid::Uuid::new_v4().to_string();
+    let mut decision = remote
+        .enforce_method(
+            &input(
+                &ctx.settings,
+                &session_id,
+                &history,
+                &label,
+                &facts,
+                Some(&call.arguments),
+            ),
+            call,
+            params,
+            &session_id,
+            &attestation,
+        )
+        .await;
+    if matches!(decision.verdict, Verdict::Modify | Verdict::Defer) {
+        decision = Decision::new(
+            Verdict::Block,
+            format!(
+                "the enforcer's {} is not applied to {}",
+                decision.verdict.as_str(),
+                call.method
+            ),
+        );
+    }
+    let decided = observe(ctx.settings.mode, decision);
+    record_method(ctx, call.method, &label, &decided, started);
+    method_answer(ctx, raw_id, &label, &decided)
 }
 
 /// The audit record of a request besides tools/call: a `method` event (the decision
@@ -1462,8 +1578,16 @@ fn plan_batch(ctx: &Ctx, frame: &[u8]) -> Vec<Planned> {
             Ok(Message::Request(call)) if governable_method(&call).is_some() => {
                 let method = governable_method(&call).unwrap_or_default();
                 match govern(ctx, frame, &call, method) {
-                    Some(answer) => Planned::Answer(answer),
-                    None => Planned::Forward(call.span().of(frame).to_vec()),
+                    Governed::Answer(answer) => Planned::Answer(answer),
+                    Governed::Pass => Planned::Forward(call.span().of(frame).to_vec()),
+                    // The enforcer is asked about single requests only (batches are
+                    // 2025-03-26's): refused, never guessed.
+                    Governed::Ask { .. } => Planned::Answer(answers::error(
+                        Some(call.id().map_or(&b"null"[..], |id| id.raw)),
+                        answers::BLOCKED,
+                        "Blocked by Thoth policy: not decided inside a batch",
+                        Some(&json!({ "reason": "not_decided_in_batch" })),
+                    )),
                 }
             }
             Ok(Message::Request(call) | Message::Notification(call)) => {

@@ -33,6 +33,7 @@ pub const KNOWN: &[&str] = &[
     "THOTH_ENFORCER_URL",
     "THOTH_ENFORCER_FAILURE_DECISION",
     "THOTH_ENFORCER_ALLOW_FALLBACK_OVERRIDE",
+    "THOTH_ENFORCER_GOVERN_METHODS",
     "THOTH_USER_ID",
     "THOTH_GOVAPI_URL",
     "THOTH_GOV_API_URL",
@@ -106,6 +107,9 @@ pub struct EnvVars {
     pub enforcer_url: Option<String>,
     pub failure_decision: Option<FailureDecision>,
     pub allow_fallback_override: Option<bool>,
+    /// `THOTH_ENFORCER_GOVERN_METHODS`: resources, prompts and completions go to the
+    /// enforcer too.
+    pub enforcer_govern_methods: Option<bool>,
     pub user_id: Option<String>,
     pub govapi_url: Option<String>,
     pub apex_domain: Option<String>,
@@ -451,6 +455,7 @@ impl EnvVars {
             failure_decision: r
                 .choice("THOTH_ENFORCER_FAILURE_DECISION", FailureDecision::TABLE)?,
             allow_fallback_override: r.flag("THOTH_ENFORCER_ALLOW_FALLBACK_OVERRIDE")?,
+            enforcer_govern_methods: r.flag("THOTH_ENFORCER_GOVERN_METHODS")?,
             user_id: r.text("THOTH_USER_ID")?,
             govapi_url,
             apex_domain,

@@ -36,6 +36,9 @@ struct ManagedFile {
     policy_file: Option<PathBuf>,
     failure_decision: Option<String>,
     allow_fallback_override: Option<bool>,
+    /// Resources, prompts and completions go to the enforcer too (`true` cannot be
+    /// turned off by a variable).
+    enforcer_govern_methods: Option<bool>,
     require_non_root: Option<bool>,
     tls_verify: Option<bool>,
     deny_style: Option<String>,
@@ -116,6 +119,7 @@ pub struct Managed {
     pub policy_file: Option<PathBuf>,
     pub failure_decision: Option<FailureDecision>,
     pub allow_fallback_override: Option<bool>,
+    pub enforcer_govern_methods: Option<bool>,
     pub require_non_root: Option<bool>,
     pub tls_verify: Option<bool>,
     pub deny_style: Option<DenyStyle>,
@@ -229,6 +233,7 @@ impl Managed {
             policy_file: file.policy_file,
             failure_decision: choice!("failure_decision", file.failure_decision, FailureDecision),
             allow_fallback_override: file.allow_fallback_override,
+            enforcer_govern_methods: file.enforcer_govern_methods,
             require_non_root: file.require_non_root,
             tls_verify: file.tls_verify,
             deny_style: choice!("deny_style", file.deny_style, DenyStyle),

@@ -70,6 +70,9 @@ pub struct RunSettings {
     pub govapi: Option<GovApiSettings>,
     /// Fleet-approved tool pins from the managed settings file (`crate::pins`).
     pub tool_pins: Vec<crate::settings::managed::ManagedPin>,
+    /// Remote mode: resources/read, resources/subscribe, prompts/get and
+    /// completion/complete are asked of the enforcer too (else passed, audited).
+    pub enforcer_govern_methods: bool,
 }
 
 /// Default apex domain of the Thoth service.
@@ -262,6 +265,17 @@ impl RunSettings {
             (Some(floor), None) => Some(floor),
             (_, asked) => asked,
         };
+        if m.enforcer_govern_methods == Some(true) && env.enforcer_govern_methods == Some(false) {
+            return Err(m.refuse(
+                "THOTH_ENFORCER_GOVERN_METHODS=0",
+                "enforcer_govern_methods",
+                "true",
+            ));
+        }
+        let enforcer_govern_methods = m
+            .enforcer_govern_methods
+            .or(env.enforcer_govern_methods)
+            .unwrap_or(false);
         let allow_override = m
             .allow_fallback_override
             .or(env.allow_fallback_override)
@@ -291,6 +305,7 @@ impl RunSettings {
             None => profile.session_intent(&agent_id)?.unwrap_or_default(),
         };
         Ok(Self {
+            enforcer_govern_methods,
             tool_pins: m.tool_pins.clone(),
             agent_id,
             tenant_id: tenant.unwrap_or_else(|| "local".into()),
