@@ -1561,6 +1561,35 @@ fn resources_go_to_the_enforcer_when_set_to() {
         "{log}"
     );
 
+    // A STEP_UP is a BLOCK for these methods (no hold is polled for them), and an
+    // unreachable enforcer takes the failure decision: blocked.
+    let step = s.write(
+        "step.cedar",
+        "permit (principal, action == Thoth::Action::\"resources/read\", resource);\n\
+         @id(\"ask\")\n@decision(\"step_up\")\nforbid (principal, action == Thoth::Action::\"resources/read\", resource) when { resource.host == \"ask\" };\n",
+    );
+    let stepping = Enforcer::start(&s, step.to_str().unwrap(), KEY, "approver-9c1");
+    let mut p = remote_proxy(&s, &stepping.url, &[("THOTH_ENFORCER_GOVERN_METHODS", "1")]);
+    p.send(&read(1, "res://ask/x"));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert_eq!(
+        v["error"]["data"]["matched_rule_ids"],
+        json!(["ask"]),
+        "{v}"
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let mut p = remote_proxy(
+        &s,
+        "https://127.0.0.1:9",
+        &[("THOTH_ENFORCER_GOVERN_METHODS", "1")],
+    );
+    p.send(&read(1, "res://any/x"));
+    assert_eq!(p.recv_json()["error"]["code"], -32001);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+
     let s = Scratch::new("remote-methods-off");
     let mut p = remote_proxy(&s, &enforcer.url, &[]);
     p.send(&read(1, "file:///etc/passwd"));

@@ -474,10 +474,16 @@ async fn enforce(
     // A request besides tools/call (`metadata.mcp_method`): its target read from its
     // params as the proxy read them, decided by the policies that name its action
     // (none: allowed, not governed here).
-    let method = body
+    let method = match body.get("metadata").and_then(|m| m.get("mcp_method")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name.as_str()),
+        Some(_) => return bad_request("metadata.mcp_method must be a string"),
+    };
+    let target = body
         .get("metadata")
-        .and_then(|m| m.get("mcp_method"))
-        .and_then(Value::as_str);
+        .and_then(|m| m.get("target"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let outcome = match method {
         None => state.engine.evaluate(&input),
         Some(name) => {
@@ -513,12 +519,27 @@ async fn enforce(
         if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(&session_id) {
             sessions.clear();
         }
-        apply_mode(
-            outcome,
-            mode,
-            &tool,
-            sessions.entry(session_id).or_default(),
-        )
+        // Soft denials are remembered per tool, or per method and target.
+        let key = match method {
+            Some(name) => format!("{name} {target}"),
+            None => tool.clone(),
+        };
+        let decided = apply_mode(outcome, mode, &key, sessions.entry(session_id).or_default());
+        // No hold for these methods: the proxy polls holds for tool calls only.
+        if method.is_some() && decided.verdict == Verdict::StepUp {
+            let mut block = crate::enforce::Decision::new(
+                Verdict::Block,
+                format!(
+                    "{} (step-up approval is not available for {})",
+                    decided.reason, tool
+                ),
+            );
+            block.matched_rule_ids = decided.matched_rule_ids;
+            block.decision_reason_code = decided.decision_reason_code;
+            block
+        } else {
+            decided
+        }
     };
     let mut answer = json!({
         "decision": decision.verdict.as_str(),

@@ -578,12 +578,18 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Gov
         }
     };
     let Some(local) = local else {
-        let params = params
+        // Only the members the target is read from travel (a request's `_meta` and
+        // unknown members stay out of the enforcer's body).
+        let read = params
             .and_then(|p| serde_json::from_slice::<Value>(p).ok())
             .unwrap_or(Value::Null);
+        let kept: serde_json::Map<String, Value> = ["uri", "name", "arguments", "ref", "argument"]
+            .iter()
+            .filter_map(|k| read.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect();
         return Governed::Ask {
             call: Box::new(method_call),
-            params,
+            params: Value::Object(kept),
         };
     };
     let label = method_call.target.label().to_string();
@@ -669,15 +675,22 @@ async fn ask_enforcer(
             &attestation,
         )
         .await;
-    if matches!(decision.verdict, Verdict::Modify | Verdict::Defer) {
-        decision = Decision::new(
-            Verdict::Block,
-            format!(
-                "the enforcer's {} is not applied to {}",
-                decision.verdict.as_str(),
-                call.method
-            ),
+    // No hold is polled for these methods: a STEP_UP could never be approved here.
+    if matches!(
+        decision.verdict,
+        Verdict::Modify | Verdict::Defer | Verdict::StepUp
+    ) {
+        let reason = format!(
+            "the enforcer's {} is not applied to {} ({})",
+            decision.verdict.as_str(),
+            call.method,
+            decision.reason
         );
+        let mut block = Decision::new(Verdict::Block, reason);
+        block.matched_rule_ids = std::mem::take(&mut decision.matched_rule_ids);
+        block.violation_id = decision.violation_id.take();
+        block.decision_reason_code = decision.decision_reason_code.take();
+        decision = block;
     }
     let decided = observe(ctx.settings.mode, decision);
     record_method(ctx, call.method, &label, &decided, started);
@@ -1581,13 +1594,28 @@ fn plan_batch(ctx: &Ctx, frame: &[u8]) -> Vec<Planned> {
                     Governed::Answer(answer) => Planned::Answer(answer),
                     Governed::Pass => Planned::Forward(call.span().of(frame).to_vec()),
                     // The enforcer is asked about single requests only (batches are
-                    // 2025-03-26's): refused, never guessed.
-                    Governed::Ask { .. } => Planned::Answer(answers::error(
-                        Some(call.id().map_or(&b"null"[..], |id| id.raw)),
-                        answers::BLOCKED,
-                        "Blocked by Thoth policy: not decided inside a batch",
-                        Some(&json!({ "reason": "not_decided_in_batch" })),
-                    )),
+                    // 2025-03-26's): refused, never guessed (observe mode forwards).
+                    Governed::Ask { call: asked, .. } => {
+                        let decided = observe(
+                            ctx.settings.mode,
+                            Decision::new(
+                                Verdict::Block,
+                                format!("{method} is not asked of the enforcer inside a batch"),
+                            )
+                            .with_code("NOT_DECIDED_IN_BATCH"),
+                        );
+                        record_method(ctx, method, asked.target.label(), &decided, Instant::now());
+                        if decided.decision.verdict == Verdict::Allow {
+                            Planned::Forward(call.span().of(frame).to_vec())
+                        } else {
+                            Planned::Answer(answers::error(
+                                Some(call.id().map_or(&b"null"[..], |id| id.raw)),
+                                answers::BLOCKED,
+                                "Blocked by Thoth policy: not decided inside a batch",
+                                Some(&json!({ "reason": "not_decided_in_batch" })),
+                            ))
+                        }
+                    }
                 }
             }
             Ok(Message::Request(call) | Message::Notification(call)) => {

@@ -267,7 +267,7 @@ impl RunSettings {
         };
         if m.enforcer_govern_methods == Some(true) && env.enforcer_govern_methods == Some(false) {
             return Err(m.refuse(
-                "THOTH_ENFORCER_GOVERN_METHODS=0",
+                "turning THOTH_ENFORCER_GOVERN_METHODS off",
                 "enforcer_govern_methods",
                 "true",
             ));
