@@ -12,8 +12,8 @@
 //! - `scan/<class>`: `thoth_core::scan` then `tool_call` on one frame of each class of
 //!   the scan bench (`benches/frames.rs`);
 //! - `proxy/round_trip`: one small tools/call through the real pumps in process
-//!   (`thoth::run_pipes`: client pump, scan, local decision, server writer, relay),
-//!   the server's stdin looped to its stdout.
+//!   (`thoth::run_pipes`: client pump, scan, local decision, server writer, relay), a
+//!   thread of the bench answering each line with a small tool result, as a server does.
 //!
 //! Updating the thresholds (after a change that is meant to cost more, or to lock in
 //! a gain): `THOTH_PERF_UPDATE=1 cargo bench --bench instructions` rewrites the file
@@ -66,7 +66,21 @@ fn round_trips(iters: u64) {
     let frame = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/etc/hosts"}}}
 "#;
     let (client_in, mut feed) = std::io::pipe().expect("pipe");
-    let (server_out, server_in) = std::io::pipe().expect("pipe");
+    // The server: reads each call, answers it (a server answers with a response; a
+    // loop of its stdin to its stdout would answer with the request itself).
+    let (server_reads, server_in) = std::io::pipe().expect("pipe");
+    let (server_out, mut server_writes) = std::io::pipe().expect("pipe");
+    let server = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(server_reads);
+        let mut line = Vec::new();
+        while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            if server_writes.write_all(ANSWER).is_err() {
+                break;
+            }
+            line.clear();
+        }
+    });
     let (mut back, client_out) = std::io::pipe().expect("pipe");
     let pumps = std::thread::spawn(move || {
         thoth::run_pipes(
@@ -78,17 +92,22 @@ fn round_trips(iters: u64) {
         )
     });
     // One at a time, as a client that waits for each answer.
-    let mut echo = vec![0u8; frame.len()];
+    let mut echo = vec![0u8; ANSWER.len()];
     for _ in 0..iters {
         feed.write_all(frame).expect("write");
-        back.read_exact(&mut echo).expect("echo");
-        assert_eq!(&echo[..], &frame[..]);
+        back.read_exact(&mut echo).expect("answer");
+        assert_eq!(&echo[..], ANSWER);
     }
     drop(feed);
     let mut rest = Vec::new();
     back.read_to_end(&mut rest).expect("drain");
     pumps.join().expect("pumps").expect("pumps ran");
+    server.join().expect("server");
 }
+
+/// The server's answer to each call of the round trip.
+const ANSWER: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"127.0.0.1 localhost"}],"isError":false}}
+"#;
 
 fn run_case(name: &str, iters: u64) {
     if name == "proxy/round_trip" {

@@ -200,16 +200,23 @@ impl Relay {
             return;
         }
         // (`\u` too: a member name may be escaped, `"\u006dethod"`.)
-        if self.asks.is_some()
+        let maybe_request = self.asks.is_some()
             && (memchr::memmem::find(line, b"\"method\"").is_some()
-                || memchr::memmem::find(line, b"\\u").is_some())
-            && !self.server_request(line, found)
+                || memchr::memmem::find(line, b"\\u").is_some());
+        // One scan serves both the server's requests and the bookkeeping of responses.
+        let scanned = (maybe_request || self.scan_responses).then(|| thoth_core::scan(line));
+        if maybe_request
+            && let Some(message) = &scanned
+            && !self.server_request(line, message, found)
         {
             // Refused: the server gets the answer, the client never sees it.
             return;
         }
         let watched = found.watched.len();
-        if self.scan_responses && bookkeeping(line, &self.capture, found) {
+        if self.scan_responses
+            && let Some(message) = &scanned
+            && bookkeeping(line, message, &self.capture, found)
+        {
             // The answer to one of thoth's own requests: read, never relayed.
             return;
         }
@@ -240,11 +247,16 @@ impl Relay {
 
     /// A server → client request or notification: judged, counted and bounded. False
     /// when the line must not reach the client.
-    fn server_request(&mut self, line: &[u8], found: &mut Found) -> bool {
+    fn server_request(
+        &mut self,
+        line: &[u8],
+        message: &Result<Message<'_>, thoth_core::Error>,
+        found: &mut Found,
+    ) -> bool {
         let Some(asks) = self.asks.clone() else {
             return true;
         };
-        match thoth_core::scan(line) {
+        match message {
             Ok(Message::Request(call)) => {
                 let raw = call.id().map_or(&b"null"[..], |id| id.raw);
                 let method = crate::enforce::methods::SERVER_REQUESTS
@@ -672,6 +684,7 @@ fn is_tools_list_changed(line: &[u8]) -> bool {
 /// requests (ids in `calls::OWN_ID_PREFIX`'s namespace), which the client never sees.
 fn bookkeeping(
     line: &[u8],
+    message: &Result<Message<'_>, thoth_core::Error>,
     capture: &std::collections::HashSet<String>,
     found: &mut Found,
 ) -> bool {
@@ -686,11 +699,11 @@ fn bookkeeping(
             found.answered.push(key);
         }
     };
-    match thoth_core::scan(line) {
+    match message {
         Ok(Message::Batch(b)) => b.elements().flatten().for_each(|m| note(&m)),
         Ok(m) => {
-            own = matches!(&m, Message::Response(r) if is_own_key(&id_key(r.id().raw)));
-            note(&m);
+            own = matches!(m, Message::Response(r) if is_own_key(&id_key(r.id().raw)));
+            note(m);
         }
         Err(_) => {}
     }
