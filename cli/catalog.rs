@@ -342,13 +342,6 @@ impl Catalog {
         facts
     }
 
-    /// What the policy would be told about `tool`, without judging its pin again.
-    pub fn facts_as_listed(&self, tool: &str) -> ToolFacts {
-        self.tools
-            .get(tool)
-            .map_or_else(ToolFacts::default, |e| e.facts.clone())
-    }
-
     /// Whether `arguments` may be given to `tool`: always for a tool not in the catalog
     /// (the policy sees `in_catalog == false`), else when they validate.
     pub fn check(&mut self, tool: &str, arguments: &Value) -> Result<(), SchemaRefusal> {

@@ -413,23 +413,7 @@ impl LocalEngine {
     ) -> Result<PolicyOutcome, EvalError> {
         use super::methods::Target;
         let string = |s: &str| RestrictedExpression::new_string(s.to_string());
-        let principal = EntityUid::from_type_name_and_id(
-            self.agent_type.clone(),
-            EntityId::new(input.agent_id),
-        );
-        let agent = Entity::new(
-            principal.clone(),
-            HashMap::from([
-                ("tenant".to_string(), string(input.tenant_id)),
-                ("user".to_string(), string(input.user_id)),
-                (
-                    "environment".to_string(),
-                    string(input.environment.as_str()),
-                ),
-            ]),
-            HashSet::new(),
-        )
-        .map_err(EvalError::build)?;
+        let (principal, agent) = self.agent(input)?;
         let (kind, attrs) = match &call.target {
             Target::Resource {
                 uri,
@@ -493,28 +477,16 @@ impl LocalEngine {
             Entity::new(resource.clone(), attrs, HashSet::new()).map_err(EvalError::build)?;
         // No schema: a schema written for tools/call does not declare these actions.
         let entities = Entities::from_entities([agent, target], None).map_err(EvalError::build)?;
-        let history = input.session;
         let arguments = match &call.arguments {
             value @ serde_json::Value::Object(_) => to_cedar(value),
             _ => RestrictedExpression::new_record([]).map_err(EvalError::build)?,
         };
-        let context = Context::from_pairs([
-            ("tool_name".to_string(), string(call.target.label())),
-            ("method".to_string(), string(call.method)),
-            ("arguments".to_string(), arguments),
-            ("session_intent".to_string(), string(input.session_intent)),
-            ("enforcement_mode".to_string(), string(input.mode.as_str())),
-            (
-                "session_tool_calls".to_string(),
-                RestrictedExpression::new_set(history.distinct.iter().map(|c| string(c))),
-            ),
-            (
-                "session_call_count".to_string(),
-                RestrictedExpression::new_long(i64::try_from(history.count).unwrap_or(i64::MAX)),
-            ),
-            ("previous_tool".to_string(), string(history.previous())),
-        ])
-        .map_err(EvalError::build)?;
+        let context = context(
+            input,
+            call.target.label(),
+            arguments,
+            Some(("method", call.method)),
+        )?;
         let action_type = self.action.type_name().clone();
         let action = EntityUid::from_type_name_and_id(action_type, EntityId::new(call.method));
         let request =
@@ -524,6 +496,29 @@ impl LocalEngine {
             &response,
             &format!("{} of {:?}", call.method, call.target.label()),
         )
+    }
+
+    /// The principal of a request: the agent, with its tenant, user and environment.
+    fn agent(&self, input: &DecisionInput<'_>) -> Result<(EntityUid, Entity), EvalError> {
+        let string = |s: &str| RestrictedExpression::new_string(s.to_string());
+        let principal = EntityUid::from_type_name_and_id(
+            self.agent_type.clone(),
+            EntityId::new(input.agent_id),
+        );
+        let agent = Entity::new(
+            principal.clone(),
+            HashMap::from([
+                ("tenant".to_string(), string(input.tenant_id)),
+                ("user".to_string(), string(input.user_id)),
+                (
+                    "environment".to_string(),
+                    string(input.environment.as_str()),
+                ),
+            ]),
+            HashSet::new(),
+        )
+        .map_err(EvalError::build)?;
+        Ok((principal, agent))
     }
 
     /// Whether some policy hides tools (`@hide`).
@@ -619,28 +614,12 @@ impl LocalEngine {
             self.remember_last(key, &hit);
             return Ok(hit);
         }
-        let principal = EntityUid::from_type_name_and_id(
-            self.agent_type.clone(),
-            EntityId::new(input.agent_id),
-        );
+        let (principal, agent) = self.agent(input)?;
         let resource = EntityUid::from_type_name_and_id(
             self.tool_type.clone(),
             EntityId::new(input.tool_name),
         );
         let string = |s: &str| RestrictedExpression::new_string(s.to_string());
-        let agent = Entity::new(
-            principal.clone(),
-            HashMap::from([
-                ("tenant".to_string(), string(input.tenant_id)),
-                ("user".to_string(), string(input.user_id)),
-                (
-                    "environment".to_string(),
-                    string(input.environment.as_str()),
-                ),
-            ]),
-            HashSet::new(),
-        )
-        .map_err(EvalError::build)?;
         let facts = input.tool;
         let annotations = RestrictedExpression::new_record([
             (
@@ -729,24 +708,7 @@ impl LocalEngine {
             Some(value @ serde_json::Value::Object(_)) if self.reads_arguments => to_cedar(value),
             _ => RestrictedExpression::new_record([]).map_err(EvalError::build)?,
         };
-        let history = input.session;
-        let string = |s: &str| RestrictedExpression::new_string(s.to_string());
-        let context = Context::from_pairs([
-            ("tool_name".to_string(), string(input.tool_name)),
-            ("arguments".to_string(), arguments),
-            ("session_intent".to_string(), string(input.session_intent)),
-            ("enforcement_mode".to_string(), string(input.mode.as_str())),
-            (
-                "session_tool_calls".to_string(),
-                RestrictedExpression::new_set(history.distinct.iter().map(|c| string(c))),
-            ),
-            (
-                "session_call_count".to_string(),
-                RestrictedExpression::new_long(i64::try_from(history.count).unwrap_or(i64::MAX)),
-            ),
-            ("previous_tool".to_string(), string(history.previous())),
-        ])
-        .map_err(EvalError::build)?;
+        let context = context(input, input.tool_name, arguments, None)?;
         let request = Request::new(
             subjects.principal.clone(),
             self.action.clone(),
@@ -827,6 +789,35 @@ impl LocalEngine {
             PolicyOutcome::HardDeny { reason, rule_ids }
         })
     }
+}
+
+/// A request's context: every field tools/call has (`tool_name` the tool, URI or
+/// prompt name; `arguments` already converted), and `extra` (a method's name).
+fn context(
+    input: &DecisionInput<'_>,
+    tool_name: &str,
+    arguments: RestrictedExpression,
+    extra: Option<(&str, &str)>,
+) -> Result<Context, EvalError> {
+    let history = input.session;
+    let string = |s: &str| RestrictedExpression::new_string(s.to_string());
+    let fields = [
+        ("tool_name".to_string(), string(tool_name)),
+        ("arguments".to_string(), arguments),
+        ("session_intent".to_string(), string(input.session_intent)),
+        ("enforcement_mode".to_string(), string(input.mode.as_str())),
+        (
+            "session_tool_calls".to_string(),
+            RestrictedExpression::new_set(history.distinct.iter().map(|c| string(c))),
+        ),
+        (
+            "session_call_count".to_string(),
+            RestrictedExpression::new_long(i64::try_from(history.count).unwrap_or(i64::MAX)),
+        ),
+        ("previous_tool".to_string(), string(history.previous())),
+    ];
+    let extra = extra.map(|(name, value)| (name.to_string(), string(value)));
+    Context::from_pairs(fields.into_iter().chain(extra)).map_err(EvalError::build)
 }
 
 /// For each governable method, the policies whose action scope names it

@@ -192,6 +192,22 @@ pub enum ParamsError {
     Elicitation,
 }
 
+/// Why a method is not governed by a local policy (the reason its records carry).
+pub fn not_governed(method: &str) -> String {
+    format!("{method} is not governed: no policy's scope names Thoth::Action::\"{method}\"")
+}
+
+/// Reads a governed request's raw params as tools/call arguments are read
+/// (`enforce::arguments`: a member twice, case-folded keys that collide, numbers a
+/// reader would round, are refused, never guessed), then its target.
+pub fn read(method: &'static str, params: Option<&[u8]>) -> Result<MethodCall, String> {
+    let params = params
+        .map(super::arguments::parse)
+        .transpose()
+        .map_err(|e| format!("params are not readable: {e}"))?;
+    parse(method, params.as_ref()).map_err(|e| e.to_string())
+}
+
 /// Reads a governed request's params (`None` when absent).
 pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall, ParamsError> {
     let empty = Map::new();

@@ -503,9 +503,7 @@ async fn enforce(
                 state.engine.evaluate_method(&input, &call)
             } else {
                 crate::enforce::local::PolicyOutcome::Allow {
-                    reason: format!(
-                        "{method} is not governed: no policy's scope names Thoth::Action::\"{method}\""
-                    ),
+                    reason: crate::enforce::methods::not_governed(method),
                     rule_ids: Vec::new(),
                 }
             }

@@ -134,6 +134,16 @@ pub const TOOL_RESULT_SCHEMA_ERRORS: &str = "2025-11-25";
 /// The answer to a call whose arguments the tool's own schema refuses: -32602 under
 /// protocol revisions before 2025-11-25 (or when none was negotiated), else a tool
 /// result with `isError: true` naming the schema error.
+/// The answer to a governed request whose params cannot be decided (-32602).
+pub fn params_refused(id: &[u8], why: &str) -> Vec<u8> {
+    error(
+        Some(id),
+        -32602,
+        "Invalid params",
+        Some(&json!({ "reason": "params_not_decidable", "detail": why })),
+    )
+}
+
 pub fn schema_refused(id: &[u8], tool: &str, why: &str, protocol: Option<&str>) -> Vec<u8> {
     let message = format!("Invalid arguments for tool {tool}: {why}");
     let data =

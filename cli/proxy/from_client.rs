@@ -527,9 +527,7 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Gov
                 .map(|c| c.target.label().to_string())
                 .unwrap_or_default();
             let why = match &ctx.engine {
-                Engine::Local(_) => format!(
-                    "{method} is not governed: no policy's scope names Thoth::Action::\"{method}\""
-                ),
+                Engine::Local(_) => methods::not_governed(method),
                 Engine::Remote(_) => format!("{method} is not sent to the enforcer"),
             };
             record_method(
@@ -547,17 +545,7 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Gov
     };
     // Read as every server reads it: a member named twice (`uri` twice) or a value a
     // parser could read two ways is refused, never guessed.
-    let parsed = match params {
-        None => Ok(None),
-        Some(p) if crate::catalog::has_duplicate_members(p) => {
-            Err("a member is named twice".to_string())
-        }
-        Some(p) => serde_json::from_slice::<Value>(p)
-            .map(Some)
-            .map_err(|e| format!("params are not readable: {e}")),
-    }
-    .and_then(|p| methods::parse(method, p.as_ref()).map_err(|e| e.to_string()));
-    let method_call = match parsed {
+    let method_call = match methods::read(method, params) {
         Ok(c) => c,
         Err(why) => {
             let decided = observe(
@@ -569,12 +557,7 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Gov
             if decided.decision.verdict == Verdict::Allow {
                 return Governed::Pass;
             }
-            return Governed::Answer(answers::error(
-                Some(raw_id),
-                -32602,
-                "Invalid params",
-                Some(&json!({ "reason": "params_not_decidable", "detail": why })),
-            ));
+            return Governed::Answer(answers::params_refused(raw_id, &why));
         }
     };
     let Some(local) = local else {

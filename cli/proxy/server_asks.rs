@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::domain::{Environment, Mode};
 use crate::enforce::local::LocalEngine;
@@ -31,6 +31,32 @@ fn bounded_id(raw_id: &[u8]) -> &[u8] {
         raw_id
     } else {
         b"null"
+    }
+}
+
+/// A server request refused before any policy: the error the server gets (code,
+/// message, `data.reason`, with `why` as its detail) and the audit record's decision.
+fn refused(
+    method: &'static str,
+    raw_id: &[u8],
+    (code, message, reason): (i32, &str, &str),
+    why: &str,
+    decision_code: &str,
+) -> Judged {
+    Judged {
+        method,
+        target: String::new(),
+        refusal: Some(super::answers::error(
+            Some(bounded_id(raw_id)),
+            code,
+            message,
+            Some(&json!({ "reason": reason, "detail": why })),
+        )),
+        decided: Decided {
+            decision: Decision::new(Verdict::Block, why).with_code(decision_code),
+            would_be: None,
+        },
+        started: Instant::now(),
     }
 }
 
@@ -113,65 +139,41 @@ impl ServerAsks {
     /// A server line longer than the relay holds, that may be one of its requests,
     /// while server requests are governed: not relayed, and answered to the server.
     pub fn refused_long(raw_id: &[u8]) -> Judged {
-        let why = "a line of the server's too long to judge whole may be a request thoth governs: not relayed".to_string();
-        Judged {
-            method: "request",
-            target: String::new(),
-            refusal: Some(super::answers::error(
-                Some(bounded_id(raw_id)),
-                -32600,
-                "Invalid Request",
-                Some(&json!({ "reason": "line_too_long_to_judge", "detail": why })),
-            )),
-            decided: Decided {
-                decision: Decision::new(Verdict::Block, why).with_code("TOO_LONG_TO_JUDGE"),
-                would_be: None,
-            },
-            started: Instant::now(),
-        }
+        refused(
+            "request",
+            raw_id,
+            (-32600, "Invalid Request", "line_too_long_to_judge"),
+            "a line of the server's too long to judge whole may be a request thoth governs: not relayed",
+            "TOO_LONG_TO_JUDGE",
+        )
     }
 
     /// A request inside a server batch that holds a governed one: refused with the
     /// batch (its elements cannot be relayed apart).
     pub fn refused_batch(method: &'static str, raw_id: &[u8]) -> Judged {
-        let why =
-            "a batch of the server's holding a request thoth governs is not relayed".to_string();
-        Judged {
+        refused(
             method,
-            target: String::new(),
-            refusal: Some(super::answers::error(
-                Some(bounded_id(raw_id)),
-                -32600,
-                "Invalid Request",
-                Some(&json!({ "reason": "batch_refused", "detail": why })),
-            )),
-            decided: Decided {
-                decision: Decision::new(Verdict::Block, why).with_code("BATCH_REFUSED"),
-                would_be: None,
-            },
-            started: Instant::now(),
-        }
+            raw_id,
+            (-32600, "Invalid Request", "batch_refused"),
+            "a batch of the server's holding a request thoth governs is not relayed",
+            "BATCH_REFUSED",
+        )
     }
 
     /// A request the client could not be sent: too many of the server's requests wait
     /// for the client's answer already.
     pub fn too_many(method: &'static str, raw_id: &[u8], limit: usize) -> Judged {
-        let why = format!("more than {limit} requests of the server wait for the client's answer");
-        Judged {
+        refused(
             method,
-            target: String::new(),
-            refusal: Some(super::answers::error(
-                Some(bounded_id(raw_id)),
+            raw_id,
+            (
                 super::answers::INTERNAL,
                 "thoth: too many requests pending",
-                Some(&json!({ "reason": "too_many_pending", "detail": why })),
-            )),
-            decided: Decided {
-                decision: Decision::new(Verdict::Block, why).with_code("PENDING_LIMIT"),
-                would_be: None,
-            },
-            started: Instant::now(),
-        }
+                "too_many_pending",
+            ),
+            &format!("more than {limit} requests of the server wait for the client's answer"),
+            "PENDING_LIMIT",
+        )
     }
 
     fn judge_known(
@@ -193,24 +195,12 @@ impl ServerAsks {
         };
         let Some(engine) = self.engine.as_ref().filter(|e| e.governs(method)) else {
             return Some(passed(match self.engine {
-                Some(_) => format!(
-                    "{method} is not governed: no policy's scope names Thoth::Action::\"{method}\""
-                ),
+                Some(_) => methods::not_governed(method),
                 None => format!("{method} is not sent to the enforcer"),
             }));
         };
         // Read as every client reads it: a member named twice is refused, never guessed.
-        let parsed = match params {
-            None => Ok(None),
-            Some(p) if crate::catalog::has_duplicate_members(p) => {
-                Err("a member is named twice".to_string())
-            }
-            Some(p) => serde_json::from_slice::<Value>(p)
-                .map(Some)
-                .map_err(|e| format!("params are not readable: {e}")),
-        }
-        .and_then(|p| methods::parse(method, p.as_ref()).map_err(|e| e.to_string()));
-        let call = match parsed {
+        let call = match methods::read(method, params) {
             Ok(call) => call,
             Err(why) => {
                 let decided = observe(
@@ -218,14 +208,8 @@ impl ServerAsks {
                     Decision::new(Verdict::Block, format!("{method} refused: {why}"))
                         .with_code("PARAMS_INVALID"),
                 );
-                let refusal = (decided.decision.verdict != Verdict::Allow).then(|| {
-                    super::answers::error(
-                        Some(bounded_id(raw_id)),
-                        -32602,
-                        "Invalid params",
-                        Some(&json!({ "reason": "params_not_decidable", "detail": why })),
-                    )
-                });
+                let refusal = (decided.decision.verdict != Verdict::Allow)
+                    .then(|| super::answers::params_refused(bounded_id(raw_id), &why));
                 return Some(Judged {
                     method,
                     target: String::new(),
