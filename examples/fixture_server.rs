@@ -94,6 +94,14 @@ fn main() {
     }
 }
 
+/// The server's notification that its tool list changed.
+const LIST_CHANGED: &str = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+
+/// Writes one line of the server's own (before the answer being built).
+fn say(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// `read_file`'s title changed (`fixture/retitle`).
 static RETITLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -158,39 +166,25 @@ fn answer(message: &Value) -> Option<Value> {
         // A test asks the server to retitle read_file, and to say its list changed.
         "fixture/retitle" => {
             RETITLED.store(true, std::sync::atomic::Ordering::Relaxed);
-            let _ = writeln!(
-                std::io::stdout(),
-                "{}",
-                json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" })
-            );
+            say(LIST_CHANGED);
             json!({})
         }
         // A test has the server send the client a request of its own (id "srv-<id>"),
         // before the answer to this one.
         "fixture/ask" => {
-            let _ = writeln!(
-                std::io::stdout(),
-                "{}",
-                json!({ "jsonrpc": "2.0", "id": format!("srv-{id}"), "method": message["params"]["method"], "params": message["params"]["params"] })
+            say(
+                json!({ "jsonrpc": "2.0", "id": format!("srv-{id}"), "method": message["params"]["method"], "params": message["params"]["params"] }),
             );
             json!({})
         }
         // A test has the server write a line of its choosing, as it is.
         "fixture/raw" => {
-            let _ = writeln!(
-                std::io::stdout(),
-                "{}",
-                message["params"]["line"].as_str().unwrap_or_default()
-            );
+            say(message["params"]["line"].as_str().unwrap_or_default());
             json!({})
         }
         // A test asks the server to say its tool list changed.
         "fixture/list_changed" => {
-            let _ = writeln!(
-                std::io::stdout(),
-                "{}",
-                json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" })
-            );
+            say(LIST_CHANGED);
             json!({})
         }
         "tools/call" => {

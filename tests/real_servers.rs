@@ -229,17 +229,7 @@ fn coerced_arguments_never_reach_a_lax_python_server() {
             "disarmed.cedar",
             "permit (principal, action, resource);\n@id(\"never-armed\")\nforbid (principal, action, resource) when { context.arguments has armed && context.arguments.armed == true };\n@id(\"never-500\")\nforbid (principal, action, resource) when { context.arguments has count && context.arguments.count == 500 };\n",
         );
-        let mut cmd = s.thoth();
-        cmd.args(["run", "--agent-id", "coerce", "--policy"])
-            .arg(&policy)
-            .arg("--")
-            .arg(installed().join("venv/bin/python"))
-            .arg(script("python_coercing_server.py"))
-            .env("THOTH_TEST_MARKER_DIR", &markers);
-        let mut p = Proxy::start(cmd);
-        p.send(&json!({"jsonrpc":"2.0","id":100,"method":"initialize","params":{"protocolVersion":protocol,"capabilities":{},"clientInfo":{"name":"thoth-test","version":"1"}}}).to_string());
-        assert_eq!(answer(&p, 100)["result"]["protocolVersion"], protocol);
-        p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let mut p = coercing_session(&s, "coerce", &policy, &markers, protocol, &[]);
         p.send(r#"{"jsonrpc":"2.0","id":101,"method":"tools/list"}"#);
         assert_eq!(answer(&p, 101)["result"]["tools"][0]["name"], "launch");
         let coerced = [
@@ -348,20 +338,11 @@ fn hidden_and_changed_tools_of_a_python_server_never_run() {
          @id(\"changed-tool\")\n@decision(\"step_up\")\nforbid (principal, action, resource) when { resource.pin == \"changed\" };\n",
     );
     let session = |description: Option<&str>| {
-        let mut cmd = s.thoth();
-        cmd.args(["run", "--agent-id", "pins", "--policy"])
-            .arg(&policy)
-            .arg("--")
-            .arg(installed().join("venv/bin/python"))
-            .arg(script("python_coercing_server.py"))
-            .env("THOTH_TEST_MARKER_DIR", &markers);
-        if let Some(text) = description {
-            cmd.env("THOTH_TEST_LAUNCH_DESCRIPTION", text);
-        }
-        let mut p = Proxy::start(cmd);
-        p.send(&json!({"jsonrpc":"2.0","id":100,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"thoth-test","version":"1"}}}).to_string());
-        answer(&p, 100);
-        p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let envs: Vec<(&str, &str)> = description
+            .map(|text| ("THOTH_TEST_LAUNCH_DESCRIPTION", text))
+            .into_iter()
+            .collect();
+        let mut p = coercing_session(&s, "pins", &policy, &markers, "2025-06-18", &envs);
         p.send(r#"{"jsonrpc":"2.0","id":101,"method":"tools/list"}"#);
         let names: Vec<String> = answer(&p, 101)["result"]["tools"]
             .as_array()
@@ -439,17 +420,7 @@ fn resources_and_prompts_of_a_python_server_are_governed() {
             );
         }
         let policy = s.write("methods.cedar", &text);
-        let mut cmd = s.thoth();
-        cmd.args(["run", "--agent-id", "methods", "--policy"])
-            .arg(&policy)
-            .arg("--")
-            .arg(installed().join("venv/bin/python"))
-            .arg(script("python_coercing_server.py"))
-            .env("THOTH_TEST_MARKER_DIR", &markers);
-        let mut p = Proxy::start(cmd);
-        p.send(&json!({"jsonrpc":"2.0","id":100,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"thoth-test","version":"1"}}}).to_string());
-        answer(&p, 100);
-        p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let mut p = coercing_session(&s, "methods", &policy, &markers, "2025-06-18", &[]);
         let send = |p: &mut Proxy, id: u64, method: &str, params: Value| {
             p.send(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string());
             answer(p, id)
@@ -486,6 +457,34 @@ fn resources_and_prompts_of_a_python_server_are_governed() {
             );
         }
     }
+}
+
+/// `thoth run --agent-id <agent> --policy <policy>` in front of the Python SDK coercing
+/// server (markers in `markers`, `envs` set), initialized under `protocol`, which the
+/// server answers with.
+fn coercing_session(
+    s: &Scratch,
+    agent: &str,
+    policy: &Path,
+    markers: &Path,
+    protocol: &str,
+    envs: &[(&str, &str)],
+) -> Proxy {
+    let mut cmd = s.thoth();
+    cmd.args(["run", "--agent-id", agent, "--policy"])
+        .arg(policy)
+        .arg("--")
+        .arg(installed().join("venv/bin/python"))
+        .arg(script("python_coercing_server.py"))
+        .env("THOTH_TEST_MARKER_DIR", markers);
+    for (name, value) in envs {
+        cmd.env(name, value);
+    }
+    let mut p = Proxy::start(cmd);
+    p.send(&json!({"jsonrpc":"2.0","id":100,"method":"initialize","params":{"protocolVersion":protocol,"capabilities":{},"clientInfo":{"name":"thoth-test","version":"1"}}}).to_string());
+    assert_eq!(answer(&p, 100)["result"]["protocolVersion"], protocol);
+    p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    p
 }
 
 /// Every file's text under `dir`, concatenated.
