@@ -21,7 +21,9 @@
 //!
 //! Tools: `read_file`, `write_file`, `delete_file`, `exec_command`, `patient_lookup`,
 //! `echo` and `launch` (typed: `armed` a boolean, `count` an integer) answer with their
-//! arguments; `read_file` declares itself read-only; `big` answers with a text of
+//! arguments; `needs_input` answers as a 2026-07-28 server asking for input (an
+//! `input_required` result carrying `arguments.requests`) until the call is retried
+//! with `inputResponses`, which it echoes; `read_file` declares itself read-only; `big` answers with a text of
 //! `arguments.mib` MiB on one line; `crash` exits with status 3 at once.
 
 use std::io::{BufRead, Write};
@@ -211,6 +213,16 @@ fn answer(message: &Value) -> Option<Value> {
                 "big" => {
                     return Some(json!({ "id": id, "big": args["mib"].as_u64().unwrap_or(1) }));
                 }
+                "needs_input" => match message["params"].get("inputResponses") {
+                    Some(responses) => {
+                        json!({ "content": [{ "type": "text", "text": responses.to_string() }], "isError": false })
+                    }
+                    None => json!({
+                        "resultType": "input_required",
+                        "inputRequests": args["requests"],
+                        "requestState": "state-1"
+                    }),
+                },
                 _ => {
                     json!({ "content": [{ "type": "text", "text": args.to_string() }], "isError": false })
                 }

@@ -2153,6 +2153,102 @@ fn server_requests_to_the_client_are_governed() {
     assert!(audit_text(&s).contains(r#""code":"NOT_GOVERNED""#));
 }
 
+/// 2026-07-28: a server asks for input inside its result (`input_required` with
+/// `inputRequests`), not by a request of its own. Each input request is judged as its
+/// request form is; when one is refused the client gets -32001 for its call and sees
+/// none of them; allowed, the result reaches the client byte for byte. The retry with
+/// `inputResponses` is a new tools/call, decided again.
+#[test]
+fn input_requests_inside_results_are_governed() {
+    let s = Scratch::new("input-requests");
+    let policy = s.write(
+        "asks.cedar",
+        "permit (principal, action == Thoth::Action::\"tools/call\", resource);\n\
+         @id(\"sampling-without-tools\")\npermit (principal, action == Thoth::Action::\"sampling/createMessage\", resource) when { resource.tools.isEmpty() };\n\
+         @id(\"elicit\")\npermit (principal, action == Thoth::Action::\"elicitation/create\", resource) when { resource.mode == \"form\" };\n",
+    );
+    let mut p = proxy(&s, &["--policy", policy.to_str().unwrap()], &[]);
+    let sampling =
+        json!({"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 10}});
+    let with_tools = json!({"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 10, "tools": [{"name": "rm", "inputSchema": {"type": "object"}}]}});
+    let url = json!({"method": "elicitation/create", "params": {"mode": "url", "url": "https://evil.example/x", "message": "m", "elicitationId": "e1"}});
+    let form = json!({"method": "elicitation/create", "params": {"message": "m", "requestedSchema": {"type": "object"}}});
+
+    p.send(&call(
+        1,
+        "needs_input",
+        json!({"requests": {"s": sampling, "f": form}}),
+    ));
+    let allowed = p.recv();
+    let v: Value = serde_json::from_str(&allowed).unwrap();
+    assert_eq!(v["result"]["resultType"], "input_required", "{allowed}");
+    assert_eq!(v["result"]["inputRequests"]["s"], sampling);
+    // The retry carries the answers: decided again, as any call.
+    p.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "needs_input", "arguments": {}, "inputResponses": {"s": {"role": "assistant", "content": {"type": "text", "text": "hi"}, "model": "m"}}, "requestState": "state-1"}}).to_string());
+    assert_eq!(p.recv_json()["id"], 2);
+
+    for (id, requests, key) in [
+        (3, json!({"ok": sampling, "bad": with_tools}), "bad"),
+        (4, json!({"u": url}), "u"),
+    ] {
+        p.send(&call(id, "needs_input", json!({ "requests": requests })));
+        let text = p.recv();
+        assert!(!text.contains("inputRequests"), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["id"], id);
+        assert_eq!(v["error"]["code"], -32001, "{text}");
+        assert_eq!(v["error"]["data"]["input_request"], key, "{text}");
+    }
+
+    // Written so a strict reader refuses it or cannot hold it whole, it is judged all
+    // the same: an escaped member name, a member named twice, and a line of 5 MiB whose
+    // input requests come last. The client gets an error for "c<n>" instead.
+    let pad = "p".repeat(5 * 1024 * 1024);
+    let odd = [
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"c1","result":{{"resultType":"input_required","input\u0052equests":{{"x":{with_tools}}}}}}}"#
+        ),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"c2","result":{{"inputRequests":{{}},"inputRequests":{{"x":{with_tools}}}}}}}"#
+        ),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"c3","result":{{"content":[{{"type":"text","text":"{pad}"}}],"resultType":"input_required","inputRequests":{{"x":{with_tools}}}}}}}"#
+        ),
+    ];
+    for (i, line) in odd.iter().enumerate() {
+        let id = 40 + i as u32;
+        let mut refused = false;
+        p.send(&request(id, "fixture/raw", json!({ "line": line })));
+        loop {
+            let text = p.recv();
+            assert!(
+                !text.contains(r#""tools":[{"name":"rm""#) || !text.ends_with('}'),
+                "input requests reached the client whole: {}",
+                &text[..text.len().min(300)]
+            );
+            let v: Value = serde_json::from_str(&text).unwrap_or_default();
+            refused |= v["id"] == format!("c{}", i + 1) && v.get("error").is_some();
+            if v["id"] == id {
+                break;
+            }
+        }
+        assert!(refused, "c{} was not answered with an error", i + 1);
+    }
+    p.close_stdin();
+    p.wait(Duration::from_secs(10));
+    let audit = audit_text(&s);
+    assert!(audit.contains(r#""input_request":"bad""#), "{audit}");
+    assert!(audit.contains(r#""input_request":"f""#), "{audit}");
+    let decisions = audit
+        .lines()
+        .filter(|l| l.contains(r#""tool":"needs_input""#))
+        .count();
+    assert!(
+        decisions >= 4,
+        "each call and its retry is decided: {audit}"
+    );
+}
+
 /// Batches left MCP with 2025-06-18, and SDK servers of later revisions never answer
 /// one: under such a revision thoth answers each request of a client's batch with
 /// -32600 and sends the server nothing of it; under 2025-03-26 batches work as before.

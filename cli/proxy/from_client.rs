@@ -683,6 +683,18 @@ async fn ask_enforcer(
 /// The audit record of a request besides tools/call: a `method` event (the decision
 /// records of tools/call keep their shape).
 fn record_method(ctx: &Ctx, method: &str, target: &str, decided: &Decided, started: Instant) {
+    let fields = method_record(ctx, method, target, decided, started);
+    ctx.audit.event("method", fields);
+}
+
+/// The fields of a `method` audit record (counted as a decision when one was made).
+fn method_record(
+    ctx: &Ctx,
+    method: &str,
+    target: &str,
+    decided: &Decided,
+    started: Instant,
+) -> serde_json::Map<String, Value> {
     let d = &decided.decision;
     let undecided = d.decision_reason_code.as_deref() == Some("NOT_GOVERNED");
     if let Some(gov) = ctx.gov.borrow().as_ref().filter(|_| !undecided) {
@@ -708,7 +720,7 @@ fn record_method(ctx: &Ctx, method: &str, target: &str, decided: &Decided, start
         "would_be".into(),
         json!(decided.would_be.as_ref().map(|w| w.verdict.as_str())),
     );
-    ctx.audit.event("method", fields);
+    fields
 }
 
 /// Decides a batch element by element: allowed elements go to the server as one batch,
@@ -1390,13 +1402,18 @@ async fn settle_server_asks(ctx: &Ctx) {
         )
     };
     for judged in &asked {
-        record_method(
+        let mut fields = method_record(
             ctx,
             judged.method,
             &judged.target,
             &judged.decided,
             judged.started,
         );
+        if let Some(key) = &judged.input_key {
+            // One of the input requests of an `input_required` result.
+            fields.insert("input_request".into(), json!(key));
+        }
+        ctx.audit.event("method", fields);
     }
     for mut answer in answers {
         answer.push(b'\n');

@@ -106,6 +106,71 @@ pub struct Found {
     pub server_cancelled: Vec<String>,
 }
 
+/// What becomes of a server line the relay judged.
+#[derive(Debug)]
+enum Pass {
+    /// Relayed as it is.
+    Relay,
+    /// Not relayed (the server is answered).
+    Drop,
+    /// Not relayed: the client gets these bytes (an error for its request) instead.
+    Instead(Vec<u8>),
+}
+
+impl Pass {
+    fn relay_if(relay: bool) -> Self {
+        if relay { Pass::Relay } else { Pass::Drop }
+    }
+}
+
+/// Whether a response line may carry input requests (`result.inputRequests`, its name
+/// maybe escaped): found without parsing lines that cannot.
+fn may_carry_input_requests(line: &[u8]) -> bool {
+    memchr::memmem::find(line, b"inputRequests").is_some()
+        || (memchr::memmem::find(line, b"\\u").is_some() && {
+            let mut lax = thoth_core::LaxLine::new();
+            lax.feed(line).is_ok() && lax.may_ask()
+        })
+}
+
+/// A line read as JavaScript's `JSON.parse` and Python's `json` read it: the last of a
+/// member named twice, a lone surrogate as U+FFFD.
+fn read_as_clients(line: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice::<serde_json::Value>(line)
+        .or_else(|_| serde_json::from_slice(&crate::catalog::without_lone_surrogates(line)))
+        .ok()
+}
+
+/// The input requests of one response (`result.inputRequests`), judged; the client's
+/// error for request `raw_id` when one is refused. A response to thoth's own request is
+/// never relayed, so it is not judged.
+fn input_requests(
+    asks: &super::server_asks::ServerAsks,
+    response: &serde_json::Value,
+    raw_id: &[u8],
+    found: &mut Found,
+) -> Pass {
+    let Some(requests) = response
+        .get("result")
+        .and_then(|r| r.get("inputRequests"))
+        .and_then(serde_json::Value::as_object)
+    else {
+        return Pass::Relay;
+    };
+    if is_own_key(&id_key(raw_id)) {
+        return Pass::Relay;
+    }
+    let (judged, answer) = asks.judge_input_requests(requests, raw_id);
+    found.asked.extend(judged);
+    match answer {
+        Some(answer) => {
+            found.answered.push(id_key(raw_id));
+            Pass::Instead(answer)
+        }
+        None => Pass::Relay,
+    }
+}
+
 /// A line the client side wants to know about.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Watched {
@@ -199,18 +264,27 @@ impl Relay {
             found.diverted.push(shown(line, line.len(), ""));
             return;
         }
-        // (`\u` too: a member name may be escaped, `"\u006dethod"`.)
+        // (`\u` too: a member name may be escaped, `"\u006dethod"`. An input request
+        // inside a result has a `method` too.)
         let maybe_request = self.asks.is_some()
             && (memchr::memmem::find(line, b"\"method\"").is_some()
                 || memchr::memmem::find(line, b"\\u").is_some());
         // One scan serves both the server's requests and the bookkeeping of responses.
         let scanned = (maybe_request || self.scan_responses).then(|| thoth_core::scan(line));
-        if maybe_request
-            && let Some(message) = &scanned
-            && !self.server_request(line, message, found)
-        {
-            // Refused: the server gets the answer, the client never sees it.
-            return;
+        if maybe_request && let Some(message) = &scanned {
+            match self.server_request(line, message, found) {
+                Pass::Relay => {}
+                // Refused: the server gets the answer, the client never sees it.
+                Pass::Drop => return,
+                // A result the client must not read: it gets an error for its request.
+                Pass::Instead(answer) => {
+                    let rewrites =
+                        thoth_core::write_canonical(&answer, |piece| out.extend_from_slice(piece));
+                    found.rewrites.add(rewrites);
+                    out.push(b'\n');
+                    return;
+                }
+            }
         }
         let watched = found.watched.len();
         if self.scan_responses
@@ -245,16 +319,16 @@ impl Relay {
         out.push(b'\n');
     }
 
-    /// A server → client request or notification: judged, counted and bounded. False
-    /// when the line must not reach the client.
+    /// A server → client request or notification, or a result carrying input
+    /// requests: judged, counted and bounded.
     fn server_request(
         &mut self,
         line: &[u8],
         message: &Result<Message<'_>, thoth_core::Error>,
         found: &mut Found,
-    ) -> bool {
+    ) -> Pass {
         let Some(asks) = self.asks.clone() else {
-            return true;
+            return Pass::Relay;
         };
         match message {
             Ok(Message::Request(call)) => {
@@ -263,7 +337,21 @@ impl Relay {
                     .iter()
                     .copied()
                     .find(|m| call.method().eq_str(m));
-                self.one_request(&asks, method, raw, call.params().map(|p| p.of(line)), found)
+                Pass::relay_if(self.one_request(
+                    &asks,
+                    method,
+                    raw,
+                    call.params().map(|p| p.of(line)),
+                    found,
+                ))
+            }
+            Ok(Message::Response(response))
+                if !response.is_error() && may_carry_input_requests(line) =>
+            {
+                match read_as_clients(line) {
+                    Some(value) => input_requests(&asks, &value, response.id().raw, found),
+                    None => Pass::Relay,
+                }
             }
             Ok(Message::Notification(call)) if call.method().eq_str("notifications/cancelled") => {
                 let request = call
@@ -273,9 +361,9 @@ impl Relay {
                 if let Some(key) = request {
                     found.server_cancelled.push(id_key(key.as_bytes()));
                 }
-                true
+                Pass::Relay
             }
-            Ok(Message::Response(_) | Message::Notification(_)) => true,
+            Ok(Message::Response(_) | Message::Notification(_)) => Pass::Relay,
             // A batch, or a line the strict reader refuses (a member twice, a lone
             // surrogate, an odd id) that clients still read: judged as they read it.
             Ok(Message::Batch(_)) | Err(_) => self.as_clients_read_it(&asks, line, found),
@@ -313,19 +401,19 @@ impl Relay {
 
     /// A line the strict scan does not classify as one message, read as JavaScript's
     /// `JSON.parse` and Python's `json` read it (the last of a member named twice; a
-    /// lone surrogate as U+FFFD): a governed request in it is judged; a batch holding
-    /// one is refused whole (each of its requests answered), since its elements cannot
+    /// lone surrogate as U+FFFD): a governed request in it is judged, and the input
+    /// requests of a result; a batch holding a governed request or a refused input
+    /// request is refused whole (each of its requests answered to the server, each of
+    /// its responses answered to the client with an error), since its elements cannot
     /// be relayed apart.
     fn as_clients_read_it(
         &mut self,
         asks: &super::server_asks::ServerAsks,
         line: &[u8],
         found: &mut Found,
-    ) -> bool {
-        let parsed = serde_json::from_slice::<serde_json::Value>(line)
-            .or_else(|_| serde_json::from_slice(&crate::catalog::without_lone_surrogates(line)));
-        let Ok(value) = parsed else {
-            return true;
+    ) -> Pass {
+        let Some(value) = read_as_clients(line) else {
+            return Pass::Relay;
         };
         let governed = |v: &serde_json::Value| {
             v.get("method")
@@ -342,10 +430,19 @@ impl Relay {
             v.get("id")
                 .map_or_else(|| b"null".to_vec(), |id| id.to_string().into_bytes())
         };
+        let is_response =
+            |v: &serde_json::Value| v.get("method").is_none() && v.get("id").is_some();
         match &value {
             serde_json::Value::Array(elements) => {
-                if !elements.iter().any(|e| governed(e).is_some()) || !asks.blocks() {
-                    return true;
+                let mut refused_input = false;
+                for element in elements.iter().filter(|e| is_response(e)) {
+                    let judged = input_requests(asks, element, &id_of(element), found);
+                    refused_input |= !matches!(judged, Pass::Relay);
+                }
+                if !(refused_input || elements.iter().any(|e| governed(e).is_some()))
+                    || !asks.blocks()
+                {
+                    return Pass::Relay;
                 }
                 for element in elements
                     .iter()
@@ -358,14 +455,42 @@ impl Relay {
                             &id_of(element),
                         ));
                 }
-                false
+                // The client still gets an answer for each of its requests.
+                let errors: Vec<serde_json::Value> = elements
+                    .iter()
+                    .filter(|e| is_response(e))
+                    .filter_map(|e| {
+                        let raw = id_of(e);
+                        found.answered.push(id_key(&raw));
+                        let answer = answers::error(
+                            Some(&raw),
+                            answers::BLOCKED,
+                            "thoth did not relay a batch of the server's holding a request it refused",
+                            Some(&json!({ "reason": "batch_refused" })),
+                        );
+                        serde_json::from_slice(&answer).ok()
+                    })
+                    .collect();
+                match errors.is_empty() {
+                    true => Pass::Drop,
+                    false => {
+                        Pass::Instead(serde_json::Value::Array(errors).to_string().into_bytes())
+                    }
+                }
             }
             one => match governed(one) {
                 Some(method) => {
                     let params = one.get("params").map(|p| p.to_string().into_bytes());
-                    self.one_request(asks, Some(method), &id_of(one), params.as_deref(), found)
+                    Pass::relay_if(self.one_request(
+                        asks,
+                        Some(method),
+                        &id_of(one),
+                        params.as_deref(),
+                        found,
+                    ))
                 }
-                None => true,
+                None if is_response(one) => input_requests(asks, one, &id_of(one), found),
+                None => Pass::Relay,
             },
         }
     }
@@ -388,6 +513,19 @@ impl Relay {
             }
             Line::Start | Line::Held => self.start_streaming(seg, out, found),
             Line::Streaming => match self.lax.feed(seg) {
+                // A member that makes the line a request of the server's, or a result
+                // carrying input requests, only now: it is cut before that member, and
+                // both sides get an error (the client never reads the line whole).
+                Ok(()) if self.lax.may_ask() && self.governs_asks() => {
+                    let _ = self.rewriter.finish(|piece| out.extend_from_slice(piece));
+                    out.push(b'\n');
+                    found.cut.push(format!(
+                        "a request of the server's, or input requests, after {} bytes",
+                        self.line_len
+                    ));
+                    let id = self.streamed_id.take();
+                    self.refuse_unjudged(id, out, found);
+                }
                 Ok(()) => self.stream_out(seg, out),
                 Err(e) => self.cut(out, found, e.kind.as_str()),
             },
@@ -428,36 +566,11 @@ impl Relay {
                 id.extend_from_slice(seg.get(from_seg)?);
                 Some(id)
             });
-        let maybe_request = |bytes: &[u8]| {
-            memchr::memmem::find(bytes, b"\"method\"").is_some()
-                || memchr::memmem::find(bytes, b"\\u").is_some()
-        };
-        if self.asks.as_ref().is_some_and(|a| a.governs_any())
-            && (maybe_request(&held) || maybe_request(seg))
-        {
-            // Possibly a request of the server's, too long to judge whole: neither side
-            // is left waiting — the client gets an error for the id, the server too.
+        if self.lax.may_ask() && self.governs_asks() {
+            // Possibly a request of the server's (or a result carrying input requests),
+            // too long to judge whole: nothing of it is relayed.
             let id = self.streamed_id.take();
-            let raw = id.as_deref().unwrap_or(b"null");
-            found
-                .asked
-                .push(super::server_asks::ServerAsks::refused_long(raw));
-            let answer = answers::error(
-                id.as_deref(),
-                answers::INTERNAL,
-                "thoth did not relay a server line too long to judge",
-                Some(&json!({ "reason": "server_line_too_long_to_judge" })),
-            );
-            found
-                .rewrites
-                .add(thoth_core::write_canonical(&answer, |piece| {
-                    out.extend_from_slice(piece)
-                }));
-            out.push(b'\n');
-            if let Some(id) = &id {
-                found.answered.push(id_key(id));
-            }
-            self.line = Line::Cut;
+            self.refuse_unjudged(id, out, found);
             return;
         }
         if self
@@ -485,6 +598,38 @@ impl Relay {
         self.keep_captured(out, start);
         self.stream_out(seg, out);
         self.line = Line::Streaming;
+    }
+
+    /// Whether some request of the server's can be refused.
+    fn governs_asks(&self) -> bool {
+        self.asks.as_ref().is_some_and(|a| a.governs_any())
+    }
+
+    /// A line too long to judge whole that may ask the client something: neither side
+    /// is left waiting — the client gets an error for the id, the server too — and the
+    /// rest of the line goes nowhere.
+    fn refuse_unjudged(&mut self, id: Option<Vec<u8>>, out: &mut Vec<u8>, found: &mut Found) {
+        let raw = id.as_deref().unwrap_or(b"null");
+        found
+            .asked
+            .push(super::server_asks::ServerAsks::refused_long(raw));
+        let answer = answers::error(
+            id.as_deref(),
+            answers::INTERNAL,
+            "thoth did not relay a server line too long to judge",
+            Some(&json!({ "reason": "server_line_too_long_to_judge" })),
+        );
+        found
+            .rewrites
+            .add(thoth_core::write_canonical(&answer, |piece| {
+                out.extend_from_slice(piece)
+            }));
+        out.push(b'\n');
+        if let Some(id) = &id {
+            found.answered.push(id_key(id));
+        }
+        self.captured = None;
+        self.line = Line::Cut;
     }
 
     /// Adds what was relayed of a watched streamed line since `start` to its capture,
@@ -914,6 +1059,79 @@ mod tests {
     }
 
     const OK: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+
+    /// A relay whose server may ask for sampling without tools, and nothing more.
+    fn governing(limit: usize) -> Relay {
+        let path = std::env::temp_dir().join(format!("thoth-asks-{}.cedar", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &path,
+            "permit (principal, action == Thoth::Action::\"sampling/createMessage\", resource) when { resource.tools.isEmpty() };",
+        )
+        .unwrap();
+        let engine = crate::enforce::local::LocalEngine::load(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let mut relay = Relay::new(limit);
+        relay.asks = Some(std::sync::Arc::new(
+            super::super::server_asks::ServerAsks::new(
+                Some(std::sync::Arc::new(engine)),
+                "agent",
+                "tenant",
+                "user",
+                crate::domain::Environment::Dev,
+                crate::domain::Mode::Block,
+                "",
+                "session",
+            ),
+        ));
+        relay
+    }
+
+    /// What decides whether the server may ask the client something comes late in a
+    /// line too long to hold: the line is cut before it, and both sides are answered.
+    #[test]
+    fn asking_members_late_in_a_streamed_line_cut_it() {
+        let tools = r#"[{"name":"rm"}]"#;
+        let pad = "p".repeat(64);
+        let lines = [
+            format!(
+                r#"{{"jsonrpc":"2.0","id":"r1","params":{{"pad":"{pad}","messages":[],"tools":{tools}}},"method":"sampling/createMessage"}}"#
+            ),
+            format!(
+                r#"{{"jsonrpc":"2.0","id":"c1","result":{{"pad":"{pad}","inputRequests":{{"x":{{"method":"sampling/createMessage","params":{{"messages":[],"tools":{tools}}}}}}}}}}}"#
+            ),
+        ];
+        for line in &lines {
+            for chunk in [7, 16, 40] {
+                let mut relay = governing(32);
+                let (mut out, mut found) = (Vec::new(), Found::default());
+                for piece in format!("{line}\n").as_bytes().chunks(chunk) {
+                    relay.feed(piece, &mut out, &mut found);
+                }
+                relay.finish(&mut out, &mut found);
+                let text = String::from_utf8_lossy(&out);
+                // What went out before the member is a line no client can read.
+                for shown in text.lines() {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(shown) {
+                        assert!(
+                            v.get("method").is_none() && v.get("result").is_none(),
+                            "{text}"
+                        );
+                        assert!(v.get("error").is_some(), "{text}");
+                    }
+                }
+                assert_eq!(found.asked.len(), 1, "{text}");
+                assert_eq!(found.cut.len(), 1, "{text}");
+            }
+        }
+        // Held whole, a result whose input requests are allowed is relayed as it is.
+        let allowed = br#"{"jsonrpc":"2.0","id":"c2","result":{"resultType":"input_required","inputRequests":{"x":{"method":"sampling/createMessage","params":{"messages":[]}}}}}"#;
+        let mut relay = governing(1024);
+        let (mut out, mut found) = (Vec::new(), Found::default());
+        relay.feed(&[&allowed[..], b"\n"].concat(), &mut out, &mut found);
+        assert_eq!(out, [&allowed[..], b"\n"].concat());
+        assert_eq!(found.asked.len(), 1);
+        assert_eq!(found.asked[0].input_key.as_deref(), Some("x"));
+    }
 
     #[test]
     fn only_messages_are_relayed() {

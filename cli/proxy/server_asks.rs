@@ -9,6 +9,12 @@
 //! method is governed only when a policy's scope names its action (as for resources).
 //! This module decides and writes the server's answer; the relay does the relaying,
 //! and the client pump the audit records.
+//!
+//! From 2026-07-28 a server no longer sends these as requests: it answers the client's
+//! request with an `input_required` result whose `inputRequests` carry the same
+//! requests, and the client retries with the answers. Those are judged the same way,
+//! one by one; when one is refused the client gets an error for its request instead of
+//! the result, so it never runs any of them.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -25,6 +31,10 @@ use crate::enforce::{Decision, DecisionInput, SessionHistory, ToolFacts, Verdict
 /// Ids echoed to the server at most (a longer one is answered with a null id: the
 /// server wrote it, and it is not kept in memory a second time).
 const MAX_ECHOED_ID: usize = 256;
+
+/// Input requests judged in one result at most: a result carrying more is refused
+/// whole (no client needs more; each one judged is an audit record).
+pub const MAX_INPUT_REQUESTS: usize = 64;
 
 fn bounded_id(raw_id: &[u8]) -> &[u8] {
     if raw_id.len() <= MAX_ECHOED_ID {
@@ -57,6 +67,7 @@ fn refused(
             would_be: None,
         },
         started: Instant::now(),
+        input_key: None,
     }
 }
 
@@ -85,6 +96,8 @@ pub struct Judged {
     /// The error for the server, when the client must not see the request.
     pub refusal: Option<Vec<u8>>,
     pub started: Instant,
+    /// The key of the input request this was, inside an `input_required` result.
+    pub input_key: Option<String>,
 }
 
 impl ServerAsks {
@@ -160,6 +173,59 @@ impl ServerAsks {
         )
     }
 
+    /// Judges the input requests of an `input_required` result answering the client's
+    /// request `raw_id` (the `inputRequests` map, as clients read it). Returns each
+    /// judged, for the audit log, and, when one is refused, the error the client gets
+    /// for its request instead of the result: none of them reaches the client then.
+    pub fn judge_input_requests(
+        &self,
+        requests: &serde_json::Map<String, serde_json::Value>,
+        raw_id: &[u8],
+    ) -> (Vec<Judged>, Option<Vec<u8>>) {
+        if requests.len() > MAX_INPUT_REQUESTS && self.blocks() {
+            let why = format!(
+                "a result carries {} input requests, more than the {MAX_INPUT_REQUESTS} thoth judges",
+                requests.len()
+            );
+            let judged = refused(
+                "request",
+                raw_id,
+                (-32600, "Invalid Request", "too_many_input_requests"),
+                &why,
+                "INPUT_REQUESTS_LIMIT",
+            );
+            let answer = super::answers::error(
+                Some(raw_id),
+                super::answers::BLOCKED,
+                &format!("Blocked by Thoth: {why}"),
+                Some(&json!({ "reason": "too_many_input_requests" })),
+            );
+            return (
+                vec![Judged {
+                    refusal: None,
+                    ..judged
+                }],
+                Some(answer),
+            );
+        }
+        let mut judged_all = Vec::new();
+        let mut answer = None;
+        for (key, request) in requests {
+            let method = request.get("method").and_then(serde_json::Value::as_str);
+            let params = request.get("params").map(|p| p.to_string().into_bytes());
+            let Some(mut judged) = method.and_then(|m| self.judge(m, raw_id, params.as_deref()))
+            else {
+                continue;
+            };
+            judged.input_key = Some(key.clone());
+            if judged.refusal.take().is_some() && answer.is_none() {
+                answer = Some(input_request_refused(raw_id, &judged, key));
+            }
+            judged_all.push(judged);
+        }
+        (judged_all, answer)
+    }
+
     /// A request the client could not be sent: too many of the server's requests wait
     /// for the client's answer already.
     pub fn too_many(method: &'static str, raw_id: &[u8], limit: usize) -> Judged {
@@ -192,6 +258,7 @@ impl ServerAsks {
             },
             refusal: None,
             started,
+            input_key: None,
         };
         let Some(engine) = self.engine.as_ref().filter(|e| e.governs(method)) else {
             return Some(passed(match self.engine {
@@ -216,6 +283,7 @@ impl ServerAsks {
                     decided,
                     refusal,
                     started,
+                    input_key: None,
                 });
             }
         };
@@ -270,6 +338,21 @@ impl ServerAsks {
             decided,
             refusal,
             started,
+            input_key: None,
         })
     }
+}
+
+/// The client's error for a request whose result carried a refused input request: the
+/// client is the party the policy protects, so it is told why, as for a tools/call.
+fn input_request_refused(raw_id: &[u8], judged: &Judged, key: &str) -> Vec<u8> {
+    let decision = &judged.decided.decision;
+    let mut data = super::answers::decision_data(decision, judged.method, "", "");
+    if let Some(map) = data.as_object_mut() {
+        map.insert("input_request".into(), json!(key));
+        map.insert("mcp_method".into(), json!(judged.method));
+        map.remove("enforcement_trace_id");
+        map.remove("action_attestation_id");
+    }
+    super::answers::denied(raw_id, decision, &data, crate::domain::DenyStyle::Error)
 }

@@ -82,9 +82,14 @@ pub struct LaxLine {
     batch: bool,
     /// The message object being read has a `jsonrpc` member.
     versioned: bool,
-    /// The first bytes of the message-level key being read, and its length so far.
-    key: [u8; 8],
+    /// The first bytes of the key being read, and its length so far.
+    key: [u8; 16],
     key_len: u8,
+    /// The key being read has an escape in it.
+    key_escaped: bool,
+    /// A member seen so far makes the line possibly a request or a result carrying
+    /// input requests (see [`LaxLine::may_ask`]).
+    may_ask: bool,
     /// The message-level key just read is `id`.
     id_next: bool,
     /// Where the message's `id` value starts, while it is being read.
@@ -163,8 +168,10 @@ impl LaxLine {
             failed: None,
             batch: false,
             versioned: false,
-            key: [0; 8],
+            key: [0; 16],
             key_len: 0,
+            key_escaped: false,
+            may_ask: false,
             id_next: false,
             id_start: None,
             id_span: None,
@@ -175,6 +182,15 @@ impl LaxLine {
     /// first byte), once its value has been read: a string or a number, raw.
     pub fn id_span(&self) -> Option<(usize, usize)> {
         self.id_span
+    }
+
+    /// Whether the line read so far may be a request (a message-level `method`
+    /// member) or a result carrying input requests (an `inputRequests` member one level
+    /// below a message, as in `result.inputRequests`), or has a member name at either
+    /// level written with escapes, which a reader unescapes to either. A line that is
+    /// neither cannot ask the client anything.
+    pub fn may_ask(&self) -> bool {
+        self.may_ask
     }
 
     /// True while nothing but whitespace has been fed.
@@ -240,6 +256,7 @@ impl LaxLine {
                     };
                     // An escaped key is never the bare `jsonrpc`.
                     self.key_len = u8::MAX;
+                    self.key_escaped |= key;
                 }
                 State::Hex { key, left } => {
                     if !b.is_ascii_hexdigit() {
@@ -322,6 +339,7 @@ impl LaxLine {
                 State::ObjectFirst | State::Key => match b {
                     b'"' => {
                         self.key_len = 0;
+                        self.key_escaped = false;
                         self.state = State::Str { key: true };
                     }
                     b'}' if self.state == State::ObjectFirst => {
@@ -357,10 +375,13 @@ impl LaxLine {
         match b {
             b'"' => {
                 if key {
+                    let name = self.key.get(..usize::from(self.key_len));
                     if self.open == self.message_depth() {
-                        let name = self.key.get(..usize::from(self.key_len));
                         self.versioned |= name == Some(VERSION_KEY);
                         self.id_next = !self.batch && name == Some(b"id");
+                        self.may_ask |= self.key_escaped || name == Some(b"method");
+                    } else if self.open == self.message_depth() + 1 {
+                        self.may_ask |= self.key_escaped || name == Some(b"inputRequests");
                     }
                     self.state = State::Colon;
                 } else {
@@ -636,6 +657,63 @@ mod tests {
             let mut lax = LaxLine::new();
             lax.feed(line).unwrap();
             assert_eq!(lax.id_span().map(|(s, e)| &line[s..e]), id);
+        }
+    }
+
+    #[test]
+    fn lines_that_may_ask_the_client_are_told_apart() {
+        let table: &[(&[u8], bool)] = &[
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage"}"#,
+                true,
+            ),
+            (br#"{"jsonrpc":"2.0","id":1,"\u006dethod":"x"}"#, true),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":{"inputRequests":{}}}"#,
+                true,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":{"input\u0052equests":{}}}"#,
+                true,
+            ),
+            (
+                br#"[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","method":"n"}]"#,
+                true,
+            ),
+            (
+                br#"[{"jsonrpc":"2.0","id":1,"result":{"inputRequests":{}}}]"#,
+                true,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"method":"x"}]}}"#,
+                false,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":{"a":{"inputRequests":{}}}}"#,
+                false,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":{"text":"\u0041 method"}}"#,
+                false,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":{"methods":1,"inputRequest":2}}"#,
+                false,
+            ),
+            (br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, false),
+        ];
+        for &(line, asks) in table {
+            for cut in 0..=line.len() {
+                let mut lax = LaxLine::new();
+                lax.feed(&line[..cut]).unwrap();
+                lax.feed(&line[cut..]).unwrap();
+                assert_eq!(
+                    lax.may_ask(),
+                    asks,
+                    "{}",
+                    core::str::from_utf8(line).unwrap()
+                );
+            }
         }
     }
 
