@@ -2249,6 +2249,77 @@ fn input_requests_inside_results_are_governed() {
     );
 }
 
+/// A stateless (2026-07-28) client sends no initialize: its requests name the revision
+/// in `_meta`. thoth takes the revision from there (schema refusals as results,
+/// batches refused) and lists the tools itself with the same envelope, so the catalog
+/// informs the policy as in a session that began with initialize.
+#[test]
+fn stateless_sessions_take_the_revision_from_each_requests_envelope() {
+    let s = Scratch::new("stateless");
+    let policy = s.write(
+        "catalog.cedar",
+        "permit (principal, action, resource);\n\
+         @id(\"listed-only\")\nforbid (principal, action, resource) when { !resource.in_catalog };\n",
+    );
+    let mut p = proxy(&s, &["--policy", policy.to_str().unwrap()], &[]);
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "stateless", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "progressToken": "p1"
+    });
+    let stateless_call = |id: u32, tool: &str, args: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args, "_meta": meta}}).to_string()
+    };
+    // Never listed by the client: thoth listed the tools itself, so it is in the catalog.
+    p.send(&stateless_call(1, "read_file", json!({})));
+    let v = p.recv_json();
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    p.send(&stateless_call(2, "launch", json!({"armed": "true"})));
+    let v = p.recv_json();
+    assert_eq!(
+        v["result"]["isError"], true,
+        "refused as a result under 2026-07-28: {v}"
+    );
+    p.send(&format!(
+        "[{},{}]",
+        stateless_call(3, "echo", json!({})),
+        stateless_call(4, "echo", json!({}))
+    ));
+    let v = p.recv_json();
+    let answers = v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+    assert_eq!(answers.len(), 2, "{v}");
+    for answer in &answers {
+        assert_eq!(
+            answer["error"]["data"]["reason"], "batch_not_in_protocol",
+            "{v}"
+        );
+    }
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let log = received(&s);
+    let own: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["method"] == "tools/list")
+        .collect();
+    assert_eq!(own.len(), 1, "{log}");
+    let stamp = &own[0]["params"]["_meta"];
+    assert_eq!(
+        stamp["io.modelcontextprotocol/protocolVersion"], "2026-07-28",
+        "{log}"
+    );
+    assert_eq!(
+        stamp["io.modelcontextprotocol/clientInfo"]["name"],
+        "stateless"
+    );
+    assert!(stamp.get("progressToken").is_none(), "{log}");
+    assert!(
+        !log.contains(r#""id":3"#),
+        "nothing of the batch reaches the server: {log}"
+    );
+}
+
 /// Batches left MCP with 2025-06-18, and SDK servers of later revisions never answer
 /// one: under such a revision thoth answers each request of a client's batch with
 /// -32600 and sends the server nothing of it; under 2025-03-26 batches work as before.

@@ -73,6 +73,10 @@ pub struct Ctx {
     pub initialized: std::cell::Cell<bool>,
     /// thoth listed the server's tools itself (once per session).
     pub own_listing_done: std::cell::Cell<bool>,
+    /// A stateless (2026-07-28) session's envelope, from its first request that has
+    /// one while no initialize was answered: the revision, and what thoth's own
+    /// requests carry.
+    pub envelope: RefCell<Option<super::envelope::Envelope>>,
 }
 
 impl Ctx {
@@ -108,6 +112,7 @@ impl Ctx {
             protocol: RefCell::new(None),
             initialized: std::cell::Cell::new(false),
             own_listing_done: std::cell::Cell::new(false),
+            envelope: RefCell::new(None),
         });
         (ctx, queues)
     }
@@ -371,6 +376,9 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
         Ok(m) => m,
         Err(e) => return Route::Reply(answers::rejected(frame, &e)),
     };
+    if let Message::Request(call) = &message {
+        learn_envelope(ctx, frame, call);
+    }
     match message {
         Message::Request(call) if call.is_tool_call() => Route::ToolCall {
             raw_id: call.id().map_or(&b"null"[..], |id| id.raw).to_vec(),
@@ -440,6 +448,31 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
             Route::Forward
         }
         Message::Notification(_) => Route::Forward,
+    }
+}
+
+/// A stateless (2026-07-28) client names its revision in each request's `_meta`, and
+/// sends no initialize: its first such request, while no initialize was answered,
+/// sets the session's revision and the envelope of thoth's own requests. Not
+/// `server/discover` (a client probes a server with it that may then turn out to speak
+/// an older revision only) nor `initialize`.
+fn learn_envelope(ctx: &Ctx, frame: &[u8], call: &Call<'_>) {
+    if ctx.initialized.get()
+        || ctx.envelope.borrow().is_some()
+        || call.method().eq_str("server/discover")
+        || call.method().eq_str("initialize")
+    {
+        return;
+    }
+    let Some(params) = call.params().map(|p| p.of(frame)) else {
+        return;
+    };
+    if !super::envelope::may_have(params) {
+        return;
+    }
+    if let Some(envelope) = super::envelope::read(params) {
+        *ctx.protocol.borrow_mut() = Some(envelope.version.clone());
+        *ctx.envelope.borrow_mut() = Some(envelope);
     }
 }
 
@@ -729,6 +762,13 @@ fn method_record(
 /// splice as canonical lines already).
 async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
     sync_catalog(ctx);
+    if let Ok(Message::Batch(batch)) = thoth_core::scan(frame) {
+        for element in batch.elements().flatten() {
+            if let Message::Request(call) = element {
+                learn_envelope(ctx, frame, &call);
+            }
+        }
+    }
     let protocol = ctx.protocol.borrow().clone();
     if let Some(version) = protocol.filter(|v| !batching_allowed(v)) {
         if let Some(answer) = batch_refused(frame, &version) {
@@ -802,7 +842,9 @@ const OWN_LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Whether a call to `tool` makes thoth list the tools itself first.
 fn fetch_due(ctx: &Ctx, tool: &str) -> bool {
     sync_catalog(ctx);
-    !ctx.own_listing_done.get() && ctx.initialized.get() && !ctx.catalog.borrow().knows(tool)
+    !ctx.own_listing_done.get()
+        && (ctx.initialized.get() || ctx.envelope.borrow().is_some())
+        && !ctx.catalog.borrow().knows(tool)
 }
 
 /// A call names a tool the catalog does not know (the client never listed, or not
@@ -810,8 +852,9 @@ fn fetch_due(ctx: &Ctx, tool: &str) -> bool {
 /// tool's schema and claims count. Its requests use ids of its own namespace and their
 /// answers are consumed by the relay, never relayed. Nothing is asked before the
 /// server has answered initialize (the session has not begun); once it has, the client
-/// cannot turn this off by leaving out `notifications/initialized`. The caller has
-/// asked [`fetch_due`].
+/// cannot turn this off by leaving out `notifications/initialized`. A stateless
+/// (2026-07-28) session has no initialize: there thoth asks once a request has named
+/// the revision, with that request's envelope. The caller has asked [`fetch_due`].
 async fn fetch_catalog(ctx: &Ctx, tool: &str) {
     ctx.own_listing_done.set(true);
     let shared = ctx.calls.borrow().book.clone();
@@ -825,9 +868,15 @@ async fn fetch_catalog(ctx: &Ctx, tool: &str) {
         let id = format!("{}{}", super::calls::OWN_ID_PREFIX, uuid::Uuid::new_v4());
         let key = id_key(json!(id).to_string().as_bytes());
         ctx.calls.borrow_mut().watch_tools_list(&key);
-        let params = cursor
+        let mut params = cursor
             .as_ref()
             .map_or_else(|| json!({}), |c| json!({ "cursor": c }));
+        // A stateless server refuses a request without the session's envelope.
+        if let (Some(envelope), Some(map)) =
+            (ctx.envelope.borrow().as_ref(), params.as_object_mut())
+        {
+            map.insert("_meta".into(), Value::Object(envelope.stamp.clone()));
+        }
         let mut frame =
             json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params })
                 .to_string()
@@ -1275,6 +1324,8 @@ fn sync_catalog(ctx: &Ctx) {
     if protocol.is_some() {
         *ctx.protocol.borrow_mut() = protocol;
         ctx.initialized.set(true);
+        // A session that began with initialize is not stateless.
+        *ctx.envelope.borrow_mut() = None;
     }
     if events.is_empty() {
         return;

@@ -20,6 +20,7 @@ pub mod answers;
 pub mod calls;
 pub mod checks;
 pub mod decide;
+pub mod envelope;
 pub mod from_client;
 pub mod from_server;
 pub mod hide;
