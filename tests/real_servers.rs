@@ -2,7 +2,9 @@
 //! TypeScript SDK) and a plain Node `readline` server: a denied call hidden behind raw
 //! CRs, which those readers take for line breaks, must never run; legitimate frames
 //! (CRLF-terminated, raw U+2028 in an argument) must be answered with their values
-//! intact. Each server's `evil` tool leaves a marker file when it runs.
+//! intact. Each server's `evil` tool leaves a marker file when it runs. The Python
+//! SDK's client (`python_asking_client.py`, answering through its callbacks) drives a
+//! Python SDK server that asks it questions (`python_asking_server.py`) in both eras.
 //!
 //! The SDKs are installed by `tests/real_servers/install.sh DIR` (pinned versions);
 //! these tests are ignored by a plain `cargo test` and run by `.ci/run` as
@@ -455,6 +457,97 @@ fn resources_and_prompts_of_a_python_server_are_governed() {
                 3,
                 "{audit}"
             );
+        }
+    }
+}
+
+/// The Python SDK's client and server, each in both eras: under 2026-07-28 (the client
+/// probes server/discover, no initialize) the server asks inside `input_required`
+/// results; under 2025-11-25 it sends the client requests of its own. Either way a
+/// policy that allows form elicitation and sampling without tools lets those tools run
+/// (the client's callbacks answer), and refuses the sampling that offers the model a
+/// shell: that tool never runs, and the client gets -32001. A policy for tools/call
+/// alone lets every question through, as before.
+#[test]
+#[ignore = "needs the official SDKs (see the module doc)"]
+fn questions_of_a_python_server_to_a_python_client_are_governed() {
+    for (mode, protocol) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
+        for governed in [true, false] {
+            let s = Scratch::new(&format!("asking-{mode}-{governed}"));
+            let markers = s.path("markers");
+            std::fs::create_dir_all(&markers).unwrap();
+            let mut text = String::from(
+                "permit (principal, action == Thoth::Action::\"tools/call\", resource);\n",
+            );
+            if governed {
+                text.push_str(
+                    "@id(\"sampling-without-tools\")\npermit (principal, action == Thoth::Action::\"sampling/createMessage\", resource) when { resource.tools.isEmpty() };\n\
+                     @id(\"form-elicitation\")\npermit (principal, action == Thoth::Action::\"elicitation/create\", resource) when { resource.mode == \"form\" };\n",
+                );
+            }
+            let policy = s.write("asking.cedar", &text);
+            // The client starts thoth, with the environment a test's thoth gets.
+            let thoth = s.thoth();
+            let venv = installed().join("venv/bin/python");
+            let mut cmd = Command::new(&venv);
+            cmd.arg(script("python_asking_client.py"))
+                .args([mode, "deploy", "summarize", "agent", "--"])
+                .arg(thoth.get_program())
+                .args(["run", "--agent-id", "asking", "--policy"])
+                .arg(&policy)
+                .arg("--")
+                .arg(&venv)
+                .arg(script("python_asking_server.py"))
+                .env("THOTH_TEST_MARKER_DIR", &markers);
+            for (name, value) in thoth.get_envs() {
+                match value {
+                    Some(value) => cmd.env(name, value),
+                    None => cmd.env_remove(name),
+                };
+            }
+            let out = crate::util::run_with_input(cmd, b"");
+            crate::util::assert_ok(&out);
+            let lines: Vec<Value> = crate::util::lines(&out)
+                .iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let by_tool = |tool: &str| {
+                lines
+                    .iter()
+                    .find(|l| l["tool"] == tool)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("no line for {tool}: {lines:?}"))
+            };
+            for tool in ["deploy", "summarize", "agent"] {
+                assert_eq!(by_tool(tool)["protocol"], protocol, "{lines:?}");
+            }
+            assert_eq!(by_tool("deploy")["text"], "deployed ok=True", "{lines:?}");
+            assert_eq!(by_tool("summarize")["text"], "model said hi", "{lines:?}");
+            let ran: Vec<String> = std::fs::read_dir(&markers)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            let agent_ran = ran.iter().any(|m| m.starts_with("ran-agent-"));
+            let audit = walk_text(&s.path(".thoth/audit"));
+            if governed {
+                assert_eq!(by_tool("agent")["error_code"], -32001, "{lines:?}");
+                assert!(
+                    !agent_ran,
+                    "{mode}: the tool whose sampling was refused ran"
+                );
+                assert!(audit.contains(r#""code":"NO_PERMIT""#), "{audit}");
+                // Under 2026-07-28 the question was an input request of a result.
+                assert_eq!(
+                    audit.contains(r#""input_request":"#),
+                    mode == "auto",
+                    "{audit}"
+                );
+            } else {
+                assert!(agent_ran, "{mode}: {lines:?}");
+                assert!(audit.contains(r#""code":"NOT_GOVERNED""#), "{audit}");
+            }
+            assert_eq!(ran.len(), if governed { 2 } else { 3 }, "{ran:?}");
         }
     }
 }
