@@ -44,34 +44,42 @@ fn call(id: u32, tool: &str, args: Value) -> String {
 }
 
 /// A call waiting for the enforcer is pending: `notifications/cancelled` for it resolves
-/// it then and there, and neither the call nor the cancellation reaches the server.
+/// it then and there, and neither the call nor the cancellation reaches the server. A
+/// task-augmented call (2025-11-25) is no different: no task exists until the server
+/// has the call, so the client cancels it by its request id.
 #[test]
 fn cancelling_a_pending_call_resolves_it_without_forwarding() {
-    let s = Scratch::new("cancel");
-    // An enforcer that takes its time: the call is still pending when the cancellation
-    // is read.
-    let enforcer = TestServer::start(|_| {
-        std::thread::sleep(Duration::from_millis(1500));
-        Canned::json(200, json!({ "decision": "ALLOW" }))
-    });
-    let mut p = remote_proxy(&s, &enforcer.url, &[("THOTH_ENV", "dev")]);
-    let pair = format!(
-        "{}\n{}\n",
-        call(41, "read_file", json!({})),
-        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":41,"reason":"user"}}"#
-    );
-    p.send_bytes(pair.as_bytes());
-    // A later ping still works, and no answer for 41 ever comes.
-    p.send(r#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#);
-    assert_eq!(p.recv_json()["id"], 42);
-    p.close_stdin();
-    p.wait(Duration::from_secs(10));
-    assert!(p.rest().is_empty(), "{:?}", p.rest());
-    assert_eq!(
-        s.read("received.log"),
-        "{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"ping\"}\n"
-    );
-    assert!(p.stderr().contains("cancelled call 41"), "{}", p.stderr());
+    let task_call = json!({ "jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": { "name": "read_file", "arguments": {}, "task": { "ttl": 60000 } } }).to_string();
+    for (name, frame) in [
+        ("cancel", call(41, "read_file", json!({}))),
+        ("cancel-task", task_call),
+    ] {
+        let s = Scratch::new(name);
+        // An enforcer that takes its time: the call is still pending when the cancellation
+        // is read.
+        let enforcer = TestServer::start(|_| {
+            std::thread::sleep(Duration::from_millis(1500));
+            Canned::json(200, json!({ "decision": "ALLOW" }))
+        });
+        let mut p = remote_proxy(&s, &enforcer.url, &[("THOTH_ENV", "dev")]);
+        let pair = format!(
+            "{}\n{}\n",
+            frame,
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":41,"reason":"user"}}"#
+        );
+        p.send_bytes(pair.as_bytes());
+        // A later ping still works, and no answer for 41 ever comes.
+        p.send(r#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#);
+        assert_eq!(p.recv_json()["id"], 42);
+        p.close_stdin();
+        p.wait(Duration::from_secs(10));
+        assert!(p.rest().is_empty(), "{:?}", p.rest());
+        assert_eq!(
+            s.read("received.log"),
+            "{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"ping\"}\n"
+        );
+        assert!(p.stderr().contains("cancelled call 41"), "{}", p.stderr());
+    }
 }
 
 /// Observe mode forwards a call at once, before the enforcer answers, as its canonical

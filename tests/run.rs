@@ -2249,6 +2249,47 @@ fn input_requests_inside_results_are_governed() {
     );
 }
 
+/// Tasks (2025-11-25): a task-augmented tools/call is decided as any call; tasks/get,
+/// tasks/result and tasks/cancel reach the server byte for byte, and their answers the
+/// client.
+#[test]
+fn task_augmented_calls_are_decided_and_task_requests_relayed() {
+    let s = Scratch::new("tasks");
+    let policy = s.write(
+        "tasks.cedar",
+        "permit (principal, action, resource);\n\
+         @id(\"no-writes\")\nforbid (principal, action, resource) when { resource.name == \"write_file\" };\n",
+    );
+    let mut p = proxy(&s, &["--policy", policy.to_str().unwrap()], &[]);
+    let task_call = |id: u32, tool: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"path":"a"}},"task":{{"ttl":60000}}}}}}"#
+        )
+    };
+    p.send(&task_call(1, "write_file"));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert_eq!(v["error"]["data"]["matched_rule_ids"], json!(["no-writes"]));
+    let relayed = [
+        task_call(2, "read_file"),
+        r#"{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":"t-1"}}"#.to_string(),
+        r#"{"jsonrpc":"2.0","id":4,"method":"tasks/result","params":{"taskId":"t-1"}}"#.to_string(),
+        r#"{"jsonrpc":"2.0","id":5,"method":"tasks/cancel","params":{"taskId":"t-1"}}"#.to_string(),
+    ];
+    for (i, frame) in relayed.iter().enumerate() {
+        p.send(frame);
+        assert_eq!(p.recv_json()["id"], i + 2, "{frame}");
+    }
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+    let log = received(&s);
+    assert_eq!(
+        log,
+        relayed.iter().map(|f| format!("{f}\n")).collect::<String>(),
+        "only the allowed frames, byte for byte"
+    );
+}
+
 /// A stateless (2026-07-28) client sends no initialize: its requests name the revision
 /// in `_meta`. thoth takes the revision from there (schema refusals as results,
 /// batches refused) and lists the tools itself with the same envelope, so the catalog
