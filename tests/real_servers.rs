@@ -486,38 +486,16 @@ fn questions_of_a_python_server_to_a_python_client_are_governed() {
                 );
             }
             let policy = s.write("asking.cedar", &text);
-            // The client starts thoth, with the environment a test's thoth gets.
-            let thoth = s.thoth();
             let venv = installed().join("venv/bin/python");
-            let mut cmd = Command::new(&venv);
-            cmd.arg(script("python_asking_client.py"))
-                .args([mode, "deploy", "summarize", "agent", "--"])
-                .arg(thoth.get_program())
-                .args(["run", "--agent-id", "asking", "--policy"])
-                .arg(&policy)
-                .arg("--")
-                .arg(&venv)
-                .arg(script("python_asking_server.py"))
-                .env("THOTH_TEST_MARKER_DIR", &markers);
-            for (name, value) in thoth.get_envs() {
-                match value {
-                    Some(value) => cmd.env(name, value),
-                    None => cmd.env_remove(name),
-                };
-            }
-            let out = crate::util::run_with_input(cmd, b"");
-            crate::util::assert_ok(&out);
-            let lines: Vec<Value> = crate::util::lines(&out)
-                .iter()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            let by_tool = |tool: &str| {
-                lines
-                    .iter()
-                    .find(|l| l["tool"] == tool)
-                    .cloned()
-                    .unwrap_or_else(|| panic!("no line for {tool}: {lines:?}"))
-            };
+            let lines = asking_client(
+                &s,
+                mode,
+                &["call:deploy", "call:summarize", "call:agent"],
+                &policy,
+                &[venv.into(), script("python_asking_server.py").into()],
+                &markers,
+            );
+            let by_tool = |tool: &str| answer_to(&lines, &format!("call:{tool}"));
             for tool in ["deploy", "summarize", "agent"] {
                 assert_eq!(by_tool(tool)["protocol"], protocol, "{lines:?}");
             }
@@ -550,6 +528,134 @@ fn questions_of_a_python_server_to_a_python_client_are_governed() {
             assert_eq!(ran.len(), if governed { 2 } else { 3 }, "{ran:?}");
         }
     }
+}
+
+/// server-everything (the TypeScript SDK's reference server, 2025-11-25) through thoth,
+/// driven by the Python SDK's client: its sampling and elicitation tools ask the
+/// client; a URL elicitation to a host the policy does not allow never reaches the
+/// client, by request or inside a -32042 error; its resources and prompts are decided
+/// by URI and name. What is allowed reaches the client as the server sent it.
+#[test]
+#[ignore = "needs the reference servers (see the module doc)"]
+fn server_everything_questions_resources_and_prompts_are_governed() {
+    let s = Scratch::new("everything-asking");
+    let policy = s.write(
+        "everything.cedar",
+        "permit (principal, action == Thoth::Action::\"tools/call\", resource);\n\
+         @id(\"sampling-without-tools\")\npermit (principal, action == Thoth::Action::\"sampling/createMessage\", resource) when { resource.tools.isEmpty() };\n\
+         @id(\"elicit\")\npermit (principal, action == Thoth::Action::\"elicitation/create\", resource) when { resource.mode == \"form\" || resource.host == \"login.example.com\" };\n\
+         @id(\"demo-text\")\npermit (principal, action == Thoth::Action::\"resources/read\", resource) when { resource.uri like \"demo://resource/dynamic/text/*\" };\n\
+         @id(\"prompts\")\npermit (principal, action == Thoth::Action::\"prompts/get\", resource) when { resource.name != \"resource-prompt\" };\n",
+    );
+    let markers = s.path("markers");
+    std::fs::create_dir_all(&markers).unwrap();
+    let ops = [
+        r#"call:trigger-sampling-request:{"prompt":"p","maxTokens":5}"#,
+        "call:trigger-elicitation-request",
+        r#"call:trigger-url-elicitation:{"url":"https://evil.example/x"}"#,
+        r#"call:trigger-url-elicitation:{"url":"https://login.example.com/x"}"#,
+        r#"call:trigger-url-elicitation:{"url":"https://evil.example/y","errorPath":true}"#,
+        "read:demo://resource/dynamic/text/1",
+        "read:demo://resource/dynamic/blob/1",
+        r#"prompt:args-prompt:{"city":"Paris"}"#,
+        r#"prompt:resource-prompt:{"resourceType":"Text","resourceId":"1"}"#,
+    ];
+    let server = [
+        "node".into(),
+        installed()
+            .join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+            .into(),
+        "stdio".into(),
+    ];
+    let lines = asking_client(&s, "auto", &ops, &policy, &server, &markers);
+    let of = |i: usize| answer_to(&lines, ops[i]);
+    assert_eq!(of(0)["protocol"], "2025-11-25", "{lines:?}");
+    assert!(
+        of(0)["text"].as_str().unwrap().contains("\"hi\""),
+        "{lines:?}"
+    );
+    assert!(
+        of(1)["text"].as_str().unwrap().contains("\"ok\": true"),
+        "{lines:?}"
+    );
+    // Refused to the server: the tool reports the error.
+    assert!(
+        of(2)["text"].as_str().unwrap().contains("-32001"),
+        "{lines:?}"
+    );
+    assert!(
+        of(3)["text"]
+            .as_str()
+            .unwrap()
+            .contains("login.example.com"),
+        "{lines:?}"
+    );
+    // The -32042 error naming a URL the policy refuses: the client gets -32001.
+    assert_eq!(of(4)["error_code"], -32001, "{lines:?}");
+    assert!(
+        of(5)["text"].as_str().unwrap().starts_with("Resource 1"),
+        "{lines:?}"
+    );
+    assert_eq!(of(6)["error_code"], -32001, "{lines:?}");
+    assert_eq!(of(7)["text"], "What's weather in Paris?", "{lines:?}");
+    assert_eq!(of(8)["error_code"], -32001, "{lines:?}");
+    let asked: Vec<&Value> = lines.iter().filter(|l| l.get("asked").is_some()).collect();
+    let urls: Vec<&Value> = asked
+        .iter()
+        .filter_map(|l| l.get("url"))
+        .filter(|u| !u.is_null())
+        .collect();
+    assert_eq!(urls, [&json!("https://login.example.com/x")], "{lines:?}");
+    assert_eq!(
+        asked.len(),
+        3,
+        "sampling, the form, the allowed URL: {lines:?}"
+    );
+}
+
+/// Runs `python_asking_client.py MODE OPS… -- thoth run --policy POLICY -- SERVER…`
+/// (thoth with a test's environment, markers in `markers`); the JSON lines it printed.
+fn asking_client(
+    s: &Scratch,
+    mode: &str,
+    ops: &[&str],
+    policy: &Path,
+    server: &[std::ffi::OsString],
+    markers: &Path,
+) -> Vec<Value> {
+    let thoth = s.thoth();
+    let mut cmd = Command::new(installed().join("venv/bin/python"));
+    cmd.arg(script("python_asking_client.py"))
+        .arg(mode)
+        .args(ops)
+        .arg("--")
+        .arg(thoth.get_program())
+        .args(["run", "--agent-id", "asking", "--policy"])
+        .arg(policy)
+        .arg("--")
+        .args(server)
+        .env("THOTH_TEST_MARKER_DIR", markers);
+    for (name, value) in thoth.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = crate::util::run_with_input(cmd, b"");
+    crate::util::assert_ok(&out);
+    crate::util::lines(&out)
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The line `python_asking_client.py` printed for `op`.
+fn answer_to(lines: &[Value], op: &str) -> Value {
+    lines
+        .iter()
+        .find(|l| l["op"] == op)
+        .cloned()
+        .unwrap_or_else(|| panic!("no line for {op}: {lines:?}"))
 }
 
 /// `thoth run --agent-id <agent> --policy <policy>` in front of the Python SDK coercing

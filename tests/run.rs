@@ -2234,6 +2234,15 @@ fn input_requests_inside_results_are_governed() {
         }
         assert!(refused, "c{} was not answered with an error", i + 1);
     }
+    // 2025-11-25's "URL elicitation required" error carries URLs the client shows: each
+    // is judged as an elicitation of URL mode.
+    let url_required = r#"{"jsonrpc":"2.0","id":"c4","error":{"code":-32042,"message":"URL elicitation required","data":{"elicitations":[{"mode":"url","url":"https://evil.example/","message":"m","elicitationId":"e"}]}}}"#;
+    p.send(&request(50, "fixture/raw", json!({ "line": url_required })));
+    let v = p.recv_json();
+    assert_eq!(v["id"], "c4", "{v}");
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert_eq!(v["error"]["data"]["input_request"], "elicitations/0", "{v}");
+    assert_eq!(p.recv_json()["id"], 50);
     p.close_stdin();
     p.wait(Duration::from_secs(10));
     let audit = audit_text(&s);

@@ -123,10 +123,12 @@ impl Pass {
     }
 }
 
-/// Whether a response line may carry input requests (`result.inputRequests`, its name
-/// maybe escaped): found without parsing lines that cannot.
-fn may_carry_input_requests(line: &[u8]) -> bool {
+/// Whether a response line may carry requests for the client (`result.inputRequests`,
+/// `error.data.elicitations`, their names maybe escaped): found without parsing lines
+/// that cannot.
+fn may_ask_inside(line: &[u8]) -> bool {
     memchr::memmem::find(line, b"inputRequests").is_some()
+        || memchr::memmem::find(line, b"elicitations").is_some()
         || (memchr::memmem::find(line, b"\\u").is_some() && {
             let mut lax = thoth_core::LaxLine::new();
             lax.feed(line).is_ok() && lax.may_ask()
@@ -141,26 +143,41 @@ fn read_as_clients(line: &[u8]) -> Option<serde_json::Value> {
         .ok()
 }
 
-/// The input requests of one response (`result.inputRequests`), judged; the client's
-/// error for request `raw_id` when one is refused. A response to thoth's own request is
-/// never relayed, so it is not judged.
-fn input_requests(
+/// The requests for the client inside one response — the input requests of a result
+/// (`result.inputRequests`), the URL elicitations of an error
+/// (`error.data.elicitations`) — judged; the client's error for request `raw_id` when
+/// one is refused. A response to thoth's own request is never relayed, so it is not
+/// judged.
+fn asked_inside(
     asks: &super::server_asks::ServerAsks,
     response: &serde_json::Value,
     raw_id: &[u8],
     found: &mut Found,
 ) -> Pass {
-    let Some(requests) = response
-        .get("result")
-        .and_then(|r| r.get("inputRequests"))
-        .and_then(serde_json::Value::as_object)
-    else {
-        return Pass::Relay;
-    };
     if is_own_key(&id_key(raw_id)) {
         return Pass::Relay;
     }
-    let (judged, answer) = asks.judge_input_requests(requests, raw_id);
+    let input_requests = response
+        .get("result")
+        .and_then(|r| r.get("inputRequests"))
+        .and_then(serde_json::Value::as_object);
+    let elicitations = response
+        .get("error")
+        .and_then(|e| e.get("data"))
+        .and_then(|d| d.get("elicitations"))
+        .and_then(serde_json::Value::as_array);
+    if input_requests.is_none() && elicitations.is_none() {
+        return Pass::Relay;
+    }
+    // (A line with both is no JSON-RPC answer, but each client picks one: both count.)
+    let (mut judged, mut answer) = input_requests
+        .map(|requests| asks.judge_input_requests(requests, raw_id))
+        .unwrap_or_default();
+    if let Some(elicitations) = elicitations {
+        let (more, refused) = asks.judge_url_elicitations(elicitations, raw_id);
+        judged.extend(more);
+        answer = answer.or(refused);
+    }
     found.asked.extend(judged);
     match answer {
         Some(answer) => {
@@ -265,10 +282,11 @@ impl Relay {
             return;
         }
         // (`\u` too: a member name may be escaped, `"\u006dethod"`. An input request
-        // inside a result has a `method` too.)
+        // inside a result has a `method` too; URL elicitations inside an error do not.)
         let maybe_request = self.asks.is_some()
             && (memchr::memmem::find(line, b"\"method\"").is_some()
-                || memchr::memmem::find(line, b"\\u").is_some());
+                || memchr::memmem::find(line, b"\\u").is_some()
+                || memchr::memmem::find(line, b"\"elicitations\"").is_some());
         // One scan serves both the server's requests and the bookkeeping of responses.
         let scanned = (maybe_request || self.scan_responses).then(|| thoth_core::scan(line));
         if maybe_request && let Some(message) = &scanned {
@@ -345,11 +363,9 @@ impl Relay {
                     found,
                 ))
             }
-            Ok(Message::Response(response))
-                if !response.is_error() && may_carry_input_requests(line) =>
-            {
+            Ok(Message::Response(response)) if may_ask_inside(line) => {
                 match read_as_clients(line) {
-                    Some(value) => input_requests(&asks, &value, response.id().raw, found),
+                    Some(value) => asked_inside(&asks, &value, response.id().raw, found),
                     None => Pass::Relay,
                 }
             }
@@ -436,7 +452,7 @@ impl Relay {
             serde_json::Value::Array(elements) => {
                 let mut refused_input = false;
                 for element in elements.iter().filter(|e| is_response(e)) {
-                    let judged = input_requests(asks, element, &id_of(element), found);
+                    let judged = asked_inside(asks, element, &id_of(element), found);
                     refused_input |= !matches!(judged, Pass::Relay);
                 }
                 if !(refused_input || elements.iter().any(|e| governed(e).is_some()))
@@ -489,7 +505,7 @@ impl Relay {
                         found,
                     ))
                 }
-                None if is_response(one) => input_requests(asks, one, &id_of(one), found),
+                None if is_response(one) => asked_inside(asks, one, &id_of(one), found),
                 None => Pass::Relay,
             },
         }

@@ -71,6 +71,14 @@ fn refused(
     }
 }
 
+/// A request for the client carried inside an answer: its key there, its method and
+/// its params.
+struct Embedded<'a> {
+    key: String,
+    method: Option<&'a str>,
+    params: Option<&'a serde_json::Value>,
+}
+
 /// Who decides, for whom.
 pub struct ServerAsks {
     /// The local engine; `None` in remote mode (nothing is decided, all is audited).
@@ -182,10 +190,47 @@ impl ServerAsks {
         requests: &serde_json::Map<String, serde_json::Value>,
         raw_id: &[u8],
     ) -> (Vec<Judged>, Option<Vec<u8>>) {
-        if requests.len() > MAX_INPUT_REQUESTS && self.blocks() {
+        let asked: Vec<Embedded<'_>> = requests
+            .iter()
+            .map(|(key, request)| Embedded {
+                key: key.clone(),
+                method: request.get("method").and_then(serde_json::Value::as_str),
+                params: request.get("params"),
+            })
+            .collect();
+        self.judge_embedded(&asked, raw_id)
+    }
+
+    /// Judges the URL elicitations of an error answering the client's request `raw_id`
+    /// (`error.data.elicitations`, 2025-11-25's "URL elicitation required", -32042): a
+    /// client shows each URL as it would an `elicitation/create` of URL mode. As for
+    /// input requests, a refused one makes the client get thoth's error instead.
+    pub fn judge_url_elicitations(
+        &self,
+        elicitations: &[serde_json::Value],
+        raw_id: &[u8],
+    ) -> (Vec<Judged>, Option<Vec<u8>>) {
+        let asked: Vec<Embedded<'_>> = elicitations
+            .iter()
+            .enumerate()
+            .map(|(i, params)| Embedded {
+                key: format!("elicitations/{i}"),
+                method: Some("elicitation/create"),
+                params: Some(params),
+            })
+            .collect();
+        self.judge_embedded(&asked, raw_id)
+    }
+
+    fn judge_embedded(
+        &self,
+        asked: &[Embedded<'_>],
+        raw_id: &[u8],
+    ) -> (Vec<Judged>, Option<Vec<u8>>) {
+        if asked.len() > MAX_INPUT_REQUESTS && self.blocks() {
             let why = format!(
-                "a result carries {} input requests, more than the {MAX_INPUT_REQUESTS} thoth judges",
-                requests.len()
+                "an answer carries {} requests for the client, more than the {MAX_INPUT_REQUESTS} thoth judges",
+                asked.len()
             );
             let judged = refused(
                 "request",
@@ -210,16 +255,17 @@ impl ServerAsks {
         }
         let mut judged_all = Vec::new();
         let mut answer = None;
-        for (key, request) in requests {
-            let method = request.get("method").and_then(serde_json::Value::as_str);
-            let params = request.get("params").map(|p| p.to_string().into_bytes());
-            let Some(mut judged) = method.and_then(|m| self.judge(m, raw_id, params.as_deref()))
+        for one in asked {
+            let params = one.params.map(|p| p.to_string().into_bytes());
+            let Some(mut judged) = one
+                .method
+                .and_then(|m| self.judge(m, raw_id, params.as_deref()))
             else {
                 continue;
             };
-            judged.input_key = Some(key.clone());
+            judged.input_key = Some(one.key.clone());
             if judged.refusal.take().is_some() && answer.is_none() {
-                answer = Some(input_request_refused(raw_id, &judged, key));
+                answer = Some(input_request_refused(raw_id, &judged, &one.key));
             }
             judged_all.push(judged);
         }

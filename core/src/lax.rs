@@ -185,10 +185,12 @@ impl LaxLine {
     }
 
     /// Whether the line read so far may be a request (a message-level `method`
-    /// member) or a result carrying input requests (an `inputRequests` member one level
-    /// below a message, as in `result.inputRequests`), or has a member name at either
-    /// level written with escapes, which a reader unescapes to either. A line that is
-    /// neither cannot ask the client anything.
+    /// member), a result carrying input requests (an `inputRequests` member one level
+    /// below a message, as in `result.inputRequests`) or an error carrying URL
+    /// elicitations (an `elicitations` member two levels below, as in
+    /// `error.data.elicitations`), or has a member name at one of those levels written
+    /// with escapes, which a reader unescapes to any of them. A line that is none of
+    /// these cannot ask the client anything.
     pub fn may_ask(&self) -> bool {
         self.may_ask
     }
@@ -382,6 +384,8 @@ impl LaxLine {
                         self.may_ask |= self.key_escaped || name == Some(b"method");
                     } else if self.open == self.message_depth() + 1 {
                         self.may_ask |= self.key_escaped || name == Some(b"inputRequests");
+                    } else if self.open == self.message_depth() + 2 {
+                        self.may_ask |= self.key_escaped || name == Some(b"elicitations");
                     }
                     self.state = State::Colon;
                 } else {
@@ -690,6 +694,22 @@ mod tests {
             ),
             (
                 br#"{"jsonrpc":"2.0","id":1,"result":{"a":{"inputRequests":{}}}}"#,
+                false,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32042,"data":{"elicitations":[]}}}"#,
+                true,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"error":{"data":{"elicit\u0061tions":[]}}}"#,
+                true,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"error":{"elicitations":[]}}"#,
+                false,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"elicitations":[]}]}}"#,
                 false,
             ),
             (

@@ -1,13 +1,15 @@
 """The official Python SDK's `Client` driving a server through `thoth run`, answering
 the server's questions through its callbacks, as a desktop client does: every
-elicitation is accepted ({"ok": true}), every sampling request answered "hi".
+elicitation is accepted (form: {"ok": true}), every sampling request answered "hi".
 
-    python_asking_client.py MODE TOOL... -- <server command...>
+    python_asking_client.py MODE OP... -- <server command...>
 
 MODE is `auto` (the SDK probes server/discover and speaks 2026-07-28 when the server
-does) or `legacy` (initialize). Prints one JSON line per tool called: its name, the
-protocol version the session speaks, and either the result's text or the error's code
-and data. Run with install.sh's DIR/venv/bin/python.
+does) or `legacy` (initialize). An OP is `call:TOOL[:JSON-ARGS]`, `read:URI` or
+`prompt:NAME[:JSON-ARGS]`. Prints one JSON line per question that reached the client
+(`asked`: the method, and the URL of a URL-mode elicitation) and one per OP: the
+protocol version the session speaks and either the text of the answer or the error's
+code and data. Run with install.sh's DIR/venv/bin/python.
 """
 
 import asyncio
@@ -22,20 +24,47 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 
+def say(line):
+    print(json.dumps(line), flush=True)
+
+
 async def on_elicit(context, params):
+    url = getattr(params, "url", None)
+    say({"asked": "elicitation/create", "url": url})
+    if url is not None:
+        return types.ElicitResult(action="accept")
     return types.ElicitResult(action="accept", content={"ok": True})
 
 
 async def on_sample(context, params):
+    say({"asked": "sampling/createMessage"})
     return types.CreateMessageResult(
         role="assistant", content=types.TextContent(type="text", text="hi"), model="test-model"
     )
 
 
+def texts(items):
+    return " ".join(getattr(i, "text", None) or "" for i in items).strip()
+
+
+async def run(client, op):
+    kind, _, rest = op.partition(":")
+    if kind == "read":
+        result = await client.read_resource(rest)
+        return {"text": texts(result.contents)}
+    name, _, args = rest.partition(":")
+    args = json.loads(args) if args else {}
+    if kind == "prompt":
+        result = await client.get_prompt(name, args)
+        return {"text": texts(m.content for m in result.messages)}
+    result = await client.call_tool(name, args)
+    return {"text": texts(result.content), "is_error": bool(result.is_error)}
+
+
 async def main():
     args = sys.argv[1:]
     split = args.index("--")
-    mode, tools, command = args[0], args[1:split], args[split + 1 :]
+    mode, ops, command = args[0], args[1:split], args[split + 1 :]
     # thoth gets this process's environment (the SDK passes only a safe subset by default).
     server = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
     async with Client(
@@ -45,18 +74,15 @@ async def main():
         sampling_callback=on_sample,
         sampling_capabilities=types.SamplingCapability(tools=types.SamplingToolsCapability()),
     ) as client:
-        session = client.session
-        version = getattr(session, "protocol_version", None)
-        for tool in tools:
-            line = {"tool": tool, "protocol": version}
+        version = getattr(client.session, "protocol_version", None)
+        for op in ops:
+            line = {"op": op, "protocol": version}
             try:
-                result = await client.call_tool(tool, {})
-                line["text"] = " ".join(c.text for c in result.content if getattr(c, "text", None))
-                line["is_error"] = bool(result.is_error)
+                line.update(await run(client, op))
             except MCPError as e:
                 line["error_code"] = e.error.code
                 line["error_data"] = e.error.data
-            print(json.dumps(line), flush=True)
+            say(line)
 
 
 if __name__ == "__main__":
