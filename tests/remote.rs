@@ -1608,3 +1608,103 @@ fn resources_go_to_the_enforcer_when_set_to() {
     p.close_stdin();
     p.wait(Duration::from_secs(5));
 }
+
+/// With `THOTH_ENFORCER_GOVERN_METHODS`, the server's requests to the client — and the
+/// requests inside an `input_required` result — are asked of the enforcer before the
+/// client sees them (`tool_name` the method, `mcp_params` what the target is read
+/// from); `thoth enforcer serve` decides them with the policies that name their
+/// actions. The relay holds the server's later lines meanwhile, so their order is
+/// kept. Without the setting they pass, audited as not governed.
+#[test]
+fn server_requests_go_to_the_enforcer_when_set_to() {
+    let s = Scratch::new("remote-asks");
+    let policy = s.write(
+        "asks.cedar",
+        "permit (principal, action, resource);\n\
+         permit (principal, action == Thoth::Action::\"sampling/createMessage\", resource);\n\
+         @id(\"no-sampling-tools\")\nforbid (principal, action == Thoth::Action::\"sampling/createMessage\", resource) when { !resource.tools.isEmpty() };\n",
+    );
+    let enforcer = Enforcer::start(&s, policy.to_str().unwrap(), KEY, "approver-9c1");
+    let sampling = json!({"messages": [], "maxTokens": 10});
+    let with_tools = json!({"messages": [], "maxTokens": 10, "tools": [{"name": "rm", "inputSchema": {"type": "object"}}]});
+    let ask = |id: u32, params: &Value| {
+        json!({"jsonrpc":"2.0","id":id,"method":"fixture/ask","params":{"method":"sampling/createMessage","params":params}}).to_string()
+    };
+    for governed in [true, false] {
+        let envs: &[(&str, &str)] = if governed {
+            &[("THOTH_ENFORCER_GOVERN_METHODS", "1")]
+        } else {
+            &[]
+        };
+        let mut p = remote_proxy(&s, &enforcer.url, envs);
+        // What the client sees, in order, until the answer to `id`.
+        let until = |p: &mut Proxy, id: u32| {
+            let mut seen = Vec::new();
+            loop {
+                let v = p.recv_json();
+                if v.get("method").is_some() {
+                    p.send(&json!({"jsonrpc":"2.0","id":v["id"],"result":{}}).to_string());
+                }
+                let done = v["id"] == id;
+                seen.push(v);
+                if done {
+                    return seen;
+                }
+            }
+        };
+        p.send(&ask(1, &sampling));
+        let seen = until(&mut p, 1);
+        assert_eq!(
+            seen.len(),
+            2,
+            "the request, then the answer after it: {seen:?}"
+        );
+        assert_eq!(seen[0]["id"], "srv-1");
+        p.send(&ask(2, &with_tools));
+        let seen = until(&mut p, 2);
+        assert_eq!(seen.len(), if governed { 1 } else { 2 }, "{seen:?}");
+        let requests = json!({"ok": {"method": "sampling/createMessage", "params": sampling}, "bad": {"method": "sampling/createMessage", "params": with_tools}});
+        p.send(&json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"needs_input","arguments":{"requests": requests}}}).to_string());
+        let v = p.recv_json();
+        if governed {
+            assert_eq!(v["error"]["code"], -32001, "{v}");
+            assert_eq!(v["error"]["data"]["input_request"], "bad", "{v}");
+            assert_eq!(
+                v["error"]["data"]["matched_rule_ids"],
+                json!(["no-sampling-tools"])
+            );
+        } else {
+            assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+        }
+        p.close_stdin();
+        p.wait(Duration::from_secs(10));
+        let log = s.read("received.log");
+        let refused = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["id"] == "srv-2")
+            .unwrap_or_else(|| panic!("srv-2 not answered: {log}"));
+        if governed {
+            assert_eq!(refused["error"]["code"], -32001, "{log}");
+        } else {
+            assert!(refused.get("result").is_some(), "{log}");
+        }
+        std::fs::remove_file(s.path("received.log")).unwrap();
+    }
+    // Each governed one is audited with the enforcer's decision and rule ids.
+    let mut audit = String::new();
+    for day in std::fs::read_dir(s.path(".thoth/audit")).unwrap() {
+        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            audit.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+        }
+    }
+    let blocked = audit
+        .lines()
+        .filter(|l| {
+            l.contains(r#""method":"sampling/createMessage""#)
+                && l.contains(r#""rule_ids":["no-sampling-tools"]"#)
+        })
+        .count();
+    assert_eq!(blocked, 2, "the request and the input request: {audit}");
+    assert!(audit.contains(r#""input_request":"bad""#), "{audit}");
+}

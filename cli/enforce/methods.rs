@@ -35,6 +35,26 @@ pub const CLIENT_REQUESTS: [&str; 4] = [
 pub const SERVER_REQUESTS: [&str; 3] =
     ["sampling/createMessage", "elicitation/create", "roots/list"];
 
+/// The members of a governed request's params the enforcer is sent (`mcp_params`):
+/// those its target and arguments are read from, so `thoth enforcer serve` reads the
+/// same. A request's `_meta`, unknown members and a sampling request's messages stay
+/// out of the enforcer's body.
+pub fn enforcer_params(method: &str, params: Option<&Value>) -> Value {
+    let members: &[&str] = match method {
+        "resources/read" | "resources/subscribe" => &["uri"],
+        "prompts/get" => &["name", "arguments"],
+        "completion/complete" => &["ref", "argument"],
+        "sampling/createMessage" => &["tools", "toolChoice", "maxTokens", "includeContext"],
+        "elicitation/create" => &["mode", "url", "message", "requestedSchema"],
+        _ => &[],
+    };
+    let kept: Map<String, Value> = members
+        .iter()
+        .filter_map(|k| Some((k.to_string(), params?.get(*k)?.clone())))
+        .collect();
+    Value::Object(kept)
+}
+
 /// Tools named in one sampling request read at most (more are refused).
 const MAX_SAMPLING_TOOLS: usize = 1024;
 
@@ -386,6 +406,47 @@ pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_enforcer_is_sent_only_what_targets_are_read_from() {
+        let cases = [
+            (
+                "resources/read",
+                json!({"uri": "file:///a", "_meta": {"k": 1}}),
+                json!({"uri": "file:///a"}),
+            ),
+            (
+                "prompts/get",
+                json!({"name": "p", "arguments": {"a": "b"}, "x": 1}),
+                json!({"name": "p", "arguments": {"a": "b"}}),
+            ),
+            (
+                "sampling/createMessage",
+                json!({"messages": [{"role": "user"}], "maxTokens": 5, "tools": [], "systemPrompt": "s"}),
+                json!({"maxTokens": 5, "tools": []}),
+            ),
+            (
+                "elicitation/create",
+                json!({"mode": "url", "url": "https://a/", "message": "m"}),
+                json!({"mode": "url", "url": "https://a/", "message": "m"}),
+            ),
+            ("roots/list", json!({"_meta": {}}), json!({})),
+        ];
+        for (method, params, sent) in cases {
+            assert_eq!(enforcer_params(method, Some(&params)), sent, "{method}");
+            // What is sent reads as what was asked.
+            let from_sent = parse(
+                GOVERNABLE.iter().find(|m| **m == method).unwrap(),
+                Some(&sent),
+            );
+            let from_asked = parse(
+                GOVERNABLE.iter().find(|m| **m == method).unwrap(),
+                Some(&params),
+            );
+            assert_eq!(from_sent, from_asked, "{method}");
+        }
+        assert_eq!(enforcer_params("prompts/get", None), json!({}));
+    }
     use serde_json::json;
 
     #[test]

@@ -57,6 +57,29 @@ pub fn observe(mode: Mode, decision: Decision) -> Decided {
     }
 }
 
+/// The enforcer's answer about a request besides tools/call, as thoth applies it: a
+/// MODIFY or DEFER is not applied to such a request, and a STEP_UP could never be
+/// approved (holds are polled for tool calls only): each is the BLOCK it becomes, with
+/// the enforcer's rule ids and codes.
+pub fn for_method(mut decision: Decision, method: &str) -> Decision {
+    if !matches!(
+        decision.verdict,
+        Verdict::Modify | Verdict::Defer | Verdict::StepUp
+    ) {
+        return decision;
+    }
+    let reason = format!(
+        "the enforcer's {} is not applied to {method} ({})",
+        decision.verdict.as_str(),
+        decision.reason
+    );
+    let mut block = Decision::new(Verdict::Block, reason);
+    block.matched_rule_ids = std::mem::take(&mut decision.matched_rule_ids);
+    block.violation_id = decision.violation_id.take();
+    block.decision_reason_code = decision.decision_reason_code.take();
+    block
+}
+
 /// Applies the enforcement mode to a policy outcome; `soft_denied` remembers the tools
 /// that already had a soft denial in this session (progressive mode).
 pub fn apply_mode(

@@ -487,7 +487,7 @@ async fn enforce(
     let outcome = match method {
         None => state.engine.evaluate(&input),
         Some(name) => {
-            let Some(method) = crate::enforce::methods::CLIENT_REQUESTS
+            let Some(method) = crate::enforce::methods::GOVERNABLE
                 .iter()
                 .copied()
                 .find(|m| *m == name)

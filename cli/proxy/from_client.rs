@@ -594,18 +594,10 @@ fn govern(ctx: &Ctx, frame: &[u8], call: &Call<'_>, method: &'static str) -> Gov
         }
     };
     let Some(local) = local else {
-        // Only the members the target is read from travel (a request's `_meta` and
-        // unknown members stay out of the enforcer's body).
-        let read = params
-            .and_then(|p| serde_json::from_slice::<Value>(p).ok())
-            .unwrap_or(Value::Null);
-        let kept: serde_json::Map<String, Value> = ["uri", "name", "arguments", "ref", "argument"]
-            .iter()
-            .filter_map(|k| read.get(*k).map(|v| (k.to_string(), v.clone())))
-            .collect();
+        let read = params.and_then(|p| serde_json::from_slice::<Value>(p).ok());
         return Governed::Ask {
             call: Box::new(method_call),
-            params: Value::Object(kept),
+            params: methods::enforcer_params(method, read.as_ref()),
         };
     };
     let label = method_call.target.label().to_string();
@@ -669,13 +661,48 @@ async fn ask_enforcer(
     };
     let started = Instant::now();
     let label = call.target.label().to_string();
+    let decision = enforcer_decides(ctx, remote, call, params).await;
+    let decided = observe(
+        ctx.settings.mode,
+        crate::enforce::modes::for_method(decision, call.method),
+    );
+    record_method(ctx, call.method, &label, &decided, started);
+    method_answer(ctx, raw_id, &label, &decided)
+}
+
+/// Asks the enforcer about the server's requests the relay holds (remote mode with
+/// methods governed there), one at a time, in the order the server wrote them: the
+/// relay applies and audits each decision.
+pub async fn answer_server_questions(
+    ctx: Rc<Ctx>,
+    mut questions: tokio::sync::mpsc::Receiver<super::server_asks::Asked>,
+) {
+    while let Some((question, reply)) = questions.recv().await {
+        let decision = match &ctx.engine {
+            Engine::Remote(remote) => {
+                enforcer_decides(&ctx, remote, &question.call, &question.params).await
+            }
+            Engine::Local(_) => Decision::new(Verdict::Block, "no enforcer to ask"),
+        };
+        let _ = reply.send(decision);
+    }
+}
+
+/// The enforcer's decision about a governed request besides tools/call.
+async fn enforcer_decides(
+    ctx: &Ctx,
+    remote: &crate::enforce::remote::RemoteEnforcer,
+    call: &crate::enforce::methods::MethodCall,
+    params: &Value,
+) -> Decision {
+    let label = call.target.label().to_string();
     let (session_id, history) = {
         let session = ctx.session.borrow();
         (session.id.clone(), session.history.clone())
     };
     let facts = ToolFacts::default();
     let attestation = uuid::Uuid::new_v4().to_string();
-    let mut decision = remote
+    remote
         .enforce_method(
             &input(
                 &ctx.settings,
@@ -690,27 +717,7 @@ async fn ask_enforcer(
             &session_id,
             &attestation,
         )
-        .await;
-    // No hold is polled for these methods: a STEP_UP could never be approved here.
-    if matches!(
-        decision.verdict,
-        Verdict::Modify | Verdict::Defer | Verdict::StepUp
-    ) {
-        let reason = format!(
-            "the enforcer's {} is not applied to {} ({})",
-            decision.verdict.as_str(),
-            call.method,
-            decision.reason
-        );
-        let mut block = Decision::new(Verdict::Block, reason);
-        block.matched_rule_ids = std::mem::take(&mut decision.matched_rule_ids);
-        block.violation_id = decision.violation_id.take();
-        block.decision_reason_code = decision.decision_reason_code.take();
-        decision = block;
-    }
-    let decided = observe(ctx.settings.mode, decision);
-    record_method(ctx, call.method, &label, &decided, started);
-    method_answer(ctx, raw_id, &label, &decided)
+        .await
 }
 
 /// The audit record of a request besides tools/call: a `method` event (the decision

@@ -79,6 +79,9 @@ pub struct Relay {
     pub asks: Option<std::sync::Arc<super::server_asks::ServerAsks>>,
     /// The server's requests waiting for the client's answer (as of this chunk).
     pub server_pending: usize,
+    /// A line waiting for the enforcer's decisions, and what came after it.
+    paused: Option<Box<Paused>>,
+    deferred: Vec<u8>,
 }
 
 /// What the relay found in a chunk, besides the bytes for stdout.
@@ -115,12 +118,51 @@ enum Pass {
     Drop,
     /// Not relayed: the client gets these bytes (an error for its request) instead.
     Instead(Vec<u8>),
+    /// Held until the enforcer has answered what it asks the client.
+    Pause(Box<Paused>),
 }
 
-impl Pass {
-    fn relay_if(relay: bool) -> Self {
-        if relay { Pass::Relay } else { Pass::Drop }
+/// A line held while the enforcer decides the requests for the client in it (remote
+/// mode): nothing after it is relayed before it is settled, so the order of the
+/// server's lines is kept.
+#[derive(Debug)]
+pub struct Paused {
+    /// The line (set by the relay once it pauses).
+    line: Vec<u8>,
+    /// A request of the server's (its raw id), or an answer carrying requests for the
+    /// client (the raw id of the client's request).
+    inside: bool,
+    raw_id: Vec<u8>,
+    judged: Vec<super::server_asks::Judged>,
+    questions: std::collections::VecDeque<super::server_asks::Question>,
+}
+
+impl Paused {
+    fn new(inside: bool, raw_id: &[u8], judgements: Vec<super::server_asks::Judgement>) -> Self {
+        let mut paused = Self {
+            line: Vec::new(),
+            inside,
+            raw_id: raw_id.to_vec(),
+            judged: Vec::new(),
+            questions: std::collections::VecDeque::new(),
+        };
+        for judgement in judgements {
+            match judgement {
+                super::server_asks::Judgement::Now(judged) => paused.judged.push(*judged),
+                super::server_asks::Judgement::Ask(question) => {
+                    paused.questions.push_back(*question)
+                }
+            }
+        }
+        paused
     }
+}
+
+/// Writes thoth's answer to the client in place of a server line.
+fn write_instead(answer: &[u8], out: &mut Vec<u8>, found: &mut Found) {
+    let rewrites = thoth_core::write_canonical(answer, |piece| out.extend_from_slice(piece));
+    found.rewrites.add(rewrites);
+    out.push(b'\n');
 }
 
 /// Whether a response line may carry requests for the client (`result.inputRequests`,
@@ -170,14 +212,18 @@ fn asked_inside(
         return Pass::Relay;
     }
     // (A line with both is no JSON-RPC answer, but each client picks one: both count.)
-    let (mut judged, mut answer) = input_requests
+    let mut judgements = input_requests
         .map(|requests| asks.judge_input_requests(requests, raw_id))
         .unwrap_or_default();
     if let Some(elicitations) = elicitations {
-        let (more, refused) = asks.judge_url_elicitations(elicitations, raw_id);
-        judged.extend(more);
-        answer = answer.or(refused);
+        judgements.extend(asks.judge_url_elicitations(elicitations, raw_id));
     }
+    let paused = Paused::new(true, raw_id, judgements);
+    if !paused.questions.is_empty() {
+        return Pass::Pause(Box::new(paused));
+    }
+    let mut judged = paused.judged;
+    let answer = super::server_asks::embedded_answer(raw_id, &mut judged);
     found.asked.extend(judged);
     match answer {
         Some(answer) => {
@@ -219,7 +265,73 @@ impl Relay {
             captured: None,
             asks: None,
             server_pending: 0,
+            paused: None,
+            deferred: Vec::new(),
         }
+    }
+
+    /// The next request the enforcer must decide before the relay goes on (remote
+    /// mode); the pump asks it and hands the decision to [`Relay::decided`].
+    pub fn next_question(&mut self) -> Option<super::server_asks::Question> {
+        self.paused.as_mut()?.questions.pop_front()
+    }
+
+    /// The enforcer's decision about `question`: once every question of the paused line
+    /// is decided, the line is settled (relayed, refused or answered with an error) and
+    /// what came after it is fed on (which may pause again).
+    pub fn decided(
+        &mut self,
+        question: super::server_asks::Question,
+        decision: crate::enforce::Decision,
+        out: &mut Vec<u8>,
+        found: &mut Found,
+    ) {
+        let Some(asks) = self.asks.clone() else {
+            return;
+        };
+        let Some(paused) = self.paused.as_mut() else {
+            return;
+        };
+        paused.judged.push(asks.conclude(question, decision));
+        if !paused.questions.is_empty() {
+            return;
+        }
+        let Some(paused) = self.paused.take() else {
+            return;
+        };
+        let Paused {
+            line,
+            inside,
+            raw_id,
+            mut judged,
+            ..
+        } = *paused;
+        let relay = if inside {
+            let answer = super::server_asks::embedded_answer(&raw_id, &mut judged);
+            found.asked.extend(judged);
+            match answer {
+                Some(answer) => {
+                    found.answered.push(id_key(&raw_id));
+                    write_instead(&answer, out, found);
+                    false
+                }
+                None => true,
+            }
+        } else {
+            let refused = judged.iter().any(|j| j.refusal.is_some());
+            found.asked.extend(judged);
+            if !refused {
+                self.server_pending += 1;
+                found.server_requests.push(id_key(&raw_id));
+            }
+            !refused
+        };
+        if relay {
+            let scanned = self.scan_responses.then(|| thoth_core::scan(&line));
+            self.relay_judged(&line, scanned.as_ref(), out, found);
+        }
+        let rest = std::mem::take(&mut self.deferred);
+        self.feed(&rest, out, found);
     }
 
     /// True while a streamed line is unfinished (nothing else may be written).
@@ -227,9 +339,14 @@ impl Relay {
         self.line == Line::Streaming
     }
 
-    /// Feeds a chunk; bytes for the client are appended to `out`.
+    /// Feeds a chunk; bytes for the client are appended to `out`. While a line waits
+    /// for the enforcer ([`Relay::next_question`]), the rest is kept for later.
     pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>, found: &mut Found) {
         while !data.is_empty() {
+            if self.paused.is_some() {
+                self.deferred.extend_from_slice(data);
+                return;
+            }
             let (segment, rest, ends) = match memchr::memchr(b'\n', data) {
                 Some(i) => (&data[..i], &data[i + 1..], true),
                 None => (data, &data[data.len()..], false),
@@ -295,18 +412,29 @@ impl Relay {
                 // Refused: the server gets the answer, the client never sees it.
                 Pass::Drop => return,
                 // A result the client must not read: it gets an error for its request.
-                Pass::Instead(answer) => {
-                    let rewrites =
-                        thoth_core::write_canonical(&answer, |piece| out.extend_from_slice(piece));
-                    found.rewrites.add(rewrites);
-                    out.push(b'\n');
+                Pass::Instead(answer) => return write_instead(&answer, out, found),
+                Pass::Pause(mut paused) => {
+                    paused.line = line.to_vec();
+                    self.paused = Some(paused);
                     return;
                 }
             }
         }
+        self.relay_judged(line, scanned.as_ref(), out, found);
+    }
+
+    /// Relays a line judged fit for the client: its bookkeeping first, then the line
+    /// as the client reads it (a listing without the hidden tools, the canonical line).
+    fn relay_judged(
+        &mut self,
+        line: &[u8],
+        scanned: Option<&Result<Message<'_>, thoth_core::Error>>,
+        out: &mut Vec<u8>,
+        found: &mut Found,
+    ) {
         let watched = found.watched.len();
         if self.scan_responses
-            && let Some(message) = &scanned
+            && let Some(message) = scanned
             && bookkeeping(line, message, &self.capture, found)
         {
             // The answer to one of thoth's own requests: read, never relayed.
@@ -355,13 +483,7 @@ impl Relay {
                     .iter()
                     .copied()
                     .find(|m| call.method().eq_str(m));
-                Pass::relay_if(self.one_request(
-                    &asks,
-                    method,
-                    raw,
-                    call.params().map(|p| p.of(line)),
-                    found,
-                ))
+                self.one_request(&asks, method, raw, call.params().map(|p| p.of(line)), found)
             }
             Ok(Message::Response(response)) if may_ask_inside(line) => {
                 match read_as_clients(line) {
@@ -386,7 +508,7 @@ impl Relay {
         }
     }
 
-    /// Judges one server request; false when it must not reach the client.
+    /// Judges one server request.
     fn one_request(
         &mut self,
         asks: &super::server_asks::ServerAsks,
@@ -394,25 +516,31 @@ impl Relay {
         raw: &[u8],
         params: Option<&[u8]>,
         found: &mut Found,
-    ) -> bool {
+    ) -> Pass {
         if self.server_pending >= super::calls::MAX_PENDING && asks.blocks() {
             found.asked.push(super::server_asks::ServerAsks::too_many(
                 method.unwrap_or("request"),
                 raw,
                 super::calls::MAX_PENDING,
             ));
-            return false;
+            return Pass::Drop;
         }
-        if let Some(judged) = method.and_then(|m| asks.judge(m, raw, params)) {
-            let refused = judged.refusal.is_some();
-            found.asked.push(judged);
-            if refused {
-                return false;
+        match method.and_then(|m| asks.judge(m, raw, params)) {
+            Some(super::server_asks::Judgement::Now(judged)) => {
+                let refused = judged.refusal.is_some();
+                found.asked.push(*judged);
+                if refused {
+                    return Pass::Drop;
+                }
             }
+            Some(ask @ super::server_asks::Judgement::Ask(_)) => {
+                return Pass::Pause(Box::new(Paused::new(false, raw, vec![ask])));
+            }
+            None => {}
         }
         self.server_pending += 1;
         found.server_requests.push(id_key(raw));
-        true
+        Pass::Relay
     }
 
     /// A line the strict scan does not classify as one message, read as JavaScript's
@@ -497,13 +625,7 @@ impl Relay {
             one => match governed(one) {
                 Some(method) => {
                     let params = one.get("params").map(|p| p.to_string().into_bytes());
-                    Pass::relay_if(self.one_request(
-                        asks,
-                        Some(method),
-                        &id_of(one),
-                        params.as_deref(),
-                        found,
-                    ))
+                    self.one_request(asks, Some(method), &id_of(one), params.as_deref(), found)
                 }
                 None if is_response(one) => asked_inside(asks, one, &id_of(one), found),
                 None => Pass::Relay,
@@ -969,92 +1091,120 @@ pub async fn pump(
                 }
             }
         }
-        if !found.answered.is_empty()
-            || !found.diverted.is_empty()
-            || !found.cut.is_empty()
-            || !found.rewrites.is_empty()
-            || !found.watched.is_empty()
-            || !found.hidden.is_empty()
-            || !found.asked.is_empty()
-            || !found.server_requests.is_empty()
-            || !found.server_cancelled.is_empty()
-        {
-            let mut state = book(&shared);
-            // Before the lines reach the client: a call it sends on reading a listing
-            // is checked against that listing.
-            for watched in found.watched.drain(..) {
-                match watched {
-                    Watched::Response { key, line } if state.initialize.contains(&key) => {
-                        if let Some(version) = protocol_of(&line) {
-                            state.protocol_version = Some(version);
-                        }
-                    }
-                    Watched::Response { line, .. } => {
-                        state.catalog_event(CatalogEvent::Page(line));
-                    }
-                    Watched::ToolsChanged => state.catalog_event(CatalogEvent::Changed),
-                    Watched::TooLong { key } if state.tools_list.contains(&key) => {
-                        state.catalog_event(CatalogEvent::Unread);
-                        tracing::warn!(
-                            "a tools/list response longer than {} MiB was relayed but not read: its tools are decided as not listed (resource.in_catalog == false), their arguments unchecked",
-                            MAX_STREAMED_LISTING / (1024 * 1024)
-                        );
-                    }
-                    Watched::TooLong { .. } => {}
-                    Watched::Unknown => state.catalog_event(CatalogEvent::Unread),
-                }
-            }
-            for key in &found.answered {
-                if is_own_key(key) {
-                    state.own_answered.notify_waiters();
-                }
-                state.in_flight.remove(key);
-                if state.tools_list.remove(key) | state.initialize.remove(key) {
-                    state.watch_generation += 1;
-                }
-            }
-            for key in found.server_cancelled.drain(..) {
-                state.server_pending.remove(&key);
-            }
-            state.server_pending.extend(found.server_requests.drain(..));
-            if !found.asked.is_empty() {
-                for mut judged in found.asked.drain(..) {
-                    if let Some(answer) = judged.refusal.take() {
-                        // (A server that never reads its answers cannot grow them
-                        // without bound: past the bound it is not answered.)
-                        if state.server_answers.len() < super::calls::MAX_SERVER_ASKED {
-                            state.server_answers.push(answer);
-                        }
-                    }
-                    if state.server_asked.len() >= super::calls::MAX_SERVER_ASKED {
-                        state.server_asked.remove(0);
-                        state.server_asked_unrecorded += 1;
-                    }
-                    state.server_asked.push(judged);
-                }
-                state.catalog_signal.notify_one();
-            }
-            state.tools_hidden += found.hidden.len() as u64;
-            for hidden in found.hidden.drain(..) {
-                state.catalog_event(CatalogEvent::Hidden(hidden));
-            }
-            state.diverted_lines += found.diverted.len() as u64;
-            state.cut_lines += found.cut.len() as u64;
-            state.server_rewrites.add(found.rewrites);
+        settle(&shared, &mut found, &mut out, &mut stdout).await?;
+        // A line the enforcer must judge holds the relay: nothing after it goes out
+        // before it is settled.
+        while let Some(question) = relay.next_question() {
+            let decision = match relay.asks.clone() {
+                Some(asks) => asks.ask(&question).await,
+                None => crate::enforce::Decision::new(
+                    crate::enforce::Verdict::Block,
+                    "the enforcer could not be asked",
+                ),
+            };
+            relay.decided(question, decision, &mut out, &mut found);
+            settle(&shared, &mut found, &mut out, &mut stdout).await?;
         }
-        for text in found.diverted {
-            tracing::warn!(target: "server", "a line on the server's stdout is not a JSON-RPC message (diverted to stderr): {text}");
-        }
-        for why in found.cut {
-            tracing::warn!(target: "server", "cut off a streamed server line that is not a JSON-RPC message ({why}); the client was sent an error");
-        }
-        if !out.is_empty() {
-            stdout.write_all(&out).await?;
-            stdout.flush().await?;
-            out.clear();
-            if out.capacity() > 1024 * 1024 {
-                out = Vec::with_capacity(64 * 1024);
+    }
+    Ok(())
+}
+
+/// What the relay found goes to the book (before the lines reach the client: a call it
+/// sends on reading a listing is checked against that listing), then the lines to the
+/// client.
+async fn settle(
+    shared: &SharedBook,
+    found: &mut Found,
+    out: &mut Vec<u8>,
+    stdout: &mut (impl AsyncWrite + Unpin),
+) -> std::io::Result<()> {
+    if !found.answered.is_empty()
+        || !found.diverted.is_empty()
+        || !found.cut.is_empty()
+        || !found.rewrites.is_empty()
+        || !found.watched.is_empty()
+        || !found.hidden.is_empty()
+        || !found.asked.is_empty()
+        || !found.server_requests.is_empty()
+        || !found.server_cancelled.is_empty()
+    {
+        let mut state = book(shared);
+        // Before the lines reach the client: a call it sends on reading a listing
+        // is checked against that listing.
+        for watched in found.watched.drain(..) {
+            match watched {
+                Watched::Response { key, line } if state.initialize.contains(&key) => {
+                    if let Some(version) = protocol_of(&line) {
+                        state.protocol_version = Some(version);
+                    }
+                }
+                Watched::Response { line, .. } => {
+                    state.catalog_event(CatalogEvent::Page(line));
+                }
+                Watched::ToolsChanged => state.catalog_event(CatalogEvent::Changed),
+                Watched::TooLong { key } if state.tools_list.contains(&key) => {
+                    state.catalog_event(CatalogEvent::Unread);
+                    tracing::warn!(
+                        "a tools/list response longer than {} MiB was relayed but not read: its tools are decided as not listed (resource.in_catalog == false), their arguments unchecked",
+                        MAX_STREAMED_LISTING / (1024 * 1024)
+                    );
+                }
+                Watched::TooLong { .. } => {}
+                Watched::Unknown => state.catalog_event(CatalogEvent::Unread),
             }
+        }
+        for key in found.answered.drain(..) {
+            if is_own_key(&key) {
+                state.own_answered.notify_waiters();
+            }
+            state.in_flight.remove(&key);
+            if state.tools_list.remove(&key) | state.initialize.remove(&key) {
+                state.watch_generation += 1;
+            }
+        }
+        for key in found.server_cancelled.drain(..) {
+            state.server_pending.remove(&key);
+        }
+        state.server_pending.extend(found.server_requests.drain(..));
+        if !found.asked.is_empty() {
+            for mut judged in found.asked.drain(..) {
+                if let Some(answer) = judged.refusal.take() {
+                    // (A server that never reads its answers cannot grow them
+                    // without bound: past the bound it is not answered.)
+                    if state.server_answers.len() < super::calls::MAX_SERVER_ASKED {
+                        state.server_answers.push(answer);
+                    }
+                }
+                if state.server_asked.len() >= super::calls::MAX_SERVER_ASKED {
+                    state.server_asked.remove(0);
+                    state.server_asked_unrecorded += 1;
+                }
+                state.server_asked.push(judged);
+            }
+            state.catalog_signal.notify_one();
+        }
+        state.tools_hidden += found.hidden.len() as u64;
+        for hidden in found.hidden.drain(..) {
+            state.catalog_event(CatalogEvent::Hidden(hidden));
+        }
+        state.diverted_lines += found.diverted.len() as u64;
+        state.cut_lines += found.cut.len() as u64;
+        state
+            .server_rewrites
+            .add(std::mem::take(&mut found.rewrites));
+    }
+    for text in found.diverted.drain(..) {
+        tracing::warn!(target: "server", "a line on the server's stdout is not a JSON-RPC message (diverted to stderr): {text}");
+    }
+    for why in found.cut.drain(..) {
+        tracing::warn!(target: "server", "cut off a streamed server line that is not a JSON-RPC message ({why}); the client was sent an error");
+    }
+    if !out.is_empty() {
+        stdout.write_all(out).await?;
+        stdout.flush().await?;
+        out.clear();
+        if out.capacity() > 1024 * 1024 {
+            *out = Vec::with_capacity(64 * 1024);
         }
     }
     Ok(())
@@ -1090,6 +1240,7 @@ mod tests {
         relay.asks = Some(std::sync::Arc::new(
             super::super::server_asks::ServerAsks::new(
                 Some(std::sync::Arc::new(engine)),
+                false,
                 "agent",
                 "tenant",
                 "user",

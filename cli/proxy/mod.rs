@@ -483,11 +483,14 @@ pub fn start_pumps(
         ctx.settings.server_stall_warn,
     ));
     let book = ctx.calls.borrow().book.clone();
-    let asks = std::sync::Arc::new(server_asks::ServerAsks::new(
+    let remote_asks =
+        matches!(&ctx.engine, Engine::Remote(_)) && ctx.settings.enforcer_govern_methods;
+    let asks = server_asks::ServerAsks::new(
         match &ctx.engine {
             Engine::Local(engine) => Some(engine.clone()),
             Engine::Remote(_) => None,
         },
+        remote_asks,
         &ctx.settings.agent_id,
         &ctx.settings.tenant_id,
         &ctx.settings.user_id,
@@ -495,7 +498,16 @@ pub fn start_pumps(
         ctx.settings.mode,
         &ctx.settings.session_intent,
         &ctx.session.borrow().id,
-    ));
+    );
+    let asks = if remote_asks {
+        // One question at a time: the relay holds the server's output meanwhile.
+        let (questions, asked) = mpsc::channel(1);
+        tokio::task::spawn_local(from_client::answer_server_questions(ctx.clone(), asked));
+        asks.asking(questions)
+    } else {
+        asks
+    };
+    let asks = std::sync::Arc::new(asks);
     let relay = relay_thread(
         book,
         (hide_rule(ctx), Some(asks)),

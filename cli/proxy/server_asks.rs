@@ -81,8 +81,11 @@ struct Embedded<'a> {
 
 /// Who decides, for whom.
 pub struct ServerAsks {
-    /// The local engine; `None` in remote mode (nothing is decided, all is audited).
+    /// The local engine; `None` in remote mode.
     pub engine: Option<Arc<LocalEngine>>,
+    /// Remote mode with methods governed there: the enforcer decides each request.
+    /// (Remote mode without it decides nothing here, and audits all.)
+    pub remote: bool,
     pub agent_id: String,
     pub tenant_id: String,
     pub user_id: String,
@@ -92,6 +95,32 @@ pub struct ServerAsks {
     pub session_id: String,
     /// Soft denials so far (progressive mode), by method and target.
     soft_denied: Mutex<HashSet<String>>,
+    /// Where questions for the enforcer go (the client pump's thread, which holds the
+    /// session); `None`: none can be asked, and each is refused.
+    questions: Option<tokio::sync::mpsc::Sender<Asked>>,
+}
+
+/// A question for the enforcer, and where its decision goes.
+pub type Asked = (Question, tokio::sync::oneshot::Sender<Decision>);
+
+/// What becomes of a server request: judged now, or a question for the enforcer.
+#[derive(Debug)]
+pub enum Judgement {
+    Now(Box<Judged>),
+    Ask(Box<Question>),
+}
+
+/// A server request the enforcer decides (remote mode, with methods governed there).
+/// The client pump's thread asks it ([`Question::call`], [`Question::params`]); the
+/// relay waits, then [`ServerAsks::conclude`]s it.
+#[derive(Debug, Clone)]
+pub struct Question {
+    pub call: methods::MethodCall,
+    /// The members of its params the enforcer is sent (`metadata.mcp_params`).
+    pub params: serde_json::Value,
+    raw_id: Vec<u8>,
+    input_key: Option<String>,
+    started: Instant,
 }
 
 /// One server request judged: what the audit log records, and the server's answer
@@ -112,6 +141,7 @@ impl ServerAsks {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         engine: Option<Arc<LocalEngine>>,
+        remote: bool,
         agent_id: &str,
         tenant_id: &str,
         user_id: &str,
@@ -122,6 +152,7 @@ impl ServerAsks {
     ) -> Self {
         Self {
             engine,
+            remote,
             agent_id: agent_id.to_string(),
             tenant_id: tenant_id.to_string(),
             user_id: user_id.to_string(),
@@ -130,31 +161,56 @@ impl ServerAsks {
             session_intent: session_intent.to_string(),
             session_id: session_id.to_string(),
             soft_denied: Mutex::new(HashSet::new()),
+            questions: None,
         }
+    }
+
+    /// Questions for the enforcer go to `questions`.
+    pub fn asking(mut self, questions: tokio::sync::mpsc::Sender<Asked>) -> Self {
+        self.questions = Some(questions);
+        self
+    }
+
+    /// The enforcer's decision about `question`, waited for; a BLOCK when it cannot
+    /// be asked (fail closed).
+    pub async fn ask(&self, question: &Question) -> Decision {
+        let unasked = || {
+            Decision::new(Verdict::Block, "the enforcer could not be asked")
+                .with_code("ENFORCER_UNAVAILABLE")
+        };
+        let Some(questions) = &self.questions else {
+            return unasked();
+        };
+        let (reply, decision) = tokio::sync::oneshot::channel();
+        if questions.send((question.clone(), reply)).await.is_err() {
+            return unasked();
+        }
+        decision.await.unwrap_or_else(|_| unasked())
     }
 
     /// Judges a server request of `method` (`None` when it is not one of
     /// [`SERVER_REQUESTS`]) with raw id `raw_id` and params `params` (their bytes).
-    pub fn judge(&self, method: &str, raw_id: &[u8], params: Option<&[u8]>) -> Option<Judged> {
+    pub fn judge(&self, method: &str, raw_id: &[u8], params: Option<&[u8]>) -> Option<Judgement> {
         let method = SERVER_REQUESTS.iter().copied().find(|m| *m == method)?;
         let started = Instant::now();
         self.judge_known(method, raw_id, params, started)
     }
 
     /// Whether a request of the server can be refused at all: not in observe mode, and
-    /// not in remote mode (nothing is decided there).
+    /// not in remote mode unless the enforcer decides these requests.
     pub fn blocks(&self) -> bool {
-        self.engine.is_some() && self.mode != Mode::Observe
+        (self.engine.is_some() || self.remote) && self.mode != Mode::Observe
     }
 
     /// Whether some server request can be refused: a line too long to read whole may
     /// then not be streamed to the client unread.
     pub fn governs_any(&self) -> bool {
         self.blocks()
-            && self
-                .engine
-                .as_ref()
-                .is_some_and(|e| SERVER_REQUESTS.iter().any(|m| e.governs(m)))
+            && (self.remote
+                || self
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| SERVER_REQUESTS.iter().any(|m| e.governs(m))))
     }
 
     /// A server line longer than the relay holds, that may be one of its requests,
@@ -189,7 +245,7 @@ impl ServerAsks {
         &self,
         requests: &serde_json::Map<String, serde_json::Value>,
         raw_id: &[u8],
-    ) -> (Vec<Judged>, Option<Vec<u8>>) {
+    ) -> Vec<Judgement> {
         let asked: Vec<Embedded<'_>> = requests
             .iter()
             .map(|(key, request)| Embedded {
@@ -209,7 +265,7 @@ impl ServerAsks {
         &self,
         elicitations: &[serde_json::Value],
         raw_id: &[u8],
-    ) -> (Vec<Judged>, Option<Vec<u8>>) {
+    ) -> Vec<Judgement> {
         let asked: Vec<Embedded<'_>> = elicitations
             .iter()
             .enumerate()
@@ -222,11 +278,9 @@ impl ServerAsks {
         self.judge_embedded(&asked, raw_id)
     }
 
-    fn judge_embedded(
-        &self,
-        asked: &[Embedded<'_>],
-        raw_id: &[u8],
-    ) -> (Vec<Judged>, Option<Vec<u8>>) {
+    /// Each request for the client inside an answer, judged; [`embedded_answer`] then
+    /// says what the client gets.
+    fn judge_embedded(&self, asked: &[Embedded<'_>], raw_id: &[u8]) -> Vec<Judgement> {
         if asked.len() > MAX_INPUT_REQUESTS && self.blocks() {
             let why = format!(
                 "an answer carries {} requests for the client, more than the {MAX_INPUT_REQUESTS} thoth judges",
@@ -245,31 +299,48 @@ impl ServerAsks {
                 &format!("Blocked by Thoth: {why}"),
                 Some(&json!({ "reason": "too_many_input_requests" })),
             );
-            return (
-                vec![Judged {
-                    refusal: None,
-                    ..judged
-                }],
-                Some(answer),
-            );
+            // Without an input key, the refusal is the client's answer as it is.
+            return vec![Judgement::Now(Box::new(Judged {
+                refusal: Some(answer),
+                ..judged
+            }))];
         }
         let mut judged_all = Vec::new();
-        let mut answer = None;
         for one in asked {
             let params = one.params.map(|p| p.to_string().into_bytes());
-            let Some(mut judged) = one
+            let Some(mut judgement) = one
                 .method
                 .and_then(|m| self.judge(m, raw_id, params.as_deref()))
             else {
                 continue;
             };
-            judged.input_key = Some(one.key.clone());
-            if judged.refusal.take().is_some() && answer.is_none() {
-                answer = Some(input_request_refused(raw_id, &judged, &one.key));
+            match &mut judgement {
+                Judgement::Now(judged) => judged.input_key = Some(one.key.clone()),
+                Judgement::Ask(question) => question.input_key = Some(one.key.clone()),
             }
-            judged_all.push(judged);
+            judged_all.push(judgement);
         }
-        (judged_all, answer)
+        judged_all
+    }
+
+    /// The enforcer's decision about `question`, applied: what the audit log records,
+    /// and the server's error when it is refused.
+    pub fn conclude(&self, question: Question, decision: Decision) -> Judged {
+        let method = question.call.method;
+        let decided = observe(
+            self.mode,
+            crate::enforce::modes::for_method(decision, method),
+        );
+        let refusal = (decided.decision.verdict != Verdict::Allow)
+            .then(|| refused_to_server(&question.raw_id, decided.decision.verdict));
+        Judged {
+            method,
+            target: question.call.target.label().to_string(),
+            decided,
+            refusal,
+            started: question.started,
+            input_key: question.input_key,
+        }
     }
 
     /// A request the client could not be sent: too many of the server's requests wait
@@ -294,7 +365,7 @@ impl ServerAsks {
         raw_id: &[u8],
         params: Option<&[u8]>,
         started: Instant,
-    ) -> Option<Judged> {
+    ) -> Option<Judgement> {
         let passed = |why: String| Judged {
             method,
             target: String::new(),
@@ -306,11 +377,19 @@ impl ServerAsks {
             started,
             input_key: None,
         };
-        let Some(engine) = self.engine.as_ref().filter(|e| e.governs(method)) else {
-            return Some(passed(match self.engine {
-                Some(_) => methods::not_governed(method),
-                None => format!("{method} is not sent to the enforcer"),
-            }));
+        let local = match &self.engine {
+            _ if self.remote => None,
+            Some(engine) if engine.governs(method) => Some(engine),
+            Some(_) => {
+                return Some(Judgement::Now(Box::new(passed(methods::not_governed(
+                    method,
+                )))));
+            }
+            None => {
+                return Some(Judgement::Now(Box::new(passed(format!(
+                    "{method} is not sent to the enforcer"
+                )))));
+            }
         };
         // Read as every client reads it: a member named twice is refused, never guessed.
         let call = match methods::read(method, params) {
@@ -323,15 +402,25 @@ impl ServerAsks {
                 );
                 let refusal = (decided.decision.verdict != Verdict::Allow)
                     .then(|| super::answers::params_refused(bounded_id(raw_id), &why));
-                return Some(Judged {
+                return Some(Judgement::Now(Box::new(Judged {
                     method,
                     target: String::new(),
                     decided,
                     refusal,
                     started,
                     input_key: None,
-                });
+                })));
             }
+        };
+        let Some(engine) = local else {
+            let read = params.and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok());
+            return Some(Judgement::Ask(Box::new(Question {
+                params: methods::enforcer_params(method, read.as_ref()),
+                call,
+                raw_id: bounded_id(raw_id).to_vec(),
+                input_key: None,
+                started,
+            })));
         };
         let label = call.target.label().to_string();
         let facts = ToolFacts::default();
@@ -365,28 +454,51 @@ impl ServerAsks {
             ),
         };
         let decided = observe(self.mode, decision);
-        // The server is the party the policy guards against: it learns that it was
-        // refused, not why (rule ids and reasons stay in the audit log).
-        let refusal = (decided.decision.verdict != Verdict::Allow).then(|| {
-            super::answers::error(
-                Some(bounded_id(raw_id)),
-                match decided.decision.verdict {
-                    Verdict::StepUp => super::answers::STEP_UP_REQUIRED,
-                    _ => super::answers::BLOCKED,
-                },
-                "Refused by Thoth policy",
-                Some(&json!({ "reason": "refused_by_policy" })),
-            )
-        });
-        Some(Judged {
+        let refusal = (decided.decision.verdict != Verdict::Allow)
+            .then(|| refused_to_server(raw_id, decided.decision.verdict));
+        Some(Judgement::Now(Box::new(Judged {
             method,
             target: label,
             decided,
             refusal,
             started,
             input_key: None,
-        })
+        })))
     }
+}
+
+/// The server's error for a refused request of its own. The server is the party the
+/// policy guards against: it learns that it was refused, not why (rule ids and
+/// reasons stay in the audit log).
+fn refused_to_server(raw_id: &[u8], verdict: Verdict) -> Vec<u8> {
+    super::answers::error(
+        Some(bounded_id(raw_id)),
+        match verdict {
+            Verdict::StepUp => super::answers::STEP_UP_REQUIRED,
+            _ => super::answers::BLOCKED,
+        },
+        "Refused by Thoth policy",
+        Some(&json!({ "reason": "refused_by_policy" })),
+    )
+}
+
+/// What the client gets for its request `raw_id` when requests for it inside the
+/// answer were judged: `None` (the answer as it is) when none was refused, else an
+/// error naming the first refused one. The refusals are taken: none goes to the server.
+pub fn embedded_answer(raw_id: &[u8], judged: &mut [Judged]) -> Option<Vec<u8>> {
+    let mut answer = None;
+    for one in judged.iter_mut() {
+        let Some(refusal) = one.refusal.take() else {
+            continue;
+        };
+        if answer.is_none() {
+            answer = Some(match &one.input_key {
+                Some(key) => input_request_refused(raw_id, one, key),
+                None => refusal,
+            });
+        }
+    }
+    answer
 }
 
 /// The client's error for a request whose result carried a refused input request: the
