@@ -31,8 +31,11 @@ pub struct Envelope {
 /// Whether `frame` may carry an envelope (found without parsing frames that cannot:
 /// the key may be written with escapes, `\/` or `\u`).
 pub fn may_have(frame: &[u8]) -> bool {
-    memchr::memmem::find(frame, b"protocolVersion").is_some()
-        || memchr::memmem::find(frame, b"\\u").is_some()
+    // (Searchers built once: building one per frame costs more than the search.)
+    type Needle = std::sync::LazyLock<memchr::memmem::Finder<'static>>;
+    static VERSION: Needle = Needle::new(|| memchr::memmem::Finder::new(b"protocolVersion"));
+    static ESCAPE: Needle = Needle::new(|| memchr::memmem::Finder::new(b"\\u"));
+    VERSION.find(frame).is_some() || ESCAPE.find(frame).is_some()
 }
 
 /// The envelope of a request's `params` bytes, when they carry one whose version is a

@@ -24,6 +24,16 @@ use tokio::sync::mpsc;
 use super::answers;
 use super::calls::{CatalogEvent, SharedBook, book, id_key, is_own_key};
 
+/// A searcher for a needle looked for in every server line, built once: building one
+/// per search costs more than searching a small line.
+type Needle = std::sync::LazyLock<memchr::memmem::Finder<'static>>;
+static METHOD: Needle = Needle::new(|| memchr::memmem::Finder::new(b"\"method\""));
+static ESCAPE: Needle = Needle::new(|| memchr::memmem::Finder::new(b"\\u"));
+static ELICITATIONS: Needle = Needle::new(|| memchr::memmem::Finder::new(b"elicitations"));
+static INPUT_REQUESTS: Needle = Needle::new(|| memchr::memmem::Finder::new(b"inputRequests"));
+static LIST_CHANGED: Needle = Needle::new(|| memchr::memmem::Finder::new(b"list_changed"));
+static TOOLS: Needle = Needle::new(|| memchr::memmem::Finder::new(b"\"tools\""));
+
 /// Lines up to this size are held whole and scanned.
 pub const SCAN_LIMIT: usize = 4 * 1024 * 1024;
 /// Bytes read from the server at a time.
@@ -169,9 +179,9 @@ fn write_instead(answer: &[u8], out: &mut Vec<u8>, found: &mut Found) {
 /// `error.data.elicitations`, their names maybe escaped): found without parsing lines
 /// that cannot.
 fn may_ask_inside(line: &[u8]) -> bool {
-    memchr::memmem::find(line, b"inputRequests").is_some()
-        || memchr::memmem::find(line, b"elicitations").is_some()
-        || (memchr::memmem::find(line, b"\\u").is_some() && {
+    INPUT_REQUESTS.find(line).is_some()
+        || ELICITATIONS.find(line).is_some()
+        || (ESCAPE.find(line).is_some() && {
             let mut lax = thoth_core::LaxLine::new();
             lax.feed(line).is_ok() && lax.may_ask()
         })
@@ -401,9 +411,9 @@ impl Relay {
         // (`\u` too: a member name may be escaped, `"\u006dethod"`. An input request
         // inside a result has a `method` too; URL elicitations inside an error do not.)
         let maybe_request = self.asks.is_some()
-            && (memchr::memmem::find(line, b"\"method\"").is_some()
-                || memchr::memmem::find(line, b"\\u").is_some()
-                || memchr::memmem::find(line, b"\"elicitations\"").is_some());
+            && (METHOD.find(line).is_some()
+                || ESCAPE.find(line).is_some()
+                || ELICITATIONS.find(line).is_some());
         // One scan serves both the server's requests and the bookkeeping of responses.
         let scanned = (maybe_request || self.scan_responses).then(|| thoth_core::scan(line));
         if maybe_request && let Some(message) = &scanned {
@@ -457,7 +467,7 @@ impl Relay {
         };
         // A notification the client pump must hear of (found without scanning lines
         // that cannot be one).
-        if memchr::memmem::find(line, b"list_changed").is_some() && is_tools_list_changed(line) {
+        if LIST_CHANGED.find(line).is_some() && is_tools_list_changed(line) {
             found.watched.push(Watched::ToolsChanged);
         }
         let rewrites = thoth_core::write_canonical(line, |piece| out.extend_from_slice(piece));
@@ -997,7 +1007,7 @@ fn bookkeeping(
     if wanted.is_empty()
         && !own
         && !capture.is_empty()
-        && memchr::memmem::find(line, b"\"tools\"").is_some()
+        && TOOLS.find(line).is_some()
         && answers_with_tools(line)
     {
         wanted.push(found.answered.last().cloned().unwrap_or_default());
