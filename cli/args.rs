@@ -169,6 +169,12 @@ pub struct RunFlags {
     /// Largest client → server frame in bytes (default 16 MiB).
     #[arg(long, value_parser = parse_frame_bytes)]
     pub max_frame_bytes: Option<usize>,
+    /// What to do with what the detectors find in the server's answers, per class:
+    /// `secret=redact,pii=record,phi=block,injection=record` (record, redact or block;
+    /// a class not named is not inspected). THOTH_INSPECT_RESULTS; the managed
+    /// `inspect_results` wins per class.
+    #[arg(long, value_parser = inspect_results_arg, value_name = "CLASS=ACTION,…")]
+    pub inspect_results: Option<crate::inspect::actions::ResultActions>,
 }
 
 /// `thoth run`: the agent id is required (doctor defaults it from the command).
@@ -326,6 +332,10 @@ fn mode_arg(s: &str) -> Result<Mode, String> {
         let (last, rest) = names.split_last().unwrap_or((&"", &[]));
         format!("`{s}` is not a mode: use {} or {last}", rest.join(", "))
     })
+}
+
+fn inspect_results_arg(s: &str) -> Result<crate::inspect::actions::ResultActions, String> {
+    crate::inspect::actions::ResultActions::parse(s)
 }
 
 /// `thoth scan`.

@@ -7,6 +7,7 @@ mod util;
 mod cli;
 mod doctor;
 mod fleet;
+mod inspect;
 mod real_servers;
 mod remote;
 mod run;

@@ -197,6 +197,10 @@ pub struct LocalEngine {
     /// Whether any policy can read `context.arguments`: when none can, the arguments
     /// are not converted (an empty record stands in, which no policy can tell apart).
     reads_arguments: bool,
+    /// Whether any policy can read `context.detections` / `context.detection_count`:
+    /// only then are the arguments inspected (and the context carries them, which a
+    /// schema declaring them expects).
+    reads_detections: bool,
     /// Outcomes by (principal, tool, intent, mode), kept only when no policy reads a
     /// context field that changes from call to call (arguments, session history): the
     /// outcome is then a function of the key, since Cedar evaluation is deterministic.
@@ -300,6 +304,7 @@ impl LocalEngine {
             last_subjects: std::sync::Mutex::new(None),
             notes,
             reads_arguments: reads.reads("arguments"),
+            reads_detections: reads.reads("detections") || reads.reads("detection_count"),
             outcomes: reads
                 .only(&["tool_name", "session_intent", "enforcement_mode"])
                 .then(|| std::sync::Mutex::new(HashMap::new())),
@@ -316,6 +321,11 @@ impl LocalEngine {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether some policy reads what the detectors find in arguments.
+    pub fn reads_detections(&self) -> bool {
+        self.reads_detections
     }
 
     /// Number of policies loaded.
@@ -481,11 +491,20 @@ impl LocalEngine {
             value @ serde_json::Value::Object(_) => to_cedar(value),
             _ => RestrictedExpression::new_record([]).map_err(EvalError::build)?,
         };
+        // What the detectors find in a prompt's arguments and a resource's URI.
+        let detections = self.reads_detections.then(|| {
+            let mut found = crate::inspect::in_value(&call.arguments);
+            found.merge(&crate::inspect::in_value(&serde_json::Value::String(
+                call.target.label().to_string(),
+            )));
+            found
+        });
         let context = context(
             input,
             call.target.label(),
             arguments,
             Some(("method", call.method)),
+            detections.as_ref(),
         )?;
         let action_type = self.action.type_name().clone();
         let action = EntityUid::from_type_name_and_id(action_type, EntityId::new(call.method));
@@ -708,7 +727,13 @@ impl LocalEngine {
             Some(value @ serde_json::Value::Object(_)) if self.reads_arguments => to_cedar(value),
             _ => RestrictedExpression::new_record([]).map_err(EvalError::build)?,
         };
-        let context = context(input, input.tool_name, arguments, None)?;
+        let detections = self.reads_detections.then(|| {
+            input
+                .arguments
+                .map(crate::inspect::in_value)
+                .unwrap_or_default()
+        });
+        let context = context(input, input.tool_name, arguments, None, detections.as_ref())?;
         let request = Request::new(
             subjects.principal.clone(),
             self.action.clone(),
@@ -792,12 +817,15 @@ impl LocalEngine {
 }
 
 /// A request's context: every field tools/call has (`tool_name` the tool, URI or
-/// prompt name; `arguments` already converted), and `extra` (a method's name).
+/// prompt name; `arguments` already converted), `extra` (a method's name), and, when a
+/// policy reads them, what the detectors found (`detections`, the set of their names,
+/// and `detection_count`).
 fn context(
     input: &DecisionInput<'_>,
     tool_name: &str,
     arguments: RestrictedExpression,
     extra: Option<(&str, &str)>,
+    detections: Option<&crate::inspect::Detections>,
 ) -> Result<Context, EvalError> {
     let history = input.session;
     let string = |s: &str| RestrictedExpression::new_string(s.to_string());
@@ -817,7 +845,19 @@ fn context(
         ("previous_tool".to_string(), string(history.previous())),
     ];
     let extra = extra.map(|(name, value)| (name.to_string(), string(value)));
-    Context::from_pairs(fields.into_iter().chain(extra)).map_err(EvalError::build)
+    let found = detections.into_iter().flat_map(|d| {
+        [
+            (
+                "detections".to_string(),
+                RestrictedExpression::new_set(d.names().map(string)),
+            ),
+            (
+                "detection_count".to_string(),
+                RestrictedExpression::new_long(i64::try_from(d.count()).unwrap_or(i64::MAX)),
+            ),
+        ]
+    });
+    Context::from_pairs(fields.into_iter().chain(extra).chain(found)).map_err(EvalError::build)
 }
 
 /// For each governable method, the policies whose action scope names it

@@ -112,10 +112,17 @@ impl RemoteEnforcer {
                 map.insert("session_intent".into(), json!(input.session_intent));
             }
             let facts = input.tool;
+            // What the detectors found in the arguments: names and counts, never text.
+            let found = input
+                .arguments
+                .map(crate::inspect::in_value)
+                .unwrap_or_default();
             // The server's own claims about the tool (docs/architecture.md §4).
             map.insert(
                 "metadata".into(),
                 json!({
+                    "detections": found.names().collect::<Vec<_>>(),
+                    "detection_count": found.count(),
                     "tool_in_catalog": facts.in_catalog,
                     "tool_annotated": facts.annotated,
                     "tool_pin": facts.pin.as_str(),

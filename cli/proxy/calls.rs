@@ -108,8 +108,11 @@ pub struct RelayBook {
     /// Answers for the server to requests the client must not see (at most
     /// [`MAX_SERVER_ASKED`]).
     pub server_answers: Vec<Vec<u8>>,
-    /// Judged server requests the audit log could not be given (queue past its bound).
+    /// Judged server requests (and inspected answers) the audit log could not be given
+    /// (queue past its bound).
     pub server_asked_unrecorded: u64,
+    /// Answers inspected, not audited yet (at most [`MAX_SERVER_ASKED`]).
+    pub inspections: Vec<super::result_inspection::Inspection>,
     /// Canonical-line substitutions in frames forwarded to the server.
     pub client_rewrites: thoth_core::Rewrites,
     /// Canonical-line substitutions in lines relayed to the client.

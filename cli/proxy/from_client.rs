@@ -1451,14 +1451,28 @@ pub async fn settle_last(ctx: &Ctx) {
 /// Audits the server's requests the relay judged, and answers the server for those
 /// the client must not see.
 async fn settle_server_asks(ctx: &Ctx) {
-    let (asked, answers) = {
+    let (asked, answers, inspections) = {
         let shared = ctx.calls.borrow().book.clone();
         let mut book = super::calls::book(&shared);
         (
             std::mem::take(&mut book.server_asked),
             std::mem::take(&mut book.server_answers),
+            std::mem::take(&mut book.inspections),
         )
     };
+    for inspection in &inspections {
+        // Names and counts only: never the text found.
+        let mut fields = serde_json::Map::new();
+        fields.insert("agent".into(), json!(ctx.settings.agent_id));
+        fields.insert("action".into(), json!(inspection.action.as_str()));
+        fields.insert("detections".into(), inspection.detections.to_json());
+        fields.insert(
+            "detector_versions".into(),
+            super::result_inspection::versions(&inspection.detections),
+        );
+        fields.insert("redactions".into(), json!(inspection.redactions));
+        ctx.audit.event("inspection", fields);
+    }
     for judged in &asked {
         let mut fields = method_record(
             ctx,

@@ -34,6 +34,14 @@ static INPUT_REQUESTS: Needle = Needle::new(|| memchr::memmem::Finder::new(b"inp
 static LIST_CHANGED: Needle = Needle::new(|| memchr::memmem::Finder::new(b"list_changed"));
 static TOOLS: Needle = Needle::new(|| memchr::memmem::Finder::new(b"\"tools\""));
 
+/// What the relay applies to the server's lines: the tools the client is not shown,
+/// who decides the server's requests, what to do with what answers carry.
+pub type Judges = (
+    Option<std::sync::Arc<super::hide::HideRule>>,
+    Option<std::sync::Arc<super::server_asks::ServerAsks>>,
+    Option<crate::inspect::actions::ResultActions>,
+);
+
 /// Lines up to this size are held whole and scanned.
 pub const SCAN_LIMIT: usize = 4 * 1024 * 1024;
 /// Bytes read from the server at a time.
@@ -87,6 +95,8 @@ pub struct Relay {
     captured: Option<Vec<u8>>,
     /// Who decides the server's requests to the client (`super::server_asks`).
     pub asks: Option<std::sync::Arc<super::server_asks::ServerAsks>>,
+    /// What to do with what the detectors find in answers (`super::result_inspection`).
+    pub inspect: Option<crate::inspect::actions::ResultActions>,
     /// The server's requests waiting for the client's answer (as of this chunk).
     pub server_pending: usize,
     /// A line waiting for the enforcer's decisions, and what came after it.
@@ -117,6 +127,8 @@ pub struct Found {
     pub server_requests: Vec<String>,
     /// Id keys of the server's requests it cancelled.
     pub server_cancelled: Vec<String>,
+    /// What the detectors found in answers, and what was done.
+    pub inspections: Vec<super::result_inspection::Inspection>,
 }
 
 /// What becomes of a server line the relay judged.
@@ -166,6 +178,29 @@ impl Paused {
         }
         paused
     }
+}
+
+/// The errors for each answer of a batch withheld whole, as one array.
+fn batch_blocked(batch: &thoth_core::Batch<'_>, error: &[u8]) -> Vec<u8> {
+    let detections = serde_json::from_slice::<serde_json::Value>(error)
+        .ok()
+        .and_then(|v| v.pointer("/error/data/detections").cloned());
+    let mut errors = Vec::new();
+    for element in batch.elements().flatten() {
+        if let Message::Response(r) = element {
+            let one = answers::error(
+                Some(r.id().raw),
+                answers::BLOCKED,
+                "Blocked by Thoth: the server's answer carries what it may not",
+                Some(&json!({ "reason": "content_blocked", "detections": detections })),
+            );
+            errors.push(one);
+        }
+    }
+    let mut array = b"[".to_vec();
+    array.extend(errors.join(&b","[..]));
+    array.push(b']');
+    array
 }
 
 /// Writes thoth's answer to the client in place of a server line.
@@ -274,6 +309,7 @@ impl Relay {
             hide: None,
             captured: None,
             asks: None,
+            inspect: None,
             server_pending: 0,
             paused: None,
             deferred: Vec::new(),
@@ -415,7 +451,8 @@ impl Relay {
                 || ESCAPE.find(line).is_some()
                 || ELICITATIONS.find(line).is_some());
         // One scan serves both the server's requests and the bookkeeping of responses.
-        let scanned = (maybe_request || self.scan_responses).then(|| thoth_core::scan(line));
+        let scanned = (maybe_request || self.scan_responses || self.inspect.is_some())
+            .then(|| thoth_core::scan(line));
         if maybe_request && let Some(message) = &scanned {
             match self.server_request(line, message, found) {
                 Pass::Relay => {}
@@ -464,6 +501,34 @@ impl Relay {
                 shown.as_slice()
             }
             None => line,
+        };
+        // What the answer carries, inspected when set to: recorded, redacted or withheld.
+        let inspected;
+        let line = match (&self.inspect, scanned) {
+            (Some(actions), Some(Ok(message @ (Message::Response(_) | Message::Batch(_))))) => {
+                let raw_id = match message {
+                    Message::Response(r) => r.id().raw,
+                    _ => b"null",
+                };
+                let (verdict, record) = super::result_inspection::inspect(line, raw_id, actions);
+                found.inspections.extend(record);
+                match verdict {
+                    super::result_inspection::Verdict::AsIs => line,
+                    super::result_inspection::Verdict::Redacted(bytes) => {
+                        inspected = bytes;
+                        inspected.as_slice()
+                    }
+                    super::result_inspection::Verdict::Blocked(error) => {
+                        let error = match message {
+                            // Each answer of a batch is withheld, each with its error.
+                            Message::Batch(batch) => batch_blocked(batch, &error),
+                            _ => error,
+                        };
+                        return write_instead(&error, out, found);
+                    }
+                }
+            }
+            _ => line,
         };
         // A notification the client pump must hear of (found without scanning lines
         // that cannot be one).
@@ -729,6 +794,22 @@ impl Relay {
             // An answer to thoth's own request, too long to read: it never reaches the
             // client (the rest of the line is dropped; thoth's wait ends at its deadline).
             self.streamed_id = None;
+            self.line = Line::Cut;
+            return;
+        }
+        if self.inspect.is_some_and(|a| a.acts()) {
+            // Too long to inspect whole while a class is to be redacted or blocked:
+            // not relayed (fail closed); the client gets an error for its request.
+            let id = self.streamed_id.take();
+            let error = super::result_inspection::too_long(id.as_deref());
+            write_instead(&error, out, found);
+            if let Some(id) = &id {
+                found.answered.push(id_key(id));
+            }
+            tracing::warn!(
+                "withheld an answer of the server's longer than {} MiB: too long to inspect while --inspect-results redacts or blocks",
+                self.scan_limit / (1024 * 1024)
+            );
             self.line = Line::Cut;
             return;
         }
@@ -1037,8 +1118,7 @@ fn answers_with_tools(line: &[u8]) -> bool {
 /// server's stdout has ended and every reply sender is gone.
 pub async fn pump(
     shared: SharedBook,
-    hide: Option<std::sync::Arc<super::hide::HideRule>>,
-    asks: Option<std::sync::Arc<super::server_asks::ServerAsks>>,
+    (hide, asks, inspect): Judges,
     mut from_server: impl AsyncRead + Unpin,
     mut replies: mpsc::Receiver<Vec<u8>>,
     mut stdout: impl AsyncWrite + Unpin,
@@ -1046,6 +1126,7 @@ pub async fn pump(
     let mut relay = Relay::new(SCAN_LIMIT);
     relay.hide = hide;
     relay.asks = asks;
+    relay.inspect = inspect;
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut server_open = true;
@@ -1137,6 +1218,7 @@ async fn settle(
         || !found.asked.is_empty()
         || !found.server_requests.is_empty()
         || !found.server_cancelled.is_empty()
+        || !found.inspections.is_empty()
     {
         let mut state = book(shared);
         // Before the lines reach the client: a call it sends on reading a listing
@@ -1171,6 +1253,14 @@ async fn settle(
             if state.tools_list.remove(&key) | state.initialize.remove(&key) {
                 state.watch_generation += 1;
             }
+        }
+        for inspection in found.inspections.drain(..) {
+            if state.inspections.len() < super::calls::MAX_SERVER_ASKED {
+                state.inspections.push(inspection);
+            } else {
+                state.server_asked_unrecorded += 1;
+            }
+            state.catalog_signal.notify_one();
         }
         for key in found.server_cancelled.drain(..) {
             state.server_pending.remove(&key);

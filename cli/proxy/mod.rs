@@ -27,6 +27,7 @@ pub mod hide;
 pub mod hold;
 pub mod modify;
 pub mod outbox;
+pub mod result_inspection;
 pub mod server_asks;
 mod stdio;
 
@@ -483,6 +484,17 @@ pub fn start_pumps(
         ctx.settings.server_stall_warn,
     ));
     let book = ctx.calls.borrow().book.clone();
+    let inspects = ctx.settings.inspect_results.any()
+        || match &ctx.engine {
+            Engine::Local(engine) => engine.reads_detections(),
+            Engine::Remote(_) => true,
+        };
+    if inspects {
+        // The detectors compile once (~10 ms): not on the first call's path.
+        let _ = std::thread::Builder::new()
+            .name("thoth-detectors".into())
+            .spawn(crate::inspect::warm_up);
+    }
     let remote_asks =
         matches!(&ctx.engine, Engine::Remote(_)) && ctx.settings.enforcer_govern_methods;
     let asks = server_asks::ServerAsks::new(
@@ -510,7 +522,14 @@ pub fn start_pumps(
     let asks = std::sync::Arc::new(asks);
     let relay = relay_thread(
         book,
-        (hide_rule(ctx), Some(asks)),
+        (
+            hide_rule(ctx),
+            Some(asks),
+            ctx.settings
+                .inspect_results
+                .any()
+                .then_some(ctx.settings.inspect_results),
+        ),
         server_out,
         to_client,
         client_out,
@@ -671,10 +690,7 @@ fn hide_rule(ctx: &Ctx) -> Option<std::sync::Arc<hide::HideRule>> {
 /// use both cores. The returned receiver resolves when the relay has ended.
 fn relay_thread(
     book: calls::SharedBook,
-    (hide, asks): (
-        Option<std::sync::Arc<hide::HideRule>>,
-        Option<std::sync::Arc<server_asks::ServerAsks>>,
-    ),
+    judges: from_server::Judges,
     server_out: ServerOutput,
     replies: mpsc::Receiver<Vec<u8>>,
     client_out: ClientOutput,
@@ -685,8 +701,8 @@ fn relay_thread(
         let relay = move || async move {
             match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(server_out) {
                 Ok(from_server) => {
-                    let _ = from_server::pump(book, hide, asks, from_server, replies, client_out())
-                        .await;
+                    let _ =
+                        from_server::pump(book, judges, from_server, replies, client_out()).await;
                 }
                 Err(e) => tracing::error!("the server's stdout cannot be relayed: {e}"),
             }
@@ -701,7 +717,7 @@ fn relay_thread(
     #[cfg(not(unix))]
     {
         tokio::task::spawn_local(async move {
-            let _ = from_server::pump(book, hide, asks, server_out, replies, client_out()).await;
+            let _ = from_server::pump(book, judges, server_out, replies, client_out()).await;
             let _ = done_tx.send(());
         });
     }

@@ -59,6 +59,7 @@ pub const KNOWN: &[&str] = &[
     "THOTH_EVENT_INGEST_TOKEN",
     "THOTH_STEP_UP_HOLD_SECONDS",
     "THOTH_DENY_STYLE",
+    "THOTH_INSPECT_RESULTS",
     "THOTH_APPROVER_KEY",
     "THOTH_LOG",
     "THOTH_CHILD_TERM_DELAY_MS",
@@ -134,6 +135,8 @@ pub struct EnvVars {
     pub event_ingest_token: Option<Secret>,
     pub step_up_hold: Option<Duration>,
     pub deny_style: Option<DenyStyle>,
+    /// `THOTH_INSPECT_RESULTS`: the action per detector class on the server's answers.
+    pub inspect_results: Option<crate::inspect::actions::ResultActions>,
     pub approver_key: Option<Secret>,
     pub child_term_delay: Option<Duration>,
     pub child_kill_delay: Option<Duration>,
@@ -482,6 +485,13 @@ impl EnvVars {
             event_ingest_token: r.secret("THOTH_EVENT_INGEST_TOKEN")?,
             step_up_hold: r.seconds("THOTH_STEP_UP_HOLD_SECONDS", 1, 600)?,
             deny_style: r.choice("THOTH_DENY_STYLE", DenyStyle::TABLE)?,
+            inspect_results: match r.text("THOTH_INSPECT_RESULTS")? {
+                Some(spec) => Some(
+                    crate::inspect::actions::ResultActions::parse(&spec)
+                        .map_err(|why| invalid("THOTH_INSPECT_RESULTS", &spec, &why))?,
+                ),
+                None => None,
+            },
             approver_key: r.secret("THOTH_APPROVER_KEY")?,
             child_term_delay: r.millis("THOTH_CHILD_TERM_DELAY_MS", 10, 60_000)?,
             child_kill_delay: r.millis("THOTH_CHILD_KILL_DELAY_MS", 10, 60_000)?,

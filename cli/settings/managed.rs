@@ -42,6 +42,9 @@ struct ManagedFile {
     require_non_root: Option<bool>,
     tls_verify: Option<bool>,
     deny_style: Option<String>,
+    /// The action per detector class on the server's answers (`secret=redact,…`):
+    /// each class it names wins over a flag or variable.
+    inspect_results: Option<String>,
     api_key_file: Option<PathBuf>,
     govapi_url: Option<String>,
     api_url: Option<String>,
@@ -123,6 +126,7 @@ pub struct Managed {
     pub require_non_root: Option<bool>,
     pub tls_verify: Option<bool>,
     pub deny_style: Option<DenyStyle>,
+    pub inspect_results: Option<crate::inspect::actions::ResultActions>,
     pub api_key_file: Option<PathBuf>,
     pub govapi_url: Option<String>,
     pub api_url: Option<String>,
@@ -237,6 +241,13 @@ impl Managed {
             require_non_root: file.require_non_root,
             tls_verify: file.tls_verify,
             deny_style: choice!("deny_style", file.deny_style, DenyStyle),
+            inspect_results: match &file.inspect_results {
+                Some(spec) => Some(
+                    crate::inspect::actions::ResultActions::parse(spec)
+                        .map_err(|why| bad("inspect_results", spec, &why))?,
+                ),
+                None => None,
+            },
             api_key_file: file.api_key_file,
             govapi_url: file.govapi_url,
             api_url: file.api_url,

@@ -49,6 +49,8 @@ pub struct RunSettings {
     pub api_key_source: &'static str,
     pub max_frame_bytes: usize,
     pub deny_style: DenyStyle,
+    /// The action per detector class on the server's answers (none: not inspected).
+    pub inspect_results: crate::inspect::actions::ResultActions,
     pub step_up_hold: Duration,
     pub child_term_delay: Duration,
     pub child_kill_delay: Duration,
@@ -327,6 +329,12 @@ impl RunSettings {
             api_key_source,
             max_frame_bytes: flags.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME_BYTES),
             deny_style: m.deny_style.or(env.deny_style).unwrap_or_default(),
+            // Per class: the variable, then the flag, then the managed file.
+            inspect_results: env
+                .inspect_results
+                .unwrap_or_default()
+                .overridden_by(&flags.inspect_results.unwrap_or_default())
+                .overridden_by(&m.inspect_results.unwrap_or_default()),
             step_up_hold: m
                 .step_up_hold_seconds
                 .map(Duration::from_secs)
