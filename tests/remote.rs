@@ -1708,3 +1708,44 @@ fn server_requests_go_to_the_enforcer_when_set_to() {
     assert_eq!(blocked, 2, "the request and the input request: {audit}");
     assert!(audit.contains(r#""input_request":"bad""#), "{audit}");
 }
+
+/// The server writes a request the enforcer must judge, answers two calls after it and
+/// exits while the enforcer is still deciding: the held line and the answers behind it
+/// are relayed once the decision comes, in order, and no call is answered twice (the
+/// relay's hold is waited for before calls are declared orphans).
+#[test]
+fn a_server_exiting_while_its_request_is_judged_loses_nothing() {
+    let s = Scratch::new("remote-asks-exit");
+    let enforcer = TestServer::start(|seen| {
+        if seen.json()["tool_name"] == "sampling/createMessage" {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        Canned::json(200, json!({ "decision": "ALLOW" }))
+    });
+    let mut p = remote_proxy(
+        &s,
+        &enforcer.url,
+        &[("THOTH_ENFORCER_GOVERN_METHODS", "1"), ("THOTH_ENV", "dev")],
+    );
+    let ask = json!({"jsonrpc":"2.0","id":"srv-9","method":"sampling/createMessage","params":{"messages":[],"maxTokens":1}}).to_string();
+    p.send(
+        &json!({"jsonrpc":"2.0","id":1,"method":"fixture/raw","params":{"line": ask}}).to_string(),
+    );
+    p.send(&call(2, "answer_and_exit", json!({})));
+    let mut seen = Vec::new();
+    while let Some(line) = p.try_recv(Duration::from_secs(10)) {
+        seen.push(serde_json::from_str::<Value>(&line).unwrap());
+        if seen.iter().filter(|v| v["id"] == 1 || v["id"] == 2).count() >= 2 {
+            break;
+        }
+    }
+    p.wait(Duration::from_secs(15));
+    seen.extend(
+        p.rest()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
+    );
+    let ids: Vec<&Value> = seen.iter().map(|v| &v["id"]).collect();
+    assert_eq!(ids, [&json!("srv-9"), &json!(1), &json!(2)], "{seen:?}");
+    assert!(seen.iter().all(|v| v.get("error").is_none()), "{seen:?}");
+}

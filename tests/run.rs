@@ -2234,6 +2234,17 @@ fn input_requests_inside_results_are_governed() {
         }
         assert!(refused, "c{} was not answered with an error", i + 1);
     }
+    // Written so an SDK reads it as a request all the same: without a method (pydantic
+    // gives each request type its method as a default), a URL elicitation without its
+    // mode (pydantic picks the URL shape).
+    let no_method = json!({"jsonrpc":"2.0","id":"c5","result":{"resultType":"input_required","content":[],"inputRequests":{"x":{"params":with_tools["params"]}}}}).to_string();
+    let no_mode = json!({"jsonrpc":"2.0","id":"c6","result":{"resultType":"input_required","content":[],"inputRequests":{"x":{"method":"elicitation/create","params":{"url":"https://evil.example/","message":"m","elicitationId":"e"}}}}}).to_string();
+    for (id, line) in [(60, no_method), (61, no_mode)] {
+        p.send(&request(id, "fixture/raw", json!({ "line": line })));
+        let v = p.recv_json();
+        assert_eq!(v["error"]["code"], -32001, "{v}");
+        assert_eq!(p.recv_json()["id"], id);
+    }
     // 2025-11-25's "URL elicitation required" error carries URLs the client shows: each
     // is judged as an elicitation of URL mode.
     let url_required = r#"{"jsonrpc":"2.0","id":"c4","error":{"code":-32042,"message":"URL elicitation required","data":{"elicitations":[{"mode":"url","url":"https://evil.example/","message":"m","elicitationId":"e"}]}}}"#;
@@ -2245,6 +2256,10 @@ fn input_requests_inside_results_are_governed() {
     assert_eq!(p.recv_json()["id"], 50);
     p.close_stdin();
     p.wait(Duration::from_secs(10));
+    // An answer to the client's request is never answered to the server: its id is
+    // the client's.
+    let log = received(&s);
+    assert!(!log.contains(r#""id":"c3""#), "{log}");
     let audit = audit_text(&s);
     assert!(audit.contains(r#""input_request":"bad""#), "{audit}");
     assert!(audit.contains(r#""input_request":"f""#), "{audit}");

@@ -347,8 +347,11 @@ pub fn parse(method: &'static str, params: Option<&Value>) -> Result<MethodCall,
             })
         }
         "elicitation/create" => {
-            // Form mode is the default (2025-06-18 has no mode).
+            // Form mode is the default (2025-06-18 has no mode), but params with a
+            // `url` and no mode are URL mode to the SDKs that pick the shape that fits
+            // (pydantic's union): judged as they read them.
             let mode = match params.get("mode") {
+                None | Some(Value::Null) if params.contains_key("url") => "url".to_string(),
                 None | Some(Value::Null) => "form".to_string(),
                 Some(Value::String(m)) if m == "form" || m == "url" => m.clone(),
                 Some(_) => return Err(ParamsError::Elicitation),

@@ -119,6 +119,9 @@ pub struct RelayBook {
     pub server_rewrites: thoth_core::Rewrites,
     /// The server's stdout has ended: every response it wrote has been relayed.
     pub server_eof: bool,
+    /// The relay holds a line for the enforcer's decisions (remote mode): what the
+    /// server wrote after it is not relayed yet, whether or not its stdout has ended.
+    pub relay_paused: bool,
     /// Notified when `server_eof` is set (waiters need no timer).
     pub server_eof_signal: std::sync::Arc<tokio::sync::Notify>,
 }

@@ -44,12 +44,31 @@ pub fn read(params: &[u8]) -> Option<Envelope> {
     let params: Value = serde_json::from_slice(params).ok()?;
     let meta = params.get("_meta")?.as_object()?;
     let version = meta.get(PROTOCOL_VERSION_KEY)?.as_str()?.to_string();
-    let stamp = STAMP_KEYS
+    // A revision is a date (`2026-07-28`): anything else is not learned.
+    let dated = version.len() == 10
+        && version.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !dated {
+        return None;
+    }
+    let stamp: Map<String, Value> = STAMP_KEYS
         .iter()
         .filter_map(|key| Some((key.to_string(), meta.get(*key)?.clone())))
         .collect();
+    // thoth's own requests carry the stamp: a client's outsized one is not copied.
+    if serde_json::to_vec(&stamp).map_or(usize::MAX, |b| b.len()) > MAX_STAMP_BYTES {
+        return None;
+    }
     Some(Envelope { version, stamp })
 }
+
+/// Bytes of the reserved keys copied into thoth's own requests at most.
+const MAX_STAMP_BYTES: usize = 16 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -72,6 +91,14 @@ mod tests {
                 None,
             ),
             (r#"{"protocolVersion":"2025-06-18"}"#, None),
+            (
+                r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"9999-99-99x"}}"#,
+                None,
+            ),
+            (
+                r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"latest"}}"#,
+                None,
+            ),
             (r#"[]"#, None),
         ];
         for (params, version) in cases {

@@ -77,6 +77,8 @@ pub struct Ctx {
     /// one while no initialize was answered: the revision, and what thoth's own
     /// requests carry.
     pub envelope: RefCell<Option<super::envelope::Envelope>>,
+    /// The client sent initialize (its session is not stateless).
+    pub initialize_sent: std::cell::Cell<bool>,
 }
 
 impl Ctx {
@@ -113,6 +115,7 @@ impl Ctx {
             initialized: std::cell::Cell::new(false),
             own_listing_done: std::cell::Cell::new(false),
             envelope: RefCell::new(None),
+            initialize_sent: std::cell::Cell::new(false),
         });
         (ctx, queues)
     }
@@ -457,10 +460,14 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
 /// `server/discover` (a client probes a server with it that may then turn out to speak
 /// an older revision only) nor `initialize`.
 fn learn_envelope(ctx: &Ctx, frame: &[u8], call: &Call<'_>) {
+    if call.method().eq_str("initialize") {
+        // A session that begins with initialize is not stateless, answered or not.
+        ctx.initialize_sent.set(true);
+    }
     if ctx.initialized.get()
+        || ctx.initialize_sent.get()
         || ctx.envelope.borrow().is_some()
         || call.method().eq_str("server/discover")
-        || call.method().eq_str("initialize")
     {
         return;
     }

@@ -2,8 +2,8 @@
 //! canonical line, and nothing else but the replies thoth writes between lines.
 //!
 //! Each server line gets the lax check of `thoth_core::lax` (one JSON value of
-//! JSON-RPC shape; lone surrogates and bytes that are not UTF-8 pass, for the client's
-//! parser to judge). A line up to 4 MiB is held until complete, checked, scanned for
+//! JSON-RPC shape; lone `\u` surrogates pass, for the client's parser to judge; bytes
+//! that are not UTF-8 fail). A line up to 4 MiB is held until complete, checked, scanned for
 //! bookkeeping (answered requests, the tools/list inventory) and relayed, or diverted
 //! whole to stderr when it fails (a banner, a log line, `{not json`). A longer line is
 //! checked on its first 4 MiB before any of it is relayed, then streamed and checked
@@ -222,6 +222,19 @@ fn may_ask_inside(line: &[u8]) -> bool {
         })
 }
 
+/// A line that may ask the client something but that thoth cannot read as clients do
+/// (it passed the lax check, so this is a limit such as nesting): not relayed while
+/// server requests are governed (fail closed), diverted to stderr.
+fn unreadable(asks: &super::server_asks::ServerAsks, line: &[u8], found: &mut Found) -> Pass {
+    if !asks.blocks() {
+        return Pass::Relay;
+    }
+    found
+        .diverted
+        .push(shown(line, line.len(), "not readable as clients read it"));
+    Pass::Drop
+}
+
 /// A line read as JavaScript's `JSON.parse` and Python's `json` read it: the last of a
 /// member named twice, a lone surrogate as U+FFFD.
 fn read_as_clients(line: &[u8]) -> Option<serde_json::Value> {
@@ -411,8 +424,10 @@ impl Relay {
         }
     }
 
-    /// End of stream: a partial last line is diverted (or, streamed, cut off).
+    /// End of stream: a partial last line is diverted (or, streamed, cut off). (The
+    /// pump settles a held line before it reads on, so none is held here.)
     pub fn finish(&mut self, out: &mut Vec<u8>, found: &mut Found) {
+        debug_assert!(self.paused.is_none(), "finish while a line is held");
         match self.line {
             Line::Start => {}
             Line::Held => {
@@ -449,6 +464,7 @@ impl Relay {
         let maybe_request = self.asks.is_some()
             && (METHOD.find(line).is_some()
                 || ESCAPE.find(line).is_some()
+                || INPUT_REQUESTS.find(line).is_some()
                 || ELICITATIONS.find(line).is_some());
         // One scan serves both the server's requests and the bookkeeping of responses.
         let scanned = (maybe_request || self.scan_responses || self.inspect.is_some())
@@ -563,7 +579,7 @@ impl Relay {
             Ok(Message::Response(response)) if may_ask_inside(line) => {
                 match read_as_clients(line) {
                     Some(value) => asked_inside(&asks, &value, response.id().raw, found),
-                    None => Pass::Relay,
+                    None => unreadable(&asks, line, found),
                 }
             }
             Ok(Message::Notification(call)) if call.method().eq_str("notifications/cancelled") => {
@@ -632,7 +648,7 @@ impl Relay {
         found: &mut Found,
     ) -> Pass {
         let Some(value) = read_as_clients(line) else {
-            return Pass::Relay;
+            return unreadable(asks, line, found);
         };
         let governed = |v: &serde_json::Value| {
             v.get("method")
@@ -839,9 +855,18 @@ impl Relay {
     /// rest of the line goes nowhere.
     fn refuse_unjudged(&mut self, id: Option<Vec<u8>>, out: &mut Vec<u8>, found: &mut Found) {
         let raw = id.as_deref().unwrap_or(b"null");
-        found
-            .asked
-            .push(super::server_asks::ServerAsks::refused_long(raw));
+        let mut judged = super::server_asks::ServerAsks::refused_long(raw);
+        // Ids are the sender's: a request's id is answered to the server (when it has
+        // one), a response's to the client; never the other way round.
+        if !self.lax.may_be_call() || id.is_none() {
+            judged.refusal = None;
+        }
+        found.asked.push(judged);
+        if self.lax.may_be_call() {
+            self.captured = None;
+            self.line = Line::Cut;
+            return;
+        }
         let answer = answers::error(
             id.as_deref(),
             answers::INTERNAL,
@@ -1185,6 +1210,10 @@ pub async fn pump(
         settle(&shared, &mut found, &mut out, &mut stdout).await?;
         // A line the enforcer must judge holds the relay: nothing after it goes out
         // before it is settled.
+        let paused = relay.paused.is_some();
+        if paused {
+            book(&shared).relay_paused = true;
+        }
         while let Some(question) = relay.next_question() {
             let decision = match relay.asks.clone() {
                 Some(asks) => asks.ask(&question).await,
@@ -1195,6 +1224,11 @@ pub async fn pump(
             };
             relay.decided(question, decision, &mut out, &mut found);
             settle(&shared, &mut found, &mut out, &mut stdout).await?;
+        }
+        if paused {
+            let mut state = book(&shared);
+            state.relay_paused = false;
+            state.server_eof_signal.notify_one();
         }
     }
     Ok(())

@@ -187,8 +187,15 @@ async fn serve(
     };
     ctx.out.close();
     writer.abort();
-    // The server's stdout ends with it; replies are flushed before we exit.
-    let _ = tokio::time::timeout(Duration::from_secs(2), server_pump).await;
+    // The server's stdout ends with it; replies are flushed before we exit (a line
+    // held for the enforcer may take its timeout first).
+    let relay_grace = Duration::from_secs(2)
+        + if ctx.settings.enforcer_govern_methods {
+            ctx.settings.enforcer_timeout
+        } else {
+            Duration::ZERO
+        };
+    let _ = tokio::time::timeout(relay_grace, server_pump).await;
     // Flush telemetry for at most 2 s.
     let telemetry = ctx.telemetry.borrow_mut().take();
     if let Some(telemetry) = telemetry {
@@ -325,10 +332,24 @@ fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
 async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
     // Responses the server wrote before exiting are still being relayed: answer only
     // what is left once its stdout has ended (bounded: a grandchild may hold it open).
+    // A line held for the enforcer holds what follows it: that wait is the enforcer's.
     let book = ctx.calls.borrow().book.clone();
-    let deadline = tokio::time::Instant::now() + ORPHAN_WAIT;
+    let start = tokio::time::Instant::now();
     let eof = calls::book(&book).server_eof_signal.clone();
-    while !calls::book(&book).server_eof {
+    loop {
+        let (ended, paused) = {
+            let state = calls::book(&book);
+            (state.server_eof, state.relay_paused)
+        };
+        if ended && !paused {
+            break;
+        }
+        let deadline = start
+            + if paused {
+                ORPHAN_WAIT + ctx.settings.enforcer_timeout
+            } else {
+                ORPHAN_WAIT
+            };
         if tokio::time::timeout_at(deadline, eof.notified())
             .await
             .is_err()

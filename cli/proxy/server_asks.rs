@@ -1,7 +1,8 @@
 //! Requests the server sends the client — `sampling/createMessage` (with the tools the
 //! model may call there, which the server then runs without any tools/call),
-//! `elicitation/create`, `roots/list` — decided before the client sees them, on the
-//! relay's thread.
+//! `elicitation/create`, `roots/list` — decided before the client sees them: by the
+//! local policy on the relay's thread, or by the enforcer (remote mode, when set to),
+//! asked from the client pump's thread while the relay holds the line.
 //!
 //! Why: sampling with tools is tool use the tools/call path never sees, and an
 //! elicitation can send the user to any URL. The principal is the session's agent; a
@@ -35,6 +36,17 @@ const MAX_ECHOED_ID: usize = 256;
 /// Input requests judged in one result at most: a result carrying more is refused
 /// whole (no client needs more; each one judged is an audit record).
 pub const MAX_INPUT_REQUESTS: usize = 64;
+
+/// Bytes of an input request's key kept for records and errors (the server chose it).
+const MAX_KEY_BYTES: usize = 256;
+
+fn bounded_key(key: &str) -> String {
+    let mut end = key.len().min(MAX_KEY_BYTES);
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    key.get(..end).unwrap_or_default().to_string()
+}
 
 fn bounded_id(raw_id: &[u8]) -> &[u8] {
     if raw_id.len() <= MAX_ECHOED_ID {
@@ -213,8 +225,9 @@ impl ServerAsks {
                     .is_some_and(|e| SERVER_REQUESTS.iter().any(|m| e.governs(m))))
     }
 
-    /// A server line longer than the relay holds, that may be one of its requests,
-    /// while server requests are governed: not relayed, and answered to the server.
+    /// A server line longer than the relay holds that may ask the client something (a
+    /// request, or an answer carrying requests), while server requests are governed:
+    /// not relayed; a request is answered to the server with this.
     pub fn refused_long(raw_id: &[u8]) -> Judged {
         refused(
             "request",
@@ -308,15 +321,28 @@ impl ServerAsks {
         let mut judged_all = Vec::new();
         for one in asked {
             let params = one.params.map(|p| p.to_string().into_bytes());
-            let Some(mut judgement) = one
-                .method
-                .and_then(|m| self.judge(m, raw_id, params.as_deref()))
-            else {
+            let Some(method) = one.method else {
+                // No method: an SDK that gives each request type its method as a default
+                // reads it as whichever it fits. Not guessed: refused.
+                if self.blocks() {
+                    let mut judged = refused(
+                        "request",
+                        raw_id,
+                        (-32600, "Invalid Request", "input_request_without_method"),
+                        "an input request without a method (a client could read it as any request)",
+                        "PARAMS_INVALID",
+                    );
+                    judged.input_key = Some(bounded_key(&one.key));
+                    judged_all.push(Judgement::Now(Box::new(judged)));
+                }
+                continue;
+            };
+            let Some(mut judgement) = self.judge(method, raw_id, params.as_deref()) else {
                 continue;
             };
             match &mut judgement {
-                Judgement::Now(judged) => judged.input_key = Some(one.key.clone()),
-                Judgement::Ask(question) => question.input_key = Some(one.key.clone()),
+                Judgement::Now(judged) => judged.input_key = Some(bounded_key(&one.key)),
+                Judgement::Ask(question) => question.input_key = Some(bounded_key(&one.key)),
             }
             judged_all.push(judgement);
         }

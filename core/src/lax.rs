@@ -90,6 +90,8 @@ pub struct LaxLine {
     /// A member seen so far makes the line possibly a request or a result carrying
     /// input requests (see [`LaxLine::may_ask`]).
     may_ask: bool,
+    /// A message-level `method` member (or an escaped name there) was seen.
+    method_seen: bool,
     /// The message-level key just read is `id`.
     id_next: bool,
     /// Where the message's `id` value starts, while it is being read.
@@ -172,6 +174,7 @@ impl LaxLine {
             key_len: 0,
             key_escaped: false,
             may_ask: false,
+            method_seen: false,
             id_next: false,
             id_start: None,
             id_span: None,
@@ -193,6 +196,13 @@ impl LaxLine {
     /// these cannot ask the client anything.
     pub fn may_ask(&self) -> bool {
         self.may_ask
+    }
+
+    /// Whether the line read so far may be a request or notification (a message-level
+    /// `method` member, or a name there written with escapes) rather than a response:
+    /// its id, if any, is then the sender's, not the receiver's.
+    pub fn may_be_call(&self) -> bool {
+        self.method_seen
     }
 
     /// True while nothing but whitespace has been fed.
@@ -381,7 +391,9 @@ impl LaxLine {
                     if self.open == self.message_depth() {
                         self.versioned |= name == Some(VERSION_KEY);
                         self.id_next = !self.batch && name == Some(b"id");
-                        self.may_ask |= self.key_escaped || name == Some(b"method");
+                        let method = self.key_escaped || name == Some(b"method");
+                        self.method_seen |= method;
+                        self.may_ask |= method;
                     } else if self.open == self.message_depth() + 1 {
                         self.may_ask |= self.key_escaped || name == Some(b"inputRequests");
                     } else if self.open == self.message_depth() + 2 {
