@@ -107,7 +107,7 @@ pub const DETECTORS: &[Detector] = &[
         name: "github_token",
         class: Class::Secret,
         version: 1,
-        pattern: r"(?-u:\b)((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})(?-u:\b)",
+        pattern: r"(?-u:\b)((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})(?-u:\b)",
         confirm: any,
     },
     Detector {

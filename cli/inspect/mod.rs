@@ -15,6 +15,8 @@
 pub mod actions;
 pub mod detectors;
 pub mod redact;
+#[cfg(test)]
+mod quality;
 mod validate;
 
 use std::collections::BTreeMap;
