@@ -51,9 +51,28 @@ pub struct Detector {
     /// The candidate pattern (its first capture group, when it has one, is the part
     /// confirmed, reported and redacted).
     pub pattern: &'static str,
+    /// What a text must hold for the pattern to be worth running (a cheap pass
+    /// over it tells; the pattern itself is the judge).
+    pub gate: Gate,
     /// Confirms a candidate (the captured text).
     pub confirm: fn(&str) -> bool,
 }
+
+/// What makes a text worth a detector's pattern.
+#[derive(Debug, Clone, Copy)]
+pub enum Gate {
+    /// One of these literals, ASCII case ignored (every match of the pattern holds
+    /// one).
+    Literals(&'static [&'static str]),
+    /// At least [`MIN_DIGITS`] ASCII digits (numbers: phones, SSNs, cards, IBANs).
+    Digits,
+    /// A byte of a character outside ASCII (invisible characters).
+    NonAscii,
+}
+
+/// Digits a text holds at least for a numbering detector to run (an SSN has 9, the
+/// shortest phone number matched 10, a card 13, an IBAN more).
+pub const MIN_DIGITS: usize = 9;
 
 fn any(_: &str) -> bool {
     true
@@ -80,6 +99,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?-u:\b)",
+        gate: Gate::Literals(&["akia", "asia", "abia", "acca"]),
         confirm: any,
     },
     Detector {
@@ -87,6 +107,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r#"(?i)aws.{0,24}?(?:secret|sk)[a-z_ ]{0,24}?["'=: ]{1,4}([A-Za-z0-9/+]{40})(?-u:\b)"#,
+        gate: Gate::Literals(&["aws"]),
         confirm: validate::high_entropy_secret,
     },
     Detector {
@@ -94,6 +115,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r#"("type"\s*:\s*"service_account")"#,
+        gate: Gate::Literals(&["service_account"]),
         confirm: any,
     },
     Detector {
@@ -101,6 +123,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?i)(?:AccountKey|SharedAccessKey|SharedAccessSignature)=([A-Za-z0-9+/=%]{20,})",
+        gate: Gate::Literals(&["accountkey=", "sharedaccesskey=", "sharedaccesssignature="]),
         confirm: any,
     },
     Detector {
@@ -108,6 +131,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})(?-u:\b)",
+        gate: Gate::Literals(&["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]),
         confirm: any,
     },
     Detector {
@@ -115,6 +139,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)(glpat-[A-Za-z0-9_\-]{20})(?-u:\b)",
+        gate: Gate::Literals(&["glpat-"]),
         confirm: any,
     },
     Detector {
@@ -122,6 +147,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)(xox[abposr]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,})",
+        gate: Gate::Literals(&["xox", "hooks.slack.com"]),
         confirm: any,
     },
     Detector {
@@ -129,6 +155,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)((?:sk|rk)_(?:live|test)_[A-Za-z0-9]{24,})(?-u:\b)",
+        gate: Gate::Literals(&["sk_live_", "sk_test_", "rk_live_", "rk_test_"]),
         confirm: any,
     },
     Detector {
@@ -136,6 +163,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)(sk-(?:proj-|ant-|svcacct-)?[A-Za-z0-9_\-]{32,})(?-u:\b)",
+        gate: Gate::Literals(&["sk-"]),
         confirm: validate::high_entropy_secret,
     },
     Detector {
@@ -143,6 +171,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)(npm_[A-Za-z0-9]{36})(?-u:\b)",
+        gate: Gate::Literals(&["npm_"]),
         confirm: any,
     },
     Detector {
@@ -150,6 +179,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,})",
+        gate: Gate::Literals(&["pypi-"]),
         confirm: any,
     },
     Detector {
@@ -157,6 +187,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----)",
+        gate: Gate::Literals(&["-----begin "]),
         confirm: any,
     },
     Detector {
@@ -164,6 +195,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)(eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})",
+        gate: Gate::Literals(&["eyj"]),
         confirm: any,
     },
     Detector {
@@ -171,6 +203,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^\s:/@]+:([^\s:/@]{3,})@[^\s/@]+",
+        gate: Gate::Literals(&["://"]),
         confirm: any,
     },
     Detector {
@@ -178,6 +211,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Secret,
         version: 1,
         pattern: r#"(?i)(?-u:\b)(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth[_-]?key|client[_-]?secret)["']?\s*[:=]\s*["']?([^\s"',;]{12,128})"#,
+        gate: Gate::Literals(&["pass", "pwd", "secret", "token", "key"]),
         confirm: validate::high_entropy_secret,
     },
     // --- personal data ---
@@ -186,6 +220,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Pii,
         version: 1,
         pattern: r"(?-u:\b)([A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24})(?-u:\b)",
+        gate: Gate::Literals(&["@"]),
         confirm: not_example_email,
     },
     Detector {
@@ -193,20 +228,23 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Pii,
         version: 1,
         pattern: r"(?:^|[^0-9A-Za-z+])((?:\+?1[ .\-]?)?\(?[2-9][0-9]{2}\)?[ .\-][2-9][0-9]{2}[ .\-][0-9]{4}|\+[1-9][0-9]{1,3}[ .\-]?[0-9]{2,4}[ .\-]?[0-9]{3,4}[ .\-]?[0-9]{3,4})(?:$|[^0-9A-Za-z])",
+        gate: Gate::Digits,
         confirm: any,
     },
     Detector {
         name: "us_ssn",
         class: Class::Pii,
         version: 1,
-        pattern: r"(?:^|[^0-9\-])([0-9]{3}-[0-9]{2}-[0-9]{4})(?:$|[^0-9\-])",
+        pattern: r"(?-u:\b)([0-9]{3}-[0-9]{2}-[0-9]{4})(?-u:\b)",
+        gate: Gate::Digits,
         confirm: validate::us_ssn,
     },
     Detector {
         name: "payment_card",
         class: Class::Pii,
         version: 1,
-        pattern: r"(?:^|[^0-9])((?:[0-9][ \-]?){12,18}[0-9])(?:$|[^0-9])",
+        pattern: r"(?-u:\b)((?:[0-9][ \-]?){12,18}[0-9])(?-u:\b)",
+        gate: Gate::Digits,
         confirm: validate::payment_card,
     },
     Detector {
@@ -214,6 +252,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Pii,
         version: 1,
         pattern: r"(?-u:\b)([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)(?-u:\b)",
+        gate: Gate::Digits,
         confirm: validate::iban,
     },
     // --- health information cues ---
@@ -222,6 +261,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Phi,
         version: 1,
         pattern: r"(?i)(?-u:\b)(?:MRN|medical[ _]record(?:[ _]?(?:number|no\.?|num|#))?|patient[ _]?id)\s*[:#=]?\s*([A-Z0-9\-]{5,20})(?-u:\b)",
+        gate: Gate::Literals(&["mrn", "medical", "patient"]),
         confirm: |id| id.bytes().any(|b| b.is_ascii_digit()),
     },
     Detector {
@@ -229,6 +269,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Phi,
         version: 1,
         pattern: r"(?i:icd(?:-?10)?|diagnos[ie]s|dx)[^A-Za-z0-9]{1,4}(?:code[^A-Za-z0-9]{1,3})?([A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?)(?-u:\b)",
+        gate: Gate::Literals(&["icd", "diagnos", "dx"]),
         confirm: any,
     },
     Detector {
@@ -236,6 +277,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Phi,
         version: 1,
         pattern: r#"(?i)(?-u:\b)(?:DOB|D\.O\.B\.|date[ _]of[ _]birth|birth[ _]?date|born(?: on)?)["']?\s*[:=\-]?\s*["']?([0-9]{1,2}[/.\-][0-9]{1,2}[/.\-][0-9]{2,4}|[0-9]{4}-[0-9]{2}-[0-9]{2}|[A-Za-z]{3,9}\.? [0-9]{1,2},? [0-9]{4})"#,
+        gate: Gate::Literals(&["dob", "d.o.b", "birth", "born"]),
         confirm: any,
     },
     // --- text aimed at the model ---
@@ -244,6 +286,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Injection,
         version: 1,
         pattern: "([\u{E0000}-\u{E007F}\u{200B}-\u{200D}\u{2060}-\u{2064}\u{FEFF}\u{202A}-\u{202E}\u{2066}-\u{2069}\u{180E}]+)",
+        gate: Gate::NonAscii,
         confirm: any,
     },
     Detector {
@@ -251,6 +294,18 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Injection,
         version: 1,
         pattern: r"(?i)((?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+|the\s+)?(?:previous|prior|above|earlier|preceding|system)\s+(?:instructions?|prompts?|messages?|rules|directions)|<\s*/?\s*(?:IMPORTANT|SYSTEM|instructions?|admin)\s*>|(?-u:\b)you\s+are\s+now\s+(?:a|an|in)(?-u:\b)|do\s+not\s+(?:tell|inform|mention\s+(?:this\s+)?to|reveal\s+(?:this\s+)?to)\s+the\s+user)",
+        gate: Gate::Literals(&[
+            "ignore",
+            "disregard",
+            "forget",
+            "override",
+            "important",
+            "system",
+            "instruction",
+            "admin",
+            "now",
+            "user",
+        ]),
         confirm: any,
     },
     Detector {
@@ -258,6 +313,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Injection,
         version: 1,
         pattern: r#"(?i)(!\[[^\]]*\]\(\s*https?://[^)\s?]+\?[^)\s]*=[^)\s&]{16,}|<img[^>]*src\s*=\s*["']https?://[^"'\s?]+\?[^"'\s]*=[^"'\s&]{16,})"#,
+        gate: Gate::Literals(&["![", "<img"]),
         confirm: any,
     },
     Detector {
@@ -265,6 +321,7 @@ pub const DETECTORS: &[Detector] = &[
         class: Class::Injection,
         version: 1,
         pattern: r"(?i)((?:before|after|instead\s+of|whenever|when)\s+(?:using|calling|invoking|running)\s+(?:the\s+|any\s+)?(?:other\s+|another\s+)?(?:tool|function)s?(?-u:\b)|(?:always|must|first)\s+(?:call|use|invoke|run)\s+(?:the\s+)?`?[A-Za-z0-9_\-]{2,64}`?\s+(?:tool|function)(?-u:\b))",
+        gate: Gate::Literals(&["tool", "function"]),
         confirm: any,
     },
 ];

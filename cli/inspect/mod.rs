@@ -9,14 +9,15 @@
 //!
 //! It must never put matched text anywhere but the redacted frame: what it reports is
 //! detector names and counts ([`Detections`]). Every detector is a pattern of the
-//! `regex` crate (one `RegexSet` pass tells which may match; only those run again for
-//! their spans and checks); no hand-written pattern engine.
+//! `regex` crate behind a gate (literals found by one `aho-corasick` pass, enough
+//! digits, a character outside ASCII): only the patterns whose gate a text opens run
+//! on it. No hand-written pattern engine.
 
 pub mod actions;
 pub mod detectors;
-pub mod redact;
 #[cfg(test)]
 mod quality;
+pub mod redact;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -100,26 +101,68 @@ impl Detections {
 }
 
 struct Compiled {
-    set: regex::RegexSet,
-    each: Vec<regex::Regex>,
+    /// Every detector's gate literals, ASCII case ignored: one pass over a text says
+    /// where each detector may match.
+    anchors: aho_corasick::AhoCorasick,
+    /// The detector each anchor (by pattern id) belongs to.
+    owner: Vec<usize>,
+    /// Detectors gated by digits, and by characters outside ASCII.
+    digit_gated: Vec<usize>,
+    non_ascii_gated: Vec<usize>,
+    /// Each detector's pattern.
+    each: Vec<regex_automata::meta::Regex>,
 }
+
+/// How far around a gate's hit a match may reach: every pattern's text before its
+/// anchor is shorter than [`BEFORE`]; a match reaching a window's end is followed to
+/// its own end.
+const BEFORE: usize = 256;
+const AFTER: usize = 2048;
+/// Digits within this many bytes open the numbering detectors' gate.
+const DIGIT_SPAN: usize = 48;
 
 /// The patterns, compiled once (on first use).
 static COMPILED: LazyLock<Option<Compiled>> = LazyLock::new(|| {
-    let set = regex::RegexSet::new(DETECTORS.iter().map(|d| d.pattern));
-    let each: Result<Vec<_>, _> = DETECTORS
-        .iter()
-        .map(|d| regex::Regex::new(d.pattern))
-        .collect();
-    match (set, each) {
-        (Ok(set), Ok(each)) => Some(Compiled { set, each }),
-        // (A unit test compiles every pattern: this is never reached in a release.)
-        _ => {
-            tracing::error!("the content detectors do not compile: nothing is inspected");
-            None
+    // (A unit test compiles every pattern: `None` is never reached in a release.)
+    let compiled = compile();
+    if compiled.is_none() {
+        tracing::error!("the content detectors do not compile: nothing is inspected");
+    }
+    compiled
+});
+
+fn compile() -> Option<Compiled> {
+    let mut literals = Vec::new();
+    let mut owner = Vec::new();
+    let (mut digit_gated, mut non_ascii_gated) = (Vec::new(), Vec::new());
+    for (i, d) in DETECTORS.iter().enumerate() {
+        match d.gate {
+            detectors::Gate::Literals(words) => {
+                for word in words {
+                    literals.push(*word);
+                    owner.push(i);
+                }
+            }
+            detectors::Gate::Digits => digit_gated.push(i),
+            detectors::Gate::NonAscii => non_ascii_gated.push(i),
         }
     }
-});
+    let anchors = aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(&literals)
+        .ok()?;
+    let each = DETECTORS
+        .iter()
+        .map(|d| regex_automata::meta::Regex::new(d.pattern).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some(Compiled {
+        anchors,
+        owner,
+        digit_gated,
+        non_ascii_gated,
+        each,
+    })
+}
 
 /// Compiles the detectors now (the first inspection otherwise pays for it).
 pub fn warm_up() {
@@ -127,32 +170,182 @@ pub fn warm_up() {
 }
 
 /// Finds what the detectors confirm in `text`, appended to `found`.
+///
+/// One pass of the gates (anchor literals, runs of digits, characters outside ASCII)
+/// says where each detector may match; its pattern runs only on windows around those
+/// places, with the whole text as context (a word boundary at a window's edge is the
+/// text's). A long text with a few findings costs the gate pass and a few windows.
 pub fn scan_text(text: &str, found: &mut Vec<Finding>) {
     let Some(compiled) = COMPILED.as_ref() else {
         return;
     };
-    let matched = compiled.set.matches(text);
-    if !matched.matched_any() {
-        return;
-    }
-    for index in matched.iter() {
-        let (Some(detector), Some(pattern)) = (DETECTORS.get(index), compiled.each.get(index))
-        else {
-            continue;
-        };
-        for caps in pattern.captures_iter(text) {
-            let Some(m) = caps.get(1).or_else(|| caps.get(0)) else {
-                continue;
-            };
-            if (detector.confirm)(m.as_str()) {
-                found.push(Finding {
-                    detector: index,
-                    start: m.start(),
-                    end: m.end(),
-                });
-            }
+    let mut windows: Vec<(usize, usize, usize)> = Vec::new();
+    for m in compiled.anchors.find_overlapping_iter(text) {
+        if let Some(&i) = compiled.owner.get(m.pattern().as_usize()) {
+            windows.push((i, m.start().saturating_sub(BEFORE), m.end() + AFTER));
         }
     }
+    digit_windows(text.as_bytes(), |start, end| {
+        for &i in &compiled.digit_gated {
+            windows.push((i, start, end));
+        }
+    });
+    if !text.is_ascii() {
+        // The lead bytes of the invisible characters' UTF-8 forms.
+        let leads = text
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| matches!(b, 0xE1 | 0xE2 | 0xEF | 0xF3))
+            .map(|(p, _)| p);
+        merged(leads.map(|p| (p, p + AFTER)), |start, end| {
+            for &i in &compiled.non_ascii_gated {
+                windows.push((i, start, end));
+            }
+        });
+    }
+    if windows.is_empty() {
+        return;
+    }
+    windows.sort_unstable();
+    let mut at = 0;
+    while let Some(&(detector, start, mut end)) = windows.get(at) {
+        at += 1;
+        // Windows of one detector that overlap are searched as one.
+        while let Some(&(d, s, e)) = windows.get(at) {
+            if d != detector || s > end {
+                break;
+            }
+            end = end.max(e);
+            at += 1;
+        }
+        let start = floor_char(text, start);
+        let end = ceil_char(text, end.min(text.len()));
+        search(compiled, detector, text, start, end, found);
+    }
+}
+
+/// Calls `window` for each union of overlapping `(start, end)` ranges, given in order
+/// of their starts.
+fn merged(ranges: impl Iterator<Item = (usize, usize)>, mut window: impl FnMut(usize, usize)) {
+    let mut current: Option<(usize, usize)> = None;
+    for (start, end) in ranges {
+        current = match current {
+            Some((s, e)) if start <= e => Some((s, e.max(end))),
+            Some((s, e)) => {
+                window(s, e);
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    if let Some((s, e)) = current {
+        window(s, e);
+    }
+}
+
+/// Runs detector `index`'s pattern on `text[start..end]` (the whole text as context).
+fn search(
+    compiled: &Compiled,
+    index: usize,
+    text: &str,
+    start: usize,
+    end: usize,
+    found: &mut Vec<Finding>,
+) {
+    let (Some(detector), Some(pattern)) = (DETECTORS.get(index), compiled.each.get(index)) else {
+        return;
+    };
+    let group = |caps: &regex_automata::util::captures::Captures| {
+        caps.get_group(1).or_else(|| caps.get_group(0))
+    };
+    let mut last_end = 0;
+    let input = regex_automata::Input::new(text).span(start..end);
+    for caps in pattern.captures_iter(input) {
+        let Some(mut span) = group(&caps) else {
+            continue;
+        };
+        // A match that reaches the window's end may go on: followed to its own end.
+        if caps.get_match().is_some_and(|m| m.end() == end) && end < text.len() {
+            let whole = regex_automata::Input::new(text)
+                .span(caps.get_match().map_or(start, |m| m.start())..text.len())
+                .anchored(regex_automata::Anchored::Yes);
+            let mut longer = pattern.create_captures();
+            pattern.search_captures(&whole, &mut longer);
+            if let Some(g) = group(&longer) {
+                span = g;
+            }
+        }
+        if span.start < last_end {
+            continue;
+        }
+        let Some(matched) = text.get(span.start..span.end) else {
+            continue;
+        };
+        if (detector.confirm)(matched) {
+            last_end = span.end;
+            found.push(Finding {
+                detector: index,
+                start: span.start,
+                end: span.end,
+            });
+        }
+    }
+}
+
+/// Calls `window(start, end)` for each stretch of `bytes` where at least
+/// [`detectors::MIN_DIGITS`] digits lie within [`DIGIT_SPAN`] bytes.
+fn digit_windows(bytes: &[u8], window: impl FnMut(usize, usize)) {
+    if bytes.iter().filter(|b| b.is_ascii_digit()).count() < detectors::MIN_DIGITS {
+        return;
+    }
+    // Digits of a hash or UUID (a run of hex digits and dashes, 16 long or more, with
+    // at least 4 of the letters a–f) open no gate: no number thoth looks for is one.
+    let mut digits: Vec<usize> = Vec::new();
+    let mut run_start = 0;
+    let mut letters = 0;
+    let flush = |run_start: usize, end: usize, letters: usize, digits: &mut Vec<usize>| {
+        let run = bytes.get(run_start..end).unwrap_or_default();
+        if run.len() < 16 || letters < 4 {
+            for (k, b) in run.iter().enumerate() {
+                if b.is_ascii_digit() {
+                    digits.push(run_start + k);
+                }
+            }
+        }
+    };
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_hexdigit() || b == b'-' {
+            letters += usize::from(b.is_ascii_alphabetic());
+            continue;
+        }
+        if i > run_start {
+            flush(run_start, i, letters, &mut digits);
+        }
+        run_start = i + 1;
+        letters = 0;
+    }
+    flush(run_start, bytes.len(), letters, &mut digits);
+    let need = detectors::MIN_DIGITS;
+    let dense = digits
+        .iter()
+        .zip(digits.iter().skip(need.saturating_sub(1)))
+        .filter(|(first, last)| **last - **first < DIGIT_SPAN)
+        .map(|(first, last)| (first.saturating_sub(DIGIT_SPAN), last + DIGIT_SPAN));
+    merged(dense, window);
+}
+
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(text: &str, mut i: usize) -> usize {
+    while i < text.len() && !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 /// What the detectors find in the keys and string values of `value` (decoded).

@@ -8,7 +8,9 @@ const POSITIVE: &str = include_str!("../../tests/data/inspect/positive.tsv");
 const NEGATIVE: &str = include_str!("../../tests/data/inspect/negative.txt");
 
 fn lines(corpus: &str) -> impl Iterator<Item = &str> {
-    corpus.lines().filter(|l| !l.starts_with('#') && !l.is_empty())
+    corpus
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
 }
 
 /// Undoes the corpus's escapes (`\n`, `\uXXXX`, `\UXXXXXXXX` written by its
@@ -37,10 +39,22 @@ fn recall_and_false_positives_are_pinned() {
             .filter(|(name, _)| *name == detector.name)
             .map(|(_, text)| unescape(text))
             .collect();
-        let hits = cases.iter().filter(|t| found(t).contains(&detector.name)).count();
-        let misses: Vec<&String> = cases.iter().filter(|t| !found(t).contains(&detector.name)).collect();
+        let hits = cases
+            .iter()
+            .filter(|t| found(t).contains(&detector.name))
+            .count();
+        let misses: Vec<&String> = cases
+            .iter()
+            .filter(|t| !found(t).contains(&detector.name))
+            .collect();
         assert!(!cases.is_empty(), "{} has no positive case", detector.name);
-        table.push(format!("| {} | {} | {}/{} |", detector.name, detector.class.as_str(), hits, cases.len()));
+        table.push(format!(
+            "| {} | {} | {}/{} |",
+            detector.name,
+            detector.class.as_str(),
+            hits,
+            cases.len()
+        ));
         total.0 += hits;
         total.1 += cases.len();
         // Pinned: every case of the corpus is found (a miss fails, naming it).
@@ -52,7 +66,10 @@ fn recall_and_false_positives_are_pinned() {
         .map(|t| (*t, found(t)))
         .filter(|(_, names)| !names.is_empty())
         .collect();
-    println!("| detector | class | recall |\n|---|---|---|\n{}", table.join("\n"));
+    println!(
+        "| detector | class | recall |\n|---|---|---|\n{}",
+        table.join("\n")
+    );
     println!(
         "recall {}/{}; false positives {}/{} negative texts",
         total.0,

@@ -212,9 +212,9 @@ pub fn high_entropy_secret(value: &str) -> bool {
     .count();
     // A reference (`process.env.DB_PASSWORD`, `$SECRET`, `config.api_key`) names a
     // secret without holding it: a generated value has a digit or a symbol.
-    let generated = value
-        .bytes()
-        .any(|b| b.is_ascii_digit() || !(b.is_ascii_alphabetic() || matches!(b, b'_' | b'.' | b'-')));
+    let generated = value.bytes().any(|b| {
+        b.is_ascii_digit() || !(b.is_ascii_alphabetic() || matches!(b, b'_' | b'.' | b'-'))
+    });
     value.len() >= 12
         && classes >= 2
         && generated
