@@ -177,3 +177,36 @@ fn answers_are_recorded_redacted_or_withheld_per_class() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("THOTH_INSPECT_RESULTS"));
 }
+
+/// The shipped `secrets.cedar`: a credential never goes to a tool that reaches the open
+/// world (the MCP default for a tool without annotations), but may go to one whose
+/// server says it does not; health-information cues are stepped up.
+#[test]
+fn the_secrets_example_policy_does_what_it_says() {
+    let s = Scratch::new("inspect-example");
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policies/secrets.cedar"
+    );
+    let mut p = proxy(&s, &["--policy", policy], &[]);
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    assert!(p.recv_json()["result"]["tools"].is_array());
+    p.send(&call(2, "echo", json!({ "note": KEY })));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert_eq!(
+        v["error"]["data"]["matched_rule_ids"],
+        json!(["no-secrets-to-the-open-world"])
+    );
+    p.send(&call(3, "read_file", json!({ "path": KEY })));
+    assert!(
+        p.recv_json().get("result").is_some(),
+        "read_file does not reach the open world"
+    );
+    p.send(&call(4, "echo", json!({ "note": "MRN: 00458213" })));
+    assert_eq!(p.recv_json()["error"]["code"], -32002);
+    p.send(&call(5, "echo", json!({ "note": "hello" })));
+    assert!(p.recv_json().get("result").is_some());
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
+}
