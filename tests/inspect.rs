@@ -27,24 +27,6 @@ fn call(id: u32, tool: &str, args: Value) -> String {
     json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": tool, "arguments": args } }).to_string()
 }
 
-fn audit_text(s: &Scratch) -> String {
-    let mut text = String::new();
-    for day in std::fs::read_dir(s.path(".thoth/audit"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for file in std::fs::read_dir(day.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            text.push_str(&std::fs::read_to_string(file.path()).unwrap_or_default());
-        }
-    }
-    text
-}
-
 /// A secret in the arguments is the policy's to decide: written plainly or with
 /// escapes, under a key or in a value. A policy that does not read detections decides
 /// as before.
@@ -85,7 +67,7 @@ fn secrets_in_arguments_are_decided_by_the_policy() {
         !log.contains("EXAMPLE") && log.contains("nothing to see"),
         "{log}"
     );
-    assert!(!audit_text(&s).contains(KEY), "never the text");
+    assert!(!s.audit().contains(KEY), "never the text");
 }
 
 /// An answer carrying a secret is redacted inside its string, every other byte as the
@@ -136,7 +118,7 @@ fn answers_are_recorded_redacted_or_withheld_per_class() {
     assert_eq!(p.recv_json()["result"]["isError"], false);
     p.close_stdin();
     p.wait(Duration::from_secs(5));
-    let audit = audit_text(&s);
+    let audit = s.audit();
     let records: Vec<Value> = audit
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -153,6 +135,25 @@ fn answers_are_recorded_redacted_or_withheld_per_class() {
         !audit.contains(KEY) && !audit.contains("ann.smith"),
         "never the text: {audit}"
     );
+
+    // An answer the strict reader refuses but clients read (a lone surrogate) is
+    // inspected all the same.
+    let mut p = proxy(&s, &["--inspect-results", "secret=block"], &[]);
+    let odd = format!(
+        r#"{{"jsonrpc":"2.0","id":"c1","result":{{"content":[{{"type":"text","text":"{KEY} \ud800"}}]}}}}"#
+    );
+    p.send(
+        &json!({"jsonrpc":"2.0","id":5,"method":"fixture/raw","params":{"line": odd}}).to_string(),
+    );
+    let v = p.recv_json();
+    assert_eq!(v["id"], "c1", "{v}");
+    assert_eq!(
+        v["error"]["data"]["detections"],
+        json!({ "aws_access_key_id": 1 })
+    );
+    assert_eq!(p.recv_json()["id"], 5);
+    p.close_stdin();
+    p.wait(Duration::from_secs(5));
 
     // Too long to inspect whole while a class is redacted: withheld.
     let mut p = proxy(&s, &["--inspect-results", "secret=redact"], &[]);

@@ -307,7 +307,7 @@ fn coerced_arguments_never_reach_a_lax_python_server() {
             p.stderr()
         );
         // Each refusal is in the audit log.
-        let audit = walk_text(&s.path(".thoth/audit"));
+        let audit = s.audit();
         assert_eq!(
             audit.matches("SCHEMA_INVALID").count(),
             0,
@@ -393,7 +393,7 @@ fn hidden_and_changed_tools_of_a_python_server_never_run() {
         .map(|e| e.file_name())
         .collect();
     assert!(ran.is_empty(), "a hidden or changed tool ran: {ran:?}");
-    let audit = walk_text(&s.path(".thoth/audit"));
+    let audit = s.audit();
     assert!(
         audit.contains(r#""event":"tool_hidden""#) && audit.contains(r#""pin":"changed""#),
         "{audit}"
@@ -439,7 +439,7 @@ fn resources_and_prompts_of_a_python_server_are_governed() {
         p.close_stdin();
         p.wait(Duration::from_secs(20));
         let ran = std::fs::read_dir(&markers).unwrap().count();
-        let audit = walk_text(&s.path(".thoth/audit"));
+        let audit = s.audit();
         if governed {
             assert_eq!(evil["error"]["code"], -32001, "{evil}");
             assert_eq!(prompt["error"]["code"], -32001, "{prompt}");
@@ -507,7 +507,7 @@ fn questions_of_a_python_server_to_a_python_client_are_governed() {
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect();
             let agent_ran = ran.iter().any(|m| m.starts_with("ran-agent-"));
-            let audit = walk_text(&s.path(".thoth/audit"));
+            let audit = s.audit();
             if governed {
                 assert_eq!(by_tool("agent")["error_code"], -32001, "{lines:?}");
                 assert!(
@@ -684,20 +684,6 @@ fn coercing_session(
     assert_eq!(answer(&p, 100)["result"]["protocolVersion"], protocol);
     p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     p
-}
-
-/// Every file's text under `dir`, concatenated.
-fn walk_text(dir: &Path) -> String {
-    let mut text = String::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            text.push_str(&walk_text(&path));
-        } else {
-            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
-        }
-    }
-    text
 }
 
 /// A server's command line, the tools that write and the tools that only read.

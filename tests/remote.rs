@@ -111,12 +111,7 @@ fn observe_mode_forwards_the_canonical_line_once() {
     let received = s.read("received.log");
     assert_eq!(received.lines().count(), 1, "{received:?}");
     assert!(!received.contains('\r'), "{received:?}");
-    let mut audit = String::new();
-    for day in std::fs::read_dir(s.path(".thoth/audit")).unwrap() {
-        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
-            audit.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
-        }
-    }
+    let audit = s.audit();
     let event: Value = audit
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -1692,12 +1687,7 @@ fn server_requests_go_to_the_enforcer_when_set_to() {
         std::fs::remove_file(s.path("received.log")).unwrap();
     }
     // Each governed one is audited with the enforcer's decision and rule ids.
-    let mut audit = String::new();
-    for day in std::fs::read_dir(s.path(".thoth/audit")).unwrap() {
-        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
-            audit.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
-        }
-    }
+    let audit = s.audit();
     let blocked = audit
         .lines()
         .filter(|l| {

@@ -251,22 +251,11 @@ fn modes_step_up_progressive_and_observe() {
     p.close_stdin();
     p.wait(Duration::from_secs(5));
     assert!(received(&s).contains("write_file"));
-    let audit = audit_text(&s);
+    let audit = s.audit();
     assert!(
         audit.contains(r#""decision":"ALLOW""#) && audit.contains(r#""would_be":"BLOCK""#),
         "{audit}"
     );
-}
-
-fn audit_text(s: &Scratch) -> String {
-    let mut text = String::new();
-    let root = s.path(".thoth/audit");
-    for day in std::fs::read_dir(root).unwrap() {
-        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
-            text.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
-        }
-    }
-    text
 }
 
 #[test]
@@ -894,7 +883,7 @@ fn the_audit_chain_verifies_and_detects_an_edited_line() {
     }
     p.close_stdin();
     p.wait(Duration::from_secs(5));
-    let text = audit_text(&s);
+    let text = s.audit();
     assert_eq!(text.lines().count(), 3);
     assert!(
         !text.contains("hunter2"),
@@ -1043,7 +1032,7 @@ fn frames_reach_the_server_as_their_canonical_line() {
     assert!(lines[2].contains(r"line\u2028separated\u2029and\u0085next"));
     assert!(p.stderr().contains("forwarded as its canonical line"));
     // Each substitution is counted in the session's audit log.
-    let audit = audit_text(&s);
+    let audit = s.audit();
     let event: Value = audit
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -1343,7 +1332,10 @@ fn the_servers_own_tool_definitions_check_calls_and_inform_the_policy() {
             && !log.contains("\"count\":\"500\""),
         "{log}"
     );
-    assert!(audit_text(&s).contains("arguments do not match the tool's inputSchema"));
+    assert!(
+        s.audit()
+            .contains("arguments do not match the tool's inputSchema")
+    );
 }
 
 /// A tools/list page longer than the relay holds streams to the client and is still
@@ -1407,7 +1399,7 @@ fn observe_mode_records_schema_refusals_and_batched_listings_count() {
     );
     p.close_stdin();
     p.wait(Duration::from_secs(5));
-    let audit = audit_text(&s);
+    let audit = s.audit();
     assert!(
         audit.lines().any(
             |l| l.contains("arguments do not match the tool's inputSchema")
@@ -1596,7 +1588,7 @@ fn a_changed_tool_definition_is_flagged_and_stepped_up_until_accepted() {
     );
     // The description itself is never quoted.
     assert!(!stderr.contains("id_rsa"), "{stderr}");
-    let audit = audit_text(&s);
+    let audit = s.audit();
     assert!(
         audit.contains(r#""event":"tool_pin""#) && audit.contains(r#""pin":"changed""#),
         "{audit}"
@@ -1611,7 +1603,7 @@ fn a_changed_tool_definition_is_flagged_and_stepped_up_until_accepted() {
     assert_ok(&pins(&s, &["forget", "fixture"]));
     let after = pins(&s, &["list"]);
     assert!(String::from_utf8_lossy(&after.stdout).contains("no pins yet"));
-    assert!(audit_text(&s).contains(r#""event":"pins_forget""#));
+    assert!(s.audit().contains(r#""event":"pins_forget""#));
     assert_eq!(pins(&s, &["forget", "fixture"]).status.code(), Some(1));
 }
 
@@ -1681,7 +1673,7 @@ fn a_hidden_tool_is_absent_from_the_list_and_blocked_when_called() {
         "{}",
         received(&s)
     );
-    let audit = audit_text(&s);
+    let audit = s.audit();
     assert!(
         audit.contains(r#""event":"tool_hidden""#) && audit.contains(r#""tools_hidden":1"#),
         "{audit}"
@@ -1948,7 +1940,7 @@ fn resources_and_prompts_are_governed_when_a_policy_names_them() {
             "{forbidden} reached the server:\n{log}"
         );
     }
-    let audit = audit_text(&s);
+    let audit = s.audit();
     assert_eq!(audit.matches(r#""event":"method""#).count(), 22, "{audit}");
     assert!(
         audit.contains(r#""target":"file:///etc/passwd""#),
@@ -1999,7 +1991,7 @@ fn policies_for_tools_never_judge_resources_or_prompts() {
         for frame in &frames {
             assert!(log.contains(frame.as_str()), "{name}: {frame}");
         }
-        let audit = audit_text(&s);
+        let audit = s.audit();
         assert_eq!(
             audit.matches(r#""code":"NOT_GOVERNED""#).count(),
             4,
@@ -2092,7 +2084,7 @@ fn server_requests_to_the_client_are_governed() {
             assert_eq!(answered[0]["error"]["code"], -32001, "srv-{id}: {log}");
         }
     }
-    let audit = audit_text(&s);
+    let audit = s.audit();
     assert!(
         audit.contains(r#""method":"sampling/createMessage""#),
         "{audit}"
@@ -2150,7 +2142,7 @@ fn server_requests_to_the_client_are_governed() {
     assert!(server_asks(&mut p, 1, "sampling/createMessage", with_tools));
     p.close_stdin();
     p.wait(Duration::from_secs(5));
-    assert!(audit_text(&s).contains(r#""code":"NOT_GOVERNED""#));
+    assert!(s.audit().contains(r#""code":"NOT_GOVERNED""#));
 }
 
 /// 2026-07-28: a server asks for input inside its result (`input_required` with
@@ -2260,7 +2252,7 @@ fn input_requests_inside_results_are_governed() {
     // the client's.
     let log = received(&s);
     assert!(!log.contains(r#""id":"c3""#), "{log}");
-    let audit = audit_text(&s);
+    let audit = s.audit();
     assert!(audit.contains(r#""input_request":"bad""#), "{audit}");
     assert!(audit.contains(r#""input_request":"f""#), "{audit}");
     let decisions = audit

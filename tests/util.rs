@@ -92,6 +92,24 @@ impl Scratch {
     pub fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(name)).unwrap_or_default()
     }
+    /// Every audit record thoth wrote under this HOME, as text (empty when none).
+    pub fn audit(&self) -> String {
+        let mut text = String::new();
+        let days = std::fs::read_dir(self.path(".thoth/audit"))
+            .into_iter()
+            .flatten();
+        for day in days.flatten() {
+            for file in std::fs::read_dir(day.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                text.push_str(&std::fs::read_to_string(file.path()).unwrap_or_default());
+            }
+        }
+        text
+    }
+
     /// A `thoth` command with HOME here and a dev environment (tests run as root).
     pub fn thoth(&self) -> Command {
         let mut cmd = thoth();

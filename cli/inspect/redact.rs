@@ -61,7 +61,18 @@ pub fn inspect_line(line: &[u8], redact: impl Fn(Class) -> bool) -> Inspected {
         if to_redact.is_empty() {
             continue;
         }
-        if is_key(line, end) {
+        // What a redaction cannot remove whole is withheld instead: a key (it could
+        // collide with another), a service account's JSON (its key is elsewhere in
+        // it), a private key whose end is not in the string.
+        let partial = to_redact.iter().any(|f| match f.detector().name {
+            "gcp_service_account" => true,
+            "private_key" => !text
+                .get(f.start..f.end)
+                .unwrap_or_default()
+                .contains("-----END"),
+            _ => false,
+        });
+        if partial || is_key(line, end) {
             inspected.unredactable = true;
             continue;
         }
@@ -179,6 +190,25 @@ mod tests {
         // Nothing left for a second pass to redact.
         let again = inspect_line(redacted.as_bytes(), |c| c == Class::Secret);
         assert!(again.redacted.is_none());
+    }
+
+    #[test]
+    fn what_cannot_be_removed_whole_is_not_redacted() {
+        let whole = br#"{"k":"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----\nbye"}"#;
+        let inspected = inspect_line(whole, |_| true);
+        let text = String::from_utf8(inspected.redacted.unwrap()).unwrap();
+        assert_eq!(text, r#"{"k":"[REDACTED:private_key]\nbye"}"#);
+        for partial in [
+            &br#"{"k":"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg"}"#[..],
+            br#"{"k":"{\"type\": \"service_account\", \"private_key\": \"x\"}"}"#,
+        ] {
+            let inspected = inspect_line(partial, |_| true);
+            assert!(
+                inspected.unredactable,
+                "{}",
+                String::from_utf8_lossy(partial)
+            );
+        }
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Paused {
 }
 
 /// The errors for each answer of a batch withheld whole, as one array.
-fn batch_blocked(batch: &thoth_core::Batch<'_>, error: &[u8]) -> Vec<u8> {
+fn batch_blocked(batch: &thoth_core::Batch<'_>, error: &[u8]) -> Option<Vec<u8>> {
     let detections = serde_json::from_slice::<serde_json::Value>(error)
         .ok()
         .and_then(|v| v.pointer("/error/data/detections").cloned());
@@ -197,10 +197,14 @@ fn batch_blocked(batch: &thoth_core::Batch<'_>, error: &[u8]) -> Vec<u8> {
             errors.push(one);
         }
     }
+    // (A batch without answers has no one to answer.)
+    if errors.is_empty() {
+        return None;
+    }
     let mut array = b"[".to_vec();
     array.extend(errors.join(&b","[..]));
     array.push(b']');
-    array
+    Some(array)
 }
 
 /// Writes thoth's answer to the client in place of a server line.
@@ -386,7 +390,8 @@ impl Relay {
             !refused
         };
         if relay {
-            let scanned = self.scan_responses.then(|| thoth_core::scan(&line));
+            let scanned =
+                (self.scan_responses || self.inspect.is_some()).then(|| thoth_core::scan(&line));
             self.relay_judged(&line, scanned.as_ref(), out, found);
         }
         let rest = std::mem::take(&mut self.deferred);
@@ -520,10 +525,22 @@ impl Relay {
         };
         // What the answer carries, inspected when set to: recorded, redacted or withheld.
         let inspected;
+        // (A line the strict reader refuses but clients read — a lone surrogate, a
+        // member twice — is an answer to inspect all the same.)
+        let lax_id;
         let line = match (&self.inspect, scanned) {
-            (Some(actions), Some(Ok(message @ (Message::Response(_) | Message::Batch(_))))) => {
-                let raw_id = match message {
-                    Message::Response(r) => r.id().raw,
+            (
+                Some(actions),
+                Some(read @ (Ok(Message::Response(_) | Message::Batch(_)) | Err(_))),
+            ) => {
+                let raw_id: &[u8] = match read {
+                    Ok(Message::Response(r)) => r.id().raw,
+                    Err(_) => {
+                        lax_id = read_as_clients(line)
+                            .and_then(|v| v.get("id").map(|id| id.to_string().into_bytes()))
+                            .unwrap_or_else(|| b"null".to_vec());
+                        &lax_id
+                    }
                     _ => b"null",
                 };
                 let (verdict, record) = super::result_inspection::inspect(line, raw_id, actions);
@@ -535,12 +552,15 @@ impl Relay {
                         inspected.as_slice()
                     }
                     super::result_inspection::Verdict::Blocked(error) => {
-                        let error = match message {
+                        let error = match read {
                             // Each answer of a batch is withheld, each with its error.
-                            Message::Batch(batch) => batch_blocked(batch, &error),
-                            _ => error,
+                            Ok(Message::Batch(batch)) => batch_blocked(batch, &error),
+                            _ => Some(error),
                         };
-                        return write_instead(&error, out, found);
+                        if let Some(error) = error {
+                            write_instead(&error, out, found);
+                        }
+                        return;
                     }
                 }
             }

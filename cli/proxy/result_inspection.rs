@@ -38,6 +38,19 @@ pub fn inspect(
     raw_id: &[u8],
     actions: &ResultActions,
 ) -> (Verdict, Option<Inspection>) {
+    if !crate::inspect::available() && actions.acts() {
+        // The detectors are out of service: what is to be redacted or blocked is
+        // withheld.
+        let record = Inspection {
+            detections: Detections::default(),
+            action: Action::Block,
+            redactions: 0,
+        };
+        return (
+            Verdict::Blocked(blocked(raw_id, &Detections::default())),
+            Some(record),
+        );
+    }
     let inspected = crate::inspect::redact::inspect_line(line, |class| {
         actions.get(class) == Some(Action::Redact)
     });
@@ -54,9 +67,14 @@ pub fn inspect(
         .filter_map(|c| actions.get(c))
         .max()
         .unwrap_or(Action::Record);
+    // A redaction must leave a line that checks, answering the same request.
+    let id_of = |bytes: &[u8]| match thoth_core::scan(bytes) {
+        Ok(thoth_core::Message::Response(r)) => Some(r.id().raw.to_vec()),
+        _ => None,
+    };
     let redacted = inspected
         .redacted
-        .filter(|bytes| thoth_core::check_line(bytes).is_ok());
+        .filter(|bytes| thoth_core::check_line(bytes).is_ok() && id_of(bytes) == id_of(line));
     // A key to redact cannot be rewritten, nor a line that would not check after: the
     // answer is withheld instead (fail closed).
     let action = match strongest {
