@@ -334,7 +334,8 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
     // what is left once its stdout has ended (bounded: a grandchild may hold it open).
     // A line held for the enforcer holds what follows it: that wait is the enforcer's.
     let book = ctx.calls.borrow().book.clone();
-    let start = tokio::time::Instant::now();
+    let mut start = tokio::time::Instant::now();
+    let mut was_paused = false;
     let eof = calls::book(&book).server_eof_signal.clone();
     loop {
         let (ended, paused) = {
@@ -344,6 +345,11 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
         if ended && !paused {
             break;
         }
+        if paused || was_paused {
+            // The wait for the server's last lines starts again once the hold ends.
+            start = tokio::time::Instant::now();
+        }
+        was_paused = paused;
         let deadline = start
             + if paused {
                 ORPHAN_WAIT + ctx.settings.enforcer_timeout
@@ -353,6 +359,8 @@ async fn answer_orphans(ctx: &Rc<Ctx>, why: &str) {
         if tokio::time::timeout_at(deadline, eof.notified())
             .await
             .is_err()
+            // (A hold that began while this waited is waited for in its turn.)
+            && !calls::book(&book).relay_paused
         {
             break;
         }
