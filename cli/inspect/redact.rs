@@ -31,6 +31,13 @@ pub fn inspect_line(line: &[u8], redact: impl Fn(Class) -> bool) -> Inspected {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut found = Vec::new();
+    let of_classes_to_redact = |found: &[Finding]| -> Vec<Finding> {
+        found
+            .iter()
+            .copied()
+            .filter(|f| redact(f.detector().class))
+            .collect()
+    };
     let mut i = 0;
     while let Some(start) = memchr::memchr(b'"', line.get(i..).unwrap_or_default()).map(|p| p + i) {
         let Some(end) = string_end(line, start) else {
@@ -47,17 +54,9 @@ pub fn inspect_line(line: &[u8], redact: impl Fn(Class) -> bool) -> Inspected {
             continue;
         }
         for f in &found {
-            *inspected
-                .detections
-                .by_name
-                .entry(f.detector().name)
-                .or_default() += 1;
+            inspected.detections.add(f);
         }
-        let to_redact: Vec<Finding> = found
-            .iter()
-            .copied()
-            .filter(|f| redact(f.detector().class))
-            .collect();
+        let to_redact = of_classes_to_redact(&found);
         if to_redact.is_empty() {
             continue;
         }
@@ -83,11 +82,7 @@ pub fn inspect_line(line: &[u8], redact: impl Fn(Class) -> bool) -> Inspected {
         for _ in 0..MAX_ROUNDS {
             found.clear();
             scan_text(&rewritten, &mut found);
-            let more: Vec<Finding> = found
-                .iter()
-                .copied()
-                .filter(|f| redact(f.detector().class))
-                .collect();
+            let more = of_classes_to_redact(&found);
             if more.is_empty() {
                 settled = true;
                 break;

@@ -776,7 +776,9 @@ fn method_record(
 /// splice as canonical lines already).
 async fn batch(ctx: &Rc<Ctx>, frame: &[u8], rewrite: bool) {
     sync_catalog(ctx);
-    if let Ok(Message::Batch(batch)) = thoth_core::scan(frame) {
+    // (Scanned again only while a stateless session's revision may still be learned.)
+    let learning = !ctx.initialized.get() && ctx.envelope.borrow().is_none();
+    if learning && let Ok(Message::Batch(batch)) = thoth_core::scan(frame) {
         for element in batch.elements().flatten() {
             if let Message::Request(call) = element {
                 learn_envelope(ctx, frame, &call);
