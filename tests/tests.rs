@@ -13,4 +13,5 @@ mod remote;
 mod run;
 mod scan;
 mod tls;
+mod user_approval;
 mod wrap;

@@ -64,6 +64,9 @@ impl PolicyError {
             Self::Hide { path, why, .. } => {
                 format!("{}: a policy has @hide but {why}", path.display())
             }
+            Self::Approver { path, why, .. } => {
+                format!("{}: a policy has @approver but {why}", path.display())
+            }
         }
     }
 }
@@ -108,6 +111,16 @@ pub enum PolicyError {
         rule_id: String,
         why: &'static str,
     },
+    /// An `@approver` annotation thoth cannot honour.
+    #[error(
+        "{}: policy {rule_id} has @approver but {why}: write @approver(\"user\") beside @decision(\"step_up\") on a forbid, or remove it",
+        path.display()
+    )]
+    Approver {
+        path: std::path::PathBuf,
+        rule_id: String,
+        why: &'static str,
+    },
 }
 
 /// Why one evaluation failed (the call is then denied, with this as the reason).
@@ -145,6 +158,8 @@ pub enum PolicyOutcome {
     StepUp {
         reason: String,
         rule_ids: Vec<String>,
+        /// Every one of them says `@approver("user")`: the user may approve the call.
+        user_may_approve: bool,
     },
     /// A plain forbid applies.
     HardDeny {
@@ -178,6 +193,8 @@ struct Notes {
     rule_id: String,
     reason: Option<String>,
     step_up: bool,
+    /// `@approver("user")`: the user may approve this step-up themself.
+    user_approves: bool,
     forbid: bool,
 }
 
@@ -285,11 +302,13 @@ impl LocalEngine {
                             .map_or_else(|| p.id().to_string(), str::to_string),
                         reason: p.annotation("reason").map(str::to_string),
                         step_up: p.annotation("decision") == Some("step_up"),
+                        user_approves: p.annotation("approver") == Some("user"),
                         forbid: p.effect() == Effect::Forbid,
                     },
                 )
             })
             .collect();
+        check_approvers(path, &policies)?;
         let hide = hide_policies(path, &policies)?;
         let methods = method_policies(&policies);
         let reads = super::reads::ContextReads::of(&policies);
@@ -809,7 +828,11 @@ impl LocalEngine {
         }
         let rule_ids = rule_ids(chosen);
         Ok(if hard.is_empty() {
-            PolicyOutcome::StepUp { reason, rule_ids }
+            PolicyOutcome::StepUp {
+                reason,
+                rule_ids,
+                user_may_approve: step_up.iter().all(|p| p.user_approves),
+            }
         } else {
             PolicyOutcome::HardDeny { reason, rule_ids }
         })
@@ -899,6 +922,31 @@ fn method_policies(policies: &PolicySet) -> HashMap<&'static str, PolicySet> {
     methods
 }
 
+/// `@approver("user")` lets the user approve a step-up in their client: it means
+/// something only on a forbid that asks for one, and "user" is the one approver thoth
+/// can ask (anything else would silently keep today's meaning).
+fn check_approvers(path: &Path, policies: &PolicySet) -> Result<(), PolicyError> {
+    for policy in policies.policies() {
+        let Some(approver) = policy.annotation("approver") else {
+            continue;
+        };
+        let refuse = |why| PolicyError::Approver {
+            path: path.to_path_buf(),
+            rule_id: policy
+                .annotation("id")
+                .map_or_else(|| policy.id().to_string(), str::to_string),
+            why,
+        };
+        if approver != "user" {
+            return Err(refuse("names an approver other than \"user\""));
+        }
+        if policy.effect() != Effect::Forbid || policy.annotation("decision") != Some("step_up") {
+            return Err(refuse("is not on a forbid with @decision(\"step_up\")"));
+        }
+    }
+    Ok(())
+}
+
 /// The context fields an `@hide` policy may read: fixed for a whole session.
 const SESSION_FIXED: [&str; 3] = ["tool_name", "session_intent", "enforcement_mode"];
 
@@ -980,6 +1028,51 @@ mod tests {
 
     fn allowed(o: &PolicyOutcome) -> bool {
         matches!(o, PolicyOutcome::Allow { .. })
+    }
+
+    #[test]
+    fn the_user_may_approve_only_where_every_step_up_forbid_says_so() {
+        let history = SessionHistory::default();
+        let args = json!({});
+        let e = engine(
+            "approver",
+            r#"permit (principal, action, resource);
+               @id("mine") @decision("step_up") @approver("user") forbid (principal, action, resource) when { resource.name like "send*" };
+               @id("admins") @decision("step_up") forbid (principal, action, resource) when { resource.name == "send_all" };
+               @id("never") forbid (principal, action, resource) when { resource.name == "send_secret" };"#,
+        );
+        let user_may = |tool| match e.evaluate(&input(tool, &args, &history)) {
+            PolicyOutcome::StepUp {
+                user_may_approve, ..
+            } => Some(user_may_approve),
+            _ => None,
+        };
+        assert_eq!(user_may("send_mail"), Some(true));
+        assert_eq!(user_may("send_all"), Some(false), "another approver too");
+        assert_eq!(user_may("send_secret"), None, "a hard forbid wins");
+        assert_eq!(user_may("read"), None);
+        for (policy, why) in [
+            (
+                r#"@approver("admin") @decision("step_up") forbid (principal, action, resource);"#,
+                "names an approver other than",
+            ),
+            (
+                r#"@approver("user") forbid (principal, action, resource);"#,
+                "is not on a forbid with",
+            ),
+            (
+                r#"@approver("user") permit (principal, action, resource);"#,
+                "is not on a forbid with",
+            ),
+        ] {
+            let path =
+                std::env::temp_dir().join(format!("thoth-approver-{}.cedar", uuid::Uuid::new_v4()));
+            std::fs::write(&path, policy).expect("write");
+            let err = LocalEngine::load(&path).err().expect("refused");
+            let _ = std::fs::remove_file(&path);
+            assert!(err.to_string().contains(why), "{policy}: {err}");
+            assert!(!err.place().contains("admin"), "the file is not quoted");
+        }
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct Decision {
     pub expires_at: Option<String>,
     /// MODIFY: the arguments to forward instead.
     pub modified_arguments: Option<Value>,
+    /// STEP_UP: the policy lets the user approve the call themself, in their client
+    /// (`@approver("user")`; the enforcer's `approver: "user"`), where the client can
+    /// ask them (`crate::proxy` and its `user_approval` module).
+    pub user_may_approve: bool,
     /// Further members for the reply's `data` (fallback, http_status, enforcer fields).
     pub extra: serde_json::Map<String, Value>,
 }
@@ -67,6 +71,7 @@ impl Decision {
             approval_url: None,
             expires_at: None,
             modified_arguments: None,
+            user_may_approve: false,
             extra: serde_json::Map::new(),
         }
     }
@@ -157,6 +162,11 @@ impl DescriptionFlags {
             )
         }),
     ];
+
+    /// Whether `c` raises any flag: a character a reader of the text does not see.
+    pub fn invisible(c: char) -> bool {
+        Self::TABLE.iter().any(|(_, raises)| raises(c))
+    }
 
     /// Adds what `text` holds.
     pub fn scan(&mut self, text: &str) {

@@ -104,10 +104,18 @@ pub fn apply_mode(
             Decision::new(Verdict::Block, reason).with_code("POLICY_ERROR"),
             rule_ids,
         ),
-        PolicyOutcome::StepUp { reason, rule_ids } => with_rules(
-            Decision::new(Verdict::StepUp, reason).with_code("POLICY_STEP_UP"),
+        PolicyOutcome::StepUp {
+            reason,
             rule_ids,
-        ),
+            user_may_approve,
+        } => {
+            let mut d = with_rules(
+                Decision::new(Verdict::StepUp, reason).with_code("POLICY_STEP_UP"),
+                rule_ids,
+            );
+            d.user_may_approve = user_may_approve;
+            d
+        }
         PolicyOutcome::SoftDeny { reason } => {
             let verdict = match mode {
                 Mode::Block | Mode::Observe => Verdict::Block,

@@ -615,6 +615,7 @@ pub fn parse_decision(body: &Value) -> Decision {
     d.hold_token = text("hold_token");
     d.approval_url = text("approval_url");
     d.expires_at = text("expires_at");
+    d.user_may_approve = verdict == Verdict::StepUp && text("approver").as_deref() == Some("user");
     d.matched_rule_ids = field(body, "matched_rule_ids")
         .and_then(Value::as_array)
         .map(|ids| {
@@ -790,6 +791,17 @@ mod tests {
         assert_eq!(d.violation_id.as_deref(), Some("v"));
         assert_eq!(d.matched_rule_ids, ["r1"]);
         assert_eq!(d.extra["risk_score"], json!(0.9));
+        assert!(!d.user_may_approve, "only when the enforcer says so");
+        assert!(
+            parse_decision(&json!({ "decision": "STEP_UP", "approver": "user" })).user_may_approve
+        );
+        assert!(
+            !parse_decision(&json!({ "decision": "BLOCK", "approver": "user" })).user_may_approve
+        );
+        assert!(
+            !parse_decision(&json!({ "decision": "STEP_UP", "approver": "admin" }))
+                .user_may_approve
+        );
         assert!(
             parse_decision(&json!({ "decision": "MAYBE" }))
                 .reason

@@ -547,6 +547,13 @@ async fn enforce(
         "violation_id": (decision.verdict != Verdict::Allow).then(|| uuid::Uuid::new_v4().to_string()),
     });
     if decision.verdict == Verdict::StepUp {
+        if decision.user_may_approve
+            && let Some(map) = answer.as_object_mut()
+        {
+            // The policy lets the user approve: the proxy may show the approval page in
+            // the client (the page still asks for the approver key).
+            map.insert("approver".into(), json!("user"));
+        }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let expires_at = now_plus(state.hold_for);
         let url = format!("{}/approve/{token}", state.public_url);

@@ -36,6 +36,20 @@ pub fn error(id: Option<&[u8]>, code: i32, message: &str, data: Option<&Value>) 
     }
 }
 
+/// `notifications/progress` for the request whose progress token is `token`.
+pub fn progress(token: &[u8], step: u64, message: &str) -> Vec<u8> {
+    let mut frame = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":".to_vec();
+    frame.extend_from_slice(token);
+    frame.extend_from_slice(
+        format!(
+            ",\"progress\":{step},\"message\":{}}}}}",
+            Value::String(message.to_string())
+        )
+        .as_bytes(),
+    );
+    frame
+}
+
 /// The answer to a rejected frame (-32700, -32600 or -32602).
 pub fn rejected(frame: &[u8], e: &thoth_core::Error) -> Vec<u8> {
     let code = e.kind.code();

@@ -93,6 +93,8 @@ pub struct RelayBook {
     /// The protocol revision the server answered its latest initialize with, when the
     /// client pump has not read it yet.
     pub protocol_version: Option<String>,
+    /// The server's name in that answer (`serverInfo.name`), when it gave one.
+    pub server_name: Option<String>,
     /// Lines the server printed on stdout that were not JSON-RPC messages (diverted to
     /// stderr), including a partial last line.
     pub diverted_lines: u64,
@@ -268,13 +270,15 @@ impl ProxyState {
     }
 
     /// The catalog events since the last call, and a protocol revision negotiated since
-    /// (one lock).
-    pub fn take_catalog_events(&self) -> (Vec<CatalogEvent>, Option<String>) {
+    /// with the server's name (one lock).
+    pub fn take_catalog_events(&self) -> (Vec<CatalogEvent>, Option<(String, Option<String>)>) {
         let mut book = book(&self.book);
-        (
-            std::mem::take(&mut book.catalog_events),
-            book.protocol_version.take(),
-        )
+        let events = std::mem::take(&mut book.catalog_events);
+        let hello = book
+            .protocol_version
+            .take()
+            .map(|version| (version, book.server_name.take()));
+        (events, hello)
     }
 
     /// Remembers a request forwarded to the server (by its [`id_key`], which the caller

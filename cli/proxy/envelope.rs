@@ -11,12 +11,14 @@ use serde_json::{Map, Value};
 
 /// The reserved key of the protocol version.
 pub const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+/// The reserved key of the client's capabilities.
+pub const CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
 /// The reserved keys copied into thoth's own requests (nothing else of the client's
 /// `_meta`: a progress token or a log level is the client's request's alone).
 const STAMP_KEYS: [&str; 3] = [
     PROTOCOL_VERSION_KEY,
     "io.modelcontextprotocol/clientInfo",
-    "io.modelcontextprotocol/clientCapabilities",
+    CAPABILITIES_KEY,
 ];
 
 /// A request's envelope.

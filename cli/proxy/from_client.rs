@@ -32,6 +32,7 @@ use super::checks::{self, Refusal};
 use super::decide::{Action, Answering, CallFrame, Engine, Session, action, decide, input};
 use super::hold::{self, Held, Holds};
 use super::outbox::{Outbox, Queues};
+use super::user_approval::{self, Answer, Modes, Questions};
 use crate::audit::{AuditLog, Record};
 use crate::catalog::Catalog;
 use crate::domain::Mode;
@@ -79,6 +80,12 @@ pub struct Ctx {
     pub envelope: RefCell<Option<super::envelope::Envelope>>,
     /// The client sent initialize (its session is not stateless).
     pub initialize_sent: std::cell::Cell<bool>,
+    /// The elicitation modes the client declared in initialize.
+    pub client_modes: std::cell::Cell<Modes>,
+    /// thoth's open questions to the user (`super::user_approval`).
+    pub questions: Rc<Questions>,
+    /// The server's name (`serverInfo.name` of its initialize answer), for questions.
+    pub server_name: RefCell<Option<String>>,
 }
 
 impl Ctx {
@@ -91,12 +98,14 @@ impl Ctx {
     ) -> (Rc<Self>, Queues) {
         let (out, queues) = Outbox::new();
         let out = Rc::new(out);
+        let questions = Rc::new(Questions::new(out.clone()));
         let holds = match &engine {
             Engine::Remote(remote) => Some(Rc::new(Holds::new(
                 settings.step_up_poll,
                 settings.step_up_hold,
                 remote.clone(),
                 out.clone(),
+                questions.clone(),
             ))),
             Engine::Local(_) => None,
         };
@@ -116,6 +125,9 @@ impl Ctx {
             own_listing_done: std::cell::Cell::new(false),
             envelope: RefCell::new(None),
             initialize_sent: std::cell::Cell::new(false),
+            client_modes: std::cell::Cell::new(Modes::default()),
+            questions,
+            server_name: RefCell::new(None),
         });
         (ctx, queues)
     }
@@ -443,11 +455,15 @@ fn route(ctx: &Ctx, frame: &[u8]) -> Route {
         }
         Message::Batch(_) => Route::Batch,
         Message::Response(r) => {
+            let key = id_key(r.id().raw);
+            if super::calls::is_own_key(&key) {
+                // An answer to thoth's own question: taken here, never relayed.
+                ctx.questions.answered(&key, frame);
+                return Route::Done;
+            }
             // The client answered one of the server's requests.
             let shared = ctx.calls.borrow().book.clone();
-            super::calls::book(&shared)
-                .server_pending
-                .remove(&id_key(r.id().raw));
+            super::calls::book(&shared).server_pending.remove(&key);
             Route::Forward
         }
         Message::Notification(_) => Route::Forward,
@@ -463,6 +479,12 @@ fn learn_envelope(ctx: &Ctx, frame: &[u8], call: &Call<'_>) {
     if call.method().eq_str("initialize") {
         // A session that begins with initialize is not stateless, answered or not.
         ctx.initialize_sent.set(true);
+        let params = call
+            .params()
+            .and_then(|p| serde_json::from_slice::<Value>(p.of(frame)).ok());
+        ctx.client_modes.set(Modes::of(
+            params.as_ref().and_then(|p| p.get("capabilities")),
+        ));
     }
     if ctx.initialized.get()
         || ctx.initialize_sent.get()
@@ -1017,6 +1039,53 @@ async fn tools_call(
     call: Result<Box<ToolCall>, Refusal>,
     fetch: bool,
 ) -> AfterCall {
+    let brought_back = if ctx.envelope.borrow().is_some() && call.is_ok() {
+        user_approval::BroughtBack::of(frame)
+    } else {
+        None
+    };
+    let Some(back) = brought_back else {
+        return decide_call(ctx, frame, rewrite, raw_id, call, fetch, None).await;
+    };
+    // thoth's token and answer are for thoth: the server gets the call without them.
+    let stripped =
+        match super::modify::without_params_members(frame, &["requestState", "inputResponses"]) {
+            Ok(stripped) => stripped,
+            Err(e) => {
+                let refusal = answers::error(
+                    Some(&raw_id),
+                    -32600,
+                    "Invalid Request",
+                    Some(&json!({ "reason": "unreadable_retry", "detail": e.0 })),
+                );
+                ctx.answer_client(refusal).await;
+                return AfterCall::Done;
+            }
+        };
+    let call = match thoth_core::scan(&stripped) {
+        Ok(Message::Request(c)) => checks::tool_call(&c).map(Box::new),
+        _ => return AfterCall::Done,
+    };
+    let rewrite = thoth_core::needs_rewrite(&stripped);
+    match decide_call(ctx, &stripped, rewrite, raw_id, call, fetch, Some(back)).await {
+        // What goes out is the call without thoth's members, not the bytes read.
+        AfterCall::ForwardFrame if rewrite => AfterCall::Send(canonical(ctx, &stripped)),
+        AfterCall::ForwardFrame => AfterCall::Send(stripped),
+        other => other,
+    }
+}
+
+/// [`tools_call`] for a frame as it goes out; `back`: a stateless retry brought back
+/// thoth's question token (and was stripped of it).
+async fn decide_call(
+    ctx: &Rc<Ctx>,
+    frame: &[u8],
+    rewrite: bool,
+    raw_id: Vec<u8>,
+    call: Result<Box<ToolCall>, Refusal>,
+    fetch: bool,
+    back: Option<user_approval::BroughtBack>,
+) -> AfterCall {
     let key = id_key(&raw_id);
     if super::calls::is_own_key(&key) {
         ctx.answer_client(reserved_id(&raw_id)).await;
@@ -1061,7 +1130,23 @@ async fn tools_call(
     if let Engine::Local(local) = &ctx.engine {
         let tool = tc.name.as_str();
         ctx.emit("TOOL_CALL_PRE", tool, None);
-        let decided = decide_locally(ctx, local, tool, &facts, args.as_ref(), args_len);
+        let answered = back.and_then(|back| retry_answered(ctx, tool, args.as_ref(), &back));
+        let decided = match answered {
+            Some(decided) => decided,
+            None => decide_locally(ctx, local, tool, &facts, args.as_ref(), args_len),
+        };
+        let held = HeldCall {
+            frame,
+            rewrite,
+            raw_id: &raw_id,
+            tool,
+            arguments: args.as_ref(),
+            progress: tc.progress_token,
+            key: &key,
+        };
+        let Err(decided) = ask_user(ctx, decided, held).await else {
+            return AfterCall::Done;
+        };
         // The canonical line only for a call that goes out (its rewrites are counted).
         let goes_out = matches!(decided.decision.verdict, Verdict::Allow | Verdict::Modify);
         let call = CallFrame {
@@ -1130,28 +1215,15 @@ async fn tools_call(
             decided
         } else {
             let decided = decide_and_record(&ctx, tool, &facts, args.as_ref(), args_len).await;
-            resolve_hold(&ctx, decided, progress.as_deref(), &call_key).await
+            resolve_hold(&ctx, tool, decided, progress.as_deref(), &call_key).await
         };
         ctx.calls.borrow_mut().decided(&task_key);
         if forwarded_at_once {
             ctx.emit("TOOL_CALL_POST", tool, Some(&decided.decision));
+            ctx.calls.borrow_mut().remove_pending(&task_key);
         } else {
-            let call = CallFrame {
-                frame: Cow::Owned(frame),
-                raw_id: &raw_id,
-                tool,
-            };
-            match settle(&ctx, &decided, call, task_key.clone()) {
-                Action::Forward(bytes) => {
-                    let mut bytes = bytes.into_owned();
-                    bytes.push(b'\n');
-                    ctx.out.send_server(bytes).await;
-                }
-                Action::Answer(bytes) => ctx.answer_client(bytes).await,
-            }
+            finish(&ctx, &decided, frame, &raw_id, tool, task_key).await;
         }
-        // Pending until the bytes are queued, so client EOF cannot lose the call.
-        ctx.calls.borrow_mut().remove_pending(&task_key);
     });
     ctx.calls.borrow_mut().insert_pending(
         key,
@@ -1175,10 +1247,222 @@ async fn tools_call(
     }
 }
 
+/// Sends a call decided in a task of its own on its way (forwarded or answered), and
+/// only then forgets it as pending, so client EOF cannot lose it.
+async fn finish(
+    ctx: &Ctx,
+    decided: &Decided,
+    frame: Vec<u8>,
+    raw_id: &[u8],
+    tool: &str,
+    key: String,
+) {
+    let call = CallFrame {
+        frame: Cow::Owned(frame),
+        raw_id,
+        tool,
+    };
+    match settle(ctx, decided, call, key.clone()) {
+        Action::Forward(bytes) => {
+            let mut bytes = bytes.into_owned();
+            bytes.push(b'\n');
+            ctx.out.send_server(bytes).await;
+        }
+        Action::Answer(bytes) => ctx.answer_client(bytes).await,
+    }
+    ctx.calls.borrow_mut().remove_pending(&key);
+}
+
+/// A call the local engine asked a step-up for, as the user may be asked about it.
+struct HeldCall<'a> {
+    frame: &'a [u8],
+    rewrite: bool,
+    raw_id: &'a [u8],
+    tool: &'a str,
+    arguments: Option<&'a Value>,
+    progress: Option<Span>,
+    key: &'a str,
+}
+
+/// A local STEP_UP the policy lets the user approve, put to them in their client
+/// (`super::user_approval`): the call is held in a task of its own until they answer
+/// (or, in a stateless session, answered with the question). `Err` gives the decision
+/// back when the user cannot be asked: another decision, a client without form mode,
+/// every question slot taken.
+async fn ask_user(ctx: &Rc<Ctx>, decided: Decided, call: HeldCall<'_>) -> Result<(), Decided> {
+    let d = &decided.decision;
+    if d.verdict != Verdict::StepUp || !d.user_may_approve {
+        return Err(decided);
+    }
+    let protocol = ctx.protocol.borrow().clone();
+    // Revisions are dates: they compare as strings. Modes came with 2025-11-25.
+    let with_mode = protocol.as_deref().is_some_and(|v| v >= "2025-11-25");
+    let server = ctx.server_name.borrow().clone();
+    let params = user_approval::form_params(
+        &user_approval::Asked {
+            tool: call.tool,
+            server: server.as_deref(),
+            reason: &d.reason,
+            arguments: call.arguments,
+        },
+        with_mode,
+    );
+    if ctx.envelope.borrow().is_some() {
+        return ask_stateless(ctx, decided, &call, &params).await;
+    }
+    if !ctx.client_modes.get().form {
+        return Err(decided);
+    }
+    let Some(question) = ctx.questions.open() else {
+        tracing::warn!(
+            "{} questions wait for the user already: this step-up is answered -32002",
+            user_approval::MAX_OPEN
+        );
+        return Err(decided);
+    };
+    let frame = if call.rewrite {
+        canonical(ctx, call.frame)
+    } else {
+        call.frame.to_vec()
+    };
+    let progress = call.progress.map(|span| span.of(call.frame).to_vec());
+    let (raw_id, tool, key) = (
+        call.raw_id.to_vec(),
+        call.tool.to_string(),
+        call.key.to_string(),
+    );
+    let wait = user_approval::Wait {
+        poll: ctx.settings.step_up_poll,
+        hold: ctx.settings.step_up_hold,
+    };
+    let task_ctx = ctx.clone();
+    let task_key = key.clone();
+    let task_raw_id = raw_id.clone();
+    let task = tokio::task::spawn_local(async move {
+        let ctx = task_ctx;
+        let started = Instant::now();
+        let answer = user_approval::ask(question, &params, progress.as_deref(), wait).await;
+        let decided = user_answered(&ctx, &tool, decided, answer, started);
+        ctx.calls.borrow_mut().decided(&task_key);
+        finish(&ctx, &decided, frame, &task_raw_id, &tool, task_key).await;
+    });
+    ctx.calls.borrow_mut().insert_pending(
+        key,
+        Pending {
+            raw_id,
+            deciding: true,
+            abort: Some(task.abort_handle()),
+        },
+    );
+    Ok(())
+}
+
+/// A stateless session's question: the call is answered with an `input_required`
+/// result carrying it and a token, which the client's retry brings back with the
+/// answer ([`retry_answered`]). `Err` when the request does not declare form mode or
+/// too many tokens wait.
+async fn ask_stateless(
+    ctx: &Ctx,
+    decided: Decided,
+    call: &HeldCall<'_>,
+    params: &Value,
+) -> Result<(), Decided> {
+    if !user_approval::request_modes(call.frame).form {
+        return Err(decided);
+    }
+    let key = hold::call_key(&ctx.settings.agent_id, call.tool, call.arguments);
+    let Some(token) = ctx.questions.issue(key, ctx.settings.step_up_hold) else {
+        return Err(decided);
+    };
+    ctx.answer_client(user_approval::input_required(call.raw_id, params, &token))
+        .await;
+    Ok(())
+}
+
+/// The decision a stateless retry's answer makes (recorded): `None` when it makes
+/// none (the token expired or was used, or the question was not answered) and the
+/// call is decided as any other.
+fn retry_answered(
+    ctx: &Ctx,
+    tool: &str,
+    arguments: Option<&Value>,
+    back: &user_approval::BroughtBack,
+) -> Option<Decided> {
+    let key = hold::call_key(&ctx.settings.agent_id, tool, arguments);
+    let started = Instant::now();
+    let decision = match ctx.questions.retry(&back.token, &key, &back.params) {
+        user_approval::Retry::Expired | user_approval::Retry::Answered(Answer::Unanswered) => {
+            return None;
+        }
+        user_approval::Retry::OtherCall => Decision::new(
+            Verdict::Block,
+            "the approval brought back was asked for another call",
+        )
+        .with_code("APPROVAL_MISMATCH"),
+        user_approval::Retry::Answered(answer) => {
+            return Some(user_answered(
+                ctx,
+                tool,
+                Decided {
+                    decision: Decision::new(Verdict::StepUp, "step-up"),
+                    would_be: None,
+                },
+                answer,
+                started,
+            ));
+        }
+    };
+    let decided = Decided {
+        decision,
+        would_be: None,
+    };
+    record(ctx, tool, &decided, started);
+    Some(decided)
+}
+
+/// The decision once the user has answered, recorded (every approval, refusal and
+/// unanswered question is an audit record).
+fn user_answered(
+    ctx: &Ctx,
+    tool: &str,
+    asked: Decided,
+    answer: Answer,
+    started: Instant,
+) -> Decided {
+    let mut decision = match answer {
+        Answer::Approved => Decision::new(
+            Verdict::Allow,
+            "the user approved this call in their client",
+        )
+        .with_code("USER_APPROVED"),
+        Answer::Refused(how) => Decision::new(
+            Verdict::Block,
+            format!("the user did not approve this call in their client ({how})"),
+        )
+        .with_code("USER_DECLINED"),
+        Answer::Unanswered => {
+            let mut unanswered = asked.decision.clone();
+            unanswered.reason = format!(
+                "{} (the user did not answer in their client in time)",
+                unanswered.reason
+            );
+            unanswered
+        }
+    };
+    decision.matched_rule_ids = asked.decision.matched_rule_ids.clone();
+    let decided = Decided {
+        decision,
+        would_be: None,
+    };
+    record(ctx, tool, &decided, started);
+    decided
+}
+
 /// Holds a STEP_UP with a hold token (remote engine) until it is resolved or the hold
 /// time is up; other decisions (observe mode's ALLOWs among them) pass unchanged.
 async fn resolve_hold(
     ctx: &Rc<Ctx>,
+    tool: &str,
     decided: Decided,
     progress: Option<&[u8]>,
     key: &dyn Fn() -> [u8; 32],
@@ -1191,8 +1475,15 @@ async fn resolve_hold(
         return decided;
     }
     let started = Instant::now();
-    let mut resolved = match hold::hold(holds, d, progress, key()).await {
+    // A stateless session cannot be sent a question (nor an approval page).
+    let url_mode = ctx.client_modes.get().url && ctx.envelope.borrow().is_none();
+    let mut resolved = match hold::hold(holds, d, tool, progress, key(), url_mode).await {
         Held::TimedOut => return decided,
+        Held::Declined(how) => Decision::new(
+            Verdict::Block,
+            format!("the user did not approve this call in their client ({how})"),
+        )
+        .with_code("USER_DECLINED"),
         Held::Resolved(Verdict::Allow) => {
             Decision::new(Verdict::Allow, "an approver approved the step-up hold")
         }
@@ -1207,7 +1498,7 @@ async fn resolve_hold(
         decision: resolved,
         would_be: None,
     };
-    record(ctx, &tool_of(d), &decided, started);
+    record(ctx, tool, &decided, started);
     decided
 }
 
@@ -1336,9 +1627,10 @@ fn catalog_gate(
 
 /// Reads what the relay saw of the catalog since the last call, in order.
 fn sync_catalog(ctx: &Ctx) {
-    let (events, protocol) = ctx.calls.borrow().take_catalog_events();
-    if protocol.is_some() {
-        *ctx.protocol.borrow_mut() = protocol;
+    let (events, hello) = ctx.calls.borrow().take_catalog_events();
+    if let Some((protocol, server_name)) = hello {
+        *ctx.protocol.borrow_mut() = Some(protocol);
+        *ctx.server_name.borrow_mut() = server_name;
         ctx.initialized.set(true);
         // A session that began with initialize is not stateless.
         *ctx.envelope.borrow_mut() = None;
@@ -1521,14 +1813,6 @@ fn modified_refusal(ctx: &Ctx, decided: &Decided, tool: &str) -> Option<Decided>
 }
 
 /// The tool a hold was for (for the audit record of its resolution).
-fn tool_of(d: &Decision) -> String {
-    d.extra
-        .get("tool_name")
-        .and_then(Value::as_str)
-        .unwrap_or("(held call)")
-        .to_string()
-}
-
 /// One audit record for a decision made since `started`.
 fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
     let d = &decided.decision;
@@ -1701,6 +1985,11 @@ fn plan_batch(ctx: &Ctx, frame: &[u8]) -> Vec<Planned> {
             }
             Ok(Message::Request(call) | Message::Notification(call)) => {
                 Planned::Forward(call.span().of(frame).to_vec())
+            }
+            Ok(Message::Response(r)) if super::calls::is_own_key(&id_key(r.id().raw)) => {
+                ctx.questions
+                    .answered(&id_key(r.id().raw), r.span().of(frame));
+                Planned::Drop
             }
             Ok(Message::Response(r)) => Planned::Forward(r.span().of(frame).to_vec()),
             Ok(Message::Batch(_)) => Planned::Drop,

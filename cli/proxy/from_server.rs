@@ -1083,12 +1083,19 @@ fn canonical_reply(frame: &[u8], out: &mut Vec<u8>, found: &mut Found) {
     found.rewrites.add(rewrites);
 }
 
-/// The protocol revision of an initialize response.
-fn protocol_of(line: &[u8]) -> Option<String> {
+/// The protocol revision of an initialize response, and the server's name in it
+/// (bounded: it is shown to the user in thoth's questions).
+fn protocol_of(line: &[u8]) -> Option<(String, Option<String>)> {
     let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-    let version = v.get("result")?.get("protocolVersion")?.as_str()?;
+    let result = v.get("result")?;
+    let version = result.get("protocolVersion")?.as_str()?;
+    let name = result
+        .get("serverInfo")
+        .and_then(|i| i.get("name"))
+        .and_then(serde_json::Value::as_str)
+        .map(|n| n.chars().take(128).collect());
     // A revision is a date; anything longer is not one.
-    (version.len() <= 32).then(|| version.to_string())
+    (version.len() <= 32).then(|| (version.to_string(), name))
 }
 
 /// Whether a line is the server's `notifications/tools/list_changed`.
@@ -1280,8 +1287,9 @@ async fn settle(
         for watched in found.watched.drain(..) {
             match watched {
                 Watched::Response { key, line } if state.initialize.contains(&key) => {
-                    if let Some(version) = protocol_of(&line) {
+                    if let Some((version, name)) = protocol_of(&line) {
                         state.protocol_version = Some(version);
+                        state.server_name = name;
                     }
                 }
                 Watched::Response { line, .. } => {

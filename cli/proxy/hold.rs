@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::outbox::Outbox;
+use super::user_approval::{self, Answer, Question, Questions};
 use crate::enforce::remote::RemoteEnforcer;
 use crate::enforce::{Decision, Verdict};
 use crate::logging::escaped;
@@ -102,6 +103,8 @@ pub struct Holds {
     pub hold: Duration,
     pub remote: std::sync::Arc<RemoteEnforcer>,
     pub out: Rc<Outbox>,
+    /// The session's questions to the user (an approval page shown in the client).
+    pub questions: Rc<Questions>,
     approvals: std::cell::RefCell<Approvals>,
     announced: std::cell::RefCell<std::collections::HashSet<String>>,
 }
@@ -112,12 +115,14 @@ impl Holds {
         hold: Duration,
         remote: std::sync::Arc<RemoteEnforcer>,
         out: Rc<Outbox>,
+        questions: Rc<Questions>,
     ) -> Self {
         Self {
             poll,
             hold,
             remote,
             out,
+            questions,
             approvals: Default::default(),
             announced: Default::default(),
         }
@@ -134,14 +139,65 @@ impl Holds {
 pub enum Held {
     Resolved(Verdict),
     TimedOut,
+    /// The user declined (or cancelled) the approval page shown in their client.
+    Declined(&'static str),
 }
 
-/// Holds a call while its hold is polled.
+/// The approval page shown in the client during a hold: its question and its
+/// `elicitationId`.
+struct Page {
+    question: Question,
+    elicitation_id: String,
+}
+
+/// Shows the hold's approval page in the client, when the enforcer lets the user
+/// approve, the client can show a URL (`url_mode`) and a question slot is free.
+async fn show_page(holds: &Holds, decision: &Decision, tool: &str, url_mode: bool) -> Option<Page> {
+    let url = decision.approval_url.as_deref()?;
+    if !(url_mode && decision.user_may_approve) {
+        return None;
+    }
+    let question = holds.questions.open()?;
+    let elicitation_id = uuid::Uuid::new_v4().to_string();
+    let params = user_approval::url_params(tool, url, &elicitation_id);
+    holds
+        .out
+        .answer_client(user_approval::request(&question.raw_id, &params))
+        .await;
+    Some(Page {
+        question,
+        elicitation_id,
+    })
+}
+
+/// Waits until `until`; an answer to the page meanwhile is read. `Some` when the user
+/// declined it.
+async fn wait_for_poll(page: &mut Option<Page>, until: Instant) -> Option<&'static str> {
+    if let Some(p) = page.as_mut().filter(|p| p.question.waiting()) {
+        tokio::select! {
+            reply = p.question.answer() => {
+                if let Some(Answer::Refused(why)) =
+                    reply.map(|r| Answer::of(&r, false))
+                {
+                    return Some(why);
+                }
+            }
+            () = tokio::time::sleep_until(until) => return None,
+        }
+    }
+    tokio::time::sleep_until(until).await;
+    None
+}
+
+/// Holds a call while its hold is polled (`url_mode`: the client can show the
+/// approval page, see [`show_page`]).
 pub async fn hold(
     holds: &Rc<Holds>,
     decision: &Decision,
+    tool: &str,
     progress_token: Option<&[u8]>,
     key: [u8; 32],
+    url_mode: bool,
 ) -> Held {
     let Some(token) = decision.hold_token.clone() else {
         return Held::TimedOut;
@@ -150,11 +206,22 @@ pub async fn hold(
     let poll = holds.poll;
     let deadline = Instant::now() + holds.hold;
     let mut step = 0u64;
+    let mut page = show_page(holds, decision, tool, url_mode).await;
     progress(&holds.out, progress_token, step, decision).await;
     while Instant::now() + poll <= deadline {
-        tokio::time::sleep(poll).await;
+        if let Some(why) = wait_for_poll(&mut page, Instant::now() + poll).await {
+            return Held::Declined(why);
+        }
         match holds.remote.poll_hold(&token).await {
-            Ok(Some(verdict)) => return Held::Resolved(verdict),
+            Ok(Some(verdict)) => {
+                if let Some(p) = &page {
+                    holds
+                        .out
+                        .answer_client(user_approval::completed(&p.elicitation_id))
+                        .await;
+                }
+                return Held::Resolved(verdict);
+            }
             Ok(None) => {}
             Err(e) => tracing::debug!(
                 "hold {}: poll failed ({}); retrying",
@@ -165,6 +232,8 @@ pub async fn hold(
         step += 1;
         progress(&holds.out, progress_token, step, decision).await;
     }
+    // (A page not answered yet is cancelled in the client as it is dropped.)
+    drop(page);
     // Not in time: keep polling in the background, and remember an approval.
     let lifetime = hold_lifetime(decision);
     let background = holds.clone();
@@ -224,16 +293,8 @@ async fn progress(out: &Outbox, token: Option<&[u8]>, step: u64, decision: &Deci
         Some(url) => format!("waiting for approval: {url}"),
         None => "waiting for approval".to_string(),
     };
-    let mut frame = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":".to_vec();
-    frame.extend_from_slice(token);
-    frame.extend_from_slice(
-        format!(
-            ",\"progress\":{step},\"message\":{}}}}}",
-            Value::String(message)
-        )
-        .as_bytes(),
-    );
-    out.answer_client(frame).await;
+    out.answer_client(super::answers::progress(token, step, &message))
+        .await;
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod result_inspection;
 pub mod server_asks;
 mod stdio;
+pub mod user_approval;
 
 use std::cell::RefCell;
 use std::ffi::OsString;

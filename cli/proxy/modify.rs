@@ -91,10 +91,164 @@ pub fn splice_arguments(
     }
 }
 
+/// `frame` (a tools/call the core accepted) without the members of `params` named in
+/// `names` (compared unescaped); every other member's bytes kept, in order. The result
+/// is re-scanned and must still call the same tool with the same argument bytes.
+pub fn without_params_members(frame: &[u8], names: &[&str]) -> Result<Vec<u8>, ModifyError> {
+    let fail = |why: &str| Err(ModifyError(why.into()));
+    let Ok(Message::Request(call)) = thoth_core::scan(frame) else {
+        return fail("frame is not a request");
+    };
+    let Ok(before) = thoth_core::tool_call(&call) else {
+        return fail("frame is not a tools/call");
+    };
+    let Some(params) = call.params() else {
+        return fail("tools/call without params");
+    };
+    let Some(members) = object_members(frame, params) else {
+        return fail("internal: params do not read as an object");
+    };
+    let mut out = Vec::with_capacity(frame.len());
+    out.extend_from_slice(frame.get(..params.start + 1).unwrap_or_default());
+    let mut first = true;
+    for member in members {
+        let key: Option<String> = frame
+            .get(member.key.start..member.key.end)
+            .and_then(|k| serde_json::from_slice(k).ok());
+        if key.is_some_and(|k| names.contains(&k.as_str())) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(frame.get(member.key.start..member.end).unwrap_or_default());
+    }
+    out.push(b'}');
+    out.extend_from_slice(frame.get(params.end..).unwrap_or_default());
+    let Ok(Message::Request(new_call)) = thoth_core::scan(&out) else {
+        return fail("the frame does not scan without those members");
+    };
+    match thoth_core::tool_call(&new_call) {
+        Ok(after)
+            if after.name == before.name
+                && after.arguments.map(|s| s.of(&out)) == before.arguments.map(|s| s.of(frame)) =>
+        {
+            Ok(out)
+        }
+        _ => fail("the frame without those members does not call the same tool"),
+    }
+}
+
+/// One member of an object: its key's span (quotes included) and where its value ends.
+struct Member {
+    key: Span,
+    end: usize,
+}
+
+/// The members of the object at `object` in `json` (already validated JSON).
+fn object_members(json: &[u8], object: Span) -> Option<Vec<Member>> {
+    let ws = |mut i: usize| {
+        while json
+            .get(i)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            i += 1;
+        }
+        i
+    };
+    let mut members = Vec::new();
+    let mut i = ws(object.start + 1);
+    if json.get(i) == Some(&b'}') {
+        return Some(members);
+    }
+    loop {
+        let key_start = i;
+        let key_end = skip_value(json, key_start)?;
+        i = ws(key_end);
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        let end = skip_value(json, ws(i + 1))?;
+        members.push(Member {
+            key: Span::new(key_start, key_end),
+            end,
+        });
+        i = ws(end);
+        match json.get(i) {
+            Some(b',') => i = ws(i + 1),
+            Some(b'}') => return Some(members),
+            _ => return None,
+        }
+    }
+}
+
+/// Where the JSON value starting at `i` ends (validated JSON: strings and nesting are
+/// all there is to track).
+fn skip_value(json: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match json.get(i)? {
+            b'"' => {
+                i += 1;
+                loop {
+                    match json.get(i)? {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+            }
+            _ if depth == 0 => {
+                // A number, `true`, `false` or `null`.
+                while json.get(i).is_some_and(|b| {
+                    !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
+                }) {
+                    i += 1;
+                }
+                return Some(i);
+            }
+            _ => i += 1,
+        }
+        if depth == 0 {
+            return Some(i);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn members_are_removed_and_nothing_else_changes() {
+        let f = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"w", "requestState":"thoth:approval:x","arguments":{"requestState":1},"input\u0052esponses":{"a":{"b":"}"}},"_meta":{}}}"#;
+        let out = without_params_members(f, &["requestState", "inputResponses"]).unwrap();
+        assert_eq!(
+            out,
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"w","arguments":{"requestState":1},"_meta":{}}}"#
+        );
+        let f = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"requestState":"s"}}"#;
+        assert!(
+            without_params_members(f, &["requestState"]).is_err(),
+            "no name left"
+        );
+        let f = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{ "name" : "w" , "x" : [1, {"y": "]"}] }}"#;
+        assert_eq!(
+            without_params_members(f, &["x"]).unwrap(),
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name" : "w"}}"#
+        );
+    }
 
     #[test]
     fn replaces_or_inserts() {

@@ -90,6 +90,15 @@ impl Outbox {
         }
     }
 
+    /// Queues one of thoth's own frames for the client without waiting (a `\n` is
+    /// added); false when the queue is full or closed. For what must be said where
+    /// nothing can wait (a question dropped with its call).
+    pub fn try_answer_client(&self, mut frame: Vec<u8>) -> bool {
+        frame.push(b'\n');
+        let tx = self.to_client.borrow().clone();
+        tx.is_some_and(|tx| tx.try_send(frame).is_ok())
+    }
+
     /// Nothing more goes to the server: the writer closes its stdin once drained.
     pub fn close_server(&self) {
         self.to_server.borrow_mut().take();
