@@ -494,6 +494,7 @@ fn questions_of_a_python_server_to_a_python_client_are_governed() {
                 &policy,
                 &[venv.into(), script("python_asking_server.py").into()],
                 &markers,
+                &[],
             );
             let by_tool = |tool: &str| answer_to(&lines, &format!("call:{tool}"));
             for tool in ["deploy", "summarize", "agent"] {
@@ -528,6 +529,103 @@ fn questions_of_a_python_server_to_a_python_client_are_governed() {
             assert_eq!(ran.len(), if governed { 2 } else { 3 }, "{ran:?}");
         }
     }
+}
+
+/// A step-up the policy lets the user approve is asked of the user by the Python SDK's
+/// client, through its elicitation callback: under 2025-11-25 as thoth's own
+/// `elicitation/create`, under 2026-07-28 inside an `input_required` result that the
+/// SDK answers by retrying. Approve runs the tool; decline, cancel and deny never do
+/// (-32001); a question never answered is -32002 after the hold; a client without the
+/// capability, or a step-up the policy keeps for another approver, is never asked.
+#[test]
+#[ignore = "needs the official SDKs (see the module doc)"]
+fn the_python_sdk_client_approves_or_refuses_a_step_up_where_the_user_is() {
+    let venv = installed().join("venv/bin/python");
+    let server = [venv.into(), script("python_asking_server.py").into()];
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies");
+    let user_approves = examples.join("ask-the-user.cedar");
+    for (mode, protocol) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("approve", None),
+            ("deny", Some(-32001)),
+            ("decline", Some(-32001)),
+            ("cancel", Some(-32001)),
+            ("none", Some(-32002)),
+            // Stateless: an unanswered question is a retry that never comes.
+            ("hang", if mode == "legacy" { Some(-32002) } else { None }),
+        ];
+        for (answer, code) in cases {
+            if *answer == "hang" && code.is_none() {
+                continue;
+            }
+            let s = Scratch::new(&format!("approving-{mode}-{answer}"));
+            let markers = s.path("markers");
+            std::fs::create_dir_all(&markers).unwrap();
+            let op = r#"call:note:{"text":"hi"}"#;
+            let lines = asking_client(
+                &s,
+                mode,
+                &[op],
+                &user_approves,
+                &server,
+                &markers,
+                &[
+                    ("THOTH_TEST_APPROVAL", answer),
+                    ("THOTH_STEP_UP_HOLD_SECONDS", "2"),
+                    ("THOTH_STEP_UP_POLL_MS", "200"),
+                ],
+            );
+            let line = answer_to(&lines, op);
+            assert_eq!(line["protocol"], protocol, "{answer}: {lines:?}");
+            let asked: Vec<&Value> = lines.iter().filter(|l| l["thoth"] == true).collect();
+            let ran = std::fs::read_dir(&markers).unwrap().count();
+            match code {
+                None => {
+                    assert_eq!(line["text"], "noted hi", "{mode} {answer}: {lines:?}");
+                    assert_eq!(ran, 1);
+                }
+                Some(code) => {
+                    assert_eq!(line["error_code"], *code, "{mode} {answer}: {lines:?}");
+                    assert_eq!(ran, 0, "{mode} {answer}: the tool ran");
+                }
+            }
+            if *answer == "none" {
+                assert!(asked.is_empty(), "{lines:?}");
+            } else {
+                assert_eq!(asked.len(), 1, "{mode} {answer}: {lines:?}");
+                let message = asked[0]["message"].as_str().unwrap_or_default();
+                assert!(
+                    message.contains("note") && message.contains("hi"),
+                    "{message}"
+                );
+            }
+            let audit = s.audit();
+            let recorded = match (answer, code) {
+                (_, None) => "the user approved this call in their client",
+                (&"none", _) => r#""decision":"STEP_UP""#,
+                (&"hang", _) => "did not answer in their client in time",
+                _ => "did not approve this call in their client",
+            };
+            assert!(audit.contains(recorded), "{mode} {answer}: {audit}");
+            if *answer == "none" {
+                assert!(!audit.contains("in their client"), "{audit}");
+            }
+        }
+    }
+    // A step-up kept for another approver: the client is never asked.
+    let s = Scratch::new("approving-not-the-user");
+    let markers = s.path("markers");
+    std::fs::create_dir_all(&markers).unwrap();
+    let policy = s.write(
+        "admin.cedar",
+        "permit (principal, action == Thoth::Action::\"tools/call\", resource);\n\
+         @decision(\"step_up\")\nforbid (principal, action == Thoth::Action::\"tools/call\", resource) when { resource.name == \"note\" };\n",
+    );
+    let op = r#"call:note:{"text":"hi"}"#;
+    let lines = asking_client(&s, "legacy", &[op], &policy, &server, &markers, &[]);
+    assert_eq!(answer_to(&lines, op)["error_code"], -32002, "{lines:?}");
+    assert!(lines.iter().all(|l| l["thoth"] != true), "{lines:?}");
+    assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 0);
 }
 
 /// server-everything (the TypeScript SDK's reference server, 2025-11-25) through thoth,
@@ -567,7 +665,7 @@ fn server_everything_questions_resources_and_prompts_are_governed() {
             .into(),
         "stdio".into(),
     ];
-    let lines = asking_client(&s, "auto", &ops, &policy, &server, &markers);
+    let lines = asking_client(&s, "auto", &ops, &policy, &server, &markers, &[]);
     let of = |i: usize| answer_to(&lines, ops[i]);
     assert_eq!(of(0)["protocol"], "2025-11-25", "{lines:?}");
     assert!(
@@ -614,7 +712,8 @@ fn server_everything_questions_resources_and_prompts_are_governed() {
 }
 
 /// Runs `python_asking_client.py MODE OPS… -- thoth run --policy POLICY -- SERVER…`
-/// (thoth with a test's environment, markers in `markers`); the JSON lines it printed.
+/// (thoth and the client with a test's environment and `envs`, markers in `markers`);
+/// the JSON lines it printed.
 fn asking_client(
     s: &Scratch,
     mode: &str,
@@ -622,8 +721,10 @@ fn asking_client(
     policy: &Path,
     server: &[std::ffi::OsString],
     markers: &Path,
+    envs: &[(&str, &str)],
 ) -> Vec<Value> {
-    let thoth = s.thoth();
+    let mut thoth = s.thoth();
+    thoth.envs(envs.iter().copied());
     let mut cmd = Command::new(installed().join("venv/bin/python"));
     cmd.arg(script("python_asking_client.py"))
         .arg(mode)

@@ -5,7 +5,10 @@ elicitation is accepted (form: {"ok": true}), every sampling request answered "h
     python_asking_client.py MODE OP... -- <server command...>
 
 MODE is `auto` (the SDK probes server/discover and speaks 2026-07-28 when the server
-does) or `legacy` (initialize). An OP is `call:TOOL[:JSON-ARGS]`, `read:URI` or
+does) or `legacy` (initialize). thoth's own questions (approvals in the client, their
+message starting "thoth:") are answered as THOTH_TEST_APPROVAL says: `approve`
+(default), `deny`, `decline`, `cancel` or `hang` (never answered); `none` declares no
+elicitation capability at all. An OP is `call:TOOL[:JSON-ARGS]`, `read:URI` or
 `prompt:NAME[:JSON-ARGS]`. Prints one JSON line per question that reached the client
 (`asked`: the method, and the URL of a URL-mode elicitation) and one per OP: the
 protocol version the session speaks and either the text of the answer or the error's
@@ -28,8 +31,19 @@ def say(line):
     print(json.dumps(line), flush=True)
 
 
+APPROVAL = os.environ.get("THOTH_TEST_APPROVAL", "approve")
+
+
 async def on_elicit(context, params):
     url = getattr(params, "url", None)
+    message = getattr(params, "message", "") or ""
+    if message.startswith("thoth:"):
+        say({"asked": "elicitation/create", "thoth": True, "message": message})
+        if APPROVAL == "hang":
+            await asyncio.sleep(3600)
+        if APPROVAL in ("decline", "cancel"):
+            return types.ElicitResult(action=APPROVAL)
+        return types.ElicitResult(action="accept", content={"decision": APPROVAL})
     say({"asked": "elicitation/create", "url": url})
     if url is not None:
         return types.ElicitResult(action="accept")
@@ -70,7 +84,7 @@ async def main():
     async with Client(
         server,
         mode=mode,
-        elicitation_callback=on_elicit,
+        elicitation_callback=None if APPROVAL == "none" else on_elicit,
         sampling_callback=on_sample,
         sampling_capabilities=types.SamplingCapability(tools=types.SamplingToolsCapability()),
     ) as client:

@@ -4,7 +4,8 @@ the client's model, and samples it with a tool the model may call. Under 2026-07
 SDK asks inside an `input_required` result and runs the tool when the client retries
 with the answers; under older revisions it sends the client a request of its own
 mid-call. Each tool creates ran-<tool>-<unique> in $THOTH_TEST_MARKER_DIR when its body
-runs, so a test can tell whether a refused question kept it from running.
+runs, so a test can tell whether a refused question kept it from running. `note` asks
+nothing: it is what thoth's own approval questions stand in front of.
 Run with install.sh's DIR/venv/bin/python.
 """
 
@@ -67,6 +68,13 @@ def agent(answer: Annotated[types.CreateMessageResultWithTools, Resolve(ask_mode
     """Asks the client's model, which may call a shell the server then runs."""
     mark("agent")
     return "agent done"
+
+
+@app.tool()
+def note(text: str) -> str:
+    """Writes a note (asks nothing itself)."""
+    mark("note")
+    return f"noted {text}"
 
 
 if __name__ == "__main__":
