@@ -14,6 +14,8 @@ const POLICY: &str = r#"permit (principal, action, resource);
 forbid (principal, action, resource) when { resource.name == "write_file" };
 @id("delete-needs-an-admin") @decision("step_up")
 forbid (principal, action, resource) when { resource.name == "delete_file" };
+@id("input-needs-the-user") @decision("step_up") @approver("user")
+forbid (principal, action, resource) when { resource.name == "needs_input" };
 "#;
 
 fn proxy(s: &Scratch, hold_seconds: &str) -> Proxy {
@@ -99,7 +101,7 @@ fn the_user_approves_a_step_up_in_their_client_and_only_that_call_runs() {
     let message = params["message"].as_str().unwrap_or_default();
     for shown in [
         "write_file",
-        "the MCP server fixture",
+        "the MCP server that calls itself \"fixture\"",
         "this tool writes outside the workspace",
         "/tmp/x",
         // The invisible character is shown, not rendered.
@@ -310,8 +312,17 @@ fn a_cancelled_call_withdraws_its_question() {
 
 /// A 2026-07-28 request: the envelope in `_meta`, no initialize.
 fn stateless_call(id: u32, text: &str, extra: Value) -> String {
+    stateless(
+        id,
+        "write_file",
+        json!({ "path": "/tmp/x", "text": text }),
+        extra,
+    )
+}
+
+fn stateless(id: u32, tool: &str, arguments: Value, extra: Value) -> String {
     let mut params = json!({
-        "name": "write_file", "arguments": { "path": "/tmp/x", "text": text },
+        "name": tool, "arguments": arguments,
         "_meta": {
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientInfo": { "name": "test", "version": "1" },
@@ -484,4 +495,104 @@ fn a_remote_hold_shows_its_approval_page_in_the_client_and_waits_for_the_hold() 
     p.close_stdin();
     p.wait(Duration::from_secs(10));
     assert_eq!(calls_of(&s, "write_file"), 1, "{}", received(&s));
+}
+
+/// A server that asks for input itself (its own `requestState` rounds) on a call the
+/// user approved: its rounds on that very call are admitted without asking the user
+/// again, within bounds; the user was asked once.
+#[test]
+fn the_server_s_own_input_rounds_on_an_approved_stateless_call_are_not_asked_again() {
+    let s = Scratch::new("approve-rounds");
+    let mut p = proxy(&s, "10");
+    let args = json!({ "requests": { "where": { "method": "roots/list" } } });
+    p.send(&stateless(1, "needs_input", args.clone(), json!({})));
+    let v = p.recv_json();
+    let token = v["result"]["requestState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(token.starts_with("thoth:approval:"), "{v}");
+    let approve = json!({ "action": "accept", "content": { "decision": "approve" } });
+    p.send(&stateless(
+        2,
+        "needs_input",
+        args.clone(),
+        json!({ "requestState": token, "inputResponses": { "thoth.approval": approve } }),
+    ));
+    // The server's own round, relayed as it sent it.
+    let v = p.recv_json();
+    assert_eq!(v["id"], 2, "{v}");
+    assert_eq!(v["result"]["requestState"], "state-1", "{v}");
+    assert_eq!(
+        v["result"]["inputRequests"]["where"]["method"],
+        "roots/list"
+    );
+    p.send(&stateless(
+        3,
+        "needs_input",
+        args.clone(),
+        json!({ "requestState": "state-1", "inputResponses": { "where": { "roots": [] } } }),
+    ));
+    let v = p.recv_json();
+    assert_eq!(v["id"], 3, "{v}");
+    let text = v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("roots"), "the server got its answer: {v}");
+    // Another call carrying a server's state is asked as any other.
+    p.send(&stateless(
+        4,
+        "needs_input",
+        json!({ "requests": {} }),
+        json!({ "requestState": "state-1" }),
+    ));
+    let v = p.recv_json();
+    assert!(
+        v["result"]["requestState"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("thoth:approval:")),
+        "{v}"
+    );
+    p.close_stdin();
+    p.wait(Duration::from_secs(10));
+    let sent = received(&s);
+    assert!(!sent.contains("thoth:approval"), "{sent}");
+    assert_eq!(calls_of(&s, "needs_input"), 2, "{sent}");
+}
+
+/// The server cannot use thoth's id namespace: a request of its with such an id is
+/// refused to it and never reaches the client (whose answer thoth would take for an
+/// answer to its own question), and a client's cancellation naming a thoth id never
+/// reaches the server (a question's id must stay unknown to it).
+#[test]
+fn the_server_never_gets_near_thoth_s_own_ids() {
+    let s = Scratch::new("own-ids");
+    let mut p = session(&s, "2025-11-25", json!({ "elicitation": {} }), "10");
+    p.send(
+        &json!({ "jsonrpc": "2.0", "id": 5, "method": "fixture/raw", "params": {
+            "line": r#"{"jsonrpc":"2.0","id":"thoth:approval:guess","method":"roots/list"}"# } })
+        .to_string(),
+    );
+    let v = p.recv_json();
+    assert_eq!(
+        v["id"], 5,
+        "the server's request never reaches the client: {v}"
+    );
+    p.send(&write_call(6, "x"));
+    let mut progress = 0;
+    let question = next_message(&p, &mut progress);
+    assert_eq!(question["method"], "elicitation/create", "{question}");
+    p.send(
+        &json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": { "requestId": question["id"] } })
+        .to_string(),
+    );
+    answer(&mut p, &question, json!({ "action": "decline" }));
+    assert_eq!(next_message(&p, &mut progress)["error"]["code"], -32001);
+    p.close_stdin();
+    p.wait(Duration::from_secs(10));
+    let sent = received(&s);
+    assert!(sent.contains("reserved_id"), "the server was told: {sent}");
+    let question_id = question["id"].as_str().unwrap_or_default();
+    assert!(!sent.contains(question_id), "{sent}");
 }

@@ -982,6 +982,11 @@ fn cancel_pending(ctx: &Ctx, frame: &[u8], call: &Call<'_>) -> bool {
         return false;
     };
     let key = request_id.to_string();
+    if super::calls::is_own_key(&key) {
+        // It names one of thoth's own requests: the server never saw it, nor may it
+        // learn its id (a question's id is what binds its answer).
+        return true;
+    }
     let removed = ctx.calls.borrow_mut().remove_pending(&key);
     match removed {
         Some(Pending { abort, .. }) => {
@@ -1040,25 +1045,41 @@ async fn tools_call(
     fetch: bool,
 ) -> AfterCall {
     let brought_back = if ctx.envelope.borrow().is_some() && call.is_ok() {
-        user_approval::BroughtBack::of(frame)
+        user_approval::Back::of(frame)
     } else {
-        None
+        user_approval::Back::Nothing
     };
-    let Some(back) = brought_back else {
-        return decide_call(ctx, frame, rewrite, raw_id, call, fetch, None).await;
+    let unreadable = |detail: &str| {
+        answers::error(
+            Some(&raw_id),
+            -32600,
+            "Invalid Request",
+            Some(&json!({ "reason": "unreadable_retry", "detail": detail })),
+        )
+    };
+    let back = match brought_back {
+        user_approval::Back::Nothing => {
+            return decide_call(ctx, frame, rewrite, raw_id, call, fetch, None).await;
+        }
+        user_approval::Back::Servers => {
+            let back = Some(Stateless::Servers);
+            return decide_call(ctx, frame, rewrite, raw_id, call, fetch, back).await;
+        }
+        user_approval::Back::Unreadable => {
+            ctx.answer_client(unreadable(
+                "its params do not read one way only, and may carry thoth's requestState",
+            ))
+            .await;
+            return AfterCall::Done;
+        }
+        user_approval::Back::Ours(back) => back,
     };
     // thoth's token and answer are for thoth: the server gets the call without them.
     let stripped =
         match super::modify::without_params_members(frame, &["requestState", "inputResponses"]) {
             Ok(stripped) => stripped,
             Err(e) => {
-                let refusal = answers::error(
-                    Some(&raw_id),
-                    -32600,
-                    "Invalid Request",
-                    Some(&json!({ "reason": "unreadable_retry", "detail": e.0 })),
-                );
-                ctx.answer_client(refusal).await;
+                ctx.answer_client(unreadable(&e.0)).await;
                 return AfterCall::Done;
             }
         };
@@ -1067,7 +1088,8 @@ async fn tools_call(
         _ => return AfterCall::Done,
     };
     let rewrite = thoth_core::needs_rewrite(&stripped);
-    match decide_call(ctx, &stripped, rewrite, raw_id, call, fetch, Some(back)).await {
+    let back = Some(Stateless::Ours(back));
+    match decide_call(ctx, &stripped, rewrite, raw_id, call, fetch, back).await {
         // What goes out is the call without thoth's members, not the bytes read.
         AfterCall::ForwardFrame if rewrite => AfterCall::Send(canonical(ctx, &stripped)),
         AfterCall::ForwardFrame => AfterCall::Send(stripped),
@@ -1075,8 +1097,16 @@ async fn tools_call(
     }
 }
 
-/// [`tools_call`] for a frame as it goes out; `back`: a stateless retry brought back
-/// thoth's question token (and was stripped of it).
+/// What a stateless call brought back that its decision depends on.
+enum Stateless {
+    /// thoth's question token and the answer (the frame was stripped of them).
+    Ours(user_approval::BroughtBack),
+    /// The server's own `requestState`: one of its input rounds.
+    Servers,
+}
+
+/// [`tools_call`] for a frame as it goes out; `back`: what a stateless call brought
+/// back.
 async fn decide_call(
     ctx: &Rc<Ctx>,
     frame: &[u8],
@@ -1084,7 +1114,7 @@ async fn decide_call(
     raw_id: Vec<u8>,
     call: Result<Box<ToolCall>, Refusal>,
     fetch: bool,
-    back: Option<user_approval::BroughtBack>,
+    back: Option<Stateless>,
 ) -> AfterCall {
     let key = id_key(&raw_id);
     if super::calls::is_own_key(&key) {
@@ -1130,10 +1160,12 @@ async fn decide_call(
     if let Engine::Local(local) = &ctx.engine {
         let tool = tc.name.as_str();
         ctx.emit("TOOL_CALL_PRE", tool, None);
-        let answered = back.and_then(|back| retry_answered(ctx, tool, args.as_ref(), &back));
-        let decided = match answered {
-            Some(decided) => decided,
-            None => decide_locally(ctx, local, tool, &facts, args.as_ref(), args_len),
+        // Decided afresh even when the user approved: the facts may have changed.
+        let decided = decide_locally(ctx, local, tool, &facts, args.as_ref(), args_len);
+        let decided = match back {
+            Some(Stateless::Ours(back)) => retry_answered(ctx, tool, args.as_ref(), &back, decided),
+            Some(Stateless::Servers) => continued(ctx, tool, args.as_ref(), decided),
+            None => decided,
         };
         let held = HeldCall {
             frame,
@@ -1290,23 +1322,26 @@ struct HeldCall<'a> {
 /// back when the user cannot be asked: another decision, a client without form mode,
 /// every question slot taken.
 async fn ask_user(ctx: &Rc<Ctx>, decided: Decided, call: HeldCall<'_>) -> Result<(), Decided> {
-    let d = &decided.decision;
-    if d.verdict != Verdict::StepUp || !d.user_may_approve {
+    if !asks_the_user(&decided) {
         return Err(decided);
     }
+    let d = &decided.decision;
     let protocol = ctx.protocol.borrow().clone();
     // Revisions are dates: they compare as strings. Modes came with 2025-11-25.
     let with_mode = protocol.as_deref().is_some_and(|v| v >= "2025-11-25");
     let server = ctx.server_name.borrow().clone();
-    let params = user_approval::form_params(
-        &user_approval::Asked {
-            tool: call.tool,
-            server: server.as_deref(),
-            reason: &d.reason,
-            arguments: call.arguments,
-        },
-        with_mode,
-    );
+    let asked = user_approval::Asked {
+        tool: call.tool,
+        server: server.as_deref(),
+        reason: &d.reason,
+        arguments: call.arguments,
+    };
+    let Some(params) = user_approval::form_params(&asked, with_mode) else {
+        tracing::warn!(
+            "a step-up the user may approve has arguments too many or too long to show them all: answered -32002"
+        );
+        return Err(decided);
+    };
     if ctx.envelope.borrow().is_some() {
         return ask_stateless(ctx, decided, &call, &params).await;
     }
@@ -1371,7 +1406,7 @@ async fn ask_stateless(
         return Err(decided);
     }
     let key = hold::call_key(&ctx.settings.agent_id, call.tool, call.arguments);
-    let Some(token) = ctx.questions.issue(key, ctx.settings.step_up_hold) else {
+    let Some(token) = ctx.questions.issue(key, user_approval::TOKEN_LIFETIME) else {
         return Err(decided);
     };
     ctx.answer_client(user_approval::input_required(call.raw_id, params, &token))
@@ -1379,37 +1414,41 @@ async fn ask_stateless(
     Ok(())
 }
 
-/// The decision a stateless retry's answer makes (recorded): `None` when it makes
-/// none (the token expired or was used, or the question was not answered) and the
-/// call is decided as any other.
+/// The decision for a stateless retry bringing back thoth's token, given the policy's
+/// `fresh` decision for it (recorded when it differs): an approval stands only while
+/// the policy still asks the user; a refusal or a token brought back by another call
+/// blocks; an expired token or no answer leaves the fresh decision (which may ask
+/// again). The token is used up either way.
 fn retry_answered(
     ctx: &Ctx,
     tool: &str,
     arguments: Option<&Value>,
     back: &user_approval::BroughtBack,
-) -> Option<Decided> {
+    fresh: Decided,
+) -> Decided {
     let key = hold::call_key(&ctx.settings.agent_id, tool, arguments);
     let started = Instant::now();
     let decision = match ctx.questions.retry(&back.token, &key, &back.params) {
         user_approval::Retry::Expired | user_approval::Retry::Answered(Answer::Unanswered) => {
-            return None;
+            return fresh;
         }
-        user_approval::Retry::OtherCall => Decision::new(
-            Verdict::Block,
-            "the approval brought back was asked for another call",
-        )
-        .with_code("APPROVAL_MISMATCH"),
+        user_approval::Retry::OtherCall => {
+            let mut block = Decision::new(
+                Verdict::Block,
+                "the approval brought back was asked for another call",
+            )
+            .with_code("APPROVAL_MISMATCH");
+            block.matched_rule_ids = fresh.decision.matched_rule_ids.clone();
+            block
+        }
+        user_approval::Retry::Answered(Answer::Approved) if !asks_the_user(&fresh) => {
+            return fresh;
+        }
         user_approval::Retry::Answered(answer) => {
-            return Some(user_answered(
-                ctx,
-                tool,
-                Decided {
-                    decision: Decision::new(Verdict::StepUp, "step-up"),
-                    would_be: None,
-                },
-                answer,
-                started,
-            ));
+            if answer == Answer::Approved {
+                ctx.questions.approved(key);
+            }
+            return user_answered(ctx, tool, fresh, answer, started);
         }
     };
     let decided = Decided {
@@ -1417,7 +1456,40 @@ fn retry_answered(
         would_be: None,
     };
     record(ctx, tool, &decided, started);
-    Some(decided)
+    decided
+}
+
+/// Whether a decision is a step-up the user may approve (and is enforced).
+fn asks_the_user(decided: &Decided) -> bool {
+    decided.decision.verdict == Verdict::StepUp
+        && decided.decision.user_may_approve
+        && decided.would_be.is_none()
+}
+
+/// A stateless call carrying the server's own `requestState` (one of its input rounds
+/// on a call): admitted when the policy still asks the user and the user approved this
+/// very call (same key) a moment ago (`Questions::continuation`), so the server's
+/// rounds do not ask the user again each time.
+fn continued(ctx: &Ctx, tool: &str, arguments: Option<&Value>, fresh: Decided) -> Decided {
+    if !asks_the_user(&fresh) {
+        return fresh;
+    }
+    let key = hold::call_key(&ctx.settings.agent_id, tool, arguments);
+    if !ctx.questions.continuation(&key) {
+        return fresh;
+    }
+    let mut decision = Decision::new(
+        Verdict::Allow,
+        "the user approved this call in their client (the server's own input round on it)",
+    )
+    .with_code("USER_APPROVED");
+    decision.matched_rule_ids = fresh.decision.matched_rule_ids.clone();
+    let decided = Decided {
+        decision,
+        would_be: None,
+    };
+    record(ctx, tool, &decided, Instant::now());
+    decided
 }
 
 /// The decision once the user has answered, recorded (every approval, refusal and

@@ -628,6 +628,17 @@ impl Relay {
         params: Option<&[u8]>,
         found: &mut Found,
     ) -> Pass {
+        if is_own_key(&id_key(raw)) {
+            // The client's answer would be taken for the answer to thoth's own
+            // question (and a server that learnt a question's id could answer it).
+            found
+                .asked
+                .push(super::server_asks::ServerAsks::reserved_id(
+                    method.unwrap_or("request"),
+                    raw,
+                ));
+            return Pass::Drop;
+        }
         if self.server_pending >= super::calls::MAX_PENDING && asks.blocks() {
             found.asked.push(super::server_asks::ServerAsks::too_many(
                 method.unwrap_or("request"),
@@ -687,6 +698,10 @@ impl Relay {
         };
         let is_response =
             |v: &serde_json::Value| v.get("method").is_none() && v.get("id").is_some();
+        // A request in thoth's own id namespace is never relayed (see `one_request`).
+        let own = |v: &serde_json::Value| {
+            v.get("method").is_some() && v.get("id").is_some_and(|id| is_own_key(&id.to_string()))
+        };
         match &value {
             serde_json::Value::Array(elements) => {
                 let mut refused_input = false;
@@ -694,8 +709,10 @@ impl Relay {
                     let judged = asked_inside(asks, element, &id_of(element), found);
                     refused_input |= !matches!(judged, Pass::Relay);
                 }
-                if !(refused_input || elements.iter().any(|e| governed(e).is_some()))
-                    || !asks.blocks()
+                let own_id = elements.iter().any(own);
+                if !own_id
+                    && (!(refused_input || elements.iter().any(|e| governed(e).is_some()))
+                        || !asks.blocks())
                 {
                     return Pass::Relay;
                 }
@@ -739,6 +756,7 @@ impl Relay {
                     self.one_request(asks, Some(method), &id_of(one), params.as_deref(), found)
                 }
                 None if is_response(one) => asked_inside(asks, one, &id_of(one), found),
+                None if own(one) => self.one_request(asks, None, &id_of(one), None, found),
                 None => Pass::Relay,
             },
         }

@@ -159,7 +159,9 @@ async fn serve(
             status
         }
         Stop::ClientDone => {
-            // Finish pending decisions (bounded), then close the server's stdin.
+            // Finish pending decisions (bounded), then close the server's stdin. No
+            // question to the user can be answered any more.
+            ctx.questions.close();
             let deadline =
                 tokio::time::Instant::now() + ctx.settings.step_up_hold + Duration::from_secs(5);
             let settled = ctx.calls.borrow().settled();

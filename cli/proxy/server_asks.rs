@@ -385,6 +385,17 @@ impl ServerAsks {
         )
     }
 
+    /// A server request whose id is in thoth's own namespace: refused, never relayed.
+    pub fn reserved_id(method: &'static str, raw_id: &[u8]) -> Judged {
+        refused(
+            method,
+            raw_id,
+            (-32600, "Invalid Request", "reserved_id"),
+            "ids starting with \"thoth:\" are thoth's own",
+            "RESERVED_ID",
+        )
+    }
+
     fn judge_known(
         &self,
         method: &'static str,

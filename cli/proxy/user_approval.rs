@@ -41,10 +41,22 @@ use super::outbox::Outbox;
 pub const MAX_OPEN: usize = 4;
 /// Stateless questions awaiting their retry at most.
 const MAX_ISSUED: usize = 64;
-/// Characters of the arguments' summary shown to the user at most.
-const SUMMARY_CHARS: usize = 600;
-/// Characters of the tool name, the server name and the reason shown at most.
-const NAME_CHARS: usize = 200;
+/// How long a stateless question waits for its retry: nothing keeps a client's timer
+/// running there, and a person may take a while.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// Retries of an approved stateless call carrying the server's own `requestState`
+/// (its own input rounds) admitted at most, within [`TOKEN_LIFETIME`].
+const CONTINUATIONS: u8 = 8;
+/// Values of the arguments (leaves) shown to the user at most: a call with more is not
+/// asked (the user could not see all of it).
+const MAX_LEAVES: usize = 64;
+/// Characters of one value shown at most (a longer one says how much is cut).
+const LEAF_CHARS: usize = 160;
+/// Characters of the arguments' summary at most: a longer one is not asked either.
+const SUMMARY_CHARS: usize = 6000;
+/// Characters of the tool name (256 bytes at most), the server's name and the reason
+/// shown at most.
+const NAME_CHARS: usize = 256;
 /// The key of thoth's question among a stateless result's `inputRequests`.
 pub const INPUT_KEY: &str = "thoth.approval";
 /// What a stateless question's `requestState` starts with.
@@ -184,6 +196,9 @@ pub enum Retry {
 pub struct Questions {
     open: RefCell<HashMap<String, oneshot::Sender<Vec<u8>>>>,
     issued: RefCell<HashMap<String, Issued>>,
+    /// Stateless calls the user approved: call key → (expiry, retries left) for the
+    /// server's own input rounds on them.
+    approved: RefCell<HashMap<[u8; 32], (Instant, u8)>>,
     /// Where a question dropped unanswered is cancelled.
     out: Rc<Outbox>,
 }
@@ -193,7 +208,37 @@ impl Questions {
         Self {
             open: RefCell::default(),
             issued: RefCell::default(),
+            approved: RefCell::default(),
             out,
+        }
+    }
+
+    /// No answer can come any more (the client's input ended): every open question
+    /// is unanswered now.
+    pub fn close(&self) {
+        self.open.borrow_mut().clear();
+    }
+
+    /// The user approved the stateless call `call_key`: the server's own input rounds
+    /// on it (retries carrying its `requestState`) are admitted for a while.
+    pub fn approved(&self, call_key: [u8; 32]) {
+        let mut approved = self.approved.borrow_mut();
+        let now = Instant::now();
+        approved.retain(|_, (expiry, _)| *expiry > now);
+        if approved.len() < MAX_ISSUED {
+            approved.insert(call_key, (now + TOKEN_LIFETIME, CONTINUATIONS));
+        }
+    }
+
+    /// Takes one admitted retry of the approved call `call_key`, if one is left.
+    pub fn continuation(&self, call_key: &[u8; 32]) -> bool {
+        let mut approved = self.approved.borrow_mut();
+        match approved.get_mut(call_key) {
+            Some((expiry, left)) if *expiry > Instant::now() && *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -276,35 +321,74 @@ impl Questions {
 }
 
 /// A stateless retry bringing back thoth's `requestState`: the token, and the call's
-/// params (where the answer is).
+/// params (where the answer is), read by a strict reader.
 pub struct BroughtBack {
     pub token: String,
     pub params: Value,
 }
 
-impl BroughtBack {
-    /// The token a tools/call frame brings back, if it is thoth's (found without
-    /// parsing a frame that cannot hold one: the key may be written with escapes).
-    pub fn of(frame: &[u8]) -> Option<Self> {
+/// What a stateless tools/call brings back.
+pub enum Back {
+    /// No `requestState`.
+    Nothing,
+    /// thoth's token (and the answer to its question).
+    Ours(BroughtBack),
+    /// The server's own `requestState`: one of its input rounds.
+    Servers,
+    /// Params that do not read one way only while they may hold thoth's token: the
+    /// call is refused (the token must neither ride through to the server nor be
+    /// read as another reader would).
+    Unreadable,
+}
+
+impl Back {
+    /// What a tools/call frame brings back (found without parsing a frame that cannot
+    /// hold a `requestState`: the key may be written with escapes).
+    pub fn of(frame: &[u8]) -> Self {
         type Needle = std::sync::LazyLock<memchr::memmem::Finder<'static>>;
         static STATE: Needle = Needle::new(|| memchr::memmem::Finder::new(b"requestState"));
         static ESCAPE: Needle = Needle::new(|| memchr::memmem::Finder::new(b"\\u"));
-        if STATE.find(frame).is_none() && ESCAPE.find(frame).is_none() {
-            return None;
+        static TOKEN: Needle = Needle::new(|| memchr::memmem::Finder::new(STATE_PREFIX.as_bytes()));
+        let escaped = ESCAPE.find(frame).is_some();
+        if STATE.find(frame).is_none() && !escaped {
+            return Self::Nothing;
         }
-        let params = params_of(frame)?;
-        let token = params.get("requestState")?.as_str()?.to_string();
-        token
-            .starts_with(STATE_PREFIX)
-            .then_some(Self { token, params })
+        let Some(raw) = raw_params(frame) else {
+            return Self::Nothing;
+        };
+        // A member twice, keys equal under case folding: not one reading.
+        let Ok(params) = crate::enforce::arguments::parse(raw) else {
+            if escaped || TOKEN.find(frame).is_some() {
+                return Self::Unreadable;
+            }
+            let lax: Option<Value> = serde_json::from_slice(raw).ok();
+            return match lax.as_ref().and_then(|p| p.get("requestState")) {
+                Some(_) => Self::Servers,
+                None => Self::Nothing,
+            };
+        };
+        match params.get("requestState") {
+            Some(Value::String(token)) if token.starts_with(STATE_PREFIX) => {
+                Self::Ours(BroughtBack {
+                    token: token.clone(),
+                    params,
+                })
+            }
+            Some(_) => Self::Servers,
+            None => Self::Nothing,
+        }
     }
 }
 
-fn params_of(frame: &[u8]) -> Option<Value> {
+fn raw_params(frame: &[u8]) -> Option<&[u8]> {
     let Ok(thoth_core::Message::Request(call)) = thoth_core::scan(frame) else {
         return None;
     };
-    serde_json::from_slice(call.params()?.of(frame)).ok()
+    Some(call.params()?.of(frame))
+}
+
+fn params_of(frame: &[u8]) -> Option<Value> {
+    serde_json::from_slice(raw_params(frame)?).ok()
 }
 
 /// The elicitation modes a stateless request declares (`_meta`'s client capabilities).
@@ -327,17 +411,27 @@ pub struct Asked<'a> {
 }
 
 /// The form-mode `elicitation/create` params for a call (`with_mode`: the session's
-/// revision has modes, 2025-11-25 and later).
-pub fn form_params(asked: &Asked<'_>, with_mode: bool) -> Value {
+/// revision has modes, 2025-11-25 and later); `None` when the arguments cannot all be
+/// shown ([`summary`]): the user is then not asked.
+pub fn form_params(asked: &Asked<'_>, with_mode: bool) -> Option<Value> {
+    // The server names itself: said so, since it could claim to be anything.
     let server = asked.server.map_or_else(
         || "this MCP server".to_string(),
-        |s| format!("the MCP server {}", shown(s, NAME_CHARS)),
+        |s| {
+            format!(
+                "the MCP server that calls itself {}",
+                shown(&Value::String(s.to_string()).to_string(), NAME_CHARS)
+            )
+        },
     );
     let message = format!(
-        "thoth: the tool {} of {server} waits for your approval.\nWhy: {}\nArguments: {}\nApprove this one call?",
-        shown(asked.tool, NAME_CHARS),
+        "thoth: the tool {} of {server} waits for your approval.\nWhy: {}\nArguments:\n{}\nApprove this one call?",
+        shown(
+            &Value::String(asked.tool.to_string()).to_string(),
+            NAME_CHARS
+        ),
         shown(asked.reason, NAME_CHARS),
-        summary(asked.arguments),
+        summary(asked.arguments)?,
     );
     let mut params = json!({
         "message": message,
@@ -357,7 +451,7 @@ pub fn form_params(asked: &Asked<'_>, with_mode: bool) -> Value {
     if with_mode && let Some(map) = params.as_object_mut() {
         map.insert("mode".into(), json!("form"));
     }
-    params
+    Some(params)
 }
 
 /// The URL-mode `elicitation/create` params showing an approval page.
@@ -423,24 +517,72 @@ fn canonical(frame: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The arguments as one line of at most [`SUMMARY_CHARS`] characters, every
-/// character a reader would not see written as an escape.
-pub fn summary(arguments: Option<&Value>) -> String {
-    match arguments {
-        None => "(too large to show)".into(),
-        Some(Value::Object(map)) if map.is_empty() => "(none)".into(),
-        Some(args) => shown(&args.to_string(), SUMMARY_CHARS),
+/// The arguments as the user reads them: every value on a line of its own, by its
+/// path, sorted (the model chose the order they came in), each value bounded to
+/// [`LEAF_CHARS`] and saying how much was cut. `None` when they cannot all be shown:
+/// too large to read, more than [`MAX_LEAVES`] values, or a summary over
+/// [`SUMMARY_CHARS`] — a value the user never saw must not ride on their approval.
+pub fn summary(arguments: Option<&Value>) -> Option<String> {
+    let arguments = arguments?;
+    if arguments.as_object().is_some_and(serde_json::Map::is_empty) {
+        return Some("(none)".into());
     }
+    let mut leaves = Vec::new();
+    collect(arguments, String::new(), &mut leaves)?;
+    leaves.sort();
+    let text = leaves.join("\n");
+    (text.chars().count() <= SUMMARY_CHARS).then_some(text)
 }
 
-/// `text` bounded to `max` characters (an ellipsis says when it was cut), with
+/// Adds the leaves under `value` (at `path`) to `out`; `None` past [`MAX_LEAVES`].
+fn collect(value: &Value, path: String, out: &mut Vec<String>) -> Option<()> {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, value) in map {
+                let plain = !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                let step = if plain {
+                    format!("{path}.{key}")
+                } else {
+                    format!("{path}[{}]", Value::String(key.clone()))
+                };
+                collect(value, step, out)?;
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, item) in items.iter().enumerate() {
+                collect(item, format!("{path}[{i}]"), out)?;
+            }
+        }
+        leaf => {
+            if out.len() >= MAX_LEAVES {
+                return None;
+            }
+            let path = path.strip_prefix('.').unwrap_or(&path);
+            out.push(format!(
+                "{} = {}",
+                shown(
+                    if path.is_empty() { "(arguments)" } else { path },
+                    NAME_CHARS
+                ),
+                shown(&leaf.to_string(), LEAF_CHARS)
+            ));
+        }
+    }
+    Some(())
+}
+
+/// `text` bounded to `max` characters (a cut says how many more there were), with
 /// control, line-breaking and invisible characters written as `\u{…}`: what the user
 /// reads is what the call carries.
 pub fn shown(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max * 4));
     for (count, c) in text.chars().enumerate() {
         if count == max {
-            out.push('…');
+            let more = text.chars().count() - max;
+            out.push_str(&format!("… ({more} more characters)"));
             break;
         }
         if c.is_control()
@@ -475,13 +617,26 @@ pub async fn ask(
     wait: Wait,
 ) -> Answer {
     let out = question.questions.out.clone();
-    out.answer_client(request(&question.raw_id, params)).await;
+    // The hold counts from now, sends included (a client that reads nothing does not
+    // keep the call pending longer).
     let deadline = Instant::now() + wait.hold;
+    let asked = tokio::time::timeout_at(
+        deadline,
+        out.answer_client(request(&question.raw_id, params)),
+    );
+    if asked.await.is_err() {
+        return Answer::Unanswered;
+    }
     let mut step = 0u64;
     loop {
         if let Some(token) = progress_token {
-            out.answer_client(super::answers::progress(token, step, WAITING))
-                .await;
+            let told = tokio::time::timeout_at(
+                deadline,
+                out.answer_client(super::answers::progress(token, step, WAITING)),
+            );
+            if told.await.is_err() {
+                return Answer::Unanswered;
+            }
         }
         let next = match progress_token {
             Some(_) => (Instant::now() + wait.poll).min(deadline),
@@ -603,11 +758,28 @@ mod tests {
             shown("a\u{202E}b\nc\u{2028}", 10),
             "a\\u{202E}b\\u{000A}c\\u{2028}"
         );
-        assert_eq!(shown("abcdef", 3), "abc…");
-        let long = json!({ "text": "x".repeat(5000) });
-        assert!(summary(Some(&long)).chars().count() <= SUMMARY_CHARS + 1);
-        assert_eq!(summary(Some(&json!({}))), "(none)");
-        assert_eq!(summary(None), "(too large to show)");
+        assert_eq!(shown("abcdef", 3), "abc… (3 more characters)");
+        assert_eq!(summary(Some(&json!({}))).as_deref(), Some("(none)"));
+        assert_eq!(summary(None), None, "too large to read: not asked");
+        // Every value shows, sorted by path, however the model ordered them and however
+        // long the one before it is.
+        let hiding = json!({ "body": "x".repeat(5000), "to": "attacker@evil.example", "cc": ["a", {"b c": true}] });
+        let text = summary(Some(&hiding)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("body = \"xxx"), "{text}");
+        assert!(lines[0].ends_with("(4842 more characters)"), "{text}");
+        assert_eq!(lines[1], "cc[0] = \"a\"");
+        assert_eq!(lines[2], "cc[1][\"b c\"] = true");
+        assert_eq!(lines[3], "to = \"attacker@evil.example\"");
+        let many: serde_json::Map<String, Value> = (0..=MAX_LEAVES)
+            .map(|i| (format!("k{i}"), json!(i)))
+            .collect();
+        assert_eq!(
+            summary(Some(&Value::Object(many))),
+            None,
+            "too many to show"
+        );
         let params = form_params(
             &Asked {
                 tool: "send\u{200B}mail",
@@ -616,24 +788,24 @@ mod tests {
                 arguments: Some(&json!({ "to": "a@b.example" })),
             },
             true,
-        );
+        )
+        .unwrap_or_default();
         let message = params["message"].as_str().unwrap_or_default();
         assert!(message.contains("send\\u{200B}mail"), "{message}");
         assert!(message.contains("a@b.example"), "{message}");
         assert_eq!(params["mode"], "form");
-        assert!(
-            form_params(
-                &Asked {
-                    tool: "t",
-                    server: None,
-                    reason: "r",
-                    arguments: None
-                },
-                false
-            )
-            .get("mode")
-            .is_none()
-        );
+        let args = json!({});
+        let legacy = form_params(
+            &Asked {
+                tool: "t",
+                server: None,
+                reason: "r",
+                arguments: Some(&args),
+            },
+            false,
+        )
+        .unwrap_or_default();
+        assert!(legacy.get("mode").is_none() && legacy.get("message").is_some());
     }
 
     #[test]
@@ -677,6 +849,57 @@ mod tests {
             last.is_some_and(|f| f.contains("notifications/cancelled")
                 && f.contains(&*String::from_utf8_lossy(&id))),
         );
+    }
+
+    #[test]
+    fn what_a_stateless_call_brings_back_reads_one_way_only() {
+        let frame = |params: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t",{params}}}}}"#
+            )
+        };
+        let of = |params: &str| Back::of(frame(params).as_bytes());
+        assert!(matches!(of(r#""arguments":{}"#), Back::Nothing));
+        assert!(matches!(
+            of(r#""requestState":"server-state""#),
+            Back::Servers
+        ));
+        assert!(matches!(
+            of(r#""requestState":"thoth:approval:ab""#),
+            Back::Ours(_)
+        ));
+        assert!(matches!(
+            of(r#""request\u0053tate":"thoth\u003aapproval:ab""#),
+            Back::Ours(_)
+        ));
+        // Two readings: refused, whichever would win.
+        for twice in [
+            r#""requestState":"thoth:approval:ab","requestState":"other""#,
+            r#""requestState":"other","requestState":"thoth:approval:ab""#,
+            r#""requestState":"other","request\u0053tate":"x""#,
+            r#""requestState":"thoth:approval:ab","inputResponses":{"thoth.approval":{"action":"decline","action":"accept"}}"#,
+        ] {
+            assert!(matches!(of(twice), Back::Unreadable), "{twice}");
+        }
+        // Not thoth's, not one reading either: the server's business.
+        assert!(matches!(
+            of(r#""requestState":"a","requestState":"b""#),
+            Back::Servers
+        ));
+    }
+
+    #[test]
+    fn an_approved_stateless_call_admits_a_few_of_the_server_s_own_rounds() {
+        let (out, _queues) = Outbox::new();
+        let questions = Questions::new(Rc::new(out));
+        let key = [3u8; 32];
+        assert!(!questions.continuation(&key));
+        questions.approved(key);
+        for _ in 0..CONTINUATIONS {
+            assert!(questions.continuation(&key));
+        }
+        assert!(!questions.continuation(&key), "bounded");
+        assert!(!questions.continuation(&[4u8; 32]), "bound to the call");
     }
 
     #[test]
