@@ -259,6 +259,17 @@ pub struct ServeArgs {
     /// Open holds per agent at most; past that a STEP_UP comes without a hold.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub max_holds_per_agent: u64,
+    /// Where holds, approvals, the decision log and events live: postgres://… for
+    /// several replicas (default THOTH_DATABASE_URL, else a SQLite file,
+    /// enforcer.db, in the server's ~/.thoth).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Days the decision log, events and ended holds are kept.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub retention_days: u64,
+    /// How often queued decision-log rows are written, in milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub decision_log_flush_ms: u64,
 }
 
 /// `thoth approve TOKEN` / `thoth deny TOKEN`.
@@ -272,6 +283,9 @@ pub struct ResolveArgs {
     /// Print the enforcer's answer (the hold as polls see it) as JSON instead of a sentence.
     #[arg(long)]
     pub json: bool,
+    /// The name the approval is recorded under (default: this account's name).
+    #[arg(long = "as", value_name = "NAME")]
+    pub approver_name: Option<String>,
 }
 
 /// `thoth audit`.

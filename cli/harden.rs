@@ -25,6 +25,7 @@ pub const SECRETS: &[&str] = &[
     "THOTH_GOVAPI_API_KEY",
     "THOTH_EVENT_INGEST_TOKEN",
     "THOTH_APPROVER_KEY",
+    "THOTH_DATABASE_URL",
 ];
 
 static TAKEN: OnceLock<HashMap<&'static str, OsString>> = OnceLock::new();

@@ -119,7 +119,8 @@ fn send(args: &ResolveArgs, allow: bool) -> Result<Value, ApproveError> {
                 url.trim_end_matches('/'),
                 args.token
             ))
-            .bearer_auth(key.expose());
+            .bearer_auth(key.expose())
+            .header("x-approver-name", approver_name(args));
         let answer = crate::net::exchange(request, RESOLVE_TIMEOUT, crate::net::SMALL_BODY_LIMIT)
             .await
             .map_err(ApproveError::Exchange)?;
@@ -147,6 +148,27 @@ fn send(args: &ResolveArgs, allow: bool) -> Result<Value, ApproveError> {
             })
         }
     })
+}
+
+/// The name an approval is recorded under: `--as NAME`, else the account's name (a
+/// claim: the approver key is what authorises).
+fn approver_name(args: &ResolveArgs) -> String {
+    let name = args
+        .approver_name
+        .clone()
+        .or_else(crate::settings::run::account_name)
+        .unwrap_or_else(|| "approver".into());
+    // A header value: visible ASCII and spaces only.
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(super::store::MAX_APPROVER_NAME)
+        .collect()
 }
 
 /// The approver key: `THOTH_APPROVER_KEY`, else `~/.thoth/approver_key` (created).

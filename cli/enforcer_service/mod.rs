@@ -5,23 +5,27 @@
 //! Endpoints: `POST /v1/enforce`, `GET /v1/enforce/hold/{token}`, `POST /v1/explain`,
 //! `POST /v1/events/batch` (appended to a JSONL file), `GET /approve/{token}` (shows the
 //! hold and a confirm form; a GET never changes anything) and
-//! `POST /v1/holds/{token}/approve|deny`. STEP_UP decisions create holds (in memory,
-//! bounded, with an expiry) whose approval URL ends with the token. Approving needs the
-//! approver key (`THOTH_APPROVER_KEY`, or `~/.thoth/approver_key`, created 0600 on first
-//! start) and never accepts the proxy API key: an agent that can run a shell must not
-//! approve its own hold.
+//! `POST /v1/holds/{token}/approve|deny`. STEP_UP decisions create holds (with an
+//! expiry) whose approval URL ends with the token. Approving needs the approver key
+//! (`THOTH_APPROVER_KEY`, or `~/.thoth/approver_key`, created 0600 on first start) and
+//! never accepts the proxy API key: an agent that can run a shell must not approve its
+//! own hold. Holds, approvals (with the approver's claimed name and the time), the
+//! progressive-mode memory, the decision log and events live in [`store`]: a SQLite
+//! file by default, PostgreSQL for several replicas, so a hold made on one replica is
+//! polled on another and approved on a third.
 
 mod approve;
 pub mod limits;
+pub mod store;
 
 pub use approve::approve_or_deny;
 use approve::approver_key;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -39,10 +43,6 @@ use crate::enforce::{DecisionInput, SessionHistory, Verdict};
 use crate::settings::profile::read_api_key;
 use crate::settings::{EnvVars, Secret, SettingsError};
 
-/// Holds kept at most; the oldest expired ones go first.
-const MAX_HOLDS: usize = 10_000;
-/// Sessions whose progressive-mode memory is kept at most.
-const MAX_SESSIONS: usize = 10_000;
 /// Bytes of an id or intent in an enforce call at most.
 const MAX_ID_TEXT: usize = 1024;
 
@@ -85,6 +85,8 @@ pub enum ServeError {
     },
     #[error("{0}")]
     LocalAddr(std::io::Error),
+    #[error("the state database: {0}")]
+    Store(#[from] store::StoreError),
 }
 
 fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
@@ -124,23 +126,11 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeErro
     Ok(config)
 }
 
-struct Hold {
-    tool: String,
-    /// The call's arguments as the approver sees them (pretty JSON, bounded).
-    arguments: String,
-    agent: String,
-    reason: String,
-    expires: Instant,
-    expires_at: String,
-    resolution: Option<Verdict>,
-}
-
 struct ServerState {
     engine: LocalEngine,
     api_key: Option<Secret>,
     approver_key: Secret,
-    holds: Mutex<HashMap<String, Hold>>,
-    sessions: Mutex<HashMap<String, HashSet<String>>>,
+    store: Arc<store::Store>,
     events: Option<Mutex<std::fs::File>>,
     public_url: String,
     hold_for: Duration,
@@ -188,6 +178,7 @@ fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let database = database_url(args, &env)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -201,12 +192,19 @@ fn serve(args: &ServeArgs) -> Result<(), ServeError> {
                 source,
             })?;
         let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
+        let (store, log_writer) = store::Store::open(
+            database.expose(),
+            Duration::from_millis(args.decision_log_flush_ms),
+        )
+        .await?;
+        let store = Arc::new(store);
+        let stopping = store.clone();
+        store.purge_every_hour(Duration::from_secs(args.retention_days * 86_400));
         let state = Arc::new(ServerState {
             engine,
             api_key,
             approver_key,
-            holds: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            store,
             events,
             public_url: args
                 .public_url
@@ -251,8 +249,38 @@ fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         };
         crate::enforcer_service::limits::accept_loop(listener, app, acceptor, limits, shutdown())
             .await;
+        // The decision log's last rows are written before the process ends.
+        stopping.close_log();
+        let _ = tokio::time::timeout(Duration::from_secs(5), log_writer).await;
         Ok(())
     })
+}
+
+/// The state database: `--database-url`, else `THOTH_DATABASE_URL`, else a SQLite
+/// file in the server's profile (created 0600: it holds held calls' arguments).
+fn database_url(args: &ServeArgs, env: &EnvVars) -> Result<Secret, ServeError> {
+    if let Some(url) = &args.database_url {
+        return Ok(Secret::new(url.clone()));
+    }
+    if let Some(url) = &env.database_url {
+        return Ok(url.clone());
+    }
+    let profile = crate::settings::profile::Profile::locate()?;
+    profile.bootstrap()?;
+    let path = profile.dir.join("enforcer.db");
+    crate::settings::profile::create_if_missing(&path, b"", 0o600).map_err(file_error(&path))?;
+    Ok(Secret::new(format!("sqlite://{}?mode=rwc", path.display())))
+}
+
+/// The answer when the state database fails: 503 (the proxy's failure decision
+/// applies), never a decision made without it.
+fn unavailable(e: &store::StoreError) -> Response {
+    tracing::warn!("{e}");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({ "error": { "type": "unavailable", "message": "the state database is unavailable" } })),
+    )
+        .into_response()
 }
 
 async fn shutdown() {
@@ -509,35 +537,42 @@ async fn enforce(
             }
         }
     };
-    let decision = {
-        let mut sessions = state
-            .sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(&session_id) {
-            sessions.clear();
+    // Soft denials are remembered per tool, or per method and target (progressive
+    // mode), in the store: a session's calls may reach any replica.
+    let key = match method {
+        Some(name) => format!("{name} {target}"),
+        None => tool.clone(),
+    };
+    let mut soft_denied = HashSet::new();
+    if mode == Mode::Progressive
+        && matches!(
+            outcome,
+            crate::enforce::local::PolicyOutcome::SoftDeny { .. }
+        )
+    {
+        match state.store.first_soft_denial(&session_id, &key).await {
+            Ok(true) => {}
+            Ok(false) => {
+                soft_denied.insert(key.clone());
+            }
+            Err(e) => return unavailable(&e),
         }
-        // Soft denials are remembered per tool, or per method and target.
-        let key = match method {
-            Some(name) => format!("{name} {target}"),
-            None => tool.clone(),
-        };
-        let decided = apply_mode(outcome, mode, &key, sessions.entry(session_id).or_default());
-        // No hold for these methods: the proxy polls holds for tool calls only.
-        if method.is_some() && decided.verdict == Verdict::StepUp {
-            let mut block = crate::enforce::Decision::new(
-                Verdict::Block,
-                format!(
-                    "{} (step-up approval is not available for {})",
-                    decided.reason, tool
-                ),
-            );
-            block.matched_rule_ids = decided.matched_rule_ids;
-            block.decision_reason_code = decided.decision_reason_code;
-            block
-        } else {
-            decided
-        }
+    }
+    let decided = apply_mode(outcome, mode, &key, &mut soft_denied);
+    // No hold for these methods: the proxy polls holds for tool calls only.
+    let decision = if method.is_some() && decided.verdict == Verdict::StepUp {
+        let mut block = crate::enforce::Decision::new(
+            Verdict::Block,
+            format!(
+                "{} (step-up approval is not available for {})",
+                decided.reason, tool
+            ),
+        );
+        block.matched_rule_ids = decided.matched_rule_ids;
+        block.decision_reason_code = decided.decision_reason_code;
+        block
+    } else {
+        decided
     };
     let mut answer = json!({
         "decision": decision.verdict.as_str(),
@@ -556,70 +591,104 @@ async fn enforce(
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let expires_at = now_plus(state.hold_for);
-        let url = format!("{}/approve/{token}", state.public_url);
-        let mut holds = state
-            .holds
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if holds.len() >= MAX_HOLDS {
-            let now = Instant::now();
-            holds.retain(|_, h| h.expires > now);
-        }
-        let now = Instant::now();
-        let open_for_agent = holds
-            .values()
-            .filter(|h| h.agent == agent && h.resolution.is_none() && h.expires > now)
-            .count();
-        if open_for_agent >= state.max_holds_per_agent {
-            tracing::warn!(
-                "agent {} has {open_for_agent} open holds (the quota): this STEP_UP gets no hold",
-                crate::logging::escaped(&agent)
-            );
-        } else if holds.len() < MAX_HOLDS {
-            holds.insert(
-                token.clone(),
-                Hold {
-                    tool: tool.clone(),
-                    arguments: shown_arguments(&args),
-                    agent: agent.clone(),
-                    reason: decision.reason.clone(),
-                    expires: Instant::now() + state.hold_for,
-                    expires_at: expires_at.clone(),
-                    resolution: None,
-                },
-            );
-            if let Some(map) = answer.as_object_mut() {
-                map.insert("hold_token".into(), json!(token));
-                map.insert("approval_url".into(), json!(url));
-                map.insert("expires_at".into(), json!(expires_at));
-                map.insert(
-                    "step_up_timeout_seconds".into(),
-                    json!(state.hold_for.as_secs()),
-                );
+        let created_ms = store::now_ms();
+        let hold = store::Hold {
+            token: token.clone(),
+            agent: agent.clone(),
+            tool: tool.clone(),
+            arguments: shown_arguments(&args),
+            reason: decision.reason.clone(),
+            created_ms,
+            expires_ms: created_ms
+                .saturating_add(i64::try_from(state.hold_for.as_millis()).unwrap_or(i64::MAX)),
+            expires_at: expires_at.clone(),
+            resolution: None,
+            approver: None,
+            resolved_ms: None,
+        };
+        // Committed before the answer names it: any replica can then poll it.
+        match state
+            .store
+            .create_hold(&hold, state.max_holds_per_agent)
+            .await
+        {
+            Ok(true) => {
+                if let Some(map) = answer.as_object_mut() {
+                    let url = format!("{}/approve/{token}", state.public_url);
+                    map.insert("hold_token".into(), json!(token));
+                    map.insert("approval_url".into(), json!(url));
+                    map.insert("expires_at".into(), json!(expires_at));
+                    map.insert(
+                        "step_up_timeout_seconds".into(),
+                        json!(state.hold_for.as_secs()),
+                    );
+                }
             }
+            Ok(false) => tracing::warn!(
+                "agent {} has {} open holds (the quota): this STEP_UP gets no hold",
+                crate::logging::escaped(&agent),
+                state.max_holds_per_agent
+            ),
+            Err(e) => return unavailable(&e),
         }
     }
+    state.store.log_decision(store::DecisionRow {
+        at_ms: store::now_ms(),
+        session_id,
+        agent,
+        tenant,
+        tool,
+        decision: decision.verdict.as_str(),
+        reason: decision.reason.clone(),
+        code: decision.decision_reason_code.clone(),
+        rule_ids: json!(decision.matched_rule_ids).to_string(),
+    });
     axum::Json(answer).into_response()
 }
 
 /// A hold as polls see it. Once resolved it never changes, and at its expiry it ends:
 /// an approval admits the call only until then, so an expired hold answers BLOCK
 /// whether or not it was approved.
-fn hold_json(state: &ServerState, token: &str, hold: &Hold) -> Value {
-    let expired = Instant::now() >= hold.expires;
+fn hold_json(state: &ServerState, hold: &store::Hold) -> Value {
+    let expired = store::now_ms() >= hold.expires_ms;
     let resolution = if expired {
         Some(Verdict::Block)
     } else {
         hold.resolution
     };
-    json!({
+    let mut status = json!({
         "resolved": resolution.is_some(),
         "resolution": resolution.map(Verdict::as_str),
-        "approval_url": format!("{}/approve/{token}", state.public_url),
+        "approval_url": format!("{}/approve/{}", state.public_url, hold.token),
         "expires_at": hold.expires_at,
         "tool_name": hold.tool,
         "reason": if expired { "the hold expired without approval" } else { hold.reason.as_str() },
-    })
+    });
+    if let (Some(map), Some(by), Some(at)) =
+        (status.as_object_mut(), &hold.approver, hold.resolved_ms)
+    {
+        map.insert("resolved_by".into(), json!(by));
+        map.insert("resolved_at".into(), json!(rfc3339_ms(at)));
+    }
+    status
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn no_such_hold() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "error": { "type": "not_found", "message": "no such hold" } })),
+    )
+        .into_response()
 }
 
 async fn hold_status(
@@ -630,17 +699,10 @@ async fn hold_status(
     if !proxy_authorized(&state, &headers) {
         return unauthorized("missing or wrong bearer key");
     }
-    let holds = state
-        .holds
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match holds.get(&token) {
-        Some(hold) => axum::Json(hold_json(&state, &token, hold)).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({ "error": { "type": "not_found", "message": "no such hold" } })),
-        )
-            .into_response(),
+    match state.store.hold(&token).await {
+        Ok(Some(hold)) => axum::Json(hold_json(&state, &hold)).into_response(),
+        Ok(None) => no_such_hold(),
+        Err(e) => unavailable(&e),
     }
 }
 
@@ -688,27 +750,27 @@ async fn approval_page(
     State(state): State<Arc<ServerState>>,
     UrlPath(token): UrlPath<String>,
 ) -> Response {
-    let holds = state
-        .holds
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(hold) = holds.get(&token) else {
-        return (
-            StatusCode::NOT_FOUND,
-            page_headers(),
-            Html("<h1>No such hold</h1>".to_string()),
-        )
-            .into_response();
+    let hold = match state.store.hold(&token).await {
+        Ok(Some(hold)) => hold,
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                page_headers(),
+                Html("<h1>No such hold</h1>".to_string()),
+            )
+                .into_response();
+        }
+        Err(e) => return unavailable(&e),
     };
-    let status = hold_json(&state, &token, hold);
+    let status = hold_json(&state, &hold);
     let token = html_escape(&token);
     let page = Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>thoth hold</title></head><body>\
          <h1>Approve a tool call?</h1><dl><dt>Agent</dt><dd>{}</dd><dt>Tool</dt><dd>{}</dd><dt>Reason</dt><dd>{}</dd>\
          <dt>Arguments</dt><dd><pre>{}</pre></dd>\
          <dt>Expires</dt><dd>{}</dd><dt>Status</dt><dd>{}</dd></dl>\
-         <form method=\"post\" action=\"/v1/holds/{token}/approve\"><label>Approver key <input type=\"password\" name=\"approver_key\"></label> <button>Approve</button></form>\
-         <form method=\"post\" action=\"/v1/holds/{token}/deny\"><label>Approver key <input type=\"password\" name=\"approver_key\"></label> <button>Deny</button></form>\
+         <form method=\"post\" action=\"/v1/holds/{token}/approve\"><label>Your name <input name=\"approver_name\"></label> <label>Approver key <input type=\"password\" name=\"approver_key\"></label> <button>Approve</button></form>\
+         <form method=\"post\" action=\"/v1/holds/{token}/deny\"><label>Your name <input name=\"approver_name\"></label> <label>Approver key <input type=\"password\" name=\"approver_key\"></label> <button>Deny</button></form>\
          </body></html>",
         html_escape(&hold.agent),
         html_escape(&hold.tool),
@@ -726,7 +788,7 @@ async fn approve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    resolve(state, token, headers, body, Verdict::Allow)
+    resolve(state, token, headers, body, Verdict::Allow).await
 }
 
 async fn deny(
@@ -735,24 +797,50 @@ async fn deny(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    resolve(state, token, headers, body, Verdict::Block)
+    resolve(state, token, headers, body, Verdict::Block).await
 }
 
-fn resolve(
+/// One form field, decoded as browsers encode it; two of them are no answer.
+fn form_field(body: &[u8], field: &str) -> Option<String> {
+    let mut values = form_urlencoded::parse(body)
+        .filter(|(name, _)| name == field)
+        .map(|(_, value)| value.into_owned());
+    match (values.next(), values.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
+    }
+}
+
+/// The approver's claimed name (`x-approver-name`, or the form's field), bounded to
+/// printable characters; "approver" when none is given.
+fn approver_name(headers: &HeaderMap, body: &[u8]) -> String {
+    let given = headers
+        .get("x-approver-name")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| form_field(body, "approver_name"))
+        .unwrap_or_default();
+    let name: String = given
+        .chars()
+        .filter(|c| !c.is_control() && !crate::enforce::DescriptionFlags::invisible(*c))
+        .take(store::MAX_APPROVER_NAME)
+        .collect();
+    let name = name.trim();
+    if name.is_empty() {
+        "approver".into()
+    } else {
+        name.to_string()
+    }
+}
+
+async fn resolve(
     State(state): State<Arc<ServerState>>,
     UrlPath(token): UrlPath<String>,
     headers: HeaderMap,
     body: Bytes,
     verdict: Verdict,
 ) -> Response {
-    // The form's field, decoded as browsers encode it; two of them are no answer.
-    let mut form_keys = form_urlencoded::parse(&body)
-        .filter(|(name, _)| name == "approver_key")
-        .map(|(_, value)| value.into_owned());
-    let form_key = match (form_keys.next(), form_keys.next()) {
-        (Some(key), None) => Some(key),
-        _ => None,
-    };
+    let form_key = form_field(&body, "approver_key");
     let given = bearer(&headers)
         .map(str::to_string)
         .or_else(|| {
@@ -775,39 +863,36 @@ fn resolve(
     if !same_secret(&given, state.approver_key.expose()) {
         return unauthorized("wrong approver key");
     }
-    let mut holds = state
-        .holds
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(hold) = holds.get_mut(&token) else {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({ "error": { "type": "not_found", "message": "no such hold" } })),
+    let name = approver_name(&headers, &body);
+    let conflict = |kind: &str, message: String| {
+        (
+            StatusCode::CONFLICT,
+            axum::Json(json!({ "error": { "type": kind, "message": message } })),
         )
-            .into_response();
+            .into_response()
     };
-    if Instant::now() >= hold.expires {
-        return (
-            StatusCode::CONFLICT,
-            axum::Json(json!({ "error": { "type": "expired", "message": "the hold expired" } })),
-        )
-            .into_response();
+    match state
+        .store
+        .resolve(&token, verdict, &name, store::now_ms())
+        .await
+    {
+        Ok(store::Resolved::Done(hold)) => {
+            tracing::info!(
+                "hold {token} for {} resolved: {} (by {})",
+                crate::logging::escaped(&hold.tool),
+                verdict.as_str(),
+                crate::logging::escaped(&name)
+            );
+            axum::Json(hold_json(&state, &hold)).into_response()
+        }
+        Ok(store::Resolved::NotFound) => no_such_hold(),
+        Ok(store::Resolved::Expired) => conflict("expired", "the hold expired".into()),
+        Ok(store::Resolved::Already(resolved)) => conflict(
+            "already_resolved",
+            format!("the hold was already resolved: {}", resolved.as_str()),
+        ),
+        Err(e) => unavailable(&e),
     }
-    if let Some(resolved) = hold.resolution {
-        let message = format!("the hold was already resolved: {}", resolved.as_str());
-        return (
-            StatusCode::CONFLICT,
-            axum::Json(json!({ "error": { "type": "already_resolved", "message": message } })),
-        )
-            .into_response();
-    }
-    hold.resolution = Some(verdict);
-    tracing::info!(
-        "hold {token} for {} resolved: {}",
-        crate::logging::escaped(&hold.tool),
-        verdict.as_str()
-    );
-    axum::Json(hold_json(&state, &token, hold)).into_response()
 }
 
 async fn explain(
@@ -850,6 +935,10 @@ async fn events_batch(
         Ok(_) => return bad_request("body must be a JSON array of events"),
         Err(refused) => return *refused,
     };
+    // Committed before the 202: a replica killed now loses none of them.
+    if let Err(e) = state.store.ingest(&events).await {
+        return unavailable(&e);
+    }
     if let Some(file) = &state.events {
         use std::io::Write;
         let mut file = file

@@ -61,6 +61,7 @@ pub const KNOWN: &[&str] = &[
     "THOTH_DENY_STYLE",
     "THOTH_INSPECT_RESULTS",
     "THOTH_APPROVER_KEY",
+    "THOTH_DATABASE_URL",
     "THOTH_LOG",
     "THOTH_CHILD_TERM_DELAY_MS",
     "THOTH_ENFORCER_TIMEOUT_MS",
@@ -138,6 +139,8 @@ pub struct EnvVars {
     /// `THOTH_INSPECT_RESULTS`: the action per detector class on the server's answers.
     pub inspect_results: Option<crate::inspect::actions::ResultActions>,
     pub approver_key: Option<Secret>,
+    /// `thoth enforcer serve`'s state database (it may hold a password: a secret).
+    pub database_url: Option<Secret>,
     pub child_term_delay: Option<Duration>,
     pub child_kill_delay: Option<Duration>,
     pub server_stall_warn: Option<Duration>,
@@ -493,6 +496,7 @@ impl EnvVars {
                 None => None,
             },
             approver_key: r.secret("THOTH_APPROVER_KEY")?,
+            database_url: r.secret("THOTH_DATABASE_URL")?,
             child_term_delay: r.millis("THOTH_CHILD_TERM_DELAY_MS", 10, 60_000)?,
             child_kill_delay: r.millis("THOTH_CHILD_KILL_DELAY_MS", 10, 60_000)?,
             server_stall_warn: r.millis("THOTH_SERVER_STALL_WARN_MS", 10, 600_000)?,
