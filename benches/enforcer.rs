@@ -3,7 +3,10 @@
 //! `thoth run -- cat`, beside the local engine and `cat` alone, in one run.
 //!
 //! Run: `cargo bench --bench enforcer` (a bench binary printing decisions/s and
-//! p50/p99; `THOTH_BENCH_SECONDS` sets the load duration, default 5).
+//! p50/p99; `THOTH_BENCH_SECONDS` sets the load duration, default 5). The server keeps
+//! its state in its default SQLite file; with `THOTH_BENCH_DATABASE_URL=postgres://…`
+//! the load also runs against one and two replicas on that PostgreSQL, while holds are
+//! created and approved meanwhile (one every 10 ms).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -33,7 +36,17 @@ fn thoth() -> Command {
     cmd
 }
 
+/// read_file is allowed; send_mail waits for an approver (a hold).
+const POLICY: &str = r#"permit (principal, action, resource) when { resource.name == "read_file" };
+@decision("step_up") forbid (principal, action, resource) when { resource.name == "send_mail" };
+permit (principal, action, resource) when { resource.name == "send_mail" };
+"#;
+
 fn start_server() -> (Child, String) {
+    start_replica(None)
+}
+
+fn start_replica(database: Option<&str>) -> (Child, String) {
     use std::os::unix::fs::PermissionsExt;
     let key = home().join("bench-key");
     std::fs::write(&key, KEY).unwrap();
@@ -42,7 +55,25 @@ fn start_server() -> (Child, String) {
         .env("THOTH_LOG", "info")
         .env("THOTH_APPROVER_KEY", "bench-approver")
         .args(["enforcer", "serve", "--listen", "127.0.0.1:0", "--policy"])
-        .arg(policy())
+        .arg(if database.is_some() {
+            let path = home().join("bench.cedar");
+            std::fs::write(&path, POLICY).unwrap();
+            path
+        } else {
+            policy()
+        })
+        .args([
+            "--max-requests-per-second",
+            "100000",
+            "--max-connections",
+            "1024",
+        ])
+        .args(
+            database
+                .map(|url| ["--database-url", url])
+                .into_iter()
+                .flatten(),
+        )
         .arg("--api-key-file")
         .arg(&key)
         .arg("--events-file")
@@ -50,15 +81,19 @@ fn start_server() -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "no address logged"
+        );
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break url.to_string();
+        }
+    };
+    // Its later lines are not read: keep the pipe drained.
+    std::thread::spawn(move || for _ in reader.lines() {});
     (child, url)
 }
 
@@ -67,6 +102,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn load(url: &str, seconds: u64) {
+    load_on(&[url], seconds, false, "enforcer serve (SQLite state)");
+}
+
+/// 64 clients spread over `urls`; with `holds`, a 65th creates a hold every 10 ms and
+/// approves it on the next replica.
+fn load_on(urls: &[&str], seconds: u64, holds: bool, label: &str) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -79,13 +120,55 @@ fn load(url: &str, seconds: u64) {
             "session_tool_calls": ["read_file"], "enforcement_mode": "block", "environment": "dev"
         });
         let deadline = Instant::now() + Duration::from_secs(seconds);
-        let mut tasks = Vec::new();
-        for _ in 0..64 {
-            let client = reqwest::Client::builder()
+        let client = || {
+            reqwest::Client::builder()
                 .tls_backend_preconfigured(thoth::TlsSettings::default().client_config().unwrap())
                 .build()
-                .unwrap();
-            let url = format!("{url}/v1/enforce");
+                .unwrap()
+        };
+        let approvals = holds.then(|| {
+            let client = client();
+            let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+            tokio::spawn(async move {
+                let mut approved = 0u64;
+                let mut i = 0usize;
+                while Instant::now() < deadline {
+                    let on = &urls[i % urls.len()];
+                    let next = &urls[(i + 1) % urls.len()];
+                    i += 1;
+                    let held: serde_json::Value = client
+                        .post(format!("{on}/v1/enforce"))
+                        .header("x-api-key", KEY)
+                        .json(&json!({
+                            "agent_id": format!("bench-{i}"), "tenant_id": "local", "user_id": "u",
+                            "tool_name": "send_mail", "tool_args": { "to": "a@b.example" },
+                            "session_id": "h", "enforcement_mode": "block", "environment": "dev"
+                        }))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    let token = held["hold_token"].as_str().unwrap().to_string();
+                    let r = client
+                        .post(format!("{next}/v1/holds/{token}/approve"))
+                        .bearer_auth("bench-approver")
+                        .header("x-approver-name", "bench")
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(r.status().is_success(), "{}", r.status());
+                    approved += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                approved
+            })
+        });
+        let mut tasks = Vec::new();
+        for n in 0..64 {
+            let client = client();
+            let url = format!("{}/v1/enforce", urls[n % urls.len()]);
             let body = body.clone();
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -109,14 +192,24 @@ fn load(url: &str, seconds: u64) {
         for t in tasks {
             all.extend(t.await.unwrap());
         }
-        (all.len(), all)
+        let approved = match approvals {
+            Some(task) => task.await.unwrap(),
+            None => 0,
+        };
+        (all.len(), (all, approved))
     });
+    let (mut latencies, approved) = (std::mem::take(&mut latencies.0), latencies.1);
     latencies.sort();
     println!(
-        "enforcer serve, 64 concurrent clients, {seconds} s: {:.0} decisions/s, p50 {:?}, p99 {:?}",
+        "{label}, 64 concurrent clients, {seconds} s: {:.0} decisions/s, p50 {:?}, p99 {:?}{}",
         count as f64 / seconds as f64,
         percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99)
+        percentile(&latencies, 0.99),
+        if holds {
+            format!(" ({approved} holds created and approved meanwhile)")
+        } else {
+            String::new()
+        }
     );
 }
 
@@ -165,6 +258,26 @@ fn main() {
         .unwrap_or(5);
     let (mut server, url) = start_server();
     load(&url, seconds);
+    if let Ok(database) = std::env::var("THOTH_BENCH_DATABASE_URL") {
+        let (mut one, first) = start_replica(Some(&database));
+        load_on(
+            &[&first],
+            seconds,
+            true,
+            "enforcer serve, 1 replica on PostgreSQL",
+        );
+        let (mut two, second) = start_replica(Some(&database));
+        load_on(
+            &[&first, &second],
+            seconds,
+            true,
+            "enforcer serve, 2 replicas on PostgreSQL",
+        );
+        for replica in [&mut one, &mut two] {
+            let _ = replica.kill();
+            let _ = replica.wait();
+        }
+    }
 
     let remote = |telemetry: &str| {
         let mut cmd = thoth();

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Canned, Enforcer, HIPAA, Proxy, READ_ONLY, Scratch, Seen, TestServer, assert_ok, fixture,
+    Canned, Enforcer, HIPAA, Proxy, READ_ONLY, Scratch, Seen, TestServer, assert_ok, fixture, http,
+    http_get,
 };
 use serde_json::{Value, json};
 
@@ -252,30 +253,6 @@ fn holds_are_approved_by_the_approver_key_never_the_proxy_key() {
         assert_eq!(code, Some(1), "{action}: {err}");
         assert!(err.contains("already resolved: ALLOW"), "{action}: {err}");
     }
-}
-
-/// One HTTP/1.1 exchange with the server at `url`: `head` is the request line and
-/// headers (without Host), then `body`; returns the whole answer as text.
-fn http(url: &str, head: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let host = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "{head}\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-}
-
-/// `GET url+path` with the proxy key; the JSON body.
-fn http_get(url: &str, path: &str, key: &str) -> Value {
-    let answer = http(url, &format!("GET {path} HTTP/1.1\r\nx-api-key: {key}"), "");
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
 }
 
 /// `enforcer serve` warns when its user may also run MCP clients (here: a client

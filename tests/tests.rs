@@ -10,6 +10,7 @@ mod fleet;
 mod inspect;
 mod real_servers;
 mod remote;
+mod replicas;
 mod run;
 mod scan;
 mod tls;

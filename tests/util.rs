@@ -515,3 +515,27 @@ pub const ADVERSARIAL: &[(&str, i64)] = &[
         -32602,
     ),
 ];
+
+/// One HTTP/1.1 exchange with the server at `url`: `head` is the request line and
+/// headers (without Host), then `body`; returns the whole answer as text.
+pub fn http(url: &str, head: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "{head}\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// `GET url+path` with the proxy key; the JSON body.
+pub fn http_get(url: &str, path: &str, key: &str) -> serde_json::Value {
+    let answer = http(url, &format!("GET {path} HTTP/1.1\r\nx-api-key: {key}"), "");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
