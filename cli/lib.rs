@@ -25,6 +25,7 @@ mod inspect;
 mod jcs;
 mod logging;
 mod net;
+mod otlp;
 mod pins;
 mod pins_cmd;
 mod private_files;

@@ -8,6 +8,7 @@ mod cli;
 mod doctor;
 mod fleet;
 mod inspect;
+mod otlp;
 mod real_servers;
 mod remote;
 mod replicas;

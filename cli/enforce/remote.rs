@@ -164,9 +164,25 @@ impl RemoteEnforcer {
         trace_id: &str,
         attestation_id: &str,
     ) -> Decision {
-        let body = self.enforce_body(input, trace_id, attestation_id);
-        self.ask(body, Self::body(input, trace_id, attestation_id))
+        self.enforce_traced(input, trace_id, attestation_id, None)
             .await
+    }
+
+    /// [`Self::enforce`], continuing a W3C trace: the request carries `traceparent`.
+    pub async fn enforce_traced(
+        &self,
+        input: &DecisionInput<'_>,
+        trace_id: &str,
+        attestation_id: &str,
+        traceparent: Option<&str>,
+    ) -> Decision {
+        let body = self.enforce_body(input, trace_id, attestation_id);
+        self.ask(
+            body,
+            Self::body(input, trace_id, attestation_id),
+            traceparent,
+        )
+        .await
     }
 
     /// Asks the enforcer about a request besides tools/call (docs/architecture.md §4):
@@ -195,16 +211,19 @@ impl RemoteEnforcer {
         };
         let body = with_method(self.enforce_body(input, trace_id, attestation_id));
         let explain = with_method(Self::body(input, trace_id, attestation_id));
-        self.ask(body, explain).await
+        self.ask(body, explain, None).await
     }
 
-    async fn ask(&self, body: Value, explain_body: Value) -> Decision {
+    async fn ask(&self, body: Value, explain_body: Value, traceparent: Option<&str>) -> Decision {
         let url = format!("{}/v1/enforce", self.base);
-        let request = self
+        let mut request = self
             .client
             .post(&url)
             .header("x-api-key", self.api_key.expose())
             .json(&body);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
         let answer = match exchange(request, self.read_timeout, ENFORCE_BODY_LIMIT).await {
             Ok(answer) => answer,
             Err(failure) => return self.failed(failure),

@@ -86,6 +86,8 @@ pub struct Ctx {
     pub questions: Rc<Questions>,
     /// The server's name (`serverInfo.name` of its initialize answer), for questions.
     pub server_name: RefCell<Option<String>>,
+    /// OTLP export, when configured; taken at shutdown to flush it.
+    pub otlp: RefCell<Option<crate::otlp::Otlp>>,
 }
 
 impl Ctx {
@@ -128,6 +130,7 @@ impl Ctx {
             client_modes: std::cell::Cell::new(Modes::default()),
             questions,
             server_name: RefCell::new(None),
+            otlp: RefCell::new(None),
         });
         (ctx, queues)
     }
@@ -140,10 +143,48 @@ impl Ctx {
         }
     }
 
+    /// An audit event record (`"event":name`), mirrored to OTLP when it is on.
+    pub fn audit_event(&self, name: &'static str, fields: serde_json::Map<String, Value>) {
+        if let Some(otlp) = self.otlp.borrow().as_ref() {
+            otlp.send(crate::otlp::Item::Log {
+                time_unix_nano: crate::otlp::now_unix_nano(),
+                name: format!("thoth.{name}"),
+                attributes: fields
+                    .iter()
+                    .map(|(k, v)| (format!("thoth.{k}"), v.clone()))
+                    .collect(),
+                trace: None,
+            });
+        }
+        self.audit.event(name, fields);
+    }
+
+    /// The trace a call's decision continues: the client's `_meta.traceparent`, else a
+    /// fresh one when OTLP export is on (else none), with the call's own span id.
+    pub fn call_trace(&self, frame: &[u8]) -> Option<CallTrace> {
+        let context = crate::otlp::TraceContext::of_call(frame).or_else(|| {
+            self.otlp
+                .borrow()
+                .is_some()
+                .then(crate::otlp::TraceContext::fresh)
+        })?;
+        Some(CallTrace {
+            context,
+            span: crate::otlp::span_id(),
+        })
+    }
+
     /// Queues one of thoth's own frames for the client.
     pub async fn answer_client(&self, frame: Vec<u8>) {
         self.out.answer_client(frame).await;
     }
+}
+
+/// A call's place in a trace: the trace, and the call's own span.
+#[derive(Debug, Clone, Copy)]
+pub struct CallTrace {
+    pub context: crate::otlp::TraceContext,
+    pub span: [u8; 8],
 }
 
 /// Reads the client's stdin until EOF.
@@ -753,7 +794,7 @@ async fn enforcer_decides(
 /// records of tools/call keep their shape).
 fn record_method(ctx: &Ctx, method: &str, target: &str, decided: &Decided, started: Instant) {
     let fields = method_record(ctx, method, target, decided, started);
-    ctx.audit.event("method", fields);
+    ctx.audit_event("method", fields);
 }
 
 /// The fields of a `method` audit record (counted as a decision when one was made).
@@ -1161,7 +1202,8 @@ async fn decide_call(
         let tool = tc.name.as_str();
         ctx.emit("TOOL_CALL_PRE", tool, None);
         // Decided afresh even when the user approved: the facts may have changed.
-        let decided = decide_locally(ctx, local, tool, &facts, args.as_ref(), args_len);
+        let trace = ctx.call_trace(frame);
+        let decided = decide_locally(ctx, local, tool, &facts, args.as_ref(), args_len, trace);
         let decided = match back {
             Some(Stateless::Ours(back)) => retry_answered(ctx, tool, args.as_ref(), &back, decided),
             Some(Stateless::Servers) => continued(ctx, tool, args.as_ref(), decided),
@@ -1225,6 +1267,7 @@ async fn decide_call(
         (frame, None)
     };
     ctx.emit("TOOL_CALL_PRE", tc.name.as_str(), None);
+    let trace = ctx.call_trace(&frame);
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
         let tool = tc.name.as_str();
@@ -1246,7 +1289,8 @@ async fn decide_call(
             record(&ctx, tool, &decided, Instant::now());
             decided
         } else {
-            let decided = decide_and_record(&ctx, tool, &facts, args.as_ref(), args_len).await;
+            let decided =
+                decide_and_record(&ctx, tool, &facts, args.as_ref(), args_len, trace).await;
             resolve_hold(&ctx, tool, decided, progress.as_deref(), &call_key).await
         };
         ctx.calls.borrow_mut().decided(&task_key);
@@ -1582,10 +1626,13 @@ async fn decide_and_record(
     facts: &ToolFacts,
     args: Option<&Value>,
     args_len: usize,
+    trace: Option<CallTrace>,
 ) -> Decided {
     let started = Instant::now();
     let decision = match &ctx.engine {
-        Engine::Local(local) => return decide_locally(ctx, local, tool, facts, args, args_len),
+        Engine::Local(local) => {
+            return decide_locally(ctx, local, tool, facts, args, args_len, trace);
+        }
         Engine::Remote(remote) => {
             // A snapshot: other calls may be decided while this one waits.
             let (session_id, history) = {
@@ -1598,24 +1645,32 @@ async fn decide_and_record(
                 None => too_large(args_len),
                 Some(_) => {
                     let attestation = uuid::Uuid::new_v4().to_string();
+                    let traceparent = trace.map(|t| t.context.header(t.span));
                     remote
-                        .enforce(
+                        .enforce_traced(
                             &input(&ctx.settings, &session_id, &history, tool, facts, args),
                             &session_id,
                             &attestation,
+                            traceparent.as_deref(),
                         )
                         .await
                 }
             }
         }
     };
-    conclude(ctx, tool, decision, started)
+    conclude(ctx, tool, decision, started, trace)
 }
 
 /// Observe mode applied to a decision made since `started`, and its audit record.
-fn conclude(ctx: &Ctx, tool: &str, decision: Decision, started: Instant) -> Decided {
+fn conclude(
+    ctx: &Ctx,
+    tool: &str,
+    decision: Decision,
+    started: Instant,
+    trace: Option<CallTrace>,
+) -> Decided {
     let decided = observe(ctx.settings.mode, decision);
-    record(ctx, tool, &decided, started);
+    record_traced(ctx, tool, &decided, started, trace);
     decided
 }
 
@@ -1627,6 +1682,7 @@ fn decide_locally(
     facts: &ToolFacts,
     args: Option<&Value>,
     args_len: usize,
+    trace: Option<CallTrace>,
 ) -> Decided {
     let started = Instant::now();
     let hidden = ctx.catalog.borrow().hidden_by(tool).map(str::to_string);
@@ -1640,7 +1696,7 @@ fn decide_locally(
         )
         .with_code("POLICY_FORBID");
         decision.matched_rule_ids = vec![rule];
-        return conclude(ctx, tool, decision, started);
+        return conclude(ctx, tool, decision, started, trace);
     }
     let decision = {
         let mut session = ctx.session.borrow_mut();
@@ -1654,7 +1710,7 @@ fn decide_locally(
             args_len,
         )
     };
-    conclude(ctx, tool, decision, started)
+    conclude(ctx, tool, decision, started, trace)
 }
 
 /// The catalog's facts about `tool`, or the answer for arguments its schema refuses
@@ -1735,7 +1791,7 @@ fn sync_catalog(ctx: &Ctx) {
                 fields.insert("agent".into(), json!(ctx.settings.agent_id));
                 fields.insert("tool".into(), json!(hidden.tool));
                 fields.insert("rule_ids".into(), json!([hidden.rule]));
-                ctx.audit.event("tool_hidden", fields);
+                ctx.audit_event("tool_hidden", fields);
             }
         }
     }
@@ -1774,7 +1830,7 @@ fn report_pins(ctx: &Ctx, report: crate::catalog::PinReport) {
         fields.insert("digest".into(), json!(notice.digest));
         fields.insert("pinned".into(), json!(notice.pinned));
         fields.insert("managed".into(), json!(notice.managed));
-        ctx.audit.event("tool_pin", fields);
+        ctx.audit_event("tool_pin", fields);
         let kind = match notice.state {
             PinState::Changed => "TOOL_DEFINITION_CHANGED",
             _ => "TOOL_DEFINITION_NEW",
@@ -1790,7 +1846,7 @@ fn report_pins(ctx: &Ctx, report: crate::catalog::PinReport) {
         fields.insert("agent".into(), json!(ctx.settings.agent_id));
         fields.insert("tool".into(), json!(gone));
         fields.insert("pin".into(), json!("gone"));
-        ctx.audit.event("tool_pin", fields);
+        ctx.audit_event("tool_pin", fields);
         ctx.emit("TOOL_DEFINITION_GONE", &gone, None);
     }
 }
@@ -1844,7 +1900,7 @@ async fn settle_server_asks(ctx: &Ctx) {
             super::result_inspection::versions(&inspection.detections),
         );
         fields.insert("redactions".into(), json!(inspection.redactions));
-        ctx.audit.event("inspection", fields);
+        ctx.audit_event("inspection", fields);
     }
     for judged in &asked {
         let mut fields = method_record(
@@ -1858,7 +1914,7 @@ async fn settle_server_asks(ctx: &Ctx) {
             // One of the input requests of an `input_required` result.
             fields.insert("input_request".into(), json!(key));
         }
-        ctx.audit.event("method", fields);
+        ctx.audit_event("method", fields);
     }
     for mut answer in answers {
         answer.push(b'\n');
@@ -1887,7 +1943,21 @@ fn modified_refusal(ctx: &Ctx, decided: &Decided, tool: &str) -> Option<Decided>
 /// The tool a hold was for (for the audit record of its resolution).
 /// One audit record for a decision made since `started`.
 fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
+    record_traced(ctx, tool, decided, started, None);
+}
+
+/// [`record`], with the call's span exported to OTLP (when on) in `trace`.
+fn record_traced(
+    ctx: &Ctx,
+    tool: &str,
+    decided: &Decided,
+    started: Instant,
+    trace: Option<CallTrace>,
+) {
     let d = &decided.decision;
+    if let Some(otlp) = ctx.otlp.borrow().as_ref() {
+        export_decision(ctx, otlp, tool, decided, started, trace);
+    }
     if let Some(gov) = ctx.gov.borrow().as_ref() {
         gov.counters.count(d.verdict.as_str());
     }
@@ -1911,6 +1981,56 @@ fn record(ctx: &Ctx, tool: &str, decided: &Decided, started: Instant) {
             "observe mode: forwarded a call policy would not allow"
         );
     }
+}
+
+/// A decision as OTLP sees it: a log record and the call's span, both with names,
+/// decision, codes and rule ids as attributes (never arguments or results).
+fn export_decision(
+    ctx: &Ctx,
+    otlp: &crate::otlp::Otlp,
+    tool: &str,
+    decided: &Decided,
+    started: Instant,
+    trace: Option<CallTrace>,
+) {
+    let d = &decided.decision;
+    let end = crate::otlp::now_unix_nano();
+    let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let session = ctx.session.borrow().id.clone();
+    let mut attributes = vec![
+        ("thoth.agent_id".to_string(), json!(ctx.settings.agent_id)),
+        ("thoth.tenant_id".to_string(), json!(ctx.settings.tenant_id)),
+        ("thoth.session_id".to_string(), json!(session)),
+        ("thoth.tool".to_string(), json!(tool)),
+        ("thoth.decision".to_string(), json!(d.verdict.as_str())),
+        ("thoth.reason".to_string(), json!(d.reason)),
+        ("thoth.mode".to_string(), json!(ctx.settings.mode.as_str())),
+        ("thoth.rule_ids".to_string(), json!(d.matched_rule_ids)),
+    ];
+    if let Some(code) = &d.decision_reason_code {
+        attributes.push(("thoth.decision_reason_code".into(), json!(code)));
+    }
+    if let Some(would_be) = &decided.would_be {
+        attributes.push(("thoth.would_be".into(), json!(would_be.verdict.as_str())));
+    }
+    let trace = trace.unwrap_or_else(|| CallTrace {
+        context: crate::otlp::TraceContext::fresh(),
+        span: crate::otlp::span_id(),
+    });
+    otlp.send(crate::otlp::Item::Log {
+        time_unix_nano: end,
+        name: "thoth.decision".into(),
+        attributes: attributes.clone(),
+        trace: Some((trace.context, trace.span)),
+    });
+    otlp.send(crate::otlp::Item::Span(Box::new(crate::otlp::CallSpan {
+        trace: trace.context,
+        span_id: trace.span,
+        start_unix_nano: end.saturating_sub(elapsed),
+        end_unix_nano: end,
+        attributes,
+        denied: d.verdict != Verdict::Allow,
+    })));
 }
 
 /// The action for a decided call ([`action`]), with what follows from it: a forwarded
@@ -1968,7 +2088,7 @@ async fn decide_element<'e>(
         Err(answer) => return Action::Answer(answer),
     };
     ctx.emit("TOOL_CALL_PRE", tool, None);
-    let decided = decide_and_record(ctx, tool, &facts, args.as_ref(), len).await;
+    let decided = decide_and_record(ctx, tool, &facts, args.as_ref(), len, None).await;
     let call = CallFrame {
         frame: Cow::Borrowed(element),
         raw_id,

@@ -125,6 +125,7 @@ async fn serve(
         *ctx.gov.borrow_mut() = crate::govapi::Handle::start(gov, identity, state);
     }
     let telemetry_task = start_telemetry(&ctx);
+    let otlp_task = start_otlp(&ctx);
     let pumps = start_pumps(
         &ctx,
         queues,
@@ -214,6 +215,24 @@ async fn serve(
             );
         }
     }
+    // What OTLP has queued goes out, for at most 2 s. (After the last audit records:
+    // they are mirrored to it.)
+    let flush_otlp = async {
+        let otlp = ctx.otlp.borrow_mut().take();
+        if let Some(otlp) = otlp {
+            let dropped = otlp.dropped();
+            drop(otlp);
+            if let Some(task) = otlp_task {
+                let _ = tokio::time::timeout(crate::otlp::FLUSH, task).await;
+            }
+            if dropped > 0 {
+                tracing::warn!(
+                    "{} dropped (queue full)",
+                    crate::wording::count(dropped, "OTLP record")
+                );
+            }
+        }
+    };
     // The last inventory and heartbeat, bounded.
     let gov = ctx.gov.borrow_mut().take();
     if let Some(gov) = gov {
@@ -223,6 +242,7 @@ async fn serve(
     // audited before the log closes.
     from_client::settle_last(&ctx).await;
     report_relay_changes(&ctx);
+    flush_otlp.await;
     let dropped = ctx.audit.dropped();
     ctx.audit.finish();
     if dropped > 0 {
@@ -291,10 +311,39 @@ fn report_relay_changes(ctx: &Ctx) {
         .iter()
         .map(|(name, n)| ((*name).to_string(), serde_json::json!(n)))
         .collect();
-    ctx.audit.event("relay_changes", fields);
+    ctx.audit_event("relay_changes", fields);
 }
 
 /// Starts telemetry when a URL and an API key are configured.
+/// OTLP export (`crate::otlp`), when the settings turn it on. Its client follows no
+/// redirect (the headers may carry a collector's key).
+fn start_otlp(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
+    let settings = ctx.settings.otlp.clone()?;
+    let client = match ctx.settings.tls.client_config().map(|tls| {
+        crate::net::client_builder(tls)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+    }) {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => {
+            tracing::warn!("OTLP export is off: {e}");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!("OTLP export is off: {e}");
+            return None;
+        }
+    };
+    tracing::info!(
+        "OTLP export to {} (logs) and {} (traces)",
+        crate::settings::env::without_credentials(&settings.logs_url),
+        crate::settings::env::without_credentials(&settings.traces_url)
+    );
+    let (otlp, task) = crate::otlp::Otlp::start(settings, client);
+    *ctx.otlp.borrow_mut() = Some(otlp);
+    Some(task)
+}
+
 fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
     let url = ctx.settings.telemetry_url.clone()?;
     let Some(api_key) = ctx.settings.api_key.clone() else {

@@ -49,6 +49,9 @@ struct ManagedFile {
     govapi_url: Option<String>,
     api_url: Option<String>,
     step_up_hold_seconds: Option<u64>,
+    /// The OTLP collector audit events go to (`https://…`), or `"off"`: either way the
+    /// user's `OTEL_*` endpoints are ignored.
+    otlp_endpoint: Option<String>,
     /// The oldest thoth that understands this file (`"0.2.0"`): an older one refuses it,
     /// and names that version when the file holds a key it does not know.
     min_thoth_version: Option<String>,
@@ -132,6 +135,7 @@ pub struct Managed {
     pub api_url: Option<String>,
     pub step_up_hold_seconds: Option<u64>,
     pub tool_pins: Vec<ManagedPin>,
+    pub otlp: Option<super::otlp::ManagedOtlp>,
 }
 
 impl Managed {
@@ -217,6 +221,16 @@ impl Managed {
         {
             return Err(bad("step_up_hold_seconds", &h.to_string(), "use 1 to 600"));
         }
+        let otlp = match file.otlp_endpoint.as_deref() {
+            None => None,
+            Some("off") => Some(super::otlp::ManagedOtlp::Off),
+            Some(u) => {
+                check_url(u).map_err(|why| {
+                    bad("otlp_endpoint", &super::env::without_credentials(u), why)
+                })?;
+                Some(super::otlp::ManagedOtlp::Fixed(u.to_string()))
+            }
+        };
         let tool_pins = file.tool_pins.unwrap_or_default();
         for (i, pin) in tool_pins.iter().enumerate() {
             if let Some((tool, digest)) = pin.tools.iter().find(|(_, d)| !is_pin_digest(d)) {
@@ -253,6 +267,7 @@ impl Managed {
             api_url: file.api_url,
             step_up_hold_seconds: file.step_up_hold_seconds,
             tool_pins,
+            otlp,
         }))
     }
 

@@ -8,6 +8,7 @@
 pub mod env;
 mod error;
 pub mod managed;
+pub mod otlp;
 pub mod profile;
 pub mod run;
 pub mod tls;

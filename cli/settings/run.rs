@@ -72,6 +72,8 @@ pub struct RunSettings {
     pub govapi: Option<GovApiSettings>,
     /// Fleet-approved tool pins from the managed settings file (`crate::pins`).
     pub tool_pins: Vec<crate::settings::managed::ManagedPin>,
+    /// OTLP export (`OTEL_*`, or the managed `otlp_endpoint`), when on.
+    pub otlp: Option<crate::settings::otlp::OtlpSettings>,
     /// Remote mode: resources/read, resources/subscribe, prompts/get and
     /// completion/complete are asked of the enforcer too (else passed, audited).
     pub enforcer_govern_methods: bool,
@@ -306,8 +308,13 @@ impl RunSettings {
             Some(s) => s.clone(),
             None => profile.session_intent(&agent_id)?.unwrap_or_default(),
         };
+        let otlp = crate::settings::otlp::OtlpSettings::resolve(
+            &|name| std::env::var(name).ok(),
+            m.otlp.as_ref(),
+        )?;
         Ok(Self {
             enforcer_govern_methods,
+            otlp,
             tool_pins: m.tool_pins.clone(),
             agent_id,
             tenant_id: tenant.unwrap_or_else(|| "local".into()),
