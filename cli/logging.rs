@@ -8,7 +8,12 @@ pub fn init() {
     let filter = std::env::var("THOTH_LOG")
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new("info"))
+        // sqlx warns with a database URL's parameter values (a password among them):
+        // its errors only, whatever the filter says.
+        .add_directive("sqlx=error".parse().unwrap_or_else(|_| {
+            tracing_subscriber::filter::Directive::from(tracing::Level::ERROR)
+        }));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -87,6 +87,8 @@ pub enum ServeError {
     LocalAddr(std::io::Error),
     #[error("the state database: {0}")]
     Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Database(String),
 }
 
 fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
@@ -260,16 +262,96 @@ fn serve(args: &ServeArgs) -> Result<(), ServeError> {
 /// file in the server's profile (created 0600: it holds held calls' arguments).
 fn database_url(args: &ServeArgs, env: &EnvVars) -> Result<Secret, ServeError> {
     if let Some(url) = &args.database_url {
-        return Ok(Secret::new(url.clone()));
+        // Another local user reads a process's argv: no password there.
+        if has_password(url) {
+            return Err(ServeError::Database(
+                "--database-url must not carry a password (every local user can read a process's arguments): set THOTH_DATABASE_URL, or use ~/.pgpass".into(),
+            ));
+        }
+        return checked_url(url.clone());
     }
     if let Some(url) = &env.database_url {
-        return Ok(url.clone());
+        return checked_url(url.expose().to_string());
     }
     let profile = crate::settings::profile::Profile::locate()?;
     profile.bootstrap()?;
     let path = profile.dir.join("enforcer.db");
-    crate::settings::profile::create_if_missing(&path, b"", 0o600).map_err(file_error(&path))?;
-    Ok(Secret::new(format!("sqlite://{}?mode=rwc", path.display())))
+    private_file(&path)?;
+    Ok(Secret::new(format!(
+        "sqlite://{}?mode=rwc",
+        encode_path(&path.display().to_string())
+    )))
+}
+
+fn has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+        || url.contains("password=")
+}
+
+/// A URL as it is used: a SQLite file is private (0600, a regular file of this user);
+/// a PostgreSQL server not on this host is reached over verified TLS unless the URL
+/// says otherwise (sqlx would otherwise accept a downgrade to plain text).
+fn checked_url(url: String) -> Result<Secret, ServeError> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = rest.split('?').next().unwrap_or_default();
+        if !path.is_empty() && !path.starts_with(':') {
+            let decoded: String =
+                form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
+                    .map(|(_, v)| v.into_owned())
+                    .next()
+                    .unwrap_or_default();
+            private_file(Path::new(&decoded))?;
+        }
+        return Ok(Secret::new(url));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let rest = url.split_once("://").map_or("", |(_, r)| r);
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let local = matches!(host, "" | "localhost" | "127.0.0.1" | "[::1]")
+            || host.starts_with("%2F")
+            || host.starts_with('/');
+        if !local && !url.contains("sslmode=") {
+            let joiner = if url.contains('?') { '&' } else { '?' };
+            return Ok(Secret::new(format!("{url}{joiner}sslmode=verify-full")));
+        }
+    }
+    Ok(Secret::new(url))
+}
+
+/// `%`, `?` and `#` in a path would end or change a SQLite URL's path.
+fn encode_path(path: &str) -> String {
+    path.replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23")
+}
+
+/// The SQLite file at `path`, created 0600 when missing; an existing one must be a
+/// regular file (not a link) of this user that nobody else can read.
+fn private_file(path: &Path) -> Result<(), ServeError> {
+    crate::settings::profile::create_if_missing(path, b"", 0o600).map_err(file_error(path))?;
+    let meta = std::fs::symlink_metadata(path).map_err(file_error(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if !meta.file_type().is_file()
+            || meta.uid() != nix::unistd::geteuid().as_raw()
+            || meta.mode() & 0o077 != 0
+        {
+            return Err(ServeError::Database(format!(
+                "{}: the database must be a regular file of this user that nobody else can read or write (chmod 600 it)",
+                path.display()
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
 }
 
 /// The answer when the state database fails: 503 (the proxy's failure decision
@@ -470,6 +552,12 @@ async fn enforce(
         if value.len() > MAX_ID_TEXT {
             return bad_request(&format!("{name} is longer than {MAX_ID_TEXT} bytes"));
         }
+        if value.chars().any(char::is_control) {
+            return bad_request(&format!("{name} holds a control character"));
+        }
+    }
+    if tool.chars().any(char::is_control) {
+        return bad_request("tool_name holds a control character");
     }
     let args_len = serde_json::to_string(&args).map_or(usize::MAX, |t| t.len());
     if args_len > crate::enforce::MAX_POLICY_ARGUMENTS {
@@ -555,7 +643,12 @@ async fn enforce(
             Ok(false) => {
                 soft_denied.insert(key.clone());
             }
-            Err(e) => return unavailable(&e),
+            // Not known to be the first: the stricter answer (BLOCK), not an outage
+            // the proxy's failure decision might turn into ALLOW.
+            Err(e) => {
+                tracing::warn!("{e}");
+                soft_denied.insert(key.clone());
+            }
         }
     }
     let decided = apply_mode(outcome, mode, &key, &mut soft_denied);
@@ -625,11 +718,23 @@ async fn enforce(
                 }
             }
             Ok(false) => tracing::warn!(
-                "agent {} has {} open holds (the quota): this STEP_UP gets no hold",
+                "agent {} has {} open holds (the quota), or the server is full: this STEP_UP gets no hold",
                 crate::logging::escaped(&agent),
                 state.max_holds_per_agent
             ),
-            Err(e) => return unavailable(&e),
+            // The policy asked for an approval that cannot be held: BLOCK, never an
+            // outage the proxy's failure decision might turn into ALLOW.
+            Err(e) => {
+                tracing::warn!("{e}");
+                return axum::Json(json!({
+                    "decision": "BLOCK",
+                    "reason": format!("{} (no hold could be stored for the approval)", decision.reason),
+                    "matched_rule_ids": decision.matched_rule_ids,
+                    "decision_reason_code": "HOLD_UNAVAILABLE",
+                    "violation_id": uuid::Uuid::new_v4().to_string(),
+                }))
+                .into_response();
+            }
         }
     }
     state.store.log_decision(store::DecisionRow {
@@ -664,9 +769,12 @@ fn hold_json(state: &ServerState, hold: &store::Hold) -> Value {
         "tool_name": hold.tool,
         "reason": if expired { "the hold expired without approval" } else { hold.reason.as_str() },
     });
-    if let (Some(map), Some(by), Some(at)) =
-        (status.as_object_mut(), &hold.approver, hold.resolved_ms)
-    {
+    if let (false, Some(map), Some(by), Some(at)) = (
+        expired,
+        status.as_object_mut(),
+        &hold.approver,
+        hold.resolved_ms,
+    ) {
         map.insert("resolved_by".into(), json!(by));
         map.insert("resolved_at".into(), json!(rfc3339_ms(at)));
     }
@@ -931,6 +1039,12 @@ async fn events_batch(
     body: Bytes,
 ) -> Response {
     let events = match authorized_json(&state, &headers, &body) {
+        Ok(Value::Array(events)) if events.len() > store::MAX_EVENTS => {
+            return bad_request(&format!("at most {} events per batch", store::MAX_EVENTS));
+        }
+        Ok(Value::Array(events)) if !events.iter().all(Value::is_object) => {
+            return bad_request("every event must be a JSON object");
+        }
         Ok(Value::Array(events)) => events,
         Ok(_) => return bad_request("body must be a JSON array of events"),
         Err(refused) => return *refused,
@@ -953,4 +1067,61 @@ async fn events_batch(
         axum::Json(json!({ "accepted": events.len() })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_keeps_its_password_out_of_argv_and_its_traffic_encrypted() {
+        assert!(has_password("postgres://u:secret@db.corp/thoth"));
+        assert!(has_password("postgres://db.corp/thoth?password=secret"));
+        assert!(!has_password("postgres://u@db.corp/thoth"));
+        assert!(!has_password(
+            "postgres://u@db.corp/thoth?application_name=a:b"
+        ));
+        let url = |u: &str| checked_url(u.into()).map(|s| s.expose().to_string()).ok();
+        assert_eq!(
+            url("postgres://u@db.corp/thoth").as_deref(),
+            Some("postgres://u@db.corp/thoth?sslmode=verify-full")
+        );
+        assert_eq!(
+            url("postgres://u@db.corp:5433/thoth?application_name=x").as_deref(),
+            Some("postgres://u@db.corp:5433/thoth?application_name=x&sslmode=verify-full")
+        );
+        for kept in [
+            "postgres://u@127.0.0.1:5432/thoth",
+            "postgres://u@localhost/thoth",
+            "postgres://u@db.corp/thoth?sslmode=require",
+        ] {
+            assert_eq!(url(kept).as_deref(), Some(kept));
+        }
+        assert_eq!(encode_path("/home/a%b?c#d"), "/home/a%25b%3Fc%23d");
+    }
+
+    #[test]
+    fn a_sqlite_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("thoth-db-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let fresh = dir.join("fresh.db");
+        assert!(checked_url(format!("sqlite://{}?mode=rwc", fresh.display())).is_ok());
+        let mode = std::fs::metadata(&fresh)
+            .expect("created")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let open = dir.join("open.db");
+        std::fs::write(&open, b"").expect("write");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(checked_url(format!("sqlite://{}", open.display())).is_err());
+        let link = dir.join("link.db");
+        std::os::unix::fs::symlink(&fresh, &link).expect("symlink");
+        assert!(
+            checked_url(format!("sqlite://{}", link.display())).is_err(),
+            "a link is refused"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -36,6 +36,13 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 const MIGRATION_LOCK: i64 = 0x74_68_6f_74_68;
 /// Characters of an approver's claimed name kept at most.
 pub const MAX_APPROVER_NAME: usize = 128;
+/// Open holds at most, all agents together (agents are named by their callers).
+const MAX_OPEN_HOLDS: i64 = 100_000;
+/// Events stored from one batch at most.
+pub const MAX_EVENTS: usize = 1000;
+/// Rows one retention statement deletes at most (SQLite has one writer for every
+/// replica: a long delete would stall them).
+const PURGE_CHUNK: i64 = 5000;
 /// Connections per replica at most.
 const POOL_SIZE: u32 = 16;
 
@@ -92,6 +99,7 @@ pub struct DecisionRow {
 /// The server's state store.
 pub struct Store {
     pool: AnyPool,
+    postgres: bool,
     log: mpsc::Sender<DecisionRow>,
     dropped: std::sync::atomic::AtomicU64,
     /// Told when the server stops (the writer then drains the queue and ends).
@@ -173,6 +181,7 @@ impl Store {
         Ok((
             Self {
                 pool,
+                postgres,
                 log,
                 dropped: std::sync::atomic::AtomicU64::new(0),
                 closing,
@@ -182,21 +191,24 @@ impl Store {
     }
 
     /// Stores a new hold, unless its agent has `max_open` unresolved, unexpired holds
-    /// already (false). Committed when this returns.
+    /// already, or the server [`MAX_OPEN_HOLDS`] (false). One statement checks and
+    /// inserts (atomic on SQLite), under a per-agent transaction lock on PostgreSQL,
+    /// so concurrent STEP_UPs on any replicas cannot pass the quota together.
+    /// Committed when this returns.
     pub async fn create_hold(&self, hold: &Hold, max_open: usize) -> Result<bool, StoreError> {
-        let open: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM thoth_holds WHERE agent = $1 AND resolution IS NULL AND expires_ms > $2",
-        )
-        .bind(&hold.agent)
-        .bind(hold.created_ms)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?;
-        if usize::try_from(open).unwrap_or(usize::MAX) >= max_open {
-            return Ok(false);
+        let max_open = i64::try_from(max_open).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await?;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&hold.agent)
+                .execute(&mut *tx)
+                .await?;
         }
-        sqlx::query(
-            "INSERT INTO thoth_holds (token, agent, tool, arguments, reason, created_ms, expires_ms, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        let inserted = sqlx::query(
+            "INSERT INTO thoth_holds (token, agent, tool, arguments, reason, created_ms, expires_ms, expires_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE (SELECT COUNT(*) FROM thoth_holds WHERE agent = $9 AND resolution IS NULL AND expires_ms > $10) < $11 \
+             AND (SELECT COUNT(*) FROM thoth_holds WHERE resolution IS NULL AND expires_ms > $12) < $13",
         )
         .bind(&hold.token)
         .bind(&hold.agent)
@@ -206,9 +218,16 @@ impl Store {
         .bind(hold.created_ms)
         .bind(hold.expires_ms)
         .bind(&hold.expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(true)
+        .bind(&hold.agent)
+        .bind(hold.created_ms)
+        .bind(max_open)
+        .bind(hold.created_ms)
+        .bind(MAX_OPEN_HOLDS)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
     }
 
     /// The hold named by `token`.
@@ -280,12 +299,10 @@ impl Store {
         if self.log.try_send(row).is_err() {
             let dropped = self
                 .dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
             if dropped.is_power_of_two() {
-                tracing::warn!(
-                    "the decision log falls behind: {} rows dropped so far",
-                    dropped + 1
-                );
+                tracing::warn!("the decision log falls behind: {dropped} rows dropped so far");
             }
         }
     }
@@ -305,24 +322,38 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes what is older than `retention` (holds by their expiry): rows removed.
+    /// Deletes what is older than `retention` (holds by their expiry), in chunks of
+    /// [`PURGE_CHUNK`] rows: rows removed.
     pub async fn purge(&self, retention: Duration) -> Result<u64, StoreError> {
         let cutoff =
             now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let mut removed = 0;
-        for (table, column) in [
-            ("thoth_decisions", "at_ms"),
-            ("thoth_events", "received_ms"),
-            ("thoth_holds", "expires_ms"),
-            ("thoth_soft_denials", "created_ms"),
+        // (Names from this fixed list; the cutoff and the chunk are bound.)
+        for (table, key, column) in [
+            ("thoth_decisions", "id", "at_ms"),
+            ("thoth_events", "id", "received_ms"),
+            ("thoth_holds", "token", "expires_ms"),
+            (
+                "thoth_soft_denials",
+                "session_id, decision_key",
+                "created_ms",
+            ),
         ] {
-            // (Names from the fixed list above; the cutoff is bound.)
-            let sql = format!("DELETE FROM {table} WHERE {column} < $1");
-            removed += sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            let sql = format!(
+                "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {column} < $1 LIMIT $2)"
+            );
+            loop {
+                let n = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(cutoff)
+                    .bind(PURGE_CHUNK)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                removed += n;
+                if n < u64::try_from(PURGE_CHUNK).unwrap_or(u64::MAX) {
+                    break;
+                }
+            }
         }
         Ok(removed)
     }
@@ -456,19 +487,34 @@ async fn write_log(
             while let Ok(row) = queue.try_recv() {
                 batch.push(row);
                 if batch.len() == LOG_BATCH {
-                    if let Err(e) = insert_rows(&pool, &batch).await {
-                        tracing::warn!("the decision log lost {} rows: {e}", batch.len());
-                    }
+                    write_batch(&pool, &batch).await;
                     batch.clear();
                 }
             }
         }
-        if !batch.is_empty()
-            && let Err(e) = insert_rows(&pool, &batch).await
-        {
-            tracing::warn!("the decision log lost {} rows: {e}", batch.len());
+        if !batch.is_empty() {
+            write_batch(&pool, &batch).await;
         }
         batch.clear();
+    }
+}
+
+/// Writes a batch; when the batch statement fails, row by row, so one bad row (or a
+/// passing failure) loses itself only. Rows that still fail are counted in the warning.
+async fn write_batch(pool: &AnyPool, rows: &[DecisionRow]) {
+    if insert_rows(pool, rows).await.is_ok() {
+        return;
+    }
+    let mut lost = 0usize;
+    let mut last = None;
+    for row in rows {
+        if let Err(e) = insert_rows(pool, std::slice::from_ref(row)).await {
+            lost += 1;
+            last = Some(e);
+        }
+    }
+    if let Some(e) = last {
+        tracing::warn!("the decision log lost {lost} of {} rows: {e}", rows.len());
     }
 }
 
@@ -630,6 +676,36 @@ mod tests {
                         .await
                         .unwrap()
                 );
+            })
+        });
+    }
+
+    #[test]
+    fn concurrent_step_ups_never_pass_the_quota_together() {
+        each_store(|store, _| {
+            Box::pin(async move {
+                let store = std::sync::Arc::new(store);
+                let agent = uuid::Uuid::new_v4().to_string();
+                let later = now_ms() + 60_000;
+                let tries: Vec<_> = (0..16)
+                    .map(|_| {
+                        let (store, agent) = (store.clone(), agent.clone());
+                        tokio::spawn(async move {
+                            let token = uuid::Uuid::new_v4().simple().to_string();
+                            // A busy database is an error, never a hold past the quota.
+                            store
+                                .create_hold(&hold(&token, &agent, later), 3)
+                                .await
+                                .unwrap_or(false)
+                        })
+                    })
+                    .collect();
+                let mut created = 0;
+                for t in tries {
+                    created += usize::from(t.await.unwrap_or(false));
+                }
+                assert!(created <= 3, "{created} holds past a quota of 3");
+                assert!(created >= 1);
             })
         });
     }
