@@ -101,6 +101,8 @@ fn a_decision_is_exported_as_a_span_of_the_client_s_trace_and_a_log_record() {
         .collect();
     assert_eq!(spans.len(), 1, "{traces:?}");
     let span = spans[0];
+    // What a collector receives, for the record (`-- --nocapture` shows it).
+    eprintln!("OTLP span as received: {span:?}");
     assert_eq!(hex(&span.trace_id), TRACE, "the client's trace continues");
     assert_eq!(hex(&span.parent_span_id), CLIENT_SPAN);
     assert_eq!(span.name, "tools/call");
@@ -147,6 +149,7 @@ fn a_decision_is_exported_as_a_span_of_the_client_s_trace_and_a_log_record() {
         .iter()
         .find(|r| r.event_name == "thoth.decision")
         .unwrap_or_else(|| panic!("no decision record: {records:?}"));
+    eprintln!("OTLP log record as received: {decision:?}");
     assert_eq!(hex(&decision.trace_id), TRACE);
     assert_eq!(decision.span_id, span.span_id);
     assert_eq!(

@@ -474,13 +474,18 @@ fn a_remote_hold_shows_its_approval_page_in_the_client_and_waits_for_the_hold() 
         .output()
         .unwrap_or_else(|e| panic!("thoth approve: {e}"));
     crate::util::assert_ok(&approved);
-    let complete = next_message(&p, &mut progress);
+    // (The notification and the server's answer reach the client in either order.)
+    let mut two = [
+        next_message(&p, &mut progress),
+        next_message(&p, &mut progress),
+    ];
+    two.sort_by_key(|m| m.get("id").is_some());
+    let [complete, result] = two;
     assert_eq!(
         complete["method"], "notifications/elicitation/complete",
         "{complete}"
     );
     assert_eq!(complete["params"]["elicitationId"], elicitation);
-    let result = next_message(&p, &mut progress);
     assert_eq!(result["id"], 1, "{result}");
     assert!(result.get("result").is_some(), "{result}");
     // Declining the page ends the hold: the call never runs.
@@ -595,4 +600,91 @@ fn the_server_never_gets_near_thoth_s_own_ids() {
     assert!(sent.contains("reserved_id"), "the server was told: {sent}");
     let question_id = question["id"].as_str().unwrap_or_default();
     assert!(!sent.contains(question_id), "{sent}");
+}
+
+/// A stateless client of a remote enforcer is shown the hold's approval page through
+/// `input_required` (a URL elicitation); its retry brings the answer: opened → the call
+/// waits for the hold, and runs when an approver approves it; declined → -32001.
+#[test]
+fn a_stateless_client_is_shown_the_approval_page_and_its_retry_waits_for_the_hold() {
+    const KEY: &str = "proxy-key-7a2c";
+    const APPROVER: &str = "approver-91b3";
+    let s = Scratch::new("approve-page-stateless");
+    let policy = s.write("policy.cedar", POLICY);
+    let enforcer =
+        crate::util::Enforcer::start(&s, policy.to_str().unwrap_or_default(), KEY, APPROVER);
+    let mut cmd = s.thoth();
+    cmd.args(["run", "--agent-id", "fixture", "--"])
+        .arg(fixture())
+        .env("THOTH_ENFORCER_URL", &enforcer.url)
+        .env("THOTH_API_KEY", KEY)
+        .env("FIXTURE_LOG", s.path("received.log"))
+        .env("THOTH_STEP_UP_POLL_MS", "50")
+        .env("THOTH_STEP_UP_HOLD_SECONDS", "20");
+    let mut p = Proxy::start(cmd);
+    let url_mode = |id: u32, text: &str, extra: Value| {
+        let mut call: Value =
+            serde_json::from_str(&stateless_call(id, text, extra)).unwrap_or_default();
+        call["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] =
+            json!({ "elicitation": { "url": {} } });
+        call.to_string()
+    };
+    p.send(&url_mode(1, "x", json!({})));
+    let v = p.recv_json();
+    assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+    let asked = &v["result"]["inputRequests"]["thoth.approval"]["params"];
+    assert_eq!(asked["mode"], "url", "{v}");
+    let page = asked["url"].as_str().unwrap_or_default().to_string();
+    assert!(page.starts_with(&enforcer.url), "{v}");
+    let hold = page.rsplit('/').next().unwrap_or_default().to_string();
+    let token = v["result"]["requestState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // The page was opened: the retry waits for the hold.
+    p.send(&url_mode(
+        2,
+        "x",
+        json!({ "requestState": token, "inputResponses": { "thoth.approval": { "action": "accept" } } }),
+    ));
+    assert!(
+        p.try_recv(Duration::from_millis(300))
+            .is_none_or(|l| l.contains("notifications/progress")),
+        "the retry was not held"
+    );
+    assert_eq!(calls_of(&s, "write_file"), 0);
+    let approved = s
+        .thoth()
+        .args(["approve", &hold, "--enforcer-url", &enforcer.url])
+        .env("THOTH_APPROVER_KEY", APPROVER)
+        .output()
+        .unwrap_or_else(|e| panic!("thoth approve: {e}"));
+    crate::util::assert_ok(&approved);
+    let mut progress = 0;
+    let v = next_message(&p, &mut progress);
+    assert_eq!(v["id"], 2, "{v}");
+    assert!(
+        v.get("result")
+            .is_some_and(|r| r.get("resultType").is_none()),
+        "{v}"
+    );
+    assert_eq!(calls_of(&s, "write_file"), 1);
+    // Declined: blocked at once.
+    p.send(&url_mode(3, "y", json!({})));
+    let token = p.recv_json()["result"]["requestState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    p.send(&url_mode(
+        4,
+        "y",
+        json!({ "requestState": token, "inputResponses": { "thoth.approval": { "action": "decline" } } }),
+    ));
+    let v = p.recv_json();
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert_eq!(v["error"]["data"]["decision_reason_code"], "USER_DECLINED");
+    p.close_stdin();
+    p.wait(Duration::from_secs(10));
+    assert_eq!(calls_of(&s, "write_file"), 1, "{}", received(&s));
+    assert!(!received(&s).contains("thoth:approval"));
 }

@@ -711,6 +711,50 @@ mod tests {
     }
 
     #[test]
+    fn of_concurrent_resolutions_exactly_one_wins() {
+        each_store(|store, _| {
+            Box::pin(async move {
+                let store = std::sync::Arc::new(store);
+                let token = uuid::Uuid::new_v4().simple().to_string();
+                let later = now_ms() + 60_000;
+                assert!(
+                    store
+                        .create_hold(&hold(&token, "race", later), 8)
+                        .await
+                        .unwrap()
+                );
+                let tries: Vec<_> = (0..8)
+                    .map(|i| {
+                        let (store, token) = (store.clone(), token.clone());
+                        let verdict = if i % 2 == 0 {
+                            Verdict::Allow
+                        } else {
+                            Verdict::Block
+                        };
+                        tokio::spawn(async move {
+                            store
+                                .resolve(&token, verdict, &format!("approver{i}"), now_ms())
+                                .await
+                        })
+                    })
+                    .collect();
+                let mut won = Vec::new();
+                for t in tries {
+                    if let Ok(Ok(Resolved::Done(h))) = t.await {
+                        won.push(h);
+                    }
+                }
+                assert_eq!(won.len(), 1, "{won:?}");
+                let stored = store.hold(&token).await.unwrap().unwrap();
+                assert_eq!(
+                    stored.approver, won[0].approver,
+                    "the winner is what is stored"
+                );
+            })
+        });
+    }
+
+    #[test]
     fn progressive_memory_log_events_and_retention() {
         each_store(|store, own_database| {
             Box::pin(async move {

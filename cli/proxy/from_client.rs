@@ -1242,6 +1242,11 @@ async fn decide_call(
         };
     }
     let frame = frame.to_vec();
+    let trace = ctx.call_trace(&frame);
+    // A stateless client that can show a URL is shown a hold's approval page through
+    // `input_required` (it cannot be sent a request).
+    let stateless_page =
+        ctx.envelope.borrow().is_some() && user_approval::request_modes(&frame).url;
     let pending_id = raw_id.clone();
     // Observe mode forwards at once, after what the client sent before it, and decides
     // for the record only (the one place the pump itself looks at the mode).
@@ -1267,7 +1272,6 @@ async fn decide_call(
         (frame, None)
     };
     ctx.emit("TOOL_CALL_PRE", tc.name.as_str(), None);
-    let trace = ctx.call_trace(&frame);
     let task = tokio::task::spawn_local(async move {
         let ctx = task_ctx;
         let tool = tc.name.as_str();
@@ -1288,9 +1292,28 @@ async fn decide_call(
             };
             record(&ctx, tool, &decided, Instant::now());
             decided
+        } else if let Some(retried) = match &back {
+            Some(Stateless::Ours(back)) => page_retry(&ctx, tool, args.as_ref(), back),
+            _ => None,
+        } {
+            match retried {
+                PageRetry::Hold(held) => {
+                    resolve_hold(&ctx, tool, held, progress.as_deref(), &call_key).await
+                }
+                PageRetry::Now(decided) => decided,
+            }
         } else {
             let decided =
                 decide_and_record(&ctx, tool, &facts, args.as_ref(), args_len, trace).await;
+            if stateless_page && shows_a_page(&decided) && !forwarded_at_once {
+                let page = show_page_stateless(&ctx, tool, &raw_id, &decided, call_key());
+                if let Some(answer) = page {
+                    ctx.calls.borrow_mut().decided(&task_key);
+                    ctx.answer_client(answer).await;
+                    ctx.calls.borrow_mut().remove_pending(&task_key);
+                    return;
+                }
+            }
             resolve_hold(&ctx, tool, decided, progress.as_deref(), &call_key).await
         };
         ctx.calls.borrow_mut().decided(&task_key);
@@ -1473,7 +1496,9 @@ fn retry_answered(
     let key = hold::call_key(&ctx.settings.agent_id, tool, arguments);
     let started = Instant::now();
     let decision = match ctx.questions.retry(&back.token, &key, &back.params) {
-        user_approval::Retry::Expired | user_approval::Retry::Answered(Answer::Unanswered) => {
+        user_approval::Retry::Expired
+        | user_approval::Retry::Page(..)
+        | user_approval::Retry::Answered(Answer::Unanswered) => {
             return fresh;
         }
         user_approval::Retry::OtherCall => {
@@ -1501,6 +1526,77 @@ fn retry_answered(
     };
     record(ctx, tool, &decided, started);
     decided
+}
+
+/// What a stateless retry bringing back an approval page's token makes of the call.
+enum PageRetry {
+    /// The page was opened: the call waits for its hold, as any held call.
+    Hold(Decided),
+    /// Refused by the user, or the token was another call's.
+    Now(Decided),
+}
+
+/// Whether a remote decision has a hold whose approval page the user may be shown.
+fn shows_a_page(decided: &Decided) -> bool {
+    asks_the_user(decided)
+        && decided.decision.hold_token.is_some()
+        && decided.decision.approval_url.is_some()
+}
+
+/// The `input_required` answer showing a remote hold's approval page to a stateless
+/// client (a URL elicitation), with a token bound to the call and the hold; `None`
+/// when no token can be issued (the call is then held as before).
+fn show_page_stateless(
+    ctx: &Ctx,
+    tool: &str,
+    raw_id: &[u8],
+    decided: &Decided,
+    key: [u8; 32],
+) -> Option<Vec<u8>> {
+    let url = decided.decision.approval_url.as_deref()?;
+    let token =
+        ctx.questions
+            .issue_page(key, user_approval::TOKEN_LIFETIME, decided.decision.clone())?;
+    let params = user_approval::url_params(tool, url, &uuid::Uuid::new_v4().to_string());
+    Some(user_approval::input_required(raw_id, &params, &token))
+}
+
+/// A stateless retry bringing back an approval page's token (remote engine): opened →
+/// held on that hold; declined or cancelled → BLOCK (recorded); another call's token
+/// → BLOCK; expired (or a token that is not a page's) → `None`, decided as any call.
+fn page_retry(
+    ctx: &Ctx,
+    tool: &str,
+    arguments: Option<&Value>,
+    back: &user_approval::BroughtBack,
+) -> Option<PageRetry> {
+    let key = hold::call_key(&ctx.settings.agent_id, tool, arguments);
+    let started = Instant::now();
+    let decision = match ctx.questions.retry(&back.token, &key, &back.params) {
+        user_approval::Retry::Page(Answer::Refused(how), _) => Decision::new(
+            Verdict::Block,
+            format!("the user did not approve this call in their client ({how})"),
+        )
+        .with_code("USER_DECLINED"),
+        user_approval::Retry::Page(_, hold) => {
+            return Some(PageRetry::Hold(Decided {
+                decision: *hold,
+                would_be: None,
+            }));
+        }
+        user_approval::Retry::OtherCall => Decision::new(
+            Verdict::Block,
+            "the approval brought back was asked for another call",
+        )
+        .with_code("APPROVAL_MISMATCH"),
+        user_approval::Retry::Expired | user_approval::Retry::Answered(_) => return None,
+    };
+    let decided = Decided {
+        decision,
+        would_be: None,
+    };
+    record(ctx, tool, &decided, started);
+    Some(PageRetry::Now(decided))
 }
 
 /// Whether a decision is a step-up the user may approve (and is enforced).

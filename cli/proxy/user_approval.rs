@@ -179,10 +179,12 @@ impl Drop for Question {
 struct Issued {
     call_key: [u8; 32],
     expires: Instant,
+    /// An approval page's question: the remote hold the retry is then held on.
+    hold: Option<Box<crate::enforce::Decision>>,
 }
 
 /// How a stateless retry's approval reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Retry {
     /// The token is thoth's and unknown, expired or used: the approval is gone.
     Expired,
@@ -190,6 +192,9 @@ pub enum Retry {
     OtherCall,
     /// The retry's answer to thoth's question.
     Answered(Answer),
+    /// The retry's answer to an approval page's question (`Approved`: the page was
+    /// opened), and the remote hold it belongs to.
+    Page(Answer, Box<crate::enforce::Decision>),
 }
 
 /// The session's open questions.
@@ -278,6 +283,25 @@ impl Questions {
     /// Issues a stateless question's token for the call whose key is `call_key`, valid
     /// for `lifetime`; `None` when [`MAX_ISSUED`] are waiting.
     pub fn issue(&self, call_key: [u8; 32], lifetime: Duration) -> Option<String> {
+        self.issue_for(call_key, lifetime, None)
+    }
+
+    /// [`Self::issue`] for an approval page shown for the remote hold of `hold`.
+    pub fn issue_page(
+        &self,
+        call_key: [u8; 32],
+        lifetime: Duration,
+        hold: crate::enforce::Decision,
+    ) -> Option<String> {
+        self.issue_for(call_key, lifetime, Some(Box::new(hold)))
+    }
+
+    fn issue_for(
+        &self,
+        call_key: [u8; 32],
+        lifetime: Duration,
+        hold: Option<Box<crate::enforce::Decision>>,
+    ) -> Option<String> {
         let mut issued = self.issued.borrow_mut();
         let now = Instant::now();
         issued.retain(|_, i| i.expires > now);
@@ -290,6 +314,7 @@ impl Questions {
             Issued {
                 call_key,
                 expires: now + lifetime,
+                hold,
             },
         );
         Some(token)
@@ -307,16 +332,20 @@ impl Questions {
         if &issued.call_key != call_key {
             return Retry::OtherCall;
         }
+        let form = issued.hold.is_none();
         let answer = params
             .get("inputResponses")
             .and_then(|r| r.get(INPUT_KEY))
             .map(|result| {
                 // Read as a response carrying it, the way a stateful answer is read.
                 let response = json!({ "result": result }).to_string();
-                Answer::of(response.as_bytes(), true)
+                Answer::of(response.as_bytes(), form)
             })
             .unwrap_or(Answer::Unanswered);
-        Retry::Answered(answer)
+        match issued.hold {
+            Some(hold) => Retry::Page(answer, hold),
+            None => Retry::Answered(answer),
+        }
     }
 }
 
@@ -496,7 +525,8 @@ pub fn completed(elicitation_id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The stateless answer to a call: `input_required`, with thoth's question and token.
+/// The stateless answer to a call: `input_required`, with thoth's question (form or URL
+/// elicitation params) and token.
 pub fn input_required(raw_id: &[u8], params: &Value, token: &str) -> Vec<u8> {
     let result = json!({
         "resultType": "input_required",
