@@ -5,22 +5,26 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the stderr subscriber once; later calls are no-ops.
 pub fn init() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = std::env::var("THOTH_LOG")
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"))
-        // sqlx warns with a database URL's parameter values (a password among them):
-        // its errors only, whatever the filter says.
-        .add_directive("sqlx=error".parse().unwrap_or_else(|_| {
-            tracing_subscriber::filter::Directive::from(tracing::Level::ERROR)
-        }));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    // sqlx warns with a database URL's parameter values (a password among them): its
+    // errors only, whatever THOTH_LOG says.
+    let no_sqlx_chatter = tracing_subscriber::filter::filter_fn(|meta| {
+        !meta.target().starts_with("sqlx") || *meta.level() <= tracing::Level::ERROR
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .without_time()
         .with_target(false)
-        .try_init();
+        .with_filter(filter)
+        .with_filter(no_sqlx_chatter);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 /// A value from outside (the enforcer, the server, a file, the environment) as it may

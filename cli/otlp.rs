@@ -56,7 +56,7 @@ impl TraceContext {
         }
         let trace_id: [u8; 16] = hex(trace)?.try_into().ok()?;
         let span_id: [u8; 8] = hex(span)?.try_into().ok()?;
-        let flags = *hex(flags)?.first()?;
+        let [flags]: [u8; 1] = hex(flags)?.try_into().ok()?;
         if trace_id == [0; 16] || span_id == [0; 8] {
             return None;
         }
@@ -76,7 +76,8 @@ impl TraceContext {
         let Ok(thoth_core::Message::Request(call)) = thoth_core::scan(frame) else {
             return None;
         };
-        let params: Value = serde_json::from_slice(call.params()?.of(frame)).ok()?;
+        // A member twice (two traceparents) is no trace: read one way only.
+        let params = crate::enforce::arguments::parse(call.params()?.of(frame)).ok()?;
         Self::parse(params.get("_meta")?.get("traceparent")?.as_str()?)
     }
 
@@ -213,6 +214,7 @@ fn any(value: &Value) -> AnyValue {
 fn attributes(pairs: &[(String, Value)]) -> Vec<KeyValue> {
     pairs
         .iter()
+        .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| KeyValue {
             key: k.clone(),
             value: Some(any(v)),
@@ -420,6 +422,7 @@ mod tests {
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0100",
             "",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad}");
@@ -428,6 +431,8 @@ mod tests {
         let t = TraceContext::of_call(frame).expect("in _meta");
         assert!(!t.sampled);
         assert_eq!(TraceContext::of_call(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"traceparent"}}"#), None);
+        let twice = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","_meta":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00"}}}"#;
+        assert_eq!(TraceContext::of_call(twice), None, "two readings: none");
     }
 
     #[test]

@@ -49,13 +49,21 @@ fn session(s: &Scratch, envs: &[(&str, String)]) -> (TestServer, TestServer) {
         .arg(fixture())
         .env("THOTH_ENFORCER_URL", &enforcer.url)
         .env("THOTH_API_KEY", "otlp-key")
-        .env("THOTH_TELEMETRY", "off")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url)
         .env("OTEL_SERVICE_NAME", "thoth-under-test");
     for (k, v) in envs {
         cmd.env(k, v);
     }
     let mut p = Proxy::start(cmd);
+    // (Initialized: thoth then lists the tools itself, and checks calls against their
+    // schemas.)
+    p.send(
+        &json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": { "name": "test", "version": "1" } } })
+        .to_string(),
+    );
+    assert_eq!(p.recv_json()["id"], 0);
     p.send(
         &json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
             "name": "read_file", "arguments": { "path": SECRET_ARGUMENT },
@@ -64,6 +72,25 @@ fn session(s: &Scratch, envs: &[(&str, String)]) -> (TestServer, TestServer) {
     );
     let v = p.recv_json();
     assert!(v.get("result").is_some(), "{v}");
+    // A schema refusal quotes the value it refused, and a resource's URI is its own:
+    // both stay in the local audit log.
+    p.send(
+        &json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "launch", "arguments": { "count": SECRET_ARGUMENT } } })
+        .to_string(),
+    );
+    let v = p.recv_json();
+    assert_eq!(v["id"], 2, "{v}");
+    assert!(
+        v.to_string().contains("integer"),
+        "refused by the tool's schema: {v}"
+    );
+    p.send(
+        &json!({ "jsonrpc": "2.0", "id": 3, "method": "resources/read",
+            "params": { "uri": format!("file:///{SECRET_ARGUMENT}") } })
+        .to_string(),
+    );
+    assert_eq!(p.recv_json()["id"], 3);
     p.close_stdin();
     assert!(p.wait(Duration::from_secs(15)).success(), "{}", p.stderr());
     (collector, enforcer)
@@ -99,8 +126,11 @@ fn a_decision_is_exported_as_a_span_of_the_client_s_trace_and_a_log_record() {
         .flat_map(|r| &r.scope_spans)
         .flat_map(|s| &s.spans)
         .collect();
-    assert_eq!(spans.len(), 1, "{traces:?}");
-    let span = spans[0];
+    let span = spans
+        .iter()
+        .copied()
+        .find(|s| text(&s.attributes, "thoth.tool").as_deref() == Some("read_file"))
+        .unwrap_or_else(|| panic!("no span for read_file: {traces:?}"));
     // What a collector receives, for the record (`-- --nocapture` shows it).
     eprintln!("OTLP span as received: {span:?}");
     assert_eq!(hex(&span.trace_id), TRACE, "the client's trace continues");

@@ -20,6 +20,13 @@ pub fn assert_ok(out: &Output) {
 pub fn thoth() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_thoth"));
     cmd.env_remove("THOTH_LOG");
+    // The machine's own OpenTelemetry and proxy settings are not the test's.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("OTEL_") || name.to_ascii_lowercase().ends_with("_proxy") {
+            cmd.env_remove(&*name);
+        }
+    }
     cmd
 }
 

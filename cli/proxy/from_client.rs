@@ -151,6 +151,10 @@ impl Ctx {
                 name: format!("thoth.{name}"),
                 attributes: fields
                     .iter()
+                    // What may quote a call's arguments stays in the local audit log:
+                    // targets (URIs hold paths and queries), reasons and details (a
+                    // schema refusal quotes the value it refused).
+                    .filter(|(k, _)| !OTLP_WITHHELD.contains(&k.as_str()))
                     .map(|(k, v)| (format!("thoth.{k}"), v.clone()))
                     .collect(),
                 trace: None,
@@ -162,16 +166,25 @@ impl Ctx {
     /// The trace a call's decision continues: the client's `_meta.traceparent`, else a
     /// fresh one when OTLP export is on (else none), with the call's own span id.
     pub fn call_trace(&self, frame: &[u8]) -> Option<CallTrace> {
-        let context = crate::otlp::TraceContext::of_call(frame).or_else(|| {
-            self.otlp
-                .borrow()
-                .is_some()
-                .then(crate::otlp::TraceContext::fresh)
-        })?;
-        Some(CallTrace {
-            context,
-            span: crate::otlp::span_id(),
-        })
+        let exporting = self.otlp.borrow().is_some();
+        if !exporting && matches!(self.engine, Engine::Local(_)) {
+            // Nothing would read it.
+            return None;
+        }
+        let client = crate::otlp::TraceContext::of_call(frame);
+        match (client, exporting) {
+            // Not exported: the enforcer continues the client's span itself.
+            (Some(context), false) => context.parent.map(|span| CallTrace { context, span }),
+            (Some(context), true) => Some(CallTrace {
+                context,
+                span: crate::otlp::span_id(),
+            }),
+            (None, true) => Some(CallTrace {
+                context: crate::otlp::TraceContext::fresh(),
+                span: crate::otlp::span_id(),
+            }),
+            (None, false) => None,
+        }
     }
 
     /// Queues one of thoth's own frames for the client.
@@ -179,6 +192,17 @@ impl Ctx {
         self.out.answer_client(frame).await;
     }
 }
+
+/// Audit fields never mirrored to OTLP (they may quote what a call carries).
+const OTLP_WITHHELD: [&str; 7] = [
+    "target",
+    "reason",
+    "detail",
+    "url",
+    "uri",
+    "arguments",
+    "message",
+];
 
 /// A call's place in a trace: the trace, and the call's own span.
 #[derive(Debug, Clone, Copy)]
@@ -2097,9 +2121,15 @@ fn export_decision(
         ("thoth.agent_id".to_string(), json!(ctx.settings.agent_id)),
         ("thoth.tenant_id".to_string(), json!(ctx.settings.tenant_id)),
         ("thoth.session_id".to_string(), json!(session)),
+        ("thoth.user_id".to_string(), json!(ctx.settings.user_id)),
+        (
+            "thoth.endpoint_id".to_string(),
+            json!(ctx.settings.endpoint_id),
+        ),
         ("thoth.tool".to_string(), json!(tool)),
+        // The code and rule ids, not the reason's text: a reason may quote an argument
+        // (a schema refusal does).
         ("thoth.decision".to_string(), json!(d.verdict.as_str())),
-        ("thoth.reason".to_string(), json!(d.reason)),
         ("thoth.mode".to_string(), json!(ctx.settings.mode.as_str())),
         ("thoth.rule_ids".to_string(), json!(d.matched_rule_ids)),
     ];

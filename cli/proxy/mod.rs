@@ -314,14 +314,18 @@ fn report_relay_changes(ctx: &Ctx) {
     ctx.audit_event("relay_changes", fields);
 }
 
-/// Starts telemetry when a URL and an API key are configured.
 /// OTLP export (`crate::otlp`), when the settings turn it on. Its client follows no
 /// redirect (the headers may carry a collector's key).
 fn start_otlp(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
     let settings = ctx.settings.otlp.clone()?;
-    let client = match ctx.settings.tls.client_config().map(|tls| {
+    // The enforcer's pins name the enforcer's certificate, not the collector's; and no
+    // proxy from the user's environment stands between thoth and the collector.
+    let mut tls = ctx.settings.tls.clone();
+    tls.pins.clear();
+    let client = match tls.client_config().map(|tls| {
         crate::net::client_builder(tls)
             .connect_timeout(Duration::from_secs(2))
+            .no_proxy()
             .build()
     }) {
         Ok(Ok(client)) => client,
@@ -334,16 +338,25 @@ fn start_otlp(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
             return None;
         }
     };
+    let shown = |url: &str| {
+        let url = url.split(['?', '#']).next().unwrap_or_default();
+        if url.is_empty() {
+            "nowhere".to_string()
+        } else {
+            crate::settings::env::without_credentials(url)
+        }
+    };
     tracing::info!(
         "OTLP export to {} (logs) and {} (traces)",
-        crate::settings::env::without_credentials(&settings.logs_url),
-        crate::settings::env::without_credentials(&settings.traces_url)
+        shown(&settings.logs_url),
+        shown(&settings.traces_url)
     );
     let (otlp, task) = crate::otlp::Otlp::start(settings, client);
     *ctx.otlp.borrow_mut() = Some(otlp);
     Some(task)
 }
 
+/// Starts telemetry when a URL and an API key are configured.
 fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
     let url = ctx.settings.telemetry_url.clone()?;
     let Some(api_key) = ctx.settings.api_key.clone() else {

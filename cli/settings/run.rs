@@ -311,7 +311,9 @@ impl RunSettings {
         let otlp = crate::settings::otlp::OtlpSettings::resolve(
             &|name| std::env::var(name).ok(),
             m.otlp.as_ref(),
-        )?;
+            environment,
+            env.telemetry == Some(false),
+        );
         Ok(Self {
             enforcer_govern_methods,
             otlp,
