@@ -237,54 +237,30 @@ fn a_declined_cancelled_denied_or_unanswered_question_never_runs_the_call() {
 #[test]
 fn the_client_is_never_asked_without_the_capability_or_the_policy_s_leave() {
     let s = Scratch::new("not-asked");
-    // No elicitation capability: today's -32002, at once.
-    let mut p = session(&s, "2025-11-25", json!({}), "10");
-    p.send(&write_call(1, "x"));
-    let v = p.recv_json();
-    assert_eq!(
-        (v["id"].clone(), v["error"]["code"].clone()),
-        (json!(1), json!(-32002)),
-        "{v}"
-    );
-    p.close_stdin();
-    p.wait(Duration::from_secs(10));
-    // A step-up the policy gives to someone else: -32002 at once, even when the
-    // client could ask.
-    let mut p = session(
-        &s,
-        "2025-11-25",
-        json!({ "elicitation": { "form": {} } }),
-        "10",
-    );
-    p.send(
-        &json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "delete_file", "arguments": {} } })
-        .to_string(),
-    );
-    let v = p.recv_json();
-    assert_eq!(
-        (v["id"].clone(), v["error"]["code"].clone()),
-        (json!(2), json!(-32002)),
-        "{v}"
-    );
-    // URL mode only: a form cannot be shown.
-    p.close_stdin();
-    p.wait(Duration::from_secs(10));
-    let mut p = session(
-        &s,
-        "2025-11-25",
-        json!({ "elicitation": { "url": {} } }),
-        "10",
-    );
-    p.send(&write_call(3, "x"));
-    let v = p.recv_json();
-    assert_eq!(
-        (v["id"].clone(), v["error"]["code"].clone()),
-        (json!(3), json!(-32002)),
-        "{v}"
-    );
-    p.close_stdin();
-    p.wait(Duration::from_secs(10));
+    let delete = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "delete_file", "arguments": {} } })
+    .to_string();
+    for (why, capabilities, call) in [
+        ("no elicitation capability", json!({}), write_call(1, "x")),
+        (
+            "a step-up the policy gives to someone else",
+            json!({ "elicitation": { "form": {} } }),
+            delete,
+        ),
+        (
+            "URL mode only: a form cannot be shown",
+            json!({ "elicitation": { "url": {} } }),
+            write_call(3, "x"),
+        ),
+    ] {
+        let mut p = session(&s, "2025-11-25", capabilities, "10");
+        p.send(&call);
+        // Today's -32002, at once: no question first.
+        let v = p.recv_json();
+        assert_eq!(v["error"]["code"], -32002, "{why}: {v}");
+        p.close_stdin();
+        p.wait(Duration::from_secs(10));
+    }
     assert_eq!(calls_of(&s, "write_file") + calls_of(&s, "delete_file"), 0);
 }
 
@@ -419,14 +395,15 @@ fn a_stateless_session_gets_the_question_as_input_required_and_its_retry_brings_
     assert_eq!(calls_of(&s, "write_file"), 1);
 }
 
-#[test]
-fn a_remote_hold_shows_its_approval_page_in_the_client_and_waits_for_the_hold() {
-    const KEY: &str = "proxy-key-5e1b";
-    const APPROVER: &str = "approver-77d0";
-    let s = Scratch::new("approve-page");
+const KEY: &str = "proxy-key-5e1b";
+const APPROVER: &str = "approver-77d0";
+
+/// `enforcer serve` under [`POLICY`], and `thoth run` in remote mode in front of the
+/// fixture, holding calls for 20 s and polling every 50 ms.
+fn remote_session(s: &Scratch) -> (crate::util::Enforcer, Proxy) {
     let policy = s.write("policy.cedar", POLICY);
     let enforcer =
-        crate::util::Enforcer::start(&s, policy.to_str().unwrap_or_default(), KEY, APPROVER);
+        crate::util::Enforcer::start(s, policy.to_str().unwrap_or_default(), KEY, APPROVER);
     let mut cmd = s.thoth();
     cmd.args(["run", "--agent-id", "fixture", "--"])
         .arg(fixture())
@@ -435,7 +412,13 @@ fn a_remote_hold_shows_its_approval_page_in_the_client_and_waits_for_the_hold() 
         .env("FIXTURE_LOG", s.path("received.log"))
         .env("THOTH_STEP_UP_POLL_MS", "50")
         .env("THOTH_STEP_UP_HOLD_SECONDS", "20");
-    let mut p = Proxy::start(cmd);
+    (enforcer, Proxy::start(cmd))
+}
+
+#[test]
+fn a_remote_hold_shows_its_approval_page_in_the_client_and_waits_for_the_hold() {
+    let s = Scratch::new("approve-page");
+    let (enforcer, mut p) = remote_session(&s);
     p.send(
         &json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": { "elicitation": { "url": {} } },
@@ -607,21 +590,8 @@ fn the_server_never_gets_near_thoth_s_own_ids() {
 /// waits for the hold, and runs when an approver approves it; declined → -32001.
 #[test]
 fn a_stateless_client_is_shown_the_approval_page_and_its_retry_waits_for_the_hold() {
-    const KEY: &str = "proxy-key-7a2c";
-    const APPROVER: &str = "approver-91b3";
     let s = Scratch::new("approve-page-stateless");
-    let policy = s.write("policy.cedar", POLICY);
-    let enforcer =
-        crate::util::Enforcer::start(&s, policy.to_str().unwrap_or_default(), KEY, APPROVER);
-    let mut cmd = s.thoth();
-    cmd.args(["run", "--agent-id", "fixture", "--"])
-        .arg(fixture())
-        .env("THOTH_ENFORCER_URL", &enforcer.url)
-        .env("THOTH_API_KEY", KEY)
-        .env("FIXTURE_LOG", s.path("received.log"))
-        .env("THOTH_STEP_UP_POLL_MS", "50")
-        .env("THOTH_STEP_UP_HOLD_SECONDS", "20");
-    let mut p = Proxy::start(cmd);
+    let (enforcer, mut p) = remote_session(&s);
     let url_mode = |id: u32, text: &str, extra: Value| {
         let mut call: Value =
             serde_json::from_str(&stateless_call(id, text, extra)).unwrap_or_default();

@@ -201,37 +201,19 @@ async fn serve(
         };
     let _ = tokio::time::timeout(relay_grace, server_pump).await;
     // Flush telemetry for at most 2 s.
-    let telemetry = ctx.telemetry.borrow_mut().take();
-    if let Some(telemetry) = telemetry {
-        let dropped = telemetry.dropped();
-        drop(telemetry);
-        if let Some(task) = telemetry_task {
-            let _ = tokio::time::timeout(crate::telemetry::FLUSH, task).await;
-        }
-        if dropped > 0 {
-            tracing::warn!(
-                "{} dropped (queue full)",
-                crate::wording::count(dropped, "telemetry event")
-            );
-        }
-    }
+    let telemetry = ctx.telemetry.borrow_mut().take().map(|t| t.dropped());
+    drain(
+        telemetry,
+        telemetry_task,
+        crate::telemetry::FLUSH,
+        "telemetry event",
+    )
+    .await;
     // What OTLP has queued goes out, for at most 2 s. (After the last audit records:
     // they are mirrored to it.)
     let flush_otlp = async {
-        let otlp = ctx.otlp.borrow_mut().take();
-        if let Some(otlp) = otlp {
-            let dropped = otlp.dropped();
-            drop(otlp);
-            if let Some(task) = otlp_task {
-                let _ = tokio::time::timeout(crate::otlp::FLUSH, task).await;
-            }
-            if dropped > 0 {
-                tracing::warn!(
-                    "{} dropped (queue full)",
-                    crate::wording::count(dropped, "OTLP record")
-                );
-            }
-        }
+        let otlp = ctx.otlp.borrow_mut().take().map(|o| o.dropped());
+        drain(otlp, otlp_task, crate::otlp::FLUSH, "OTLP record").await;
     };
     // The last inventory and heartbeat, bounded.
     let gov = ctx.gov.borrow_mut().take();
@@ -312,6 +294,26 @@ fn report_relay_changes(ctx: &Ctx) {
         .map(|(name, n)| ((*name).to_string(), serde_json::json!(n)))
         .collect();
     ctx.audit_event("relay_changes", fields);
+}
+
+/// Lets an exporter whose sender is gone (`dropped`: what its queue dropped, `None`
+/// when it never ran) send what it holds, for at most `limit`.
+async fn drain(
+    dropped: Option<u64>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    limit: Duration,
+    what: &str,
+) {
+    let Some(dropped) = dropped else { return };
+    if let Some(task) = task {
+        let _ = tokio::time::timeout(limit, task).await;
+    }
+    if dropped > 0 {
+        tracing::warn!(
+            "{} dropped (queue full)",
+            crate::wording::count(dropped, what)
+        );
+    }
 }
 
 /// OTLP export (`crate::otlp`), when the settings turn it on. Its client follows no
