@@ -43,12 +43,27 @@ const MAX_TITLE_BYTES: usize = 1024;
 /// Why a call's arguments are refused before the policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchemaRefusal {
-    /// The arguments do not validate: the schema's first complaint, with where.
-    #[error("arguments do not match the tool's inputSchema: {0}")]
-    Invalid(String),
+    /// The arguments do not validate: the schema's first complaint, with where (`shown`:
+    /// as the client is told, quoting what it sent; `recorded`: the same with the
+    /// values masked, for the audit log and telemetry, which never carry arguments).
+    #[error("arguments do not match the tool's inputSchema: {shown}")]
+    Invalid { shown: String, recorded: String },
     /// The server's schema cannot be used (too large, too deep, does not compile).
     #[error("the tool's inputSchema cannot be checked ({0}): its calls are refused")]
     Unusable(String),
+}
+
+impl SchemaRefusal {
+    /// What the audit log and telemetry record: the refusal without the values the
+    /// call carried.
+    pub fn recorded(&self) -> String {
+        match self {
+            Self::Invalid { recorded, .. } => {
+                format!("arguments do not match the tool's inputSchema: {recorded}")
+            }
+            Self::Unusable(_) => self.to_string(),
+        }
+    }
 }
 
 /// A compiled schema, or why there is none.
@@ -359,7 +374,10 @@ impl Catalog {
             Some(error) => {
                 let at = error.instance_path().to_string();
                 let at = if at.is_empty() { "/".to_string() } else { at };
-                Err(SchemaRefusal::Invalid(format!("at {at}: {error}")))
+                Err(SchemaRefusal::Invalid {
+                    shown: format!("at {at}: {error}"),
+                    recorded: format!("at {at}: {}", error.masked()),
+                })
             }
         }
     }
@@ -721,13 +739,28 @@ mod tests {
         ] {
             let refused = c.check("launch", &bad);
             assert!(
-                matches!(refused, Err(SchemaRefusal::Invalid(_))),
+                matches!(refused, Err(SchemaRefusal::Invalid { .. })),
                 "{bad}: {refused:?}"
             );
         }
         assert_eq!(
             c.check("launch", &json!({"armed": true, "count": 500})),
             Ok(())
+        );
+        // The client is told what it sent; the records never carry it.
+        let refused = c
+            .check("launch", &json!({"count": "a-secret-value"}))
+            .expect_err("refused");
+        assert!(refused.to_string().contains("a-secret-value"), "{refused}");
+        assert!(
+            !refused.recorded().contains("a-secret-value"),
+            "{}",
+            refused.recorded()
+        );
+        assert!(
+            refused.recorded().contains("/count"),
+            "{}",
+            refused.recorded()
         );
         // A tool the server never listed is the policy's to judge.
         assert_eq!(c.check("other", &json!({"armed": "true"})), Ok(()));

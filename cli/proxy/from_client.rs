@@ -1853,10 +1853,11 @@ fn catalog_gate(
         Err(refusal) => {
             drop(catalog);
             let why = refusal.to_string();
-            // Observe mode forwards every call and records what would have happened.
+            // Observe mode forwards every call and records what would have happened
+            // (without the values the client is shown: records never carry arguments).
             let decided = observe(
                 ctx.settings.mode,
-                Decision::new(Verdict::Block, why.clone()).with_code("SCHEMA_INVALID"),
+                Decision::new(Verdict::Block, refusal.recorded()).with_code("SCHEMA_INVALID"),
             );
             record(ctx, tool, &decided, Instant::now());
             if decided.decision.verdict == Verdict::Allow {
