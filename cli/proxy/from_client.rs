@@ -1267,10 +1267,7 @@ async fn decide_call(
     }
     let frame = frame.to_vec();
     let trace = ctx.call_trace(&frame);
-    // A stateless client that can show a URL is shown a hold's approval page through
-    // `input_required` (it cannot be sent a request).
-    let stateless_page =
-        ctx.envelope.borrow().is_some() && user_approval::request_modes(&frame).url;
+    let stateless = ctx.envelope.borrow().is_some();
     let pending_id = raw_id.clone();
     // Observe mode forwards at once, after what the client sent before it, and decides
     // for the record only (the one place the pump itself looks at the mode).
@@ -1329,7 +1326,14 @@ async fn decide_call(
         } else {
             let decided =
                 decide_and_record(&ctx, tool, &facts, args.as_ref(), args_len, trace).await;
-            if stateless_page && shows_a_page(&decided) && !forwarded_at_once {
+            // A stateless client that can show a URL is shown a hold's approval page
+            // through `input_required` (it cannot be sent a request). Its capabilities
+            // are read only then, not for every call.
+            if stateless
+                && !forwarded_at_once
+                && shows_a_page(&decided)
+                && user_approval::request_modes(&frame).url
+            {
                 let page = show_page_stateless(&ctx, tool, &raw_id, &decided, call_key());
                 if let Some(answer) = page {
                     ctx.calls.borrow_mut().decided(&task_key);

@@ -324,22 +324,7 @@ fn start_otlp(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
     // proxy from the user's environment stands between thoth and the collector.
     let mut tls = ctx.settings.tls.clone();
     tls.pins.clear();
-    let client = match tls.client_config().map(|tls| {
-        crate::net::client_builder(tls)
-            .connect_timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-    }) {
-        Ok(Ok(client)) => client,
-        Ok(Err(e)) => {
-            tracing::warn!("OTLP export is off: {e}");
-            return None;
-        }
-        Err(e) => {
-            tracing::warn!("OTLP export is off: {e}");
-            return None;
-        }
-    };
+    let client = exporter_client(&tls, "OTLP export", |b| b.no_proxy())?;
     let shown = |url: &str| {
         let url = url.split(['?', '#']).next().unwrap_or_default();
         if url.is_empty() {
@@ -358,6 +343,24 @@ fn start_otlp(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
     Some(task)
 }
 
+/// An exporter's HTTP client (`crate::net::client_builder`: no redirects; a 2 s connect
+/// timeout, then `tune`), or `None` with a warning that `what` is off.
+fn exporter_client(
+    tls: &crate::settings::TlsSettings,
+    what: &str,
+    tune: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Option<reqwest::Client> {
+    let built = tls
+        .client_config()
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            tune(crate::net::client_builder(config).connect_timeout(Duration::from_secs(2)))
+                .build()
+                .map_err(|e| e.to_string())
+        });
+    built.map_err(|e| tracing::warn!("{what} is off: {e}")).ok()
+}
+
 /// Starts telemetry when a URL and an API key are configured.
 fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
     let url = ctx.settings.telemetry_url.clone()?;
@@ -367,23 +370,9 @@ fn start_telemetry(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
     };
     // No redirects (crate::net::client_builder): the key and ingest token go to the
     // configured origin only.
-    let built = ctx.settings.tls.client_config().map(|tls| {
-        crate::net::client_builder(tls)
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .build()
-    });
-    let client = match built {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            tracing::warn!("telemetry is off: {e}");
-            return None;
-        }
-        Err(e) => {
-            tracing::warn!("telemetry is off: {e}");
-            return None;
-        }
-    };
+    let client = exporter_client(&ctx.settings.tls, "telemetry", |b| {
+        b.timeout(Duration::from_secs(5))
+    })?;
     let sink = crate::telemetry::Sink {
         url,
         api_key,
